@@ -1,0 +1,114 @@
+# lb: one non-recursive GNU Makefile. Outputs go under build/.
+#   make                 build/lb and build/lbctl
+#   make test            install missing packages, build everything, run every test
+#   make run             install missing packages, start the demo
+#   make fuzz            run each libFuzzer target for FUZZ_SECONDS (needs clang)
+#   make SAN=address,undefined test     the suite under sanitizers
+#   CI=1 make ...        warnings are errors
+
+CC      ?= cc
+CLANG   ?= clang
+B       := build
+PKGS    := liburing openssl yaml-0.1 hiredis
+# Recursive (=) so pkg-config runs when a recipe needs it, after tools/deps.sh installed things.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+OPT     ?= -O2
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+           -Wformat=2 -Wvla
+CFLAGS  ?=
+CFLAGS  += -std=gnu11 $(OPT) -g -D_GNU_SOURCE -I. $(WARN) -fno-strict-aliasing
+ifneq ($(CI),)
+CFLAGS  += -Werror
+endif
+ifneq ($(SAN),)
+CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SAN)
+endif
+LDLIBS  += -lpthread -lm
+
+# Every .c in a module folder is part of that module; main files are kept apart.
+CONF_SRCS   := $(wildcard conf/*.c)
+HEALTH_SRCS := $(wildcard health/*.c)
+STATIC_SRCS := $(wildcard static/*.c)
+LB_SRCS     := $(filter-out lb/main.c,$(wildcard lb/*.c))
+LIB_SRCS    := $(CONF_SRCS) $(HEALTH_SRCS) $(STATIC_SRCS) $(LB_SRCS)
+CTL_SRCS    := $(wildcard tools/ctl_*.c) tools/lbctl.c
+LIB_OBJS    := $(LIB_SRCS:%.c=$(B)/obj/%.o)
+CONF_OBJS   := $(CONF_SRCS:%.c=$(B)/obj/%.o)
+
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/fuzzobj/%.o)
+TOOL_BINS   := $(if $(wildcard tools/demo_backend.c),$(B)/demo-backend)
+
+.PHONY: all deps test check run fuzz fuzz-build clean bench
+all: $(B)/lb $(B)/lbctl $(TOOL_BINS)
+
+deps:
+	@tools/deps.sh
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/lb: $(B)/obj/lb/main.o $(LIB_OBJS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
+
+$(B)/lbctl: $(CTL_SRCS:%.c=$(B)/obj/%.o) $(CONF_OBJS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
+
+$(B)/demo-backend: $(B)/obj/tools/demo_backend.o
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(CMOCKA_LIBS) $(LDLIBS)
+
+# Fuzz targets: the library rebuilt with clang and libFuzzer's instrumentation.
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -I. -fsanitize=fuzzer-no-link,address,undefined \
+               -fno-sanitize-recover=undefined
+$(B)/fuzzobj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ -o $@ $(PKG_LIBS) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+FUZZ_SECONDS ?= 60
+fuzz: fuzz-build
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p tests/fuzz/corpus/$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	      tests/fuzz/corpus/$$n >/dev/null 2>$(B)/fuzz/$$n.log || { tail -40 $(B)/fuzz/$$n.log; exit 1; }; \
+	done
+
+# `make test` installs what is missing first, then re-reads this file so that pkg-config
+# sees the freshly installed packages.
+test: deps
+	@$(MAKE) --no-print-directory check
+
+check: all $(UNIT_BINS)
+	@if command -v $(CLANG) >/dev/null 2>&1 && [ -z "$(SAN)" ]; then \
+	  $(MAKE) --no-print-directory fuzz-build >/dev/null || exit 1; fi
+	@tests/run.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@tools/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@tools/bench/run.sh
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

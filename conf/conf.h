@@ -1,0 +1,280 @@
+/*
+ * Configuration: the YAML file of ../shared/DESIGN.md loaded into plain C structs.
+ *
+ * conf_load() parses with libyaml, fills every struct below (missing optional keys get the
+ * defaults named next to each field), then runs a validation pass that resolves names into
+ * indices. Every problem is reported as "FILE:LINE:COLUMN: message" and all of them (up to
+ * CONF_MAX_ERRORS) are collected in one run. A struct conf is immutable once loaded: the
+ * proxy builds its runtime generation from it and may free it afterwards.
+ *
+ * Durations are stored in milliseconds, sizes in bytes.
+ */
+#ifndef CONF_CONF_H
+#define CONF_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "conf/err.h"
+
+#define CONF_MAX_ERRORS 50
+#define CONF_NAME_MAX 64 /* listener, cluster, server and set names */
+
+/* A place in the source file, 1-based, as shown to people. */
+struct conf_pos {
+    uint32_t line;
+    uint32_t col;
+};
+
+struct conf_addr {
+    struct sockaddr_storage ss; /* AF_INET or AF_INET6, port in network order */
+    socklen_t len;
+    char text[64]; /* as written: "127.0.0.1:8080", "[::1]:80" */
+};
+
+enum conf_protocol {
+    CONF_PROTO_HTTP,
+    CONF_PROTO_TCP,
+};
+
+enum conf_balance {
+    CONF_BAL_ROUND_ROBIN, /* smooth weighted round robin (default) */
+    CONF_BAL_LEAST_CONN,
+    CONF_BAL_RANDOM_TWO,
+    CONF_BAL_MAGLEV,
+    CONF_BAL_RING_HASH,
+};
+
+static inline bool conf_balance_is_hash(enum conf_balance b)
+{
+    return b == CONF_BAL_MAGLEV || b == CONF_BAL_RING_HASH;
+}
+
+enum conf_hash_kind {
+    CONF_HASH_NONE,
+    CONF_HASH_CLIENT_IP,
+    CONF_HASH_HEADER, /* header:NAME */
+    CONF_HASH_COOKIE, /* cookie:NAME */
+    CONF_HASH_PATH,
+    CONF_HASH_URI,
+};
+
+struct conf_hash_key {
+    enum conf_hash_kind kind;
+    char *name; /* header or cookie name; NULL otherwise */
+};
+
+enum conf_check {
+    CONF_CHECK_NONE, /* default: no active probes */
+    CONF_CHECK_TCP,
+    CONF_CHECK_HTTP,
+};
+
+enum conf_log_level {
+    CONF_LOG_ERROR,
+    CONF_LOG_WARN,
+    CONF_LOG_INFO, /* default */
+    CONF_LOG_DEBUG,
+};
+
+enum conf_access_log {
+    CONF_ACCESS_OFF, /* default */
+    CONF_ACCESS_STDERR,
+    CONF_ACCESS_FILE,
+};
+
+/* HTTP methods as a bit set, for route matching. */
+enum conf_method {
+    CONF_M_GET = 1u << 0,
+    CONF_M_HEAD = 1u << 1,
+    CONF_M_POST = 1u << 2,
+    CONF_M_PUT = 1u << 3,
+    CONF_M_DELETE = 1u << 4,
+    CONF_M_OPTIONS = 1u << 5,
+    CONF_M_PATCH = 1u << 6,
+    CONF_M_CONNECT = 1u << 7,
+    CONF_M_TRACE = 1u << 8,
+};
+
+struct conf_server {
+    char *name;
+    struct conf_addr addr;
+    uint32_t weight; /* 1..256, default 1 */
+    bool backup;     /* default false: gets traffic only while no primary is usable */
+    struct conf_pos pos;
+};
+
+struct conf_health {
+    enum conf_check check;     /* default none */
+    char *path;                /* http: default "/healthz" */
+    char *host;                /* http Host header; default the server address */
+    int expect_status;         /* http: default 200 */
+    char *expect_body;         /* optional substring of the body; NULL when unset */
+    uint64_t interval_ms;      /* default 2s */
+    uint64_t timeout_ms;       /* default 1s */
+    uint32_t rise;             /* default 2 */
+    uint32_t fall;             /* default 3 */
+};
+
+struct conf_passive {
+    bool enabled;                  /* true when the passive: block is present */
+    uint32_t consecutive_failures; /* default 5 */
+    uint64_t ejection_ms;          /* default 10s; doubles on repeats */
+    uint64_t max_ejection_ms;      /* default 5m */
+    uint32_t max_ejected_percent;  /* default 50 */
+};
+
+struct conf_cluster {
+    char *name;
+    enum conf_balance balance;
+    double bounded_load;        /* 0 = off; else > 1.0, hash balancers only */
+    uint32_t table_size;        /* maglev table size, prime; default 65537 */
+    struct conf_server *servers;
+    size_t nservers;
+    struct conf_health health;
+    struct conf_passive passive;
+    uint64_t connect_timeout_ms;   /* default 1s */
+    uint64_t response_timeout_ms;  /* default 30s */
+    uint64_t idle_timeout_ms;      /* default 60s: pooled backend connections */
+    uint32_t retries;              /* default 2 */
+    uint64_t slow_start_ms;        /* default 0 = off */
+    uint32_t max_connections_per_server; /* default 0 = unlimited */
+    struct conf_pos pos;
+};
+
+struct conf_cache {
+    bool enabled;
+    uint64_t ttl_ms;
+    uint64_t max_bytes; /* per worker, default 64m */
+};
+
+struct conf_enqueue {
+    char *redis_list;
+    uint64_t max_length; /* default 100000 */
+};
+
+enum conf_action {
+    CONF_ACT_CLUSTER,
+    CONF_ACT_STATIC,
+    CONF_ACT_ENQUEUE,
+};
+
+struct conf_route {
+    bool has_match;       /* false: the default route, matches everything */
+    char *host;           /* exact host (case-insensitive, no port); NULL = any */
+    char *path_prefix;    /* NULL = any */
+    uint32_t methods;     /* enum conf_method bits; 0 = any */
+    enum conf_action action;
+    char *target;         /* cluster or static set name, as written */
+    int target_idx;       /* index into conf.clusters or conf.statics after validation */
+    struct conf_hash_key hash_key;
+    struct conf_cache cache;
+    struct conf_enqueue enqueue;
+    struct conf_pos pos;
+};
+
+struct conf_tls_cert {
+    char *cert;
+    char *key;
+};
+
+struct conf_tls {
+    bool enabled;
+    struct conf_tls_cert *certs;
+    size_t ncerts;
+};
+
+struct conf_listener {
+    char *name;
+    struct conf_addr bind;
+    enum conf_protocol protocol;     /* default http */
+    struct conf_tls tls;
+    uint64_t header_timeout_ms;      /* default 10s */
+    uint64_t idle_timeout_ms;        /* default 60s */
+    uint64_t max_header_bytes;       /* default 16k */
+    uint64_t max_body_bytes;         /* default 10m; 0 = unlimited */
+    struct conf_route *routes;       /* http */
+    size_t nroutes;
+    char *cluster;                   /* tcp: the cluster, as written */
+    int cluster_idx;                 /* tcp: after validation */
+    struct conf_hash_key hash_key;   /* tcp: client_ip only */
+    struct conf_pos pos;
+};
+
+struct conf_static {
+    char *name;
+    char *dir;
+    char *fallback;          /* cluster name or NULL */
+    int fallback_idx;        /* -1 when none */
+    uint64_t max_age_ms;     /* Cache-Control max-age; default 60s */
+    uint64_t max_file_bytes; /* default 16m */
+    struct conf_pos pos;
+};
+
+struct conf_global {
+    uint32_t workers;            /* 0 = auto: one per core */
+    uint32_t max_connections;    /* default 100000, whole process */
+    char *admin_socket;          /* default "/tmp/lb.sock"; NULL never */
+    bool has_metrics;
+    struct conf_addr metrics_listen;
+    enum conf_log_level log_level;
+    enum conf_access_log access;
+    char *access_file;           /* when access == CONF_ACCESS_FILE */
+    char **redis_nodes;          /* host:port strings */
+    size_t nredis_nodes;
+    char *redis_instance;
+    uint64_t shutdown_timeout_ms; /* default 10s: how long a stop waits for connections */
+};
+
+struct conf {
+    char *file;
+    struct conf_global global;
+    struct conf_listener *listeners;
+    size_t nlisteners;
+    struct conf_cluster *clusters;
+    size_t nclusters;
+    struct conf_static *statics;
+    size_t nstatics;
+};
+
+/* One diagnostic; conf_load collects them in order of position. */
+struct conf_diag {
+    struct conf_pos pos;
+    char msg[240];
+};
+
+struct conf_diags {
+    struct conf_diag items[CONF_MAX_ERRORS];
+    size_t n;
+    size_t dropped; /* errors beyond the cap */
+};
+
+/*
+ * Loads and validates FILE. Returns a conf the caller frees with conf_free(), or NULL with
+ * every problem in @d (which must not be NULL).
+ */
+struct conf *conf_load(const char *file, struct conf_diags *d);
+
+/* Same, from memory; @name is what error messages call the file. */
+struct conf *conf_load_buf(const char *name, const char *buf, size_t len, struct conf_diags *d);
+
+/* Writes every diagnostic as "FILE:LINE:COLUMN: message\n" to @out. */
+void conf_diags_print(const struct conf_diags *d, const char *file, FILE *out);
+
+void conf_free(struct conf *c);
+
+/* Parsers for scalar forms, shared with lbctl and the admin socket. 0 or -EINVAL. */
+int conf_parse_duration(const char *s, uint64_t *ms);
+int conf_parse_size(const char *s, uint64_t *bytes);
+int conf_parse_addr(const char *s, struct conf_addr *out);
+
+/* Names for enums, for logs and status output. */
+const char *conf_balance_name(enum conf_balance b);
+const char *conf_check_name(enum conf_check c);
+
+/* Index of a cluster by name, or -1. */
+int conf_cluster_find(const struct conf *c, const char *name);
+
+#endif

@@ -17,7 +17,7 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 OPT     ?= -O2
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
-           -Wformat=2 -Wvla
+           -Wformat=2 -Wno-format-zero-length -Wvla
 CFLAGS  ?=
 CFLAGS  += -std=gnu11 $(OPT) -g -D_GNU_SOURCE -I. $(WARN) -fno-strict-aliasing
 ifneq ($(CI),)

@@ -1,0 +1,147 @@
+/*
+ * Runtime clusters: shared server table, tiers and the pick; see cluster.h.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lb/cluster.h"
+
+int lb_cluster_init(struct lb_cluster *c, const struct conf_cluster *cf, struct lb_err *err)
+{
+    memset(c, 0, sizeof(*c));
+    c->cf = cf;
+    c->n = (uint32_t)cf->nservers;
+    c->servers = calloc(c->n, sizeof(*c->servers));
+    struct lb_bal_server *bs = calloc(c->n, sizeof(*bs));
+    if (!c->servers || !bs) {
+        lb_err_set(err, "cluster %s: out of memory", cf->name);
+        goto fail;
+    }
+    for (uint32_t i = 0; i < c->n; i++) {
+        struct lb_server *s = &c->servers[i];
+        s->cf = &cf->servers[i];
+        s->idx = i;
+        atomic_init(&s->weight, s->cf->weight);
+    }
+    for (int t = 0; t < 2; t++) {
+        struct lb_tier *tier = &c->tiers[t];
+        tier->map = calloc(c->n, sizeof(*tier->map));
+        if (!tier->map) {
+            lb_err_set(err, "cluster %s: out of memory", cf->name);
+            goto fail;
+        }
+        for (uint32_t i = 0; i < c->n; i++) {
+            if (cf->servers[i].backup != (t == 1))
+                continue;
+            bs[tier->n].name = cf->servers[i].name;
+            bs[tier->n].weight = cf->servers[i].weight;
+            tier->map[tier->n++] = i;
+        }
+        if (!tier->n)
+            continue;
+        /* Maglev's table must be at least 100x the tier; grow the default to a prime
+         * that is, unless the operator chose a size (then the loader checked it). */
+        tier->bal = lb_balancer_new(cf->balance, bs, tier->n, cf->bounded_load, cf->table_size,
+                                    err);
+        if (!tier->bal)
+            goto fail;
+    }
+    free(bs);
+    return 0;
+fail:
+    free(bs);
+    lb_cluster_destroy(c);
+    return -EINVAL;
+}
+
+void lb_cluster_destroy(struct lb_cluster *c)
+{
+    for (int t = 0; t < 2; t++) {
+        if (c->tiers[t].bal)
+            lb_balancer_free(c->tiers[t].bal);
+        free(c->tiers[t].map);
+        c->tiers[t].map = NULL;
+        c->tiers[t].bal = NULL;
+    }
+    free(c->servers);
+    c->servers = NULL;
+}
+
+int lb_cluster_wstate_init(struct lb_cluster_wstate *ws, const struct lb_cluster *c,
+                           uint64_t seed)
+{
+    memset(ws, 0, sizeof(*ws));
+    for (int t = 0; t < 2; t++) {
+        if (!c->tiers[t].bal)
+            continue;
+        int rc = lb_bal_state_init(&ws->st[t], c->tiers[t].bal, seed * 2 + (uint64_t)t + 1);
+        if (rc < 0) {
+            lb_cluster_wstate_free(ws);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+void lb_cluster_wstate_free(struct lb_cluster_wstate *ws)
+{
+    for (int t = 0; t < 2; t++)
+        lb_bal_state_free(&ws->st[t]);
+}
+
+bool lb_server_usable(const struct lb_cluster *c, const struct lb_server *s)
+{
+    if (atomic_load_explicit(&s->flags, memory_order_relaxed))
+        return false;
+    uint32_t cap = c->cf->max_connections_per_server;
+    return !cap || atomic_load_explicit(&s->active, memory_order_relaxed) < cap;
+}
+
+/* The balancer's view of one tier: indices are tier indices, mapped to the cluster. */
+struct pick_view {
+    const struct lb_cluster *c;
+    const struct lb_tier *tier;
+    const struct lb_exclude *ex;
+};
+
+static bool view_usable(const void *arg, uint32_t i)
+{
+    const struct pick_view *v = arg;
+    uint32_t si = v->tier->map[i];
+    if (v->ex) {
+        for (uint32_t k = 0; k < v->ex->n; k++)
+            if (v->ex->idx[k] == si)
+                return false;
+    }
+    return lb_server_usable(v->c, &v->c->servers[si]);
+}
+
+static uint32_t view_active(const void *arg, uint32_t i)
+{
+    const struct pick_view *v = arg;
+    return atomic_load_explicit(&v->c->servers[v->tier->map[i]].active, memory_order_relaxed);
+}
+
+static uint32_t view_weight(const void *arg, uint32_t i)
+{
+    const struct pick_view *v = arg;
+    return atomic_load_explicit(&v->c->servers[v->tier->map[i]].weight, memory_order_relaxed);
+}
+
+int lb_cluster_pick(const struct lb_cluster *c, struct lb_cluster_wstate *ws, uint64_t key,
+                    const struct lb_exclude *ex)
+{
+    for (int t = 0; t < 2; t++) {
+        const struct lb_tier *tier = &c->tiers[t];
+        if (!tier->bal)
+            continue;
+        struct pick_view pv = {.c = c, .tier = tier, .ex = ex};
+        struct lb_bal_view v = {
+            .usable = view_usable, .active = view_active, .weight = view_weight, .arg = &pv};
+        int i = lb_balancer_pick(tier->bal, &ws->st[t], key, &v);
+        if (i >= 0)
+            return (int)tier->map[i];
+    }
+    return -ENOENT;
+}

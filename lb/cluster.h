@@ -1,0 +1,92 @@
+/*
+ * Runtime clusters: the shared server table and server selection.
+ *
+ * Each server's live state (up/down/draining/ejected flags, effective weight, active
+ * connections, counters) is a set of atomics in one table shared by all workers and the
+ * control thread: workers read it on every pick and bump the counters, health checks and
+ * lbctl write the flags and weights. Nothing on this path takes a lock.
+ *
+ * A cluster owns two balancer tiers (lb/balance.h): its primaries and its backups. A pick
+ * asks the primaries first; only when none is usable does it ask the backups, so backups
+ * get traffic exactly while no primary can take it and give it back as soon as one can.
+ */
+#ifndef LB_CLUSTER_H
+#define LB_CLUSTER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf/conf.h"
+#include "lb/balance.h"
+
+#define LB_SRV_F_DOWN 0x0001     /* active health checks failed (fall reached) */
+#define LB_SRV_F_DRAINING 0x0002 /* operator drain: no new connections or requests */
+#define LB_SRV_F_EJECTED 0x0004  /* passive detection: too many consecutive failures */
+
+struct lb_server {
+    const struct conf_server *cf; /* name, address, configured weight, backup */
+    uint32_t idx;                 /* in its cluster */
+    _Atomic uint32_t flags;       /* LB_SRV_F_*; 0 means usable */
+    _Atomic uint32_t weight;      /* effective weight (lbctl weight, slow start) */
+    _Atomic uint32_t active;      /* connections (L4) or requests (L7) in flight */
+    _Atomic uint32_t consecutive_failures;
+    _Atomic uint64_t picks;           /* times chosen */
+    _Atomic uint64_t connect_failures;
+    _Atomic uint64_t bytes_in, bytes_out;
+};
+
+struct lb_tier {
+    struct lb_balancer *bal; /* NULL when the tier is empty */
+    uint32_t *map;           /* tier index -> cluster server index */
+    uint32_t n;
+};
+
+struct lb_cluster {
+    const struct conf_cluster *cf;
+    struct lb_server *servers;
+    uint32_t n;
+    struct lb_tier tiers[2]; /* [0] primaries, [1] backups */
+};
+
+/* One per worker and cluster: the balancers' mutable state. */
+struct lb_cluster_wstate {
+    struct lb_bal_state st[2];
+};
+
+/* Builds @c from @cf. Returns 0 or -errno with a message in @err. */
+int lb_cluster_init(struct lb_cluster *c, const struct conf_cluster *cf, struct lb_err *err);
+void lb_cluster_destroy(struct lb_cluster *c);
+
+int lb_cluster_wstate_init(struct lb_cluster_wstate *ws, const struct lb_cluster *c,
+                           uint64_t seed);
+void lb_cluster_wstate_free(struct lb_cluster_wstate *ws);
+
+/* Servers a pick must not return (already tried by this request or connection). */
+struct lb_exclude {
+    uint32_t idx[8];
+    uint32_t n;
+};
+
+/*
+ * Picks a usable server not in @ex (may be NULL) for hash @key. Returns the server index,
+ * or -ENOENT when no primary or backup can take it. Does not touch the active count: the
+ * caller increments it when it commits to the server (lb_server_acquire).
+ */
+int lb_cluster_pick(const struct lb_cluster *c, struct lb_cluster_wstate *ws, uint64_t key,
+                    const struct lb_exclude *ex);
+
+bool lb_server_usable(const struct lb_cluster *c, const struct lb_server *s);
+
+static inline void lb_server_acquire(struct lb_server *s)
+{
+    atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->picks, 1, memory_order_relaxed);
+}
+
+static inline void lb_server_release(struct lb_server *s)
+{
+    atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+}
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * The running configuration: what a config generation turns into at startup, shared by
+ * all threads. Immutable after lb_proxy_run builds it, except the atomics inside.
+ */
+#ifndef LB_RUNTIME_H
+#define LB_RUNTIME_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "conf/conf.h"
+#include "lb/cluster.h"
+
+struct lb_worker;
+
+struct lb_runtime {
+    struct conf *conf;
+    struct lb_cluster *clusters; /* conf->nclusters */
+    uint32_t nworkers;
+    uint32_t conns_per_worker;
+    struct lb_worker *workers;
+    int **listen_fds;            /* [worker][listener] */
+    unsigned ring_flags;         /* setup flags that worked in the startup probe */
+    bool has_peername;           /* SO_PEERNAME through uring_cmd works (kernel >= 6.7) */
+    _Atomic int stop;            /* set by the control thread on SIGTERM/SIGINT */
+};
+
+#endif

@@ -1,0 +1,329 @@
+/*
+ * L4 (protocol: tcp): bytes both ways between a client and one backend server.
+ *
+ *   accept -> PEERNAME (client address, for client_ip hashing and logs)
+ *          -> CONNECTING (socket + TCP_NODELAY + connect, linked to the connect timeout)
+ *          -> OPEN: each side's multishot recv queues buffers that are sent to the other
+ *             side, one send in flight per socket; FIN is passed on with shutdown(SHUT_WR)
+ *             once the queue behind it has drained; both FINs through -> close.
+ *
+ * The client's recv is armed from the start, so bytes it sends while we connect wait in
+ * its queue; nothing reaches a backend before its connect succeeds, which is what makes
+ * trying another server after a failed connect safe.
+ *
+ * Back-pressure: when a side's queue holds LB_TCP_HIGH bytes its recv is cancelled, and
+ * it is re-armed once the queue is empty, so lb's memory never grows with a slow reader.
+ * A recv that ends with ENOBUFS (the worker's buffers are all in queues) waits on the
+ * worker's starved list until buffers come back.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+
+#include "lb/log.h"
+#include "lb/runtime.h"
+#include "lb/worker.h"
+
+#define LB_TCP_HIGH (64 * 1024)
+
+#ifndef SO_PEERNAME
+#define SO_PEERNAME 28
+#endif
+/* uring_cmd socket operations (linux/io_uring.h, kernel 6.7); liburing 2.3 predates them. */
+#define LB_SOCKET_URING_OP_GETSOCKOPT 2
+#define LB_SOCKET_URING_OP_SETSOCKOPT 3
+
+static const int one = 1;
+
+static void prep_sockopt(struct io_uring_sqe *sqe, int fidx, unsigned cmd, int level,
+                         int optname, const void *optval, unsigned optlen)
+{
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fidx, NULL, 0, 0);
+    sqe->flags = IOSQE_FIXED_FILE;
+    sqe->cmd_op = cmd;
+    /* level and optname share the 64-bit addr field, optval is addr3, optlen file_index */
+    sqe->addr = (uint64_t)(uint32_t)level | (uint64_t)(uint32_t)optname << 32;
+    sqe->addr3 = (uint64_t)(uintptr_t)optval;
+    sqe->file_index = optlen;
+}
+
+static struct lb_cluster *conn_cluster(struct lb_worker *w, struct lb_conn *c)
+{
+    return &w->rt->clusters[c->cluster];
+}
+
+static const char *server_name(struct lb_worker *w, struct lb_conn *c)
+{
+    return c->server >= 0 ? conn_cluster(w, c)->servers[c->server].cf->name : "-";
+}
+
+static void arm_recv(struct lb_worker *w, struct lb_conn *c, struct lb_side *s)
+{
+    const uint32_t block = LB_SIDE_F_RECV | LB_SIDE_F_PAUSED | LB_SIDE_F_EOF | LB_SIDE_F_STARVED;
+    if (c->state == LB_CONN_CLOSING || !(s->flags & LB_SIDE_F_OPEN) ||
+        !(s->flags & LB_SIDE_F_CONNECTED) || (s->flags & block))
+        return;
+    struct io_uring_sqe *sqe =
+        lb_sqe(w, s == &c->cli ? LB_OP_RECV_CLI : LB_OP_RECV_SRV, c, 0);
+    io_uring_prep_recv_multishot(sqe, s->fidx, NULL, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+    sqe->buf_group = 0;
+    s->flags |= LB_SIDE_F_RECV;
+}
+
+/* Sends what side @s received to side @o, or passes its FIN on when nothing is left. */
+static void pump(struct lb_worker *w, struct lb_conn *c, struct lb_side *s, struct lb_side *o)
+{
+    if ((s->flags & LB_SIDE_F_SENDING) || !(o->flags & LB_SIDE_F_CONNECTED) ||
+        !(o->flags & LB_SIDE_F_OPEN))
+        return;
+    if (s->qhead != LB_NOBUF) {
+        uint16_t b = s->qhead;
+        struct io_uring_sqe *sqe =
+            lb_sqe(w, o == &c->srv ? LB_OP_SEND_SRV : LB_OP_SEND_CLI, c, 0);
+        io_uring_prep_send(sqe, o->fidx, lb_buf_addr(w, b) + w->buf_off[b],
+                           (size_t)(w->buf_len[b] - w->buf_off[b]), MSG_NOSIGNAL);
+        sqe->flags |= IOSQE_FIXED_FILE;
+        s->flags |= LB_SIDE_F_SENDING;
+    } else if ((s->flags & LB_SIDE_F_EOF) && !(o->flags & LB_SIDE_F_SHUT)) {
+        struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+        io_uring_prep_shutdown(sqe, o->fidx, SHUT_WR);
+        sqe->flags |= IOSQE_FIXED_FILE;
+        o->flags |= LB_SIDE_F_SHUT;
+    }
+}
+
+static void maybe_finish(struct lb_worker *w, struct lb_conn *c)
+{
+    const uint32_t done = LB_SIDE_F_EOF | LB_SIDE_F_SHUT;
+    if ((c->cli.flags & done) == done && (c->srv.flags & done) == done &&
+        !((c->cli.flags | c->srv.flags) & LB_SIDE_F_SENDING))
+        lb_conn_close(w, c, NULL);
+}
+
+static void start_connect(struct lb_worker *w, struct lb_conn *c)
+{
+    struct lb_cluster *cl = conn_cluster(w, c);
+    uint64_t key = 0;
+    if (c->peer.v4.sin_family == AF_INET)
+        key = lb_hash64(&c->peer.v4.sin_addr, 4, 0);
+    else if (c->peer.v6.sin6_family == AF_INET6)
+        key = lb_hash64(&c->peer.v6.sin6_addr, 16, 0);
+
+    int idx = lb_cluster_pick(cl, &w->cws[c->cluster], key, &c->tried);
+    if (idx < 0) {
+        lb_warn("no usable server", "listener=%s cluster=%s", w->ls[c->listener].cf->name,
+                cl->cf->name);
+        lb_conn_close(w, c, "no usable server");
+        return;
+    }
+    struct lb_server *srv = &cl->servers[idx];
+    c->server = idx;
+    if (c->tried.n < sizeof(c->tried.idx) / sizeof(c->tried.idx[0]))
+        c->tried.idx[c->tried.n++] = (uint32_t)idx;
+    c->attempts++;
+    lb_server_acquire(srv);
+    c->counted = 1;
+    c->state = LB_CONN_CONNECTING;
+
+    /* socket -> TCP_NODELAY -> connect -> timeout, one chain, one submission. The
+     * setsockopt is hard-linked: a kernel without uring_cmd sockopts still connects. */
+    const struct conf_addr *a = &srv->cf->addr;
+    c->srv.fidx = (int32_t)(w->nconns + lb_conn_slot(w, c));
+    c->srv.flags = LB_SIDE_F_OPEN;
+    struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_SOCKET, c, 0);
+    io_uring_prep_socket_direct(sqe, a->ss.ss_family, SOCK_STREAM, 0, (unsigned)c->srv.fidx, 0);
+    sqe->flags |= IOSQE_IO_LINK;
+    sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+    prep_sockopt(sqe, c->srv.fidx, LB_SOCKET_URING_OP_SETSOCKOPT, IPPROTO_TCP, TCP_NODELAY,
+                 &one, sizeof(one));
+    sqe->flags |= IOSQE_IO_HARDLINK;
+    sqe = lb_sqe(w, LB_OP_CONNECT, c, 0);
+    io_uring_prep_connect(sqe, c->srv.fidx, (const struct sockaddr *)&a->ss, a->len);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
+    sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+    struct lb_cluster *ccl = conn_cluster(w, c);
+    static __thread struct __kernel_timespec ts;
+    /* The kernel reads the timespec at submission; one per thread is enough. */
+    ts.tv_sec = (long long)(ccl->cf->connect_timeout_ms / 1000);
+    ts.tv_nsec = (long long)(ccl->cf->connect_timeout_ms % 1000) * 1000000;
+    io_uring_prep_link_timeout(sqe, &ts, 0);
+}
+
+void lb_tcp_accepted(struct lb_worker *w, struct lb_conn *c)
+{
+    const struct conf_listener *lcf = w->ls[c->listener].cf;
+    c->cluster = (uint16_t)lcf->cluster_idx;
+    c->state = LB_CONN_PEERNAME;
+    arm_recv(w, c, &c->cli);
+    if (!w->rt->has_peername) {
+        start_connect(w, c);
+        return;
+    }
+    struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_PEERNAME, c, 0);
+    unsigned len = lcf->bind.ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                      : sizeof(struct sockaddr_in);
+    prep_sockopt(sqe, c->cli.fidx, LB_SOCKET_URING_OP_GETSOCKOPT, SOL_SOCKET, SO_PEERNAME,
+                 &c->peer, len);
+}
+
+static void on_connect(struct lb_worker *w, struct lb_conn *c, int res)
+{
+    struct lb_server *srv = &conn_cluster(w, c)->servers[c->server];
+    if (res == 0) {
+        atomic_store_explicit(&srv->consecutive_failures, 0, memory_order_relaxed);
+        c->state = LB_CONN_OPEN;
+        c->srv.flags |= LB_SIDE_F_CONNECTED;
+        c->last_ms = w->now_ms;
+        arm_recv(w, c, &c->srv);
+        pump(w, c, &c->cli, &c->srv);
+        return;
+    }
+    atomic_fetch_add_explicit(&srv->connect_failures, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->consecutive_failures, 1, memory_order_relaxed);
+    lb_warn("connect failed", "server=%s address=%s err=%s attempt=%u", srv->cf->name,
+            srv->cf->addr.text, res == -ECANCELED ? "timeout" : strerror(-res), c->attempts);
+    lb_server_release(srv);
+    c->counted = 0;
+
+    /* Close the failed socket (cancel first: the link timeout may still be pending). */
+    struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+    io_uring_prep_cancel_fd(sqe, c->srv.fidx,
+                            IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
+    sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+    io_uring_prep_close_direct(sqe, (unsigned)c->srv.fidx);
+    c->srv.flags = 0;
+
+    /* Nothing was forwarded yet, so another server can take this client. */
+    if (c->attempts <= conn_cluster(w, c)->cf->retries)
+        start_connect(w, c);
+    else
+        lb_conn_close(w, c, "connect failed");
+}
+
+static void on_recv(struct lb_worker *w, struct lb_conn *c, struct lb_side *s, struct lb_side *o,
+                    const struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        s->flags &= ~LB_SIDE_F_RECV;
+    int res = cqe->res;
+    if (res > 0) {
+        uint16_t b = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        w->buf_len[b] = (uint16_t)res;
+        w->buf_off[b] = 0;
+        w->buf_next[b] = LB_NOBUF;
+        if (s->qtail == LB_NOBUF)
+            s->qhead = b;
+        else
+            w->buf_next[s->qtail] = b;
+        s->qtail = b;
+        s->qbytes += (uint32_t)res;
+        c->last_ms = w->now_ms;
+        if (c->server >= 0) {
+            struct lb_server *srv = &conn_cluster(w, c)->servers[c->server];
+            atomic_fetch_add_explicit(s == &c->cli ? &srv->bytes_out : &srv->bytes_in,
+                                      (uint64_t)res, memory_order_relaxed);
+        }
+        pump(w, c, s, o);
+        if (s->qbytes >= LB_TCP_HIGH && (s->flags & LB_SIDE_F_RECV) &&
+            !(s->flags & LB_SIDE_F_PAUSED)) {
+            struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+            io_uring_prep_cancel64(
+                sqe, lb_ud(s == &c->cli ? LB_OP_RECV_CLI : LB_OP_RECV_SRV, c->gen,
+                           lb_conn_slot(w, c)),
+                0);
+            s->flags |= LB_SIDE_F_PAUSED;
+        }
+    } else if (res == 0) {
+        s->flags |= LB_SIDE_F_EOF;
+        pump(w, c, s, o);
+    } else if (res == -ENOBUFS) {
+        s->flags |= LB_SIDE_F_STARVED;
+        lb_worker_starve(w, c);
+    } else if (res != -ECANCELED) {
+        lb_debug("recv failed", "side=%s err=%s", s == &c->cli ? "client" : "server",
+                 strerror(-res));
+        lb_conn_close(w, c, "recv error");
+        return;
+    }
+    arm_recv(w, c, s);
+    maybe_finish(w, c);
+}
+
+static void on_send(struct lb_worker *w, struct lb_conn *c, struct lb_side *s, struct lb_side *o,
+                    int res)
+{
+    s->flags &= ~LB_SIDE_F_SENDING;
+    if (res < 0) {
+        lb_debug("send failed", "to=%s err=%s", o == &c->cli ? "client" : "server",
+                 strerror(-res));
+        lb_conn_close(w, c, "send error");
+        return;
+    }
+    uint16_t b = s->qhead;
+    w->buf_off[b] = (uint16_t)(w->buf_off[b] + res);
+    s->qbytes -= (uint32_t)res;
+    if (w->buf_off[b] >= w->buf_len[b]) {
+        s->qhead = w->buf_next[b];
+        if (s->qhead == LB_NOBUF)
+            s->qtail = LB_NOBUF;
+        lb_buf_put(w, b);
+    }
+    c->last_ms = w->now_ms;
+    pump(w, c, s, o);
+    if ((s->flags & LB_SIDE_F_PAUSED) && s->qhead == LB_NOBUF) {
+        s->flags &= ~LB_SIDE_F_PAUSED;
+        arm_recv(w, c, s);
+    }
+    maybe_finish(w, c);
+}
+
+void lb_tcp_on_cqe(struct lb_worker *w, struct lb_conn *c, enum lb_op kind,
+                   const struct io_uring_cqe *cqe)
+{
+    switch (kind) {
+    case LB_OP_PEERNAME:
+        if (cqe->res < 0)
+            memset(&c->peer, 0, sizeof(c->peer));
+        start_connect(w, c);
+        break;
+    case LB_OP_CONNECT:
+        on_connect(w, c, cqe->res);
+        break;
+    case LB_OP_RECV_CLI:
+        on_recv(w, c, &c->cli, &c->srv, cqe);
+        break;
+    case LB_OP_RECV_SRV:
+        on_recv(w, c, &c->srv, &c->cli, cqe);
+        break;
+    case LB_OP_SEND_SRV:
+        on_send(w, c, &c->cli, &c->srv, cqe->res);
+        break;
+    case LB_OP_SEND_CLI:
+        on_send(w, c, &c->srv, &c->cli, cqe->res);
+        break;
+    case LB_OP_SOCKET:
+        if (cqe->res < 0)
+            lb_warn("backend socket failed", "server=%s err=%s", server_name(w, c),
+                    strerror(-cqe->res));
+        break;
+    default:
+        break;
+    }
+}
+
+void lb_tcp_on_starved(struct lb_worker *w, struct lb_conn *c)
+{
+    c->cli.flags &= ~LB_SIDE_F_STARVED;
+    c->srv.flags &= ~LB_SIDE_F_STARVED;
+    arm_recv(w, c, &c->cli);
+    arm_recv(w, c, &c->srv);
+}
+
+void lb_tcp_tick(struct lb_worker *w, struct lb_conn *c)
+{
+    uint64_t idle = w->ls[c->listener].cf->idle_timeout_ms;
+    if (c->state == LB_CONN_OPEN && idle && w->now_ms - c->last_ms > idle)
+        lb_conn_close(w, c, "idle timeout");
+}

@@ -1,0 +1,477 @@
+/*
+ * The worker loop: ring setup, provided buffers, connection slots, accept, dispatch,
+ * timers and the stop sequence. Protocol logic lives in tcp.c (L4).
+ *
+ * One iteration: make returned buffers visible to the kernel, submit everything prepared
+ * and wait for at least one completion (or the tick), dispatch every completion, then
+ * re-arm receivers that ran out of buffers and run the timers when a tick is due.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lb/log.h"
+#include "lb/runtime.h"
+#include "lb/worker.h"
+
+#define TICK_MS 100
+#define NOT_STARVED 0xfffffffeu
+#define LIST_END 0xffffffffu
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct io_uring_sqe *lb_sqe(struct lb_worker *w, enum lb_op kind, struct lb_conn *c,
+                            uint32_t slot)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+    while (!sqe) {
+        /* The SQ is full: hand what we have to the kernel and take a fresh entry. */
+        io_uring_submit(&w->ring);
+        sqe = io_uring_get_sqe(&w->ring);
+    }
+    if (c) {
+        c->inflight++;
+        sqe->user_data = lb_ud(kind, c->gen, lb_conn_slot(w, c));
+    } else {
+        sqe->user_data = lb_ud(kind, 0, slot);
+    }
+    return sqe;
+}
+
+void lb_buf_put(struct lb_worker *w, uint16_t bid)
+{
+    io_uring_buf_ring_add(w->br, lb_buf_addr(w, bid), w->buf_size, bid, (int)w->br_mask,
+                          (int)w->br_pending++);
+    w->bufs_free++;
+}
+
+/* ---- slots ---- */
+
+static struct lb_conn *conn_alloc(struct lb_worker *w)
+{
+    if (!w->nfree)
+        return NULL;
+    struct lb_conn *c = &w->conns[w->free_slots[--w->nfree]];
+    uint32_t gen = c->gen;
+    memset(c, 0, sizeof(*c));
+    c->gen = gen;
+    c->server = -1;
+    c->cli.fidx = c->srv.fidx = -1;
+    c->cli.qhead = c->cli.qtail = c->srv.qhead = c->srv.qtail = LB_NOBUF;
+    c->next_starved = NOT_STARVED;
+    c->last_ms = w->now_ms;
+    return c;
+}
+
+static void arm_accept(struct lb_worker *w, uint32_t li);
+
+static void conn_free(struct lb_worker *w, struct lb_conn *c)
+{
+    c->state = LB_CONN_FREE;
+    c->gen = (c->gen + 1) & 0xffffff;
+    w->free_slots[w->nfree++] = lb_conn_slot(w, c);
+    /* A slot is back: listeners that stopped for lack of one may accept again. */
+    for (uint32_t i = 0; i < w->nls; i++) {
+        if (w->ls[i].full && !w->stopping) {
+            w->ls[i].full = false;
+            arm_accept(w, i);
+        }
+    }
+}
+
+static void side_drop_queue(struct lb_worker *w, struct lb_side *s)
+{
+    while (s->qhead != LB_NOBUF) {
+        uint16_t b = s->qhead;
+        s->qhead = w->buf_next[b];
+        lb_buf_put(w, b);
+    }
+    s->qtail = LB_NOBUF;
+    s->qbytes = 0;
+}
+
+static void side_close(struct lb_worker *w, struct lb_conn *c, struct lb_side *s)
+{
+    if (s->flags & LB_SIDE_F_OPEN) {
+        /* Closing a fixed file does not stop operations that hold it: cancel them first.
+         * Both are issued in order within one submission. */
+        struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+        io_uring_prep_cancel_fd(sqe, s->fidx, IORING_ASYNC_CANCEL_ALL |
+                                                  IORING_ASYNC_CANCEL_FD_FIXED);
+        sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+        io_uring_prep_close_direct(sqe, (unsigned)s->fidx);
+    }
+    s->flags &= ~LB_SIDE_F_OPEN;
+    side_drop_queue(w, s);
+}
+
+void lb_conn_close(struct lb_worker *w, struct lb_conn *c, const char *why)
+{
+    if (c->state == LB_CONN_CLOSING || c->state == LB_CONN_FREE)
+        return;
+    if (why)
+        lb_debug("connection closed", "slot=%u reason=\"%s\"", lb_conn_slot(w, c), why);
+    c->state = LB_CONN_CLOSING;
+    side_close(w, c, &c->cli);
+    side_close(w, c, &c->srv);
+    if (c->counted) {
+        lb_server_release(&w->rt->clusters[c->cluster].servers[c->server]);
+        c->counted = 0;
+    }
+    if (!c->inflight)
+        conn_free(w, c);
+}
+
+/* ---- accept ---- */
+
+static void arm_accept(struct lb_worker *w, uint32_t li)
+{
+    struct lb_wlistener *l = &w->ls[li];
+    if (l->accepting || l->fd < 0 || w->stopping)
+        return;
+    struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_ACCEPT, NULL, li);
+    io_uring_prep_multishot_accept_direct(sqe, l->fd, NULL, NULL, 0);
+    l->accepting = true;
+}
+
+static void on_accept(struct lb_worker *w, const struct io_uring_cqe *cqe)
+{
+    uint32_t li = lb_ud_slot(cqe->user_data);
+    struct lb_wlistener *l = &w->ls[li];
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        l->accepting = false;
+
+    if (cqe->res < 0) {
+        if (cqe->res == -ENFILE || cqe->res == -EMFILE) {
+            /* The fixed-file table is full; accept again when a connection closes. */
+            l->full = true;
+            lb_warn("accept paused: no free file slot", "listener=%s", l->cf->name);
+        } else if (cqe->res != -ECANCELED) {
+            lb_warn("accept failed", "listener=%s err=%s", l->cf->name, strerror(-cqe->res));
+        }
+    } else {
+        struct lb_conn *c = conn_alloc(w);
+        if (!c) {
+            /* Shed this one connection, never the process. */
+            w->rejected++;
+            struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_ORPHAN, NULL, 0);
+            io_uring_prep_close_direct(sqe, (unsigned)cqe->res);
+            lb_warn("connection refused: worker at max_connections", "listener=%s",
+                    l->cf->name);
+        } else {
+            w->accepted++;
+            c->listener = (uint8_t)li;
+            c->cli.fidx = cqe->res;
+            c->cli.flags = LB_SIDE_F_OPEN | LB_SIDE_F_CONNECTED;
+            lb_tcp_accepted(w, c);
+        }
+    }
+    if (!l->accepting && !l->full)
+        arm_accept(w, li);
+}
+
+/* ---- dispatch ---- */
+
+static void on_orphan(struct lb_worker *w, const struct io_uring_cqe *cqe)
+{
+    (void)w;
+    (void)cqe;
+}
+
+static void on_conn_cqe(struct lb_worker *w, const struct io_uring_cqe *cqe)
+{
+    uint32_t slot = lb_ud_slot(cqe->user_data);
+    enum lb_op kind = lb_ud_kind(cqe->user_data);
+    struct lb_conn *c = slot < w->nconns ? &w->conns[slot] : NULL;
+
+    if (cqe->flags & IORING_CQE_F_BUFFER)
+        w->bufs_free--;
+    if (!c || c->state == LB_CONN_FREE || c->gen != lb_ud_gen(cqe->user_data)) {
+        /* Cannot happen while slots are freed only at inflight == 0; count it and make
+         * sure a buffer it carries is not lost. */
+        w->stale_cqes++;
+        if (cqe->flags & IORING_CQE_F_BUFFER)
+            lb_buf_put(w, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+        return;
+    }
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        c->inflight--;
+
+    if (c->state == LB_CONN_CLOSING) {
+        if (cqe->flags & IORING_CQE_F_BUFFER)
+            lb_buf_put(w, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+    } else {
+        lb_tcp_on_cqe(w, c, kind, cqe);
+    }
+    if (c->state == LB_CONN_CLOSING && !c->inflight)
+        conn_free(w, c);
+}
+
+typedef void lb_cqe_fn(struct lb_worker *w, const struct io_uring_cqe *cqe);
+
+static lb_cqe_fn *const handlers[LB_OP__COUNT] = {
+    [LB_OP_ACCEPT] = on_accept,     [LB_OP_ORPHAN] = on_orphan,
+    [LB_OP_PEERNAME] = on_conn_cqe, [LB_OP_RECV_CLI] = on_conn_cqe,
+    [LB_OP_RECV_SRV] = on_conn_cqe, [LB_OP_SEND_CLI] = on_conn_cqe,
+    [LB_OP_SEND_SRV] = on_conn_cqe, [LB_OP_SOCKET] = on_conn_cqe,
+    [LB_OP_CONNECT] = on_conn_cqe,  [LB_OP_AUX] = on_conn_cqe,
+};
+
+/* ---- buffers starved ---- */
+
+void lb_worker_starve(struct lb_worker *w, struct lb_conn *c)
+{
+    if (c->next_starved != NOT_STARVED)
+        return;
+    c->next_starved = w->starved_head;
+    w->starved_head = lb_conn_slot(w, c);
+}
+
+/* Re-arms receivers that hit ENOBUFS once a useful share of the buffers is back. */
+static void feed_starved(struct lb_worker *w)
+{
+    if (w->starved_head == LIST_END || w->bufs_free < w->nbufs / 8)
+        return;
+    uint32_t i = w->starved_head;
+    w->starved_head = LIST_END;
+    while (i != LIST_END) {
+        struct lb_conn *c = &w->conns[i];
+        i = c->next_starved;
+        c->next_starved = NOT_STARVED;
+        if (c->state != LB_CONN_FREE && c->state != LB_CONN_CLOSING)
+            lb_tcp_on_starved(w, c);
+    }
+}
+
+/* ---- timers and stop ---- */
+
+static void begin_stop(struct lb_worker *w)
+{
+    w->stopping = true;
+    w->stop_deadline_ms = w->now_ms + w->rt->conf->global.shutdown_timeout_ms;
+    for (uint32_t i = 0; i < w->nls; i++) {
+        struct lb_wlistener *l = &w->ls[i];
+        if (l->accepting) {
+            struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_ORPHAN, NULL, 0);
+            io_uring_prep_cancel64(sqe, lb_ud(LB_OP_ACCEPT, 0, i), 0);
+        }
+        if (l->fd >= 0)
+            close(l->fd); /* the cancelled accept holds its own reference */
+        l->fd = -1;
+    }
+    lb_info("stopping: no longer accepting", "connections=%u", w->nconns - w->nfree);
+}
+
+static void tick(struct lb_worker *w)
+{
+    bool expired = w->stopping && w->now_ms >= w->stop_deadline_ms;
+    if (w->nfree == w->nconns)
+        return;
+    for (uint32_t i = 0; i < w->nconns; i++) {
+        struct lb_conn *c = &w->conns[i];
+        if (c->state == LB_CONN_FREE || c->state == LB_CONN_CLOSING)
+            continue;
+        if (expired)
+            lb_conn_close(w, c, "shutdown timeout");
+        else
+            lb_tcp_tick(w, c);
+    }
+}
+
+static bool accept_in_flight(const struct lb_worker *w)
+{
+    for (uint32_t i = 0; i < w->nls; i++)
+        if (w->ls[i].accepting)
+            return true;
+    return false;
+}
+
+/* ---- setup ---- */
+
+int lb_worker_init(struct lb_worker *w, struct lb_runtime *rt, int id, struct lb_err *err)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->rt = rt;
+    w->nconns = rt->conns_per_worker;
+    w->starved_head = LIST_END;
+    w->buf_size = 16 * 1024;
+    /* Enough buffers for every connection's burst on a busy worker, a power of two as
+     * the buffer ring requires; idle connections hold none. */
+    w->nbufs = 4096;
+    w->br_mask = w->nbufs - 1;
+
+    w->conns = calloc(w->nconns, sizeof(*w->conns));
+    w->free_slots = calloc(w->nconns, sizeof(*w->free_slots));
+    w->buf_next = calloc(w->nbufs, sizeof(*w->buf_next));
+    w->buf_off = calloc(w->nbufs, sizeof(*w->buf_off));
+    w->buf_len = calloc(w->nbufs, sizeof(*w->buf_len));
+    w->nls = (uint32_t)rt->conf->nlisteners;
+    w->ls = calloc(w->nls ? w->nls : 1, sizeof(*w->ls));
+    w->cws = calloc(rt->conf->nclusters ? rt->conf->nclusters : 1, sizeof(*w->cws));
+    w->buf_base = mmap(NULL, (size_t)w->nbufs * w->buf_size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (w->buf_base == MAP_FAILED)
+        w->buf_base = NULL;
+    if (!w->conns || !w->free_slots || !w->buf_next || !w->buf_off || !w->buf_len || !w->ls ||
+        !w->cws || !w->buf_base) {
+        lb_err_set(err, "worker %d: out of memory for %u connections", id, w->nconns);
+        goto fail;
+    }
+    for (uint32_t i = 0; i < w->nconns; i++)
+        w->free_slots[i] = w->nconns - 1 - i;
+    w->nfree = w->nconns;
+    for (uint32_t i = 0; i < w->nls; i++) {
+        w->ls[i].cf = &rt->conf->listeners[i];
+        w->ls[i].fd = rt->listen_fds[id][i];
+    }
+    for (uint32_t i = 0; i < rt->conf->nclusters; i++) {
+        if (lb_cluster_wstate_init(&w->cws[i], &rt->clusters[i], (uint64_t)id * 7919 + i) < 0) {
+            lb_err_set(err, "worker %d: out of memory", id);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    lb_worker_destroy(w);
+    return -ENOMEM;
+}
+
+void lb_worker_destroy(struct lb_worker *w)
+{
+    if (w->ring_ok)
+        io_uring_queue_exit(&w->ring);
+    w->ring_ok = false;
+    if (w->br)
+        munmap(w->br, w->nbufs * sizeof(struct io_uring_buf));
+    w->br = NULL;
+    if (w->buf_base)
+        munmap(w->buf_base, (size_t)w->nbufs * w->buf_size);
+    w->buf_base = NULL;
+    if (w->cws && w->rt)
+        for (uint32_t i = 0; i < w->rt->conf->nclusters; i++)
+            lb_cluster_wstate_free(&w->cws[i]);
+    free(w->cws);
+    free(w->ls);
+    free(w->buf_len);
+    free(w->buf_off);
+    free(w->buf_next);
+    free(w->free_slots);
+    free(w->conns);
+    w->cws = NULL;
+    w->ls = NULL;
+    w->buf_len = w->buf_off = w->buf_next = NULL;
+    w->free_slots = NULL;
+    w->conns = NULL;
+}
+
+/* Ring, fixed files and buffer ring: done on the worker thread, because a
+ * SINGLE_ISSUER ring belongs to the thread that creates it. */
+static int ring_setup(struct lb_worker *w)
+{
+    struct io_uring_params p = {0};
+    p.flags = w->rt->ring_flags | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+    p.cq_entries = 16384;
+    int rc = io_uring_queue_init_params(4096, &w->ring, &p);
+    if (rc < 0) {
+        lb_error("io_uring setup failed", "err=%s", strerror(-rc));
+        return rc;
+    }
+    w->ring_ok = true;
+
+    /* Accepted sockets go to [0, nconns) chosen by the kernel; backend sockets to
+     * nconns + slot, chosen by us, so no free list is needed for them. */
+    rc = io_uring_register_files_sparse(&w->ring, 2 * w->nconns);
+    if (rc < 0) {
+        lb_error("cannot register fixed files", "count=%u err=%s", 2 * w->nconns,
+                 strerror(-rc));
+        return rc;
+    }
+    rc = io_uring_register_file_alloc_range(&w->ring, 0, w->nconns);
+    if (rc < 0) {
+        lb_error("cannot set the file allocation range", "err=%s", strerror(-rc));
+        return rc;
+    }
+
+    size_t brsz = w->nbufs * sizeof(struct io_uring_buf);
+    void *br = mmap(NULL, brsz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (br == MAP_FAILED)
+        return -ENOMEM;
+    w->br = br;
+    io_uring_buf_ring_init(w->br);
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br,
+                                   .ring_entries = w->nbufs,
+                                   .bgid = 0};
+    rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
+    if (rc < 0) {
+        lb_error("cannot register the buffer ring", "err=%s", strerror(-rc));
+        return rc;
+    }
+    for (uint32_t b = 0; b < w->nbufs; b++)
+        lb_buf_put(w, (uint16_t)b);
+    w->bufs_free = w->nbufs;
+    return 0;
+}
+
+void *lb_worker_main(void *arg)
+{
+    struct lb_worker *w = arg;
+    lb_log_set_thread(w->id);
+    w->now_ms = mono_ms();
+    if (ring_setup(w) < 0) {
+        /* The startup probe passed on the main thread, so this is a resource problem. */
+        atomic_store(&w->rt->stop, 2);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < w->nls; i++)
+        arm_accept(w, i);
+    w->next_tick_ms = w->now_ms + TICK_MS;
+
+    for (;;) {
+        if (w->br_pending) {
+            io_uring_buf_ring_advance(w->br, (int)w->br_pending);
+            w->br_pending = 0;
+        }
+        if (!w->stopping && atomic_load_explicit(&w->rt->stop, memory_order_relaxed))
+            begin_stop(w);
+        if (w->stopping && w->nfree == w->nconns && !accept_in_flight(w) &&
+            !io_uring_sq_ready(&w->ring))
+            break;
+
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = TICK_MS * 1000000L};
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+            lb_warn("io_uring_enter failed", "err=%s", strerror(-rc));
+        w->now_ms = mono_ms();
+
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&w->ring, head, cqe)
+        {
+            enum lb_op kind = lb_ud_kind(cqe->user_data);
+            if (kind < LB_OP__COUNT && handlers[kind])
+                handlers[kind](w, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&w->ring, n);
+
+        feed_starved(w);
+        if (w->now_ms >= w->next_tick_ms) {
+            w->next_tick_ms = w->now_ms + TICK_MS;
+            tick(w);
+        }
+    }
+    if (w->stale_cqes)
+        lb_warn("stale completions seen", "count=%lu", (unsigned long)w->stale_cqes);
+    lb_info("worker stopped", "accepted=%lu refused=%lu", (unsigned long)w->accepted,
+            (unsigned long)w->rejected);
+    return NULL;
+}

@@ -1,0 +1,189 @@
+/*
+ * Workers: one thread, one io_uring ring, its own listening sockets, provided-buffer ring,
+ * fixed-file table and connection slots. Everything here is touched by its own thread only,
+ * except the stop flag and the shared server table (lb/cluster.h).
+ *
+ * Life of an operation: a handler prepares SQEs through lb_sqe(), which tags them with
+ * lb_ud(kind, gen, slot) and counts them in the connection's `inflight`. The loop submits
+ * once per iteration, then dispatches each CQE through a table indexed by kind. A CQE
+ * whose generation is not its slot's is stale and dropped. A slot is freed only when its
+ * inflight count is back to zero, so a recycled slot never receives a completion meant for
+ * the previous connection.
+ */
+#ifndef LB_WORKER_H
+#define LB_WORKER_H
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf/conf.h"
+#include "lb/cluster.h"
+
+struct lb_runtime;
+
+enum lb_op {
+    LB_OP_NONE,
+    LB_OP_ACCEPT,      /* slot = listener index */
+    LB_OP_PEERNAME,    /* SO_PEERNAME through uring_cmd */
+    LB_OP_RECV_CLI,    /* multishot recv on the client socket */
+    LB_OP_RECV_SRV,    /* multishot recv on the backend socket */
+    LB_OP_SEND_CLI,    /* send to the client (data received from the backend) */
+    LB_OP_SEND_SRV,    /* send to the backend (data received from the client) */
+    LB_OP_SOCKET,      /* backend socket into its fixed slot */
+    LB_OP_CONNECT,     /* backend connect, linked to a timeout */
+    LB_OP_AUX,         /* setsockopt, link timeout, shutdown, cancel, close: counted only */
+    LB_OP_ORPHAN,      /* close of an accepted socket we had no slot for */
+    LB_OP__COUNT,
+};
+
+#define LB_NOBUF 0xffffu
+
+/* One socket of a connection, and the data received from it that waits to go to the
+ * other socket (a linked list of provided buffers, oldest first). */
+struct lb_side {
+    int32_t fidx;    /* fixed-file index, -1 when none */
+    uint16_t qhead;  /* buffer id, LB_NOBUF when empty */
+    uint16_t qtail;
+    uint32_t qbytes; /* bytes queued */
+    uint32_t flags;  /* LB_SIDE_F_* */
+};
+
+#define LB_SIDE_F_OPEN 0x0001     /* fidx holds a socket */
+#define LB_SIDE_F_RECV 0x0002     /* a multishot recv is armed */
+#define LB_SIDE_F_PAUSED 0x0004   /* receiving stopped: the other side is not draining */
+#define LB_SIDE_F_EOF 0x0008      /* the peer sent FIN */
+#define LB_SIDE_F_SENDING 0x0010  /* a send of this side's queue is in flight */
+#define LB_SIDE_F_SHUT 0x0020     /* we sent FIN on this socket */
+#define LB_SIDE_F_STARVED 0x0040  /* recv ended with ENOBUFS; waiting for free buffers */
+#define LB_SIDE_F_CONNECTED 0x0080 /* backend: connect completed */
+
+enum lb_conn_state {
+    LB_CONN_FREE,
+    LB_CONN_PEERNAME,   /* accepted, learning the client address */
+    LB_CONN_CONNECTING, /* backend connect in flight */
+    LB_CONN_OPEN,       /* both sides connected, bytes flowing */
+    LB_CONN_CLOSING,    /* cancelling and closing; freed when inflight == 0 */
+};
+
+struct lb_conn {
+    uint32_t gen;        /* 24 bits used; bumped each time the slot is freed */
+    uint8_t state;       /* enum lb_conn_state */
+    uint8_t listener;    /* index into the worker's listeners */
+    uint8_t attempts;    /* connect attempts so far */
+    uint8_t counted;     /* server->active was incremented */
+    uint16_t inflight;   /* SQEs submitted and not yet completed */
+    uint16_t cluster;
+    int32_t server;      /* index in cluster, -1 none */
+    uint32_t next_starved; /* intrusive list of connections waiting for buffers */
+    uint64_t last_ms;    /* last activity, for the idle timeout */
+    struct lb_side cli, srv;
+    union {
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } peer;
+    struct lb_exclude tried;
+};
+
+struct lb_wlistener {
+    int fd;                          /* this worker's SO_REUSEPORT socket, -1 when closed */
+    const struct conf_listener *cf;
+    bool accepting;                  /* a multishot accept is armed */
+    bool full;                       /* stopped accepting: no free slot or file index */
+};
+
+struct lb_worker {
+    int id;
+    struct lb_runtime *rt;
+    struct io_uring ring;
+    bool ring_ok;
+
+    /* Provided buffers: one group, nbufs buffers of buf_size bytes. */
+    struct io_uring_buf_ring *br;
+    char *buf_base;
+    uint32_t nbufs, buf_size, br_mask;
+    uint32_t bufs_free;     /* buffers the kernel can still hand out */
+    uint32_t br_pending;    /* buffers added since the last advance */
+    uint16_t *buf_next;     /* per buffer: next in its queue */
+    uint16_t *buf_off;      /* per buffer: bytes already sent */
+    uint16_t *buf_len;      /* per buffer: bytes received */
+
+    /* Connection slots. */
+    struct lb_conn *conns;
+    uint32_t nconns;
+    uint32_t *free_slots;
+    uint32_t nfree;
+    uint32_t starved_head;  /* UINT32_MAX when empty */
+
+    struct lb_wlistener *ls;
+    uint32_t nls;
+    struct lb_cluster_wstate *cws; /* per cluster */
+
+    uint64_t now_ms;
+    uint64_t next_tick_ms;
+    bool stopping;
+    uint64_t stop_deadline_ms;
+    uint64_t stale_cqes;     /* completions for recycled slots: should stay 0 */
+    uint64_t accepted, rejected;
+};
+
+/* user_data layout: | kind:8 | gen:24 | slot:32 |; gen changes each time a slot is reused. */
+static inline uint64_t lb_ud(enum lb_op kind, uint32_t gen, uint32_t slot)
+{
+    return (uint64_t)kind << 56 | (uint64_t)(gen & 0xffffff) << 32 | slot;
+}
+static inline enum lb_op lb_ud_kind(uint64_t ud)
+{
+    return (enum lb_op)(ud >> 56);
+}
+static inline uint32_t lb_ud_gen(uint64_t ud)
+{
+    return (uint32_t)(ud >> 32) & 0xffffff;
+}
+static inline uint32_t lb_ud_slot(uint64_t ud)
+{
+    return (uint32_t)ud;
+}
+
+static inline uint32_t lb_conn_slot(const struct lb_worker *w, const struct lb_conn *c)
+{
+    return (uint32_t)(c - w->conns);
+}
+
+/* An SQE for @kind on connection @c (NULL: not tied to a connection, slot = @slot).
+ * Submits to make room when the SQ is full; never returns NULL. */
+struct io_uring_sqe *lb_sqe(struct lb_worker *w, enum lb_op kind, struct lb_conn *c,
+                            uint32_t slot);
+
+/* Gives buffer @bid back to the kernel (made visible at the end of the loop iteration). */
+void lb_buf_put(struct lb_worker *w, uint16_t bid);
+static inline char *lb_buf_addr(const struct lb_worker *w, uint16_t bid)
+{
+    return w->buf_base + (size_t)bid * w->buf_size;
+}
+
+/* Puts @c on the list of connections whose recv ended with ENOBUFS; they are re-armed
+ * (lb_tcp_on_starved) once buffers come back. */
+void lb_worker_starve(struct lb_worker *w, struct lb_conn *c);
+
+/* Starts tearing @c down: cancels what is in flight, closes both sockets, returns queued
+ * buffers. The slot is freed once the last completion arrives. */
+void lb_conn_close(struct lb_worker *w, struct lb_conn *c, const char *why);
+
+/* Worker thread body: @arg is the struct lb_worker. */
+void *lb_worker_main(void *arg);
+
+/* Allocates a worker's slots and buffers (startup, any thread). 0 or -errno. */
+int lb_worker_init(struct lb_worker *w, struct lb_runtime *rt, int id, struct lb_err *err);
+void lb_worker_destroy(struct lb_worker *w);
+
+/* L4 (lb/tcp.c). */
+void lb_tcp_accepted(struct lb_worker *w, struct lb_conn *c);
+void lb_tcp_on_cqe(struct lb_worker *w, struct lb_conn *c, enum lb_op kind,
+                   const struct io_uring_cqe *cqe);
+void lb_tcp_on_starved(struct lb_worker *w, struct lb_conn *c);
+void lb_tcp_tick(struct lb_worker *w, struct lb_conn *c);
+
+#endif

@@ -15,6 +15,8 @@ static const struct lb_bal_ops *const lb_bal_algos[] = {
     [CONF_BAL_ROUND_ROBIN] = &lb_bal_rr_ops,        /* balance_rr.c */
     [CONF_BAL_LEAST_CONN] = &lb_bal_least_conn_ops, /* balance_least_conn.c */
     [CONF_BAL_RANDOM_TWO] = &lb_bal_random_two_ops, /* balance_random_two.c */
+    [CONF_BAL_MAGLEV] = &lb_bal_maglev_ops,         /* balance_maglev.c */
+    [CONF_BAL_RING_HASH] = &lb_bal_ring_hash_ops,   /* balance_ring_hash.c */
 };
 
 /*

@@ -18,6 +18,9 @@
  * proportion to their slots, and they come back when it does. After LB_MAGLEV_ATTEMPTS
  * misses (only when most of the table is unusable) a linear scan from a key-chosen start
  * finishes the job.
+ *
+ * Effective weights: the table is immutable, so slow start and `lbctl weight` cannot reshape
+ * it; here weight() only decides "takes nothing" (0) or "takes its table share" (non-zero).
  */
 #include <errno.h>
 #include <stdlib.h>

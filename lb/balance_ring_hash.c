@@ -13,6 +13,9 @@
  * the key walks on clockwise to the next distinct server: a fixed order per key, so only
  * that server's keys move, spread over the servers whose points follow its points, and they
  * return when it does.
+ *
+ * Effective weights: the table is immutable, so slow start and `lbctl weight` cannot reshape
+ * it; here weight() only decides "takes nothing" (0) or "takes its table share" (non-zero).
  */
 #include <errno.h>
 #include <stdlib.h>

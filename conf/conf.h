@@ -7,7 +7,12 @@
  * CONF_MAX_ERRORS) are collected in one run. A struct conf is immutable once loaded: the
  * proxy builds its runtime generation from it and may free it afterwards.
  *
- * Durations are stored in milliseconds, sizes in bytes.
+ * Durations are stored in milliseconds, sizes in bytes. Relative file paths in the file (static
+ * dirs, TLS certificates and keys, the access log, the admin socket) are resolved against the
+ * directory of the config file and stored resolved; docs/config.md is the reference.
+ *
+ * The `*_pos` fields say where a key or value was written, so that later stages (a reload, a
+ * failed bind) can point people at the line that caused a problem.
  */
 #ifndef CONF_CONF_H
 #define CONF_CONF_H
@@ -15,12 +20,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "conf/err.h"
 
 #define CONF_MAX_ERRORS 50
-#define CONF_NAME_MAX 64 /* listener, cluster, server and set names */
+#define CONF_NAME_MAX 64         /* listener, cluster, server and set names, with the NUL */
+#define CONF_MAX_FILE (4u << 20) /* larger files are refused: no real config comes close */
+#define CONF_MAX_DEPTH 32        /* YAML nesting deeper than this is refused */
 
 /* A place in the source file, 1-based, as shown to people. */
 struct conf_pos {
@@ -101,21 +109,22 @@ enum conf_method {
 struct conf_server {
     char *name;
     struct conf_addr addr;
-    uint32_t weight; /* 1..256, default 1 */
-    bool backup;     /* default false: gets traffic only while no primary is usable */
-    struct conf_pos pos;
+    uint32_t weight;          /* 1..256, default 1 */
+    bool backup;              /* default false: gets traffic only while no primary is usable */
+    struct conf_pos pos;      /* the server's mapping */
+    struct conf_pos addr_pos; /* its address value */
 };
 
 struct conf_health {
-    enum conf_check check;     /* default none */
-    char *path;                /* http: default "/healthz" */
-    char *host;                /* http Host header; default the server address */
-    int expect_status;         /* http: default 200 */
-    char *expect_body;         /* optional substring of the body; NULL when unset */
-    uint64_t interval_ms;      /* default 2s */
-    uint64_t timeout_ms;       /* default 1s */
-    uint32_t rise;             /* default 2 */
-    uint32_t fall;             /* default 3 */
+    enum conf_check check; /* default none */
+    char *path;            /* http: default "/healthz" */
+    char *host;            /* http Host header; default the server address */
+    int expect_status;     /* http: default 200 */
+    char *expect_body;     /* optional substring of the body; NULL when unset */
+    uint64_t interval_ms;  /* default 2s */
+    uint64_t timeout_ms;   /* default 1s */
+    uint32_t rise;         /* default 2 */
+    uint32_t fall;         /* default 3 */
 };
 
 struct conf_passive {
@@ -129,24 +138,25 @@ struct conf_passive {
 struct conf_cluster {
     char *name;
     enum conf_balance balance;
-    double bounded_load;        /* 0 = off; else > 1.0, hash balancers only */
-    uint32_t table_size;        /* maglev table size, prime; default 65537 */
+    double bounded_load; /* 0 = off; else > 1.0, hash balancers only */
+    uint32_t table_size; /* maglev table size, prime >= 100 x servers; default 65537,
+                            or the smallest such prime above it for big clusters */
     struct conf_server *servers;
     size_t nservers;
     struct conf_health health;
     struct conf_passive passive;
-    uint64_t connect_timeout_ms;   /* default 1s */
-    uint64_t response_timeout_ms;  /* default 30s */
-    uint64_t idle_timeout_ms;      /* default 60s: pooled backend connections */
-    uint32_t retries;              /* default 2 */
-    uint64_t slow_start_ms;        /* default 0 = off */
+    uint64_t connect_timeout_ms;         /* default 1s */
+    uint64_t response_timeout_ms;        /* default 30s */
+    uint64_t idle_timeout_ms;            /* default 60s: pooled backend connections */
+    uint32_t retries;                    /* default 2 */
+    uint64_t slow_start_ms;              /* default 0 = off */
     uint32_t max_connections_per_server; /* default 0 = unlimited */
-    struct conf_pos pos;
+    struct conf_pos pos;                 /* the cluster's name (its key under clusters:) */
 };
 
 struct conf_cache {
     bool enabled;
-    uint64_t ttl_ms;
+    uint64_t ttl_ms;    /* required when cache: is present */
     uint64_t max_bytes; /* per worker, default 64m */
 };
 
@@ -162,21 +172,24 @@ enum conf_action {
 };
 
 struct conf_route {
-    bool has_match;       /* false: the default route, matches everything */
-    char *host;           /* exact host (case-insensitive, no port); NULL = any */
-    char *path_prefix;    /* NULL = any */
-    uint32_t methods;     /* enum conf_method bits; 0 = any */
+    bool has_match;    /* false: the default route, matches everything */
+    char *host;        /* exact host, stored lowercased, no port; NULL = any */
+    char *path_prefix; /* NULL = any */
+    uint32_t methods;  /* enum conf_method bits; 0 = any */
     enum conf_action action;
-    char *target;         /* cluster or static set name, as written */
-    int target_idx;       /* index into conf.clusters or conf.statics after validation */
-    struct conf_hash_key hash_key;
+    char *target;                  /* cluster or static set name, as written */
+    int target_idx;                /* index into conf.clusters or conf.statics after validation */
+    struct conf_hash_key hash_key; /* cluster routes; client_ip when the cluster hashes and
+                                      the route names no key; NONE otherwise */
     struct conf_cache cache;
     struct conf_enqueue enqueue;
-    struct conf_pos pos;
+    struct conf_pos pos;          /* the route's mapping */
+    struct conf_pos target_pos;   /* the cluster/static/enqueue value */
+    struct conf_pos hash_key_pos; /* the hash_key value, when written */
 };
 
 struct conf_tls_cert {
-    char *cert;
+    char *cert; /* PEM file paths, resolved */
     char *key;
 };
 
@@ -189,42 +202,48 @@ struct conf_tls {
 struct conf_listener {
     char *name;
     struct conf_addr bind;
-    enum conf_protocol protocol;     /* default http */
+    enum conf_protocol protocol; /* default http */
     struct conf_tls tls;
-    uint64_t header_timeout_ms;      /* default 10s */
-    uint64_t idle_timeout_ms;        /* default 60s */
-    uint64_t max_header_bytes;       /* default 16k */
-    uint64_t max_body_bytes;         /* default 10m; 0 = unlimited */
-    struct conf_route *routes;       /* http */
+    uint64_t header_timeout_ms; /* default 10s */
+    uint64_t idle_timeout_ms;   /* default 60s */
+    uint64_t max_header_bytes;  /* default 16k */
+    uint64_t max_body_bytes;    /* default 10m; 0 = unlimited */
+    struct conf_route *routes;  /* http */
     size_t nroutes;
-    char *cluster;                   /* tcp: the cluster, as written */
-    int cluster_idx;                 /* tcp: after validation */
-    struct conf_hash_key hash_key;   /* tcp: client_ip only */
-    struct conf_pos pos;
+    char *cluster;                 /* tcp: the cluster, as written */
+    int cluster_idx;               /* tcp: after validation */
+    struct conf_hash_key hash_key; /* tcp: client_ip only (the default on a hash cluster) */
+    struct conf_pos pos;           /* the listener's mapping */
+    struct conf_pos name_pos;
+    struct conf_pos bind_pos;
+    struct conf_pos cluster_pos;
+    struct conf_pos hash_key_pos;
 };
 
 struct conf_static {
     char *name;
-    char *dir;
+    char *dir;               /* resolved; must be a directory at load time */
     char *fallback;          /* cluster name or NULL */
     int fallback_idx;        /* -1 when none */
     uint64_t max_age_ms;     /* Cache-Control max-age; default 60s */
     uint64_t max_file_bytes; /* default 16m */
-    struct conf_pos pos;
+    struct conf_pos pos;     /* the set's name (its key under static:) */
+    struct conf_pos fallback_pos;
 };
 
 struct conf_global {
-    uint32_t workers;            /* 0 = auto: one per core */
-    uint32_t max_connections;    /* default 100000, whole process */
-    char *admin_socket;          /* default "/tmp/lb.sock"; NULL never */
+    uint32_t workers;         /* 0 = auto: one per core */
+    uint32_t max_connections; /* default 100000, whole process */
+    char *admin_socket;       /* default "/tmp/lb.sock"; NULL never */
     bool has_metrics;
     struct conf_addr metrics_listen;
+    struct conf_pos metrics_pos;
     enum conf_log_level log_level;
     enum conf_access_log access;
-    char *access_file;           /* when access == CONF_ACCESS_FILE */
-    char **redis_nodes;          /* host:port strings */
-    size_t nredis_nodes;
-    char *redis_instance;
+    char *access_file;            /* when access == CONF_ACCESS_FILE */
+    char **redis_nodes;           /* host:port strings, each checked by conf_parse_addr */
+    size_t nredis_nodes;          /* 0: no redis: block */
+    char *redis_instance;         /* NULL: lb derives one from the host name */
     uint64_t shutdown_timeout_ms; /* default 10s: how long a stop waits for connections */
 };
 
@@ -257,15 +276,23 @@ struct conf_diags {
  */
 struct conf *conf_load(const char *file, struct conf_diags *d);
 
-/* Same, from memory; @name is what error messages call the file. */
+/* Same, from memory; @name is what error messages call the file, and relative paths in the
+ * config are resolved against its directory part. @buf need not be NUL-terminated. */
 struct conf *conf_load_buf(const char *name, const char *buf, size_t len, struct conf_diags *d);
 
-/* Writes every diagnostic as "FILE:LINE:COLUMN: message\n" to @out. */
+/* Writes every diagnostic as "FILE:LINE:COLUMN: message\n" to @out (a diagnostic without a
+ * position, such as an unreadable file, as "FILE: message"), then "FILE: N more errors" when
+ * some were dropped. */
 void conf_diags_print(const struct conf_diags *d, const char *file, FILE *out);
 
 void conf_free(struct conf *c);
 
-/* Parsers for scalar forms, shared with lbctl and the admin socket. 0 or -EINVAL. */
+/*
+ * Parsers for scalar forms, shared with lbctl and the admin socket. 0, -EINVAL (malformed) or
+ * -ERANGE (overflow, port outside 1..65535). Durations: an unsigned integer and a unit (ms, s,
+ * m, h), or a bare 0. Sizes: an unsigned integer, optionally followed by k, m or g (x1024).
+ * Addresses: IPv4:port, [IPv6]:port or localhost:port (127.0.0.1); no DNS.
+ */
 int conf_parse_duration(const char *s, uint64_t *ms);
 int conf_parse_size(const char *s, uint64_t *bytes);
 int conf_parse_addr(const char *s, struct conf_addr *out);
@@ -273,6 +300,8 @@ int conf_parse_addr(const char *s, struct conf_addr *out);
 /* Names for enums, for logs and status output. */
 const char *conf_balance_name(enum conf_balance b);
 const char *conf_check_name(enum conf_check c);
+const char *conf_protocol_name(enum conf_protocol p);
+const char *conf_hash_kind_name(enum conf_hash_kind k);
 
 /* Index of a cluster by name, or -1. */
 int conf_cluster_find(const struct conf *c, const char *name);

@@ -117,8 +117,7 @@ void lb_conn_close(struct lb_worker *w, struct lb_conn *c, const char *why)
 {
     if (c->state == LB_CONN_CLOSING || c->state == LB_CONN_FREE)
         return;
-    if (why)
-        lb_debug("connection closed", "slot=%u reason=\"%s\"", lb_conn_slot(w, c), why);
+    lb_debug("connection closed", "slot=%u reason=\"%s\"", lb_conn_slot(w, c), why ? why : "done");
     c->state = LB_CONN_CLOSING;
     side_close(w, c, &c->cli);
     side_close(w, c, &c->srv);

@@ -15,6 +15,7 @@ run_one() { # name timeout cmd...
     name=$1; limit=$2; shift 2
     case "$name" in *"$pattern"*) ;; *) return ;; esac
     log="$logs/$name.log"
+    mkdir -p "$(dirname "$log")"
     start=$(date +%s)
     timeout -k 5 "$limit" "$@" >"$log" 2>&1
     rc=$?
@@ -36,7 +37,7 @@ done
 
 for t in tests/e2e/*.sh; do
     [ -f "$t" ] || continue
-    run_one "e2e/$(basename "$t" .sh)" 600 sh "$t"
+    run_one "e2e/$(basename "$t" .sh)" 600 bash "$t"
 done
 
 for f in build/fuzz/fuzz_*; do

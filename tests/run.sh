@@ -15,6 +15,7 @@ run_one() { # name timeout cmd...
     name=$1; limit=$2; shift 2
     case "$name" in *"$pattern"*) ;; *) return ;; esac
     log="$logs/$name.log"
+    mkdir -p "$(dirname "$log")"
     start=$(date +%s)
     timeout -k 5 "$limit" "$@" >"$log" 2>&1
     rc=$?

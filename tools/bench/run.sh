@@ -64,6 +64,7 @@ done
     echo "numbers compare the proxies with each other here; they are not capacity figures."
 } >"$tmp"
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 rc=0
 for s in $scripts; do
     name=$(basename "$s" .sh)
@@ -88,6 +89,20 @@ for s in $scripts; do
         *) rc=1 ;;
     esac
 done
+
+# Other work on the machine (builds, fuzzers) skews rates far more than CPU per request:
+# say so in the file rather than let a reader trust noisy numbers.
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+{
+    echo
+    echo "## Load"
+    echo
+    echo "Load average (1, 5, 15 min) before: $load_before; after: $load_after."
+    if awk -v l="${load_before%% *}" -v n="$(nproc)" 'BEGIN { exit !(l >= n / 4) }'; then
+        echo "The machine was already busy before the run started: requests/s are noisy;"
+        echo "proxy CPU per request is less affected."
+    fi
+} >>"$tmp"
 
 cp "$tmp" "$out"
 echo "bench: wrote $out" >&2

@@ -39,17 +39,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HEAD_MAX (64 * 1024)          /* request line + headers; more is a 431 */
-#define HEADERS_MAX 100               /* header fields in one request; more is a 431 */
-#define BODY_MAX (64 * 1024 * 1024)   /* decoded request body; more is a 413 */
-#define IN_FIRST (8 * 1024)           /* first input buffer; grows by doubling */
+#define HEAD_MAX (64 * 1024)        /* request line + headers; more is a 431 */
+#define HEADERS_MAX 100             /* header fields in one request; more is a 431 */
+#define BODY_MAX (64 * 1024 * 1024) /* decoded request body; more is a 413 */
+#define IN_FIRST (8 * 1024)         /* first input buffer; grows by doubling */
 #define IN_MAX (HEAD_MAX + BODY_MAX + 64 * 1024)
 #define OUT_FIRST (8 * 1024)
-#define OUT_HIGH (256 * 1024)         /* stop producing responses above this much unsent */
-#define GEN_SLICE (16 * 1024)         /* /bytes and /chunked produce this much at a time */
+#define OUT_HIGH (256 * 1024) /* stop producing responses above this much unsent */
+#define GEN_SLICE (16 * 1024) /* /bytes and /chunked produce this much at a time */
 #define DELAY_MAX_MS 600000
 #define BYTES_MAX (1ULL << 40)
-#define LINGER_MS 2000                /* after an error answer: read and discard, then close */
+#define LINGER_MS 2000 /* after an error answer: read and discard, then close */
 #define NAME_MAX_LEN 63
 
 /* Everything after /bytes/N or /chunked/N is this 64-byte line repeated, so a test can
@@ -136,7 +136,7 @@ struct conn {
     uint64_t gen_left, gen_pos;
     enum conn_wait wait;
     uint64_t deadline_ms;
-    bool closing;     /* answer no more requests; close once output is flushed */
+    bool closing; /* answer no more requests; close once output is flushed */
     bool rd_eof;
     bool broken; /* out of memory: drop the connection */
     bool dead;
@@ -161,35 +161,42 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static const struct {
+    int status;
+    const char *text;
+} reasons[] = {
+    {100, "Continue"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {304, "Not Modified"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {408, "Request Timeout"},
+    {413, "Content Too Large"},
+    {417, "Expectation Failed"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+};
+
 static const char *reason(int status)
 {
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 417: return "Expectation Failed";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Status";
-    }
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        if (reasons[i].status == status)
+            return reasons[i].text;
+    return "Status"; /* the reason phrase is optional text; clients go by the code */
 }
 
 /* ---- timers ---------------------------------------------------------------------------- */
@@ -875,12 +882,12 @@ static void dispatch(struct worker *w, struct conn *c, const char *head, const c
         respond(c, 200, "text/plain", head, r->head_len);
     } else if (path_is(p, n, "/stats")) {
         char json[256];
-        int jl = snprintf(json, sizeof(json),
-                          "{\"name\":\"%s\",\"requests\":%" PRIuFAST64
-                          ",\"connections\":%" PRIuFAST64 ",\"active\":%" PRIuFAST64
-                          ",\"healthy\":%s}\n",
-                          g_name, atomic_load(&g_requests), atomic_load(&g_connections),
-                          atomic_load(&g_active), health_is_down() ? "false" : "true");
+        int jl =
+            snprintf(json, sizeof(json),
+                     "{\"name\":\"%s\",\"requests\":%" PRIuFAST64 ",\"connections\":%" PRIuFAST64
+                     ",\"active\":%" PRIuFAST64 ",\"healthy\":%s}\n",
+                     g_name, atomic_load(&g_requests), atomic_load(&g_connections),
+                     atomic_load(&g_active), health_is_down() ? "false" : "true");
         respond(c, 200, "application/json", json, (size_t)jl);
     } else {
         respond_name(c);
@@ -1259,7 +1266,8 @@ static int listen_on(const char *spec, char *bound, size_t bound_len)
     memcpy(host, h, hl);
     host[hl] = '\0';
 
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai;
     if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
@@ -1412,8 +1420,7 @@ int main(int argc, char **argv)
         if (w->ep < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, g_listen_fd, &lev) < 0 ||
             epoll_ctl(w->ep, EPOLL_CTL_ADD, g_wake_fd, &wev) < 0 ||
             pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-            fprintf(stderr, "demo-backend %s: cannot start worker: %s\n", g_name,
-                    strerror(errno));
+            fprintf(stderr, "demo-backend %s: cannot start worker: %s\n", g_name, strerror(errno));
             atomic_store(&g_stop, true);
             break;
         }

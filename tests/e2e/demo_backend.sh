@@ -31,7 +31,8 @@ code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 
 # --- plain endpoints
 expect "/ body" "$(curl -s "$U/")" "app1"
-expect "/ X-Server" "$(curl -s -D - -o /dev/null "$U/" | tr -d '\r' | sed -n 's/^X-Server: //p')" app1
+xs=$(curl -s -D - -o /dev/null "$U/" | tr -d '\r' | sed -n 's/^X-Server: //p')
+expect "/ X-Server" "$xs" app1
 expect "unknown path" "$(curl -s "$U/no/such/path?q=1")" "app1"
 expect "HEAD has no body" "$(curl -s -I "$U/" | tr -d '\r' | sed -n 's/^Content-Length: //p')" 5
 

@@ -113,7 +113,8 @@ run_once() {
     get=$(awk -F'"' '$2 == "GET" { print $4 }' "$BT/run.csv")
     set=$(awk -F'"' '$2 == "SET" { print $4 }' "$BT/run.csv")
     [ -n "$get" ] && [ -n "$set" ] ||
-        die "no GET/SET figures from redis-benchmark against $target: $(cat "$BT/run.csv" "$BT/run.err")"
+        die "no GET/SET figures from redis-benchmark against $target:" \
+            "$(cat "$BT/run.csv" "$BT/run.err")"
     if [ "$round" != 0 ]; then
         echo "$target $round $get $set $cpu" >>"$BT/results"
         say "round $round $target: GET $get/s SET $set/s proxy CPU ${cpu}us/req"
@@ -163,7 +164,8 @@ echo "One redis-server; \`redis-benchmark -c $CLIENTS -n $N -t $TESTS -q --csv\`
     "Proxy CPU is the proxy process's utime+stime during a run divided by the run's" \
     "$((2 * N)) requests (clock ticks of 1/${CLK_TCK}s)."
 echo
-echo "| target | GET req/s median | min | max | SET req/s median | min | max | proxy CPU µs/req median | min | max |"
+printf '| target | GET req/s median | min | max | SET req/s median | min | max |'
+echo ' proxy CPU µs/req median | min | max |'
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 row direct "direct to redis"
 row haproxy "HAProxy $(haproxy -v | head -n 1 | awk '{print $3}'), mode tcp, nbthread 1"

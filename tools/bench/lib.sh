@@ -37,11 +37,16 @@ trap 'exit 1' INT TERM
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }
-need() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "$c not installed (tools/deps.sh)"; done; }
+need() {
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 || die "$c not installed (tools/deps.sh)"
+    done
+}
 
 # Prints a free TCP port on 127.0.0.1 (the kernel picks it).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # start NAME CMD...: runs CMD in the background, output in $BT/NAME.log; sets LAST_PID.
@@ -111,7 +116,10 @@ ratio() {
 fmt_int() {
     awk -v n="$1" 'BEGIN { if (n == "-") { print "-"; exit }
         s = sprintf("%.0f", n); o = ""
-        while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
+        while (length(s) > 3) {
+            o = "," substr(s, length(s) - 2) o
+            s = substr(s, 1, length(s) - 3)
+        }
         print s o }'
 }
 

@@ -32,7 +32,7 @@ while [ "$lport" = "$rport" ] || [ "$lport" = "$hport" ]; do lport=$(free_port);
 
 # --- redis
 mkdir -p "$BT/redis"
-REDIS_CMD="redis-server --bind 127.0.0.1 --port $rport --save '' --appendonly no --dir $BT/redis"
+REDIS_CMD="redis-server --bind 127.0.0.1 --port $rport --save '' --appendonly no --dir /tmp/.../redis"
 start redis redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
     --dir "$BT/redis" --daemonize no
 redis_pid=$LAST_PID

@@ -46,12 +46,12 @@ fi
 RUN=$(mktemp -d /tmp/lb-demo.XXXXXX)
 PIDS=""
 cleanup() {
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM HUP
     for p in $PIDS; do kill -TERM "$p" 2>/dev/null; done
     for p in $PIDS; do wait "$p" 2>/dev/null; done
     rm -rf "$RUN"
 }
-trap 'echo; echo "demo: stopping"; cleanup; exit 130' INT TERM
+trap 'echo; echo "demo: stopping"; cleanup; exit 130' INT TERM HUP
 trap cleanup EXIT
 
 # wait_listen PORT PID SECONDS: 0 once PORT accepts, 1 if PID exits first or time runs out.

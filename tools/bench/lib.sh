@@ -33,7 +33,7 @@ bench_cleanup() {
     exit $rc
 }
 trap bench_cleanup EXIT
-trap 'exit 1' INT TERM
+trap 'exit 1' INT TERM HUP PIPE
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }

@@ -44,23 +44,38 @@ bg() {
 }
 
 # wait_port PORT [SECONDS]: waits until something listens on 127.0.0.1:PORT.
+# (run.sh runs tests with sh, which is dash on Debian: no /dev/tcp, so python3 probes.)
 wait_port() {
-    i=0; lim=$(( ${2:-10} * 10 ))
-    while ! (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; do
-        i=$((i + 1)); [ $i -ge $lim ] && fail "nothing listening on port $1"
-        sleep 0.1
-    done
+    python3 - "$1" "${2:-10}" <<'EOF_PY' || fail "nothing listening on port $1"
+import socket, sys, time
+port, limit = int(sys.argv[1]), float(sys.argv[2])
+end = time.monotonic() + limit
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        if time.monotonic() > end:
+            sys.exit(1)
+        time.sleep(0.05)
+EOF_PY
 }
 
-# stop PID: SIGTERM, then wait for it (bounded); prints its exit status.
+# stop PID: SIGTERM, then wait for it (bounded, then SIGKILL); its exit status goes in
+# $STOP_RC (137 when it had to be killed). Call it directly, not in $(...): only this shell,
+# the parent, can reap the process and learn its status, and until it is reaped a finished
+# process is a zombie that kill -0 still finds.
 stop() {
     kill -TERM "$1" 2>/dev/null || true
     i=0
     while kill -0 "$1" 2>/dev/null; do
-        i=$((i + 1)); [ $i -ge 150 ] && { kill -9 "$1" 2>/dev/null; echo 137; return; }
+        [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" = Z ] && break
+        i=$((i + 1)); [ $i -ge 150 ] && { kill -9 "$1" 2>/dev/null; break; }
         sleep 0.1
     done
-    wait "$1" 2>/dev/null && echo 0 || echo $?
+    if wait "$1" 2>/dev/null; then STOP_RC=0; else STOP_RC=$?; fi
+    # Forget the PID so that cleanup never signals a reused one.
+    PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ')
 }
 
 # Skips when the kernel or sandbox refuses io_uring.

@@ -1,0 +1,109 @@
+#!/bin/sh
+# Runs the side-by-side benchmarks (`make bench`) and writes BENCHMARKS.md at the top of the
+# repository: the machine (CPU, cores, kernel, versions of the peers we compare against), how
+# this run was invoked, then each benchmark's own markdown, which ends with its exact commands
+# and generated configs.
+#
+# Usage: tools/bench/run.sh [NAME...]   NAME: a script in tools/bench/ without .sh
+#        (default: every one present: l4_redis for now)
+# Environment passed through to the scripts: QUICK=1 (short runs), ROUNDS, N, CLIENTS, LB.
+# Exit status: 0 all measured, 3 some lb columns skipped (lb could not run), 1 a failure.
+set -u
+cd "$(dirname "$0")/../.."
+out=BENCHMARKS.md
+tmp=$(mktemp /tmp/lb-bench-md.XXXXXX)
+part=$(mktemp /tmp/lb-bench-part.XXXXXX)
+trap 'rm -f "$tmp" "$part"' EXIT
+trap 'exit 1' INT TERM
+
+if [ $# -gt 0 ]; then
+    scripts=""
+    for n in "$@"; do
+        [ -f "tools/bench/$n.sh" ] || { echo "bench: no tools/bench/$n.sh" >&2; exit 1; }
+        scripts="$scripts tools/bench/$n.sh"
+    done
+else
+    scripts=$(ls tools/bench/*.sh | grep -v -e '/lib\.sh$' -e '/run\.sh$')
+fi
+
+ver() { # first line of a version command, or "not installed"
+    command -v "$1" >/dev/null 2>&1 || { echo "not installed"; return; }
+    "$@" 2>&1 | head -n 1
+}
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
+env_used=""
+for v in QUICK ROUNDS N CLIENTS LB; do
+    eval "val=\${$v:-}"
+    [ -n "$val" ] && env_used="$env_used $v=$val"
+done
+
+{
+    echo "# Benchmarks"
+    echo
+    echo "Written by \`tools/bench/run.sh\` (\`make bench\`); do not edit by hand. Each table"
+    echo "compares lb with its peer on the same machine, same backend and same load, one worker"
+    echo "each, runs alternating; figures are median, min and max over the rounds."
+    echo
+    echo "## Machine and run"
+    echo
+    echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); lb commit $commit"
+    echo "- CPU: ${cpu:-unknown}; $(nproc) cores online; memory $mem"
+    echo "- Kernel: $(uname -sr)"
+    echo "- $(ver haproxy -v | sed 's/ - https.*//')"
+    echo "- $(ver nginx -v | sed 's/^nginx version: //')"
+    echo "- $(ver redis-server --version | awk '{print $1, $2, $3}')"
+    echo "- $(ver redis-benchmark --version)"
+    echo "- $(ver wrk -v | awk '{print $1, $2}')"
+    echo "- $(ver gcc --version)"
+    echo "- Command: \`${env_used# }${env_used:+ }tools/bench/run.sh${*:+ $*}\`"
+    echo
+    echo "All processes (load generator, proxy, backend) share these $(nproc) cores, so the"
+    echo "numbers compare the proxies with each other here; they are not capacity figures."
+} >"$tmp"
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+rc=0
+for s in $scripts; do
+    name=$(basename "$s" .sh)
+    echo "bench: running $name" >&2
+    sh "$s" >"$part"
+    src=$?
+    {
+        echo
+        echo "## $name"
+        echo
+        case $src in
+            0) ;;
+            3) echo "> lb could not run in this build, so its columns are missing; see the table." ;
+               echo ;;
+            *) echo "> FAILED (exit $src); partial output follows." ; echo ;;
+        esac
+        cat "$part"
+    } >>"$tmp"
+    case $src in
+        0) ;;
+        3) [ $rc -eq 0 ] && rc=3 ;;
+        *) rc=1 ;;
+    esac
+done
+
+# Other work on the machine (builds, fuzzers) skews rates far more than CPU per request:
+# say so in the file rather than let a reader trust noisy numbers.
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+{
+    echo
+    echo "## Load"
+    echo
+    echo "Load average (1, 5, 15 min) before: $load_before; after: $load_after."
+    if awk -v l="${load_before%% *}" -v n="$(nproc)" 'BEGIN { exit !(l >= n / 4) }'; then
+        echo "The machine was already busy before the run started: requests/s are noisy;"
+        echo "proxy CPU per request is less affected."
+    fi
+} >>"$tmp"
+
+cp "$tmp" "$out"
+echo "bench: wrote $out" >&2
+exit $rc

@@ -98,19 +98,38 @@ static void side_drop_queue(struct lb_worker *w, struct lb_side *s)
     s->qbytes = 0;
 }
 
-static void side_close(struct lb_worker *w, struct lb_conn *c, struct lb_side *s)
+/* Cancels what is in flight on @s and returns its queued buffers. The socket itself stays in
+ * its fixed slot until every operation of the connection has completed (conn_reap): an
+ * operation that the kernel punted to a worker thread (shutdown, for one) resolves its fixed
+ * file only when it runs, so closing the slot earlier would let it act on whatever socket the
+ * next accept put in that slot. */
+static void side_cancel(struct lb_worker *w, struct lb_conn *c, struct lb_side *s)
 {
     if (s->flags & LB_SIDE_F_OPEN) {
-        /* Closing a fixed file does not stop operations that hold it: cancel them first.
-         * Both are issued in order within one submission. */
         struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_AUX, c, 0);
         io_uring_prep_cancel_fd(sqe, s->fidx, IORING_ASYNC_CANCEL_ALL |
                                                   IORING_ASYNC_CANCEL_FD_FIXED);
-        sqe = lb_sqe(w, LB_OP_AUX, c, 0);
-        io_uring_prep_close_direct(sqe, (unsigned)s->fidx);
     }
-    s->flags &= ~LB_SIDE_F_OPEN;
     side_drop_queue(w, s);
+}
+
+/* Called when a closing connection has nothing in flight: closes its sockets (their slots
+ * are free once the closes complete), or frees the slot when they are closed already. */
+static void conn_reap(struct lb_worker *w, struct lb_conn *c)
+{
+    bool closing = false;
+    struct lb_side *sides[2] = {&c->cli, &c->srv};
+    for (int i = 0; i < 2; i++) {
+        struct lb_side *s = sides[i];
+        if (!(s->flags & LB_SIDE_F_OPEN))
+            continue;
+        struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+        io_uring_prep_close_direct(sqe, (unsigned)s->fidx);
+        s->flags &= ~LB_SIDE_F_OPEN;
+        closing = true;
+    }
+    if (!closing)
+        conn_free(w, c);
 }
 
 void lb_conn_close(struct lb_worker *w, struct lb_conn *c, const char *why)
@@ -119,14 +138,14 @@ void lb_conn_close(struct lb_worker *w, struct lb_conn *c, const char *why)
         return;
     lb_debug("connection closed", "slot=%u reason=\"%s\"", lb_conn_slot(w, c), why ? why : "done");
     c->state = LB_CONN_CLOSING;
-    side_close(w, c, &c->cli);
-    side_close(w, c, &c->srv);
+    side_cancel(w, c, &c->cli);
+    side_cancel(w, c, &c->srv);
     if (c->counted) {
         lb_server_release(&w->rt->clusters[c->cluster].servers[c->server]);
         c->counted = 0;
     }
     if (!c->inflight)
-        conn_free(w, c);
+        conn_reap(w, c);
 }
 
 /* ---- accept ---- */
@@ -211,7 +230,7 @@ static void on_conn_cqe(struct lb_worker *w, const struct io_uring_cqe *cqe)
         lb_tcp_on_cqe(w, c, kind, cqe);
     }
     if (c->state == LB_CONN_CLOSING && !c->inflight)
-        conn_free(w, c);
+        conn_reap(w, c);
 }
 
 typedef void lb_cqe_fn(struct lb_worker *w, const struct io_uring_cqe *cqe);

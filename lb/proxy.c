@@ -5,6 +5,7 @@
  * which is the control thread.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -179,6 +180,8 @@ static void runtime_free(struct lb_runtime *rt)
         for (size_t i = 0; i < rt->conf->nclusters; i++)
             lb_cluster_destroy(&rt->clusters[i]);
     free(rt->clusters);
+    if (rt->access_fd > STDERR_FILENO)
+        close(rt->access_fd);
     conf_free(rt->conf);
 }
 
@@ -191,10 +194,36 @@ int lb_proxy_run(struct conf *c, const char *file)
     uint32_t started = 0;
 
     lb_log_level = c->global.log_level;
+    rt.access_fd = -1;
+    /* Refuse what this version cannot do yet rather than pretend: a config that asks for
+     * it gets a clear message and lb does not start. */
     for (size_t i = 0; i < c->nlisteners; i++) {
-        if (c->listeners[i].protocol != CONF_PROTO_TCP) {
-            fprintf(stderr, "%s: listener %s: protocol http is not built yet in this version; "
-                            "only tcp listeners run\n", file, c->listeners[i].name);
+        const struct conf_listener *l = &c->listeners[i];
+        if (l->tls.enabled) {
+            fprintf(stderr, "%s: listener %s: tls is not built yet in this version\n", file,
+                    l->name);
+            goto out;
+        }
+        for (size_t j = 0; j < l->nroutes; j++) {
+            const struct conf_route *r = &l->routes[j];
+            const char *what = r->action == CONF_ACT_STATIC    ? "static routes"
+                               : r->action == CONF_ACT_ENQUEUE ? "enqueue routes"
+                               : r->cache.enabled              ? "route cache"
+                                                               : NULL;
+            if (what) {
+                fprintf(stderr, "%s:%u:%u: listener %s: %s are not built yet in this version\n",
+                        file, r->pos.line, r->pos.col, l->name, what);
+                goto out;
+            }
+        }
+    }
+    if (c->global.access == CONF_ACCESS_STDERR) {
+        rt.access_fd = STDERR_FILENO;
+    } else if (c->global.access == CONF_ACCESS_FILE) {
+        rt.access_fd = open(c->global.access_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (rt.access_fd < 0) {
+            fprintf(stderr, "lb: cannot open the access log %s: %s\n", c->global.access_file,
+                    strerror(errno));
             goto out;
         }
     }

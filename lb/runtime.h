@@ -22,6 +22,7 @@ struct lb_runtime {
     int **listen_fds;            /* [worker][listener] */
     unsigned ring_flags;         /* setup flags that worked in the startup probe */
     bool has_peername;           /* SO_PEERNAME through uring_cmd works (kernel >= 6.7) */
+    int access_fd;               /* access log: -1 off, 2 stderr, or an O_APPEND file */
     _Atomic int stop;            /* set by the control thread on SIGTERM/SIGINT */
 };
 

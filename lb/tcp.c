@@ -127,9 +127,14 @@ static void start_connect(struct lb_worker *w, struct lb_conn *c)
     c->counted = 1;
     c->state = LB_CONN_CONNECTING;
 
+    lb_conn_connect(w, c, &srv->cf->addr, conn_cluster(w, c)->cf->connect_timeout_ms);
+}
+
+void lb_conn_connect(struct lb_worker *w, struct lb_conn *c, const struct conf_addr *a,
+                     uint64_t timeout_ms)
+{
     /* socket -> TCP_NODELAY -> connect -> timeout, one chain, one submission. The
      * setsockopt is hard-linked: a kernel without uring_cmd sockopts still connects. */
-    const struct conf_addr *a = &srv->cf->addr;
     c->srv.fidx = (int32_t)(w->nconns + lb_conn_slot(w, c));
     c->srv.flags = LB_SIDE_F_OPEN;
     struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_SOCKET, c, 0);
@@ -143,12 +148,13 @@ static void start_connect(struct lb_worker *w, struct lb_conn *c)
     io_uring_prep_connect(sqe, c->srv.fidx, (const struct sockaddr *)&a->ss, a->len);
     sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
     sqe = lb_sqe(w, LB_OP_AUX, c, 0);
-    struct lb_cluster *ccl = conn_cluster(w, c);
-    static __thread struct __kernel_timespec ts;
-    /* The kernel reads the timespec at submission; one per thread is enough. */
-    ts.tv_sec = (long long)(ccl->cf->connect_timeout_ms / 1000);
-    ts.tv_nsec = (long long)(ccl->cf->connect_timeout_ms % 1000) * 1000000;
-    io_uring_prep_link_timeout(sqe, &ts, 0);
+    /* The kernel copies the timespec when it prepares the linked timeout, at submission;
+     * lb_sqe may submit early when the SQ is full, so keep one per connection slot rather
+     * than one per thread. */
+    struct __kernel_timespec *ts = &c->connect_ts;
+    ts->tv_sec = (long long)(timeout_ms / 1000);
+    ts->tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+    io_uring_prep_link_timeout(sqe, ts, 0);
 }
 
 void lb_tcp_accepted(struct lb_worker *w, struct lb_conn *c)

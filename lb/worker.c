@@ -55,7 +55,7 @@ void lb_buf_put(struct lb_worker *w, uint16_t bid)
 
 /* ---- slots ---- */
 
-static struct lb_conn *conn_alloc(struct lb_worker *w)
+struct lb_conn *lb_conn_alloc(struct lb_worker *w)
 {
     if (!w->nfree)
         return NULL;
@@ -75,6 +75,8 @@ static void arm_accept(struct lb_worker *w, uint32_t li);
 
 static void conn_free(struct lb_worker *w, struct lb_conn *c)
 {
+    if (c->kind != LB_CK_L4)
+        lb_http_on_free(w, c);
     c->state = LB_CONN_FREE;
     c->gen = (c->gen + 1) & 0xffffff;
     w->free_slots[w->nfree++] = lb_conn_slot(w, c);
@@ -138,6 +140,8 @@ void lb_conn_close(struct lb_worker *w, struct lb_conn *c, const char *why)
         return;
     lb_debug("connection closed", "slot=%u reason=\"%s\"", lb_conn_slot(w, c), why ? why : "done");
     c->state = LB_CONN_CLOSING;
+    if (c->kind != LB_CK_L4)
+        lb_http_on_close(w, c);
     side_cancel(w, c, &c->cli);
     side_cancel(w, c, &c->srv);
     if (c->counted) {
@@ -176,7 +180,7 @@ static void on_accept(struct lb_worker *w, const struct io_uring_cqe *cqe)
             lb_warn("accept failed", "listener=%s err=%s", l->cf->name, strerror(-cqe->res));
         }
     } else {
-        struct lb_conn *c = conn_alloc(w);
+        struct lb_conn *c = lb_conn_alloc(w);
         if (!c) {
             /* Shed this one connection, never the process. */
             w->rejected++;
@@ -189,7 +193,12 @@ static void on_accept(struct lb_worker *w, const struct io_uring_cqe *cqe)
             c->listener = (uint8_t)li;
             c->cli.fidx = cqe->res;
             c->cli.flags = LB_SIDE_F_OPEN | LB_SIDE_F_CONNECTED;
-            lb_tcp_accepted(w, c);
+            if (l->cf->protocol == CONF_PROTO_HTTP) {
+                c->kind = LB_CK_HCLI;
+                lb_http_accepted(w, c);
+            } else {
+                lb_tcp_accepted(w, c);
+            }
         }
     }
     if (!l->accepting && !l->full)
@@ -226,8 +235,10 @@ static void on_conn_cqe(struct lb_worker *w, const struct io_uring_cqe *cqe)
     if (c->state == LB_CONN_CLOSING) {
         if (cqe->flags & IORING_CQE_F_BUFFER)
             lb_buf_put(w, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
-    } else {
+    } else if (c->kind == LB_CK_L4) {
         lb_tcp_on_cqe(w, c, kind, cqe);
+    } else {
+        lb_http_on_cqe(w, c, kind, cqe);
     }
     if (c->state == LB_CONN_CLOSING && !c->inflight)
         conn_reap(w, c);
@@ -264,8 +275,12 @@ static void feed_starved(struct lb_worker *w)
         struct lb_conn *c = &w->conns[i];
         i = c->next_starved;
         c->next_starved = NOT_STARVED;
-        if (c->state != LB_CONN_FREE && c->state != LB_CONN_CLOSING)
+        if (c->state == LB_CONN_FREE || c->state == LB_CONN_CLOSING)
+            continue;
+        if (c->kind == LB_CK_L4)
             lb_tcp_on_starved(w, c);
+        else
+            lb_http_on_starved(w, c);
     }
 }
 
@@ -299,8 +314,10 @@ static void tick(struct lb_worker *w)
             continue;
         if (expired)
             lb_conn_close(w, c, "shutdown timeout");
-        else
+        else if (c->kind == LB_CK_L4)
             lb_tcp_tick(w, c);
+        else
+            lb_http_tick(w, c);
     }
 }
 
@@ -357,6 +374,8 @@ int lb_worker_init(struct lb_worker *w, struct lb_runtime *rt, int id, struct lb
             goto fail;
         }
     }
+    if (lb_http_worker_init(w, err) < 0)
+        goto fail;
     return 0;
 fail:
     lb_worker_destroy(w);
@@ -365,6 +384,7 @@ fail:
 
 void lb_worker_destroy(struct lb_worker *w)
 {
+    lb_http_worker_destroy(w);
     if (w->ring_ok)
         io_uring_queue_exit(&w->ring);
     w->ring_ok = false;
@@ -482,6 +502,8 @@ void *lb_worker_main(void *arg)
         io_uring_cq_advance(&w->ring, n);
 
         feed_starved(w);
+        if (w->alog_len)
+            lb_http_flush_log(w);
         if (w->now_ms >= w->next_tick_ms) {
             w->next_tick_ms = w->now_ms + TICK_MS;
             tick(w);

@@ -21,6 +21,7 @@
 
 #include "conf/conf.h"
 #include "lb/cluster.h"
+#include "lb/http1.h"
 
 struct lb_runtime;
 
@@ -60,6 +61,43 @@ struct lb_side {
 #define LB_SIDE_F_STARVED 0x0040  /* recv ended with ENOBUFS; waiting for free buffers */
 #define LB_SIDE_F_CONNECTED 0x0080 /* backend: connect completed */
 
+/* What a connection slot holds. */
+enum lb_conn_kind {
+    LB_CK_L4,   /* tcp listener: client socket (cli) and its backend socket (srv) */
+    LB_CK_HCLI, /* http listener: a client socket (cli); its backend is another slot */
+    LB_CK_HSRV, /* http backend connection (srv): busy with one client's request, or idle
+                   in its server's pool */
+};
+
+/* L7 state of a connection slot (LB_CK_HCLI or LB_CK_HSRV); lb/http.c owns it. */
+struct lb_hstate {
+    char *hbuf;          /* pool buffer while a header is parsed, rewritten and sent */
+    uint32_t hlen;       /* bytes of the incoming header copied into hbuf */
+    uint32_t scanned;    /* the parser's resume point */
+    uint32_t out_off;    /* the outgoing header (or a local reply) in hbuf */
+    uint32_t out_len;
+    uint32_t out_sent;
+    uint32_t peer;       /* the other slot (client <-> backend), UINT32_MAX when none */
+    uint32_t peer_gen;
+    uint32_t pool_prev;  /* backend: idle pool links, UINT32_MAX at the ends */
+    uint32_t pool_next;
+    uint32_t qvalid;     /* bytes at the head of the queue checked as part of this message */
+    uint32_t flags;      /* LB_H_F_* */
+    struct lb_http1_body body; /* client: the request body; backend: the response body */
+    uint64_t key;        /* client: the request's hash key (hash balancers) */
+    uint32_t target_off; /* client: the request-target in hbuf, for the access log */
+    uint32_t target_len;
+    uint64_t t_start_ms; /* client: first byte of the request; backend: request started */
+    uint64_t t_resp_ms;  /* client: response header from the backend */
+    uint64_t bytes_in;   /* client: request bytes received; */
+    uint64_t bytes_out;  /*          response bytes sent (for the access log) */
+    uint16_t route;
+    uint16_t status;     /* response status sent to the client */
+    uint8_t phase;       /* enum lb_hphase (lb/http.c) */
+    uint8_t method;      /* enum lb_http1_method */
+    uint8_t retries;
+};
+
 enum lb_conn_state {
     LB_CONN_FREE,
     LB_CONN_PEERNAME,   /* accepted, learning the client address */
@@ -71,6 +109,7 @@ enum lb_conn_state {
 struct lb_conn {
     uint32_t gen;        /* 24 bits used; bumped each time the slot is freed */
     uint8_t state;       /* enum lb_conn_state */
+    uint8_t kind;        /* enum lb_conn_kind */
     uint8_t listener;    /* index into the worker's listeners */
     uint8_t attempts;    /* connect attempts so far */
     uint8_t counted;     /* server->active was incremented */
@@ -85,6 +124,8 @@ struct lb_conn {
         struct sockaddr_in6 v6;
     } peer;
     struct lb_exclude tried;
+    struct __kernel_timespec connect_ts; /* read by the kernel when the connect is submitted */
+    struct lb_hstate h;
 };
 
 struct lb_wlistener {
@@ -126,6 +167,14 @@ struct lb_worker {
     bool stopping;
     uint64_t stop_deadline_ms;
     uint64_t stale_cqes;     /* completions for recycled slots: should stay 0 */
+
+    /* L7 (lb/http.c): header buffers, idle backend pools, access log. */
+    char **hbuf_free;        /* free list of header buffers, allocated on first need */
+    uint32_t hbuf_nfree, hbuf_total, hbuf_size;
+    uint32_t **pool_head;    /* [cluster][server]: idle backend slot, UINT32_MAX when none */
+    char *alog;              /* access log lines waiting for the end of the iteration */
+    uint32_t alog_len;
+    int alog_fd;             /* -1: access log off */
     uint64_t accepted, rejected;
 };
 
@@ -164,6 +213,9 @@ static inline char *lb_buf_addr(const struct lb_worker *w, uint16_t bid)
     return w->buf_base + (size_t)bid * w->buf_size;
 }
 
+/* Takes a free slot (NULL when none): zeroed, its generation kept. */
+struct lb_conn *lb_conn_alloc(struct lb_worker *w);
+
 /* Puts @c on the list of connections whose recv ended with ENOBUFS; they are re-armed
  * (lb_tcp_on_starved) once buffers come back. */
 void lb_worker_starve(struct lb_worker *w, struct lb_conn *c);
@@ -178,6 +230,26 @@ void *lb_worker_main(void *arg);
 /* Allocates a worker's slots and buffers (startup, any thread). 0 or -errno. */
 int lb_worker_init(struct lb_worker *w, struct lb_runtime *rt, int id, struct lb_err *err);
 void lb_worker_destroy(struct lb_worker *w);
+
+/* Prepares socket -> TCP_NODELAY -> connect -> link timeout for @c's srv side at fixed file
+ * nconns + slot. The LB_OP_CONNECT completion tells the result. */
+void lb_conn_connect(struct lb_worker *w, struct lb_conn *c, const struct conf_addr *a,
+                     uint64_t timeout_ms);
+
+/* L7 (lb/http.c). */
+int lb_http_worker_init(struct lb_worker *w, struct lb_err *err);
+void lb_http_worker_destroy(struct lb_worker *w);
+void lb_http_accepted(struct lb_worker *w, struct lb_conn *c);
+void lb_http_on_cqe(struct lb_worker *w, struct lb_conn *c, enum lb_op kind,
+                    const struct io_uring_cqe *cqe);
+void lb_http_on_starved(struct lb_worker *w, struct lb_conn *c);
+void lb_http_tick(struct lb_worker *w, struct lb_conn *c);
+/* lb_conn_close calls this first for L7 slots: detach from the peer, leave the pool. */
+void lb_http_on_close(struct lb_worker *w, struct lb_conn *c);
+/* Releases what an L7 slot holds once it is free (header buffer). */
+void lb_http_on_free(struct lb_worker *w, struct lb_conn *c);
+/* Writes buffered access log lines (end of each loop iteration). */
+void lb_http_flush_log(struct lb_worker *w);
 
 /* L4 (lb/tcp.c). */
 void lb_tcp_accepted(struct lb_worker *w, struct lb_conn *c);

@@ -1,0 +1,1657 @@
+/*
+ * L7 (protocol: http): an HTTP/1.1 reverse proxy on the worker's ring.
+ *
+ * A client connection (LB_CK_HCLI) owns its socket and a queue of received buffers. Each
+ * request's header section is copied from that queue into a pool buffer (hbuf), parsed
+ * strictly (lb/http1.c), routed, and rewritten into the second half of the same hbuf
+ * (hop-by-hop fields dropped, X-Forwarded-For/-Proto and Via added). The request is then
+ * sent on a backend connection (LB_CK_HSRV, its own slot) taken from the server's idle pool
+ * or connected anew; the body follows straight from the client's queue, checked by the
+ * body framer as it goes, never buffered whole. The response comes back the same way: its
+ * header is parsed and rewritten in the backend's hbuf, its body streamed from the
+ * backend's queue. When both messages are complete the backend goes back to its pool (if
+ * its framing allows reuse) and the client's next request, perhaps already queued behind
+ * this one (pipelining), is parsed.
+ *
+ *   client phases: IDLE -> HEADER -> (CONNECT) -> FORWARD -> IDLE ...
+ *                  any -> LOCAL (an answer of lb's own) -> IDLE or LINGER -> closed
+ *                  FORWARD -> TUNNEL (after 101 Switching Protocols to a WebSocket upgrade)
+ *
+ * Back-pressure: a queue over LB_H_HIGH bytes stops its socket's recv until it drains,
+ * exactly as in L4. One send in flight per socket.
+ *
+ * Retries: a connect failure is retried on another server whatever the method (nothing
+ * reached the failed one). A reused pooled connection that dies before any response byte
+ * is retried on a fresh connection for idempotent methods only, and only when no body
+ * byte was sent.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lb/log.h"
+#include "lb/runtime.h"
+#include "lb/worker.h"
+
+#define LB_H_HIGH (64 * 1024)
+#define NONE UINT32_MAX
+#define ALOG_SIZE (64 * 1024)
+#define LINGER_MS 1000
+
+enum lb_hphase {
+    HC_IDLE,    /* between requests */
+    HC_HEADER,  /* part of a request header received */
+    HC_CONNECT, /* request parsed, waiting for a backend connection */
+    HC_FORWARD, /* request going up, response coming down */
+    HC_LOCAL,   /* sending an answer of our own */
+    HC_LINGER,  /* answered and shut down for writing; waiting for the client's FIN */
+    HC_TUNNEL,  /* WebSocket after 101: bytes both ways */
+    HS_BUSY,    /* backend: serving its client */
+    HS_IDLE,    /* backend: in its server's pool */
+};
+
+/* Client flags (h.flags). */
+#define H_F_REQ_HDR_SENT 0x0001  /* rewritten request header fully sent */
+#define H_F_REQ_DONE 0x0002      /* request body fully sent */
+#define H_F_RESP_HDR 0x0004      /* final response header parsed and rewritten */
+#define H_F_RESP_DONE 0x0008     /* response body fully received and checked */
+#define H_F_CLOSE 0x0010         /* close the client connection after this response */
+#define H_F_SENDING_HDR 0x0020   /* the send in flight is a header (not queue bytes) */
+#define H_F_BODY_SENT 0x0040     /* some request body byte reached the backend */
+#define H_F_REUSED 0x0080        /* the backend connection came from the pool */
+#define H_F_WS 0x0100            /* the request asks for a WebSocket upgrade */
+#define H_F_RESP_BYTE 0x0200     /* some response byte arrived from the backend */
+#define H_F_IDEMPOTENT 0x0400
+#define H_F_HEAD 0x0800          /* HEAD request: the response has no body */
+#define H_F_CLIENT_EOF 0x1000    /* the client sent FIN */
+#define H_F_KEEPALIVE10 0x2000   /* HTTP/1.0 client asked for keep-alive */
+#define H_F_CONTINUE 0x4000      /* the request has Expect: 100-continue */
+
+/* ---- small helpers ---- */
+
+static const struct conf_listener *lcf_of(struct lb_worker *w, struct lb_conn *c)
+{
+    return w->ls[c->listener].cf;
+}
+
+static struct lb_conn *peer_of(struct lb_worker *w, struct lb_conn *c)
+{
+    if (c->h.peer == NONE)
+        return NULL;
+    struct lb_conn *p = &w->conns[c->h.peer];
+    if (p->gen != c->h.peer_gen || p->state == LB_CONN_FREE || p->state == LB_CONN_CLOSING)
+        return NULL;
+    return p;
+}
+
+static void attach(struct lb_worker *w, struct lb_conn *c, struct lb_conn *b)
+{
+    c->h.peer = lb_conn_slot(w, b);
+    c->h.peer_gen = b->gen;
+    b->h.peer = lb_conn_slot(w, c);
+    b->h.peer_gen = c->gen;
+}
+
+static void detach(struct lb_conn *c, struct lb_conn *b)
+{
+    if (c)
+        c->h.peer = NONE;
+    if (b)
+        b->h.peer = NONE;
+}
+
+static char *hbuf_get(struct lb_worker *w)
+{
+    if (w->hbuf_nfree)
+        return w->hbuf_free[--w->hbuf_nfree];
+    if (w->hbuf_total >= w->nconns)
+        return NULL;
+    /* The pool grows to its high-water mark once and then only recycles. */
+    char *b = malloc(w->hbuf_size);
+    if (b)
+        w->hbuf_total++;
+    return b;
+}
+
+static void hbuf_put(struct lb_worker *w, struct lb_hstate *h)
+{
+    if (!h->hbuf)
+        return;
+    w->hbuf_free[w->hbuf_nfree++] = h->hbuf;
+    h->hbuf = NULL;
+    h->hlen = h->scanned = 0;
+    h->out_off = h->out_len = h->out_sent = 0;
+}
+
+/* ---- buffer queues ---- */
+
+static void q_push(struct lb_worker *w, struct lb_side *s, uint16_t b, uint32_t len)
+{
+    w->buf_len[b] = (uint16_t)len;
+    w->buf_off[b] = 0;
+    w->buf_next[b] = LB_NOBUF;
+    if (s->qtail == LB_NOBUF)
+        s->qhead = b;
+    else
+        w->buf_next[s->qtail] = b;
+    s->qtail = b;
+    s->qbytes += len;
+}
+
+/* Copies up to @max queued bytes, skipping the first @skip, into @dst. */
+static uint32_t q_peek(struct lb_worker *w, struct lb_side *s, uint32_t skip, char *dst,
+                       uint32_t max)
+{
+    uint32_t n = 0;
+    for (uint16_t b = s->qhead; b != LB_NOBUF && n < max; b = w->buf_next[b]) {
+        uint32_t avail = (uint32_t)(w->buf_len[b] - w->buf_off[b]);
+        if (skip >= avail) {
+            skip -= avail;
+            continue;
+        }
+        uint32_t take = avail - skip;
+        if (take > max - n)
+            take = max - n;
+        memcpy(dst + n, lb_buf_addr(w, b) + w->buf_off[b] + skip, take);
+        n += take;
+        skip = 0;
+    }
+    return n;
+}
+
+/* Drops @n bytes from the head of the queue, giving emptied buffers back. */
+static void q_consume(struct lb_worker *w, struct lb_side *s, uint32_t n)
+{
+    while (n && s->qhead != LB_NOBUF) {
+        uint16_t b = s->qhead;
+        uint32_t avail = (uint32_t)(w->buf_len[b] - w->buf_off[b]);
+        uint32_t take = n < avail ? n : avail;
+        w->buf_off[b] = (uint16_t)(w->buf_off[b] + take);
+        s->qbytes -= take;
+        n -= take;
+        if (w->buf_off[b] >= w->buf_len[b]) {
+            s->qhead = w->buf_next[b];
+            if (s->qhead == LB_NOBUF)
+                s->qtail = LB_NOBUF;
+            lb_buf_put(w, b);
+        }
+    }
+}
+
+static void q_drop(struct lb_worker *w, struct lb_side *s)
+{
+    q_consume(w, s, s->qbytes);
+}
+
+/* ---- socket operations ---- */
+
+static void arm_recv(struct lb_worker *w, struct lb_conn *c, struct lb_side *s)
+{
+    const uint32_t block = LB_SIDE_F_RECV | LB_SIDE_F_PAUSED | LB_SIDE_F_EOF | LB_SIDE_F_STARVED;
+    if (c->state == LB_CONN_CLOSING || !(s->flags & LB_SIDE_F_OPEN) ||
+        !(s->flags & LB_SIDE_F_CONNECTED) || (s->flags & block))
+        return;
+    struct io_uring_sqe *sqe = lb_sqe(w, s == &c->cli ? LB_OP_RECV_CLI : LB_OP_RECV_SRV, c, 0);
+    io_uring_prep_recv_multishot(sqe, s->fidx, NULL, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+    sqe->buf_group = 0;
+    s->flags |= LB_SIDE_F_RECV;
+}
+
+/* Stops receiving on @s while its queue is over the high-water mark. */
+static void maybe_pause(struct lb_worker *w, struct lb_conn *c, struct lb_side *s)
+{
+    if (s->qbytes < LB_H_HIGH || !(s->flags & LB_SIDE_F_RECV) || (s->flags & LB_SIDE_F_PAUSED))
+        return;
+    struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+    io_uring_prep_cancel64(sqe,
+                           lb_ud(s == &c->cli ? LB_OP_RECV_CLI : LB_OP_RECV_SRV, c->gen,
+                                 lb_conn_slot(w, c)),
+                           0);
+    s->flags |= LB_SIDE_F_PAUSED;
+}
+
+static void maybe_resume(struct lb_worker *w, struct lb_conn *c, struct lb_side *s)
+{
+    if ((s->flags & LB_SIDE_F_PAUSED) && s->qbytes < LB_H_HIGH / 2) {
+        s->flags &= ~LB_SIDE_F_PAUSED;
+        arm_recv(w, c, s);
+    }
+}
+
+/* One send on @s (the socket of @c) of @len bytes at @p. */
+static void send_on(struct lb_worker *w, struct lb_conn *c, struct lb_side *s, const char *p,
+                    uint32_t len)
+{
+    struct io_uring_sqe *sqe = lb_sqe(w, s == &c->cli ? LB_OP_SEND_CLI : LB_OP_SEND_SRV, c, 0);
+    io_uring_prep_send(sqe, s->fidx, p, len, MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    s->flags |= LB_SIDE_F_SENDING;
+}
+
+static void shutdown_wr(struct lb_worker *w, struct lb_conn *c, struct lb_side *s)
+{
+    if (s->flags & LB_SIDE_F_SHUT)
+        return;
+    struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+    io_uring_prep_shutdown(sqe, s->fidx, SHUT_WR);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    s->flags |= LB_SIDE_F_SHUT;
+}
+
+/*
+ * Sends the next piece of @src's queue to @dst (on connection @dc), as far as the body
+ * framer @body allows. Returns 1 when a send was started, 0 when there is nothing to send
+ * now, -1 on bad framing.
+ */
+static int send_body(struct lb_worker *w, struct lb_hstate *h, struct lb_side *src,
+                     struct lb_conn *dc, struct lb_side *dst)
+{
+    if (src->qhead == LB_NOBUF)
+        return 0;
+    uint16_t b = src->qhead;
+    const char *p = lb_buf_addr(w, b) + w->buf_off[b];
+    uint32_t avail = (uint32_t)(w->buf_len[b] - w->buf_off[b]);
+    if (!h->qvalid) {
+        if (h->body.done)
+            return 0;
+        ssize_t n = lb_http1_body_feed(&h->body, p, avail);
+        if (n < 0)
+            return -1;
+        h->qvalid = (uint32_t)n;
+        if (!n)
+            return 0;
+    }
+    send_on(w, dc, dst, p, h->qvalid < avail ? h->qvalid : avail);
+    return 1;
+}
+
+/* ---- local answers ---- */
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+static void access_log(struct lb_worker *w, struct lb_conn *c, const char *server);
+static void client_next(struct lb_worker *w, struct lb_conn *c);
+static void client_close(struct lb_worker *w, struct lb_conn *c, const char *why);
+
+/*
+ * Answers the current request with @status and a short text body. @close: the connection
+ * ends after it (the request's framing is unknown or its body unread). @extra: more header
+ * lines, each ending in CRLF, or NULL.
+ */
+static void local_reply(struct lb_worker *w, struct lb_conn *c, int status, bool close,
+                        const char *extra)
+{
+    struct lb_conn *b = peer_of(w, c);
+    if (b) {
+        detach(c, b);
+        lb_conn_close(w, b, "request answered by lb");
+    }
+    if (c->counted) {
+        lb_server_release(&w->rt->clusters[c->cluster].servers[c->server]);
+        c->counted = 0;
+    }
+    if (!c->h.hbuf)
+        c->h.hbuf = hbuf_get(w);
+    if (!c->h.hbuf) {
+        client_close(w, c, "no header buffer for an error answer");
+        return;
+    }
+    /* An unread request body would be taken for the next request. */
+    if ((c->h.flags & (H_F_CLOSE | H_F_BODY_SENT)) ||
+        (c->h.phase != HC_HEADER && c->h.phase != HC_IDLE && !c->h.body.done))
+        close = true;
+    const char *reason = reason_of(status);
+    char body[96];
+    int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason);
+    /* The answer goes after whatever the incoming header occupies. */
+    uint32_t off = w->hbuf_size / 2;
+    int n = snprintf(c->h.hbuf + off, w->hbuf_size - off,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                     "%s%s\r\n%s",
+                     status, reason, blen, extra ? extra : "",
+                     close ? "Connection: close\r\n" : "",
+                     (c->h.flags & H_F_HEAD) ? "" : body);
+    c->h.out_off = off;
+    c->h.out_len = (uint32_t)n;
+    c->h.out_sent = 0;
+    c->h.status = (uint16_t)status;
+    c->h.phase = HC_LOCAL;
+    if (close)
+        c->h.flags |= H_F_CLOSE;
+    lb_info("request answered by lb", "listener=%s status=%d", lcf_of(w, c)->name, status);
+    if (!(c->cli.flags & LB_SIDE_F_SENDING)) {
+        c->h.flags |= H_F_SENDING_HDR;
+        send_on(w, c, &c->cli, c->h.hbuf + off, c->h.out_len);
+    }
+}
+
+/* ---- the backend pool ---- */
+
+static void pool_unlink(struct lb_worker *w, struct lb_conn *b)
+{
+    uint32_t *head = &w->pool_head[b->cluster][b->server];
+    uint32_t slot = lb_conn_slot(w, b);
+    if (b->h.pool_prev != NONE)
+        w->conns[b->h.pool_prev].h.pool_next = b->h.pool_next;
+    else if (*head == slot)
+        *head = b->h.pool_next;
+    if (b->h.pool_next != NONE)
+        w->conns[b->h.pool_next].h.pool_prev = b->h.pool_prev;
+    b->h.pool_prev = b->h.pool_next = NONE;
+}
+
+static void pool_put(struct lb_worker *w, struct lb_conn *b)
+{
+    uint32_t *head = &w->pool_head[b->cluster][b->server];
+    b->h.phase = HS_IDLE;
+    b->h.pool_prev = NONE;
+    b->h.pool_next = *head;
+    if (*head != NONE)
+        w->conns[*head].h.pool_prev = lb_conn_slot(w, b);
+    *head = lb_conn_slot(w, b);
+    b->last_ms = w->now_ms;
+    hbuf_put(w, &b->h);
+    /* A recv stays armed: it holds no buffer, and tells us at once when the server closes
+     * the idle connection. */
+    arm_recv(w, b, &b->srv);
+}
+
+static struct lb_conn *pool_take(struct lb_worker *w, uint32_t cluster, uint32_t server)
+{
+    uint32_t slot = w->pool_head[cluster][server];
+    if (slot == NONE)
+        return NULL;
+    struct lb_conn *b = &w->conns[slot];
+    pool_unlink(w, b);
+    b->h.phase = HS_BUSY;
+    return b;
+}
+
+/* ---- requests ---- */
+
+static bool route_matches(const struct conf_route *r, const char *buf,
+                          const struct lb_http1_req *req, uint32_t mbit, bool *method_only)
+{
+    *method_only = false;
+    if (!r->has_match)
+        return true;
+    if (r->host) {
+        const char *h = buf + req->host.off;
+        uint32_t hl = req->host.len;
+        /* Compare without the port. */
+        for (uint32_t i = hl; i > 0; i--) {
+            if (h[i - 1] == ':') {
+                hl = i - 1;
+                break;
+            }
+            if (h[i - 1] == ']')
+                break;
+        }
+        if (strlen(r->host) != hl || strncasecmp(r->host, h, hl))
+            return false;
+    }
+    if (r->path_prefix) {
+        size_t pl = strlen(r->path_prefix);
+        if (req->path.len < pl || memcmp(buf + req->path.off, r->path_prefix, pl))
+            return false;
+    }
+    if (r->methods && !(r->methods & mbit)) {
+        *method_only = true;
+        return false;
+    }
+    return true;
+}
+
+static uint32_t method_bit(enum lb_http1_method m)
+{
+    switch (m) {
+    case LB_HTTP1_M_GET: return CONF_M_GET;
+    case LB_HTTP1_M_HEAD: return CONF_M_HEAD;
+    case LB_HTTP1_M_POST: return CONF_M_POST;
+    case LB_HTTP1_M_PUT: return CONF_M_PUT;
+    case LB_HTTP1_M_DELETE: return CONF_M_DELETE;
+    case LB_HTTP1_M_OPTIONS: return CONF_M_OPTIONS;
+    case LB_HTTP1_M_PATCH: return CONF_M_PATCH;
+    case LB_HTTP1_M_CONNECT: return CONF_M_CONNECT;
+    case LB_HTTP1_M_TRACE: return CONF_M_TRACE;
+    default: return 0;
+    }
+}
+
+static int client_ip_text(const struct lb_conn *c, char *out, size_t n)
+{
+    if (c->peer.v4.sin_family == AF_INET)
+        return inet_ntop(AF_INET, &c->peer.v4.sin_addr, out, (socklen_t)n) ? 0 : -1;
+    if (c->peer.v6.sin6_family == AF_INET6)
+        return inet_ntop(AF_INET6, &c->peer.v6.sin6_addr, out, (socklen_t)n) ? 0 : -1;
+    snprintf(out, n, "unknown");
+    return 0;
+}
+
+static uint64_t client_ip_hash(const struct lb_conn *c)
+{
+    if (c->peer.v4.sin_family == AF_INET)
+        return lb_hash64(&c->peer.v4.sin_addr, 4, 0);
+    if (c->peer.v6.sin6_family == AF_INET6)
+        return lb_hash64(&c->peer.v6.sin6_addr, 16, 0);
+    return 0;
+}
+
+/* The value of cookie @name in the Cookie fields, or false. */
+static bool find_cookie(const char *buf, const struct lb_http1_req *req, const char *name,
+                        const char **v, size_t *vl)
+{
+    size_t nl = strlen(name);
+    for (int i = lb_http1_find_hdr(buf, req->hdrs, req->nhdrs, "cookie", 0); i >= 0;
+         i = lb_http1_find_hdr(buf, req->hdrs, req->nhdrs, "cookie", (uint32_t)i + 1)) {
+        const char *p = buf + req->hdrs[i].value.off;
+        const char *end = p + req->hdrs[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *eq = memchr(p, '=', (size_t)(end - p));
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            if (!semi)
+                semi = end;
+            if (eq && eq < semi && (size_t)(eq - p) == nl && !memcmp(p, name, nl)) {
+                *v = eq + 1;
+                *vl = (size_t)(semi - eq - 1);
+                return true;
+            }
+            p = semi;
+        }
+    }
+    return false;
+}
+
+/* The request's hash for the route's hash_key; a missing header or cookie falls back to
+ * the client address, so such clients still stick to one server. */
+static uint64_t request_key(const struct conf_route *r, const char *buf,
+                            const struct lb_http1_req *req, const struct lb_conn *c)
+{
+    const char *v = NULL;
+    size_t vl = 0;
+    switch (r->hash_key.kind) {
+    case CONF_HASH_HEADER: {
+        int i = lb_http1_find_hdr(buf, req->hdrs, req->nhdrs, r->hash_key.name, 0);
+        if (i >= 0) {
+            v = buf + req->hdrs[i].value.off;
+            vl = req->hdrs[i].value.len;
+        }
+        break;
+    }
+    case CONF_HASH_COOKIE:
+        find_cookie(buf, req, r->hash_key.name, &v, &vl);
+        break;
+    case CONF_HASH_PATH:
+        v = buf + req->path.off;
+        vl = req->path.len;
+        break;
+    case CONF_HASH_URI:
+        v = buf + req->target.off;
+        vl = req->target.len;
+        break;
+    case CONF_HASH_CLIENT_IP:
+    case CONF_HASH_NONE:
+        return client_ip_hash(c);
+    }
+    return v ? lb_hash64(v, vl, 0) : client_ip_hash(c);
+}
+
+static bool hdr_is(const char *buf, const struct lb_http1_hdr *h, const char *name, size_t nl)
+{
+    return h->name.len == nl && !strncasecmp(buf + h->name.off, name, nl);
+}
+
+/* True for fields that describe one connection and must not be forwarded (RFC 9110 7.6.1),
+ * and for those lb writes itself. Transfer-Encoding stays: lb relays chunked bodies as
+ * they are, so the framing on both hops is the same. */
+static bool hop_by_hop(const char *buf, const struct lb_http1_hdr *h, const char *conn_val,
+                       size_t conn_len)
+{
+    static const struct {
+        const char *n;
+        size_t l;
+    } drop[] = {
+        {"connection", 10}, {"keep-alive", 10}, {"proxy-connection", 16}, {"te", 2},
+        {"upgrade", 7},     {"trailer", 7},     {"proxy-authenticate", 18},
+    };
+    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
+        if (hdr_is(buf, h, drop[i].n, drop[i].l))
+            return true;
+    if (conn_val && h->name.len < 64) {
+        char name[64];
+        memcpy(name, buf + h->name.off, h->name.len);
+        name[h->name.len] = 0;
+        /* Fields named in Connection are hop-by-hop too, except the framing ones. */
+        if (strcasecmp(name, "transfer-encoding") && strcasecmp(name, "content-length") &&
+            lb_http1_list_has(conn_val, conn_len, name))
+            return true;
+    }
+    return false;
+}
+
+struct out {
+    char *p;
+    uint32_t n, cap;
+    bool overflow;
+};
+
+static void out_put(struct out *o, const char *s, size_t n)
+{
+    if (o->n + n > o->cap) {
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->p + o->n, s, n);
+    o->n += (uint32_t)n;
+}
+
+static void out_str(struct out *o, const char *s)
+{
+    out_put(o, s, strlen(s));
+}
+
+/* Writes the request as the backend gets it into the second half of hbuf. */
+static bool build_request(struct lb_worker *w, struct lb_conn *c, const struct lb_http1_req *req)
+{
+    const char *buf = c->h.hbuf;
+    struct out o = {.p = c->h.hbuf + w->hbuf_size / 2, .cap = w->hbuf_size / 2};
+    out_put(&o, buf + req->method_text.off, req->method_text.len);
+    out_put(&o, " ", 1);
+    out_put(&o, buf + req->target.off, req->target.len);
+    out_str(&o, " HTTP/1.1\r\n");
+
+    const char *cv = NULL;
+    size_t cl = 0;
+    int ci = lb_http1_find_hdr(buf, req->hdrs, req->nhdrs, "connection", 0);
+    if (ci >= 0) {
+        cv = buf + req->hdrs[ci].value.off;
+        cl = req->hdrs[ci].value.len;
+    }
+    const struct lb_http1_hdr *xff = NULL, *via = NULL;
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const struct lb_http1_hdr *h = &req->hdrs[i];
+        if (hop_by_hop(buf, h, cv, cl))
+            continue;
+        if (hdr_is(buf, h, "x-forwarded-for", 15)) {
+            xff = h; /* the parser collapses nothing here: keep the last one's chain */
+            continue;
+        }
+        if (hdr_is(buf, h, "x-forwarded-proto", 17))
+            continue;
+        if (hdr_is(buf, h, "via", 3)) {
+            via = h;
+            continue;
+        }
+        if (hdr_is(buf, h, "host", 4) && req->version_minor == 0 && !req->host.len)
+            continue;
+        out_put(&o, buf + h->name.off, h->name.len);
+        out_put(&o, ": ", 2);
+        out_put(&o, buf + h->value.off, h->value.len);
+        out_put(&o, "\r\n", 2);
+    }
+    char ip[INET6_ADDRSTRLEN + 1];
+    client_ip_text(c, ip, sizeof(ip));
+    out_str(&o, "X-Forwarded-For: ");
+    if (xff && xff->value.len) {
+        out_put(&o, buf + xff->value.off, xff->value.len);
+        out_str(&o, ", ");
+    }
+    out_str(&o, ip);
+    out_str(&o, "\r\nX-Forwarded-Proto: http\r\nVia: ");
+    if (via && via->value.len) {
+        out_put(&o, buf + via->value.off, via->value.len);
+        out_str(&o, ", ");
+    }
+    out_str(&o, req->version_minor ? "1.1 lb\r\n" : "1.0 lb\r\n");
+    if (c->h.flags & H_F_WS)
+        out_str(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
+    out_put(&o, "\r\n", 2);
+    if (o.overflow)
+        return false;
+    c->h.out_off = w->hbuf_size / 2;
+    c->h.out_len = o.n;
+    c->h.out_sent = 0;
+    return true;
+}
+
+/* Writes the response as the client gets it into the second half of the backend's hbuf. */
+static bool build_response(struct lb_worker *w, struct lb_conn *c, struct lb_conn *b,
+                           const struct lb_http1_resp *resp, bool interim)
+{
+    const char *buf = b->h.hbuf;
+    struct out o = {.p = b->h.hbuf + w->hbuf_size / 2, .cap = w->hbuf_size / 2};
+    char line[32];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %03u ", resp->status);
+    out_put(&o, line, (size_t)n);
+    out_put(&o, buf + resp->reason.off, resp->reason.len);
+    out_put(&o, "\r\n", 2);
+    const char *cv = NULL;
+    size_t cl = 0;
+    int ci = lb_http1_find_hdr(buf, resp->hdrs, resp->nhdrs, "connection", 0);
+    if (ci >= 0) {
+        cv = buf + resp->hdrs[ci].value.off;
+        cl = resp->hdrs[ci].value.len;
+    }
+    bool upgrade = resp->status == 101;
+    for (uint32_t i = 0; i < resp->nhdrs; i++) {
+        const struct lb_http1_hdr *h = &resp->hdrs[i];
+        if (upgrade && hdr_is(buf, h, "upgrade", 7)) {
+            /* kept below */
+        } else if (hop_by_hop(buf, h, cv, cl)) {
+            continue;
+        }
+        out_put(&o, buf + h->name.off, h->name.len);
+        out_put(&o, ": ", 2);
+        out_put(&o, buf + h->value.off, h->value.len);
+        out_put(&o, "\r\n", 2);
+    }
+    if (upgrade)
+        out_str(&o, "Connection: upgrade\r\n");
+    else if (!interim && (c->h.flags & H_F_CLOSE))
+        out_str(&o, "Connection: close\r\n");
+    else if (!interim && (c->h.flags & H_F_KEEPALIVE10))
+        out_str(&o, "Connection: keep-alive\r\n");
+    out_put(&o, "\r\n", 2);
+    if (o.overflow)
+        return false;
+    b->h.out_off = w->hbuf_size / 2;
+    b->h.out_len = o.n;
+    b->h.out_sent = 0;
+    return true;
+}
+
+static void backend_acquire(struct lb_worker *w, struct lb_conn *c);
+
+/* Routes a parsed request and starts it on its way. */
+static void client_dispatch(struct lb_worker *w, struct lb_conn *c, struct lb_http1_req *req)
+{
+    const struct conf_listener *lcf = lcf_of(w, c);
+    const char *buf = c->h.hbuf;
+    uint32_t mbit = method_bit(req->method);
+    int route = -1;
+    uint32_t allowed = 0;
+    for (size_t i = 0; i < lcf->nroutes; i++) {
+        bool method_only;
+        if (route_matches(&lcf->routes[i], buf, req, mbit, &method_only)) {
+            route = (int)i;
+            break;
+        }
+        if (method_only)
+            allowed |= lcf->routes[i].methods;
+    }
+    if (route < 0) {
+        if (allowed) {
+            char extra[160] = "Allow: ";
+            static const char *const names[] = {"GET",     "HEAD",    "POST",
+                                                "PUT",     "DELETE",  "OPTIONS",
+                                                "PATCH",   "CONNECT", "TRACE"};
+            bool first = true;
+            for (int i = 0; i < 9; i++) {
+                if (allowed & (1u << i)) {
+                    if (!first)
+                        strcat(extra, ", ");
+                    strcat(extra, names[i]);
+                    first = false;
+                }
+            }
+            strcat(extra, "\r\n");
+            local_reply(w, c, 405, req->flags & (LB_HTTP1_F_CHUNKED | LB_HTTP1_F_LENGTH), extra);
+        } else {
+            local_reply(w, c, 404, req->flags & (LB_HTTP1_F_CHUNKED | LB_HTTP1_F_LENGTH), NULL);
+        }
+        return;
+    }
+    const struct conf_route *r = &lcf->routes[route];
+    c->h.route = (uint16_t)route;
+    if (r->action != CONF_ACT_CLUSTER) {
+        /* lb_proxy_run refuses such configs until static and enqueue routes exist. */
+        local_reply(w, c, 501, true, NULL);
+        return;
+    }
+    if ((req->flags & LB_HTTP1_F_LENGTH) && lcf->max_body_bytes &&
+        req->content_length > lcf->max_body_bytes) {
+        local_reply(w, c, 413, true, NULL);
+        return;
+    }
+    c->cluster = (uint16_t)r->target_idx;
+    if (!build_request(w, c, req)) {
+        local_reply(w, c, 431, true, NULL);
+        return;
+    }
+    uint64_t key = conf_balance_is_hash(w->rt->clusters[c->cluster].cf->balance)
+                       ? request_key(r, buf, req, c)
+                       : 0;
+    c->h.key = key;
+    memset(&c->tried, 0, sizeof(c->tried));
+    c->attempts = 0;
+    c->h.phase = HC_CONNECT;
+    backend_acquire(w, c);
+}
+
+static void client_on_header(struct lb_worker *w, struct lb_conn *c)
+{
+    const struct conf_listener *lcf = lcf_of(w, c);
+    uint32_t max = (uint32_t)lcf->max_header_bytes;
+    if (max > w->hbuf_size / 2)
+        max = w->hbuf_size / 2;
+    if (!c->h.hbuf) {
+        c->h.hbuf = hbuf_get(w);
+        if (!c->h.hbuf) {
+            lb_warn("request shed: no header buffer", "listener=%s", lcf->name);
+            client_close(w, c, "no header buffer");
+            return;
+        }
+        c->h.hlen = c->h.scanned = 0;
+    }
+    if (c->h.phase == HC_IDLE) {
+        c->h.phase = HC_HEADER;
+        c->h.t_start_ms = w->now_ms;
+        c->h.flags = 0;
+        c->h.bytes_in = c->h.bytes_out = 0;
+        c->h.status = 0;
+        c->h.target_len = 0;
+        c->h.t_resp_ms = 0;
+        memset(&c->h.body, 0, sizeof(c->h.body));
+        c->h.body.done = true;
+        c->h.route = 0;
+    }
+    /* Copy what arrived since the last look; one byte past the limit tells "too big"
+     * apart from "exactly at the limit". */
+    c->h.hlen += q_peek(w, &c->cli, c->h.hlen, c->h.hbuf + c->h.hlen, max - c->h.hlen);
+
+    static __thread struct lb_http1_req req;
+    req.scan.scanned = c->h.scanned;
+    size_t max_target = max < 8192 ? max : 8192;
+    int rc = lb_http1_parse_request(c->h.hbuf, c->h.hlen, max, max_target, &req);
+    c->h.scanned = req.scan.scanned;
+    if (rc == LB_HTTP1_AGAIN) {
+        if (c->h.hlen >= max)
+            local_reply(w, c, 431, true, NULL);
+        else if (c->cli.flags & LB_SIDE_F_EOF)
+            client_close(w, c, c->h.hlen ? "client closed mid-header" : NULL);
+        return;
+    }
+    if (rc < 0) {
+        c->h.method = LB_HTTP1_M_OTHER;
+        lb_info("bad request", "listener=%s status=%d", lcf->name, -rc);
+        local_reply(w, c, -rc, true, NULL);
+        return;
+    }
+    q_consume(w, &c->cli, (uint32_t)rc);
+    c->h.bytes_in += (uint32_t)rc;
+    c->h.method = (uint8_t)req.method;
+    c->h.target_off = req.target.off;
+    c->h.target_len = req.target.len;
+    c->h.t_resp_ms = 0;
+    lb_http1_body_init_req(&c->h.body, &req);
+    c->h.qvalid = 0;
+    uint32_t f = 0;
+    if (req.flags & LB_HTTP1_F_CLOSE)
+        f |= H_F_CLOSE;
+    if (req.version_minor == 0 && (req.flags & LB_HTTP1_F_KEEPALIVE) &&
+        !(req.flags & LB_HTTP1_F_CLOSE))
+        f |= H_F_KEEPALIVE10;
+    if (req.flags & LB_HTTP1_F_UPGRADE_WS)
+        f |= H_F_WS;
+    if (req.flags & LB_HTTP1_F_EXPECT_CONTINUE)
+        f |= H_F_CONTINUE;
+    switch (req.method) {
+    case LB_HTTP1_M_GET:
+    case LB_HTTP1_M_HEAD:
+    case LB_HTTP1_M_OPTIONS:
+    case LB_HTTP1_M_PUT:
+    case LB_HTTP1_M_DELETE:
+    case LB_HTTP1_M_TRACE:
+        f |= H_F_IDEMPOTENT;
+        break;
+    default:
+        break;
+    }
+    if (req.method == LB_HTTP1_M_HEAD)
+        f |= H_F_HEAD;
+    c->h.flags |= f;
+    if (req.method == LB_HTTP1_M_CONNECT) {
+        local_reply(w, c, 405, true, "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
+        return;
+    }
+    client_dispatch(w, c, &req);
+}
+
+/* ---- backends ---- */
+
+static void backend_send(struct lb_worker *w, struct lb_conn *c, struct lb_conn *b);
+static void client_send(struct lb_worker *w, struct lb_conn *c);
+
+static void backend_acquire(struct lb_worker *w, struct lb_conn *c)
+{
+    struct lb_cluster *cl = &w->rt->clusters[c->cluster];
+    for (;;) {
+        int idx = lb_cluster_pick(cl, &w->cws[c->cluster], c->h.key, &c->tried);
+        if (idx < 0) {
+            if (!c->tried.n) {
+                lb_warn("no usable server", "listener=%s cluster=%s", lcf_of(w, c)->name,
+                        cl->cf->name);
+                local_reply(w, c, 503, false, "Retry-After: 1\r\n");
+            } else {
+                local_reply(w, c, 502, false, NULL);
+            }
+            return;
+        }
+        struct lb_server *srv = &cl->servers[idx];
+        c->server = idx;
+        if (c->tried.n < sizeof(c->tried.idx) / sizeof(c->tried.idx[0]))
+            c->tried.idx[c->tried.n++] = (uint32_t)idx;
+        c->attempts++;
+        lb_server_acquire(srv);
+        c->counted = 1;
+
+        struct lb_conn *b = pool_take(w, c->cluster, (uint32_t)idx);
+        if (b) {
+            attach(w, c, b);
+            c->h.flags |= H_F_REUSED;
+            c->h.phase = HC_FORWARD;
+            b->h.t_start_ms = w->now_ms;
+            b->last_ms = w->now_ms;
+            backend_send(w, c, b);
+            return;
+        }
+        b = lb_conn_alloc(w);
+        if (!b) {
+            lb_warn("request shed: no free slot for a backend connection", "cluster=%s",
+                    cl->cf->name);
+            local_reply(w, c, 503, false, "Retry-After: 1\r\n");
+            return;
+        }
+        b->kind = LB_CK_HSRV;
+        b->state = LB_CONN_CONNECTING;
+        b->cluster = c->cluster;
+        b->server = idx;
+        b->h.peer = NONE;
+        b->h.pool_prev = b->h.pool_next = NONE;
+        b->h.phase = HS_BUSY;
+        b->h.t_start_ms = w->now_ms;
+        attach(w, c, b);
+        c->h.flags &= ~H_F_REUSED;
+        lb_conn_connect(w, b, &srv->cf->addr, cl->cf->connect_timeout_ms);
+        return;
+    }
+}
+
+/*
+ * The backend connection failed before the response began. Retries when that is safe,
+ * else answers 502 (or 504 on a timeout).
+ */
+static void request_failed(struct lb_worker *w, struct lb_conn *c, struct lb_conn *b,
+                           bool connect_failed, int status, const char *why)
+{
+    struct lb_cluster *cl = &w->rt->clusters[c->cluster];
+    struct lb_server *srv = &cl->servers[c->server];
+    detach(c, b);
+    lb_conn_close(w, b, why);
+    if (c->counted) {
+        lb_server_release(srv);
+        c->counted = 0;
+    }
+    bool retry = !(c->h.flags & (H_F_RESP_BYTE | H_F_BODY_SENT)) &&
+                 (connect_failed || (c->h.flags & H_F_IDEMPOTENT)) &&
+                 c->attempts <= cl->cf->retries;
+    /* A reused connection that the server had just closed costs no retry budget. */
+    if (!connect_failed && (c->h.flags & H_F_REUSED) && !(c->h.flags & H_F_RESP_BYTE) &&
+        !(c->h.flags & H_F_BODY_SENT) && (c->h.flags & H_F_IDEMPOTENT)) {
+        retry = true;
+        c->attempts--;
+        c->tried.n--; /* the same server may be asked again, on a fresh connection */
+    }
+    lb_warn(connect_failed ? "connect failed" : "backend failed", "server=%s address=%s err=%s "
+            "attempt=%u retry=%s", srv->cf->name, srv->cf->addr.text, why, c->attempts,
+            retry ? "yes" : "no");
+    if (retry) {
+        c->h.flags &= ~(H_F_REQ_HDR_SENT | H_F_REQ_DONE | H_F_SENDING_HDR);
+        c->h.out_sent = 0;
+        c->h.phase = HC_CONNECT;
+        backend_acquire(w, c);
+        return;
+    }
+    local_reply(w, c, status, (c->h.flags & H_F_BODY_SENT) != 0, NULL);
+}
+
+/* Sends the next piece of the request: its header, then its body. */
+static void backend_send(struct lb_worker *w, struct lb_conn *c, struct lb_conn *b)
+{
+    if ((b->srv.flags & LB_SIDE_F_SENDING) || !(b->srv.flags & LB_SIDE_F_CONNECTED) ||
+        (c->h.flags & H_F_REQ_DONE))
+        return;
+    if (!(c->h.flags & H_F_REQ_HDR_SENT)) {
+        b->h.flags |= H_F_SENDING_HDR;
+        send_on(w, b, &b->srv, c->h.hbuf + c->h.out_off + c->h.out_sent,
+                c->h.out_len - c->h.out_sent);
+        return;
+    }
+    b->h.flags &= ~H_F_SENDING_HDR;
+    int rc = send_body(w, &c->h, &c->cli, b, &b->srv);
+    if (rc < 0) {
+        local_reply(w, c, 400, true, NULL);
+        return;
+    }
+    if (!rc && c->h.body.done && !c->h.qvalid) {
+        c->h.flags |= H_F_REQ_DONE;
+        maybe_resume(w, c, &c->cli);
+    } else if (!rc && (c->cli.flags & LB_SIDE_F_EOF) && c->h.body.mode != LB_HTTP1_BODY_CLOSE) {
+        /* The client went away in the middle of its body. */
+        client_close(w, c, "client closed mid-body");
+    }
+}
+
+/* A request and its response are complete: log, recycle the backend, go on. */
+static void request_done(struct lb_worker *w, struct lb_conn *c, struct lb_conn *b,
+                         bool reusable)
+{
+    struct lb_server *srv = &w->rt->clusters[c->cluster].servers[c->server];
+    access_log(w, c, srv->cf->name);
+    if (c->counted) {
+        lb_server_release(srv);
+        c->counted = 0;
+    }
+    if (b) {
+        detach(c, b);
+        if (reusable && b->srv.qbytes == 0 && !(b->srv.flags & LB_SIDE_F_EOF) &&
+            atomic_load_explicit(&srv->flags, memory_order_relaxed) == 0)
+            pool_put(w, b);
+        else
+            lb_conn_close(w, b, NULL);
+    }
+    client_next(w, c);
+}
+
+/* Reads the response header from the backend's queue. Returns false when the caller must
+ * stop (error answered, or more bytes needed). */
+static bool backend_on_header(struct lb_worker *w, struct lb_conn *c, struct lb_conn *b)
+{
+    uint32_t max = w->hbuf_size / 2;
+    if (!b->h.hbuf) {
+        b->h.hbuf = hbuf_get(w);
+        if (!b->h.hbuf) {
+            request_failed(w, c, b, false, 502, "no header buffer");
+            return false;
+        }
+        b->h.hlen = b->h.scanned = 0;
+    }
+    b->h.hlen += q_peek(w, &b->srv, b->h.hlen, b->h.hbuf + b->h.hlen, max - b->h.hlen);
+    static __thread struct lb_http1_resp resp;
+    resp.scan.scanned = b->h.scanned;
+    int rc = lb_http1_parse_response(b->h.hbuf, b->h.hlen, max,
+                                     (enum lb_http1_method)c->h.method, &resp);
+    b->h.scanned = resp.scan.scanned;
+    if (rc == LB_HTTP1_AGAIN) {
+        if (b->h.hlen >= max) {
+            lb_warn("bad response: header too large", "server=%s",
+                    w->rt->clusters[c->cluster].servers[c->server].cf->name);
+            request_failed(w, c, b, false, 502, "response header too large");
+        }
+        return false;
+    }
+    if (rc < 0) {
+        lb_warn("bad response", "server=%s",
+                w->rt->clusters[c->cluster].servers[c->server].cf->name);
+        c->h.flags |= H_F_RESP_BYTE; /* no retry: the server answered, badly */
+        request_failed(w, c, b, false, 502, "malformed response");
+        return false;
+    }
+    q_consume(w, &b->srv, (uint32_t)rc);
+    bool interim = resp.status >= 100 && resp.status < 200;
+    bool ws = resp.status == 101 && (c->h.flags & H_F_WS) &&
+              (resp.flags & LB_HTTP1_F_UPGRADE_WS);
+    c->h.flags |= H_F_RESP_BYTE;
+    if (resp.status == 101 && !ws) {
+        request_failed(w, c, b, false, 502, "unrequested protocol switch");
+        return false;
+    }
+    if (!interim) {
+        /* Decide how this exchange ends before the header that says so is written. */
+        if (resp.flags & LB_HTTP1_F_UNTIL_CLOSE)
+            c->h.flags |= H_F_CLOSE;
+        if (resp.flags & LB_HTTP1_F_CLOSE)
+            b->h.flags |= H_F_CLOSE;
+        if (!(c->h.flags & H_F_REQ_DONE)) {
+            /* Answered before the whole body went up: the rest is unread on both hops. */
+            b->h.flags |= H_F_CLOSE;
+            c->h.flags |= H_F_CLOSE;
+        }
+    }
+    if (!build_response(w, c, b, &resp, interim && !ws)) {
+        request_failed(w, c, b, false, 502, "response header too large");
+        return false;
+    }
+    /* The rewritten header waits in the second half of hbuf; a fresh parse for what
+     * follows it. */
+    b->h.hlen = b->h.scanned = 0;
+    if (ws) {
+        c->h.status = 101;
+        c->h.t_resp_ms = w->now_ms;
+        c->h.phase = HC_TUNNEL;
+        c->h.body.mode = LB_HTTP1_BODY_CLOSE;
+        c->h.body.done = false;
+        b->h.body.mode = LB_HTTP1_BODY_CLOSE;
+        b->h.body.done = false;
+        b->h.qvalid = 0;
+        c->h.flags |= H_F_RESP_HDR;
+        c->h.flags &= ~H_F_REQ_DONE;
+    } else if (!interim) {
+        c->h.status = resp.status;
+        c->h.t_resp_ms = w->now_ms;
+        lb_http1_body_init_resp(&b->h.body, &resp);
+        b->h.qvalid = 0;
+        c->h.flags |= H_F_RESP_HDR;
+    }
+    /* else: 100 Continue and friends go to the client as they are; the final answer is
+     * still to come. */
+    return true;
+}
+
+/* Moves the response along: parses headers while none is pending, then sends. */
+static void backend_progress(struct lb_worker *w, struct lb_conn *c, struct lb_conn *b)
+{
+    while (!(c->h.flags & H_F_RESP_HDR) && !b->h.out_len && b->srv.qbytes) {
+        if (!backend_on_header(w, c, b))
+            return;
+    }
+    if (!(c->h.flags & H_F_RESP_HDR) && !b->h.out_len && (b->srv.flags & LB_SIDE_F_EOF)) {
+        request_failed(w, c, b, false, 502, b->h.hlen ? "closed mid-header" : "closed");
+        return;
+    }
+    client_send(w, c);
+}
+
+/* Sends the next piece of the response to the client: header, then body. */
+static void client_send(struct lb_worker *w, struct lb_conn *c)
+{
+    struct lb_conn *b = peer_of(w, c);
+    if (!b || (c->cli.flags & LB_SIDE_F_SENDING))
+        return;
+    if (b->h.out_len && b->h.out_sent < b->h.out_len) {
+        c->h.flags |= H_F_SENDING_HDR;
+        send_on(w, c, &c->cli, b->h.hbuf + b->h.out_off + b->h.out_sent,
+                b->h.out_len - b->h.out_sent);
+        return;
+    }
+    c->h.flags &= ~H_F_SENDING_HDR;
+    if (!(c->h.flags & H_F_RESP_HDR))
+        return;
+    int rc = send_body(w, &b->h, &b->srv, c, &c->cli);
+    if (rc < 0) {
+        lb_warn("bad response body framing", "server=%s",
+                w->rt->clusters[c->cluster].servers[c->server].cf->name);
+        /* The header is out: all we can do is cut the connection. */
+        client_close(w, c, "bad response framing");
+        return;
+    }
+    if (rc)
+        return;
+    maybe_resume(w, b, &b->srv);
+    if (c->h.phase == HC_TUNNEL) {
+        if (b->srv.flags & LB_SIDE_F_EOF)
+            client_close(w, c, NULL);
+        return;
+    }
+    bool eof_end = b->h.body.mode == LB_HTTP1_BODY_CLOSE && (b->srv.flags & LB_SIDE_F_EOF);
+    if ((b->h.body.done && !b->h.qvalid) || eof_end) {
+        c->h.flags |= H_F_RESP_DONE;
+        if (!(c->h.flags & H_F_REQ_DONE))
+            c->h.flags |= H_F_CLOSE;
+        bool reusable = !(b->h.flags & H_F_CLOSE) && !eof_end &&
+                        (c->h.flags & H_F_REQ_DONE);
+        b->h.out_len = b->h.out_sent = 0;
+        request_done(w, c, b, reusable);
+    } else if (b->srv.flags & LB_SIDE_F_EOF) {
+        lb_warn("backend closed mid-response", "server=%s",
+                w->rt->clusters[c->cluster].servers[c->server].cf->name);
+        client_close(w, c, "backend closed mid-response");
+    }
+}
+
+/* ---- client life ---- */
+
+static void client_close(struct lb_worker *w, struct lb_conn *c, const char *why)
+{
+    if (c->h.phase != HC_IDLE && c->h.phase != HC_LINGER && c->h.status == 0 && why)
+        lb_info("request aborted", "listener=%s reason=\"%s\"", lcf_of(w, c)->name, why);
+    lb_conn_close(w, c, why);
+}
+
+/* The current exchange is over: close, or wait for (or parse) the next request. */
+static void client_next(struct lb_worker *w, struct lb_conn *c)
+{
+    if (c->h.flags & H_F_CLOSE) {
+        /* Let the client read the answer before the socket closes: FIN now, close when
+         * it answers with its own or after LINGER_MS. */
+        c->h.phase = HC_LINGER;
+        c->last_ms = w->now_ms;
+        q_drop(w, &c->cli);
+        shutdown_wr(w, c, &c->cli);
+        hbuf_put(w, &c->h);
+        if (c->cli.flags & LB_SIDE_F_EOF)
+            lb_conn_close(w, c, NULL);
+        else
+            maybe_resume(w, c, &c->cli);
+        return;
+    }
+    c->h.phase = HC_IDLE;
+    c->h.flags = 0;
+    c->h.qvalid = 0;
+    c->last_ms = w->now_ms;
+    hbuf_put(w, &c->h);
+    maybe_resume(w, c, &c->cli);
+    if (c->cli.qbytes)
+        client_on_header(w, c); /* a pipelined request is already here */
+    else if (c->cli.flags & LB_SIDE_F_EOF)
+        lb_conn_close(w, c, NULL);
+}
+
+static void access_log(struct lb_worker *w, struct lb_conn *c, const char *server)
+{
+    if (!w->alog)
+        return;
+    if (w->alog_len > ALOG_SIZE - 1024)
+        lb_http_flush_log(w);
+    char ip[INET6_ADDRSTRLEN + 1];
+    client_ip_text(c, ip, sizeof(ip));
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    const char *m = "-";
+    static const char *const mn[] = {"OTHER", "GET", "HEAD", "POST", "PUT", "DELETE",
+                                     "OPTIONS", "PATCH", "CONNECT", "TRACE"};
+    if (c->h.method < sizeof(mn) / sizeof(mn[0]))
+        m = mn[c->h.method];
+    /* The target is in the incoming header, still in hbuf. */
+    const char *target = "-";
+    int tlen = 1;
+    if (c->h.hbuf && c->h.target_len && c->h.target_off + c->h.target_len <= c->h.hlen) {
+        target = c->h.hbuf + c->h.target_off;
+        tlen = c->h.target_len > 1024 ? 1024 : (int)c->h.target_len;
+    }
+    uint64_t total = w->now_ms - c->h.t_start_ms;
+    long up = c->h.t_resp_ms >= c->h.t_start_ms && c->h.status && c->h.t_resp_ms < w->now_ms + 1
+                  ? (long)(c->h.t_resp_ms - c->h.t_start_ms)
+                  : -1;
+    int n = snprintf(w->alog + w->alog_len, ALOG_SIZE - w->alog_len,
+                     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ client=%s method=%s target=%.*s "
+                     "status=%u bytes_in=%lu bytes_out=%lu listener=%s server=%s "
+                     "upstream_ms=%ld total_ms=%lu\n",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000, ip, m, tlen, target, c->h.status,
+                     (unsigned long)c->h.bytes_in, (unsigned long)c->h.bytes_out,
+                     lcf_of(w, c)->name, server, up, (unsigned long)total);
+    if (n > 0 && (uint32_t)n < ALOG_SIZE - w->alog_len)
+        w->alog_len += (uint32_t)n;
+}
+
+void lb_http_flush_log(struct lb_worker *w)
+{
+    if (w->alog && w->alog_len && w->alog_fd >= 0) {
+        ssize_t r = write(w->alog_fd, w->alog, w->alog_len);
+        (void)r;
+    }
+    w->alog_len = 0;
+}
+
+/* ---- completions ---- */
+
+static void client_on_recv(struct lb_worker *w, struct lb_conn *c, const struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        c->cli.flags &= ~LB_SIDE_F_RECV;
+    int res = cqe->res;
+    if (res > 0) {
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        c->last_ms = w->now_ms;
+        if (c->h.phase == HC_LINGER) {
+            lb_buf_put(w, bid); /* answered already: the rest is discarded */
+        } else {
+            q_push(w, &c->cli, bid, (uint32_t)res);
+            maybe_pause(w, c, &c->cli);
+        }
+    } else if (res == 0) {
+        c->cli.flags |= LB_SIDE_F_EOF;
+        c->h.flags |= H_F_CLIENT_EOF;
+    } else if (res == -ENOBUFS) {
+        c->cli.flags |= LB_SIDE_F_STARVED;
+        lb_worker_starve(w, c);
+    } else if (res != -ECANCELED) {
+        client_close(w, c, "client recv error");
+        return;
+    }
+    switch (c->h.phase) {
+    case HC_IDLE:
+    case HC_HEADER:
+        if (c->cli.qbytes)
+            client_on_header(w, c);
+        else if (c->cli.flags & LB_SIDE_F_EOF)
+            lb_conn_close(w, c, NULL);
+        break;
+    case HC_FORWARD:
+    case HC_TUNNEL: {
+        struct lb_conn *b = peer_of(w, c);
+        if (b)
+            backend_send(w, c, b);
+        if (c->h.phase == HC_TUNNEL && (c->cli.flags & LB_SIDE_F_EOF) && !c->cli.qbytes &&
+            b && !(b->srv.flags & LB_SIDE_F_SENDING))
+            shutdown_wr(w, b, &b->srv);
+        break;
+    }
+    case HC_LINGER:
+        if (c->cli.flags & LB_SIDE_F_EOF)
+            lb_conn_close(w, c, NULL);
+        break;
+    default:
+        break;
+    }
+    if (c->state != LB_CONN_CLOSING)
+        arm_recv(w, c, &c->cli);
+}
+
+static void client_on_send(struct lb_worker *w, struct lb_conn *c, int res)
+{
+    c->cli.flags &= ~LB_SIDE_F_SENDING;
+    if (res < 0) {
+        client_close(w, c, "client send error");
+        return;
+    }
+    c->last_ms = w->now_ms;
+    c->h.bytes_out += (uint32_t)res;
+    if (c->h.phase == HC_LOCAL) {
+        c->h.out_sent += (uint32_t)res;
+        if (c->h.out_sent < c->h.out_len) {
+            send_on(w, c, &c->cli, c->h.hbuf + c->h.out_off + c->h.out_sent,
+                    c->h.out_len - c->h.out_sent);
+            return;
+        }
+        c->h.flags &= ~H_F_SENDING_HDR;
+        access_log(w, c, "-");
+        client_next(w, c);
+        return;
+    }
+    struct lb_conn *b = peer_of(w, c);
+    if (!b) {
+        client_close(w, c, "backend gone");
+        return;
+    }
+    if (c->h.flags & H_F_SENDING_HDR) {
+        b->h.out_sent += (uint32_t)res;
+        if (b->h.out_sent >= b->h.out_len) {
+            b->h.out_len = b->h.out_sent = 0;
+            c->h.flags &= ~H_F_SENDING_HDR;
+            if (c->h.phase == HC_TUNNEL) {
+                /* The 101 is out: the request side becomes a plain byte stream too. */
+                c->h.qvalid = 0;
+                backend_send(w, c, b);
+            }
+            if (!(c->h.flags & H_F_RESP_HDR)) {
+                /* An interim answer went out; the final one may be queued already. */
+                backend_progress(w, c, b);
+                return;
+            }
+        }
+    } else {
+        q_consume(w, &b->srv, (uint32_t)res);
+        b->h.qvalid -= (uint32_t)res;
+    }
+    client_send(w, c);
+}
+
+static void backend_on_connect(struct lb_worker *w, struct lb_conn *b, int res)
+{
+    struct lb_conn *c = peer_of(w, b);
+    struct lb_server *srv = &w->rt->clusters[b->cluster].servers[b->server];
+    if (res == 0) {
+        b->state = LB_CONN_OPEN;
+        b->srv.flags |= LB_SIDE_F_CONNECTED;
+        b->last_ms = w->now_ms;
+        atomic_store_explicit(&srv->consecutive_failures, 0, memory_order_relaxed);
+        if (!c) {
+            lb_conn_close(w, b, "client gone");
+            return;
+        }
+        c->h.phase = HC_FORWARD;
+        arm_recv(w, b, &b->srv);
+        backend_send(w, c, b);
+        return;
+    }
+    atomic_fetch_add_explicit(&srv->connect_failures, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->consecutive_failures, 1, memory_order_relaxed);
+    if (!c) {
+        lb_conn_close(w, b, "connect failed");
+        return;
+    }
+    request_failed(w, c, b, true, res == -ECANCELED ? 504 : 502,
+                   res == -ECANCELED ? "connect timeout" : strerror(-res));
+}
+
+static void backend_on_recv(struct lb_worker *w, struct lb_conn *b, const struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        b->srv.flags &= ~LB_SIDE_F_RECV;
+    int res = cqe->res;
+    struct lb_conn *c = peer_of(w, b);
+    if (res > 0) {
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        b->last_ms = w->now_ms;
+        if (!c) {
+            /* Bytes from an idle server are a protocol error: it cannot be reused. */
+            lb_buf_put(w, bid);
+            lb_conn_close(w, b, "unexpected bytes on an idle connection");
+            return;
+        }
+        q_push(w, &b->srv, bid, (uint32_t)res);
+        struct lb_server *srv = &w->rt->clusters[b->cluster].servers[b->server];
+        atomic_fetch_add_explicit(&srv->bytes_in, (uint64_t)res, memory_order_relaxed);
+        maybe_pause(w, b, &b->srv);
+    } else if (res == 0) {
+        b->srv.flags |= LB_SIDE_F_EOF;
+    } else if (res == -ENOBUFS) {
+        b->srv.flags |= LB_SIDE_F_STARVED;
+        lb_worker_starve(w, b);
+    } else if (res != -ECANCELED) {
+        if (c && !(c->h.flags & H_F_RESP_HDR)) {
+            request_failed(w, c, b, false, 502, strerror(-res));
+            return;
+        }
+        if (c)
+            client_close(w, c, "backend recv error");
+        lb_conn_close(w, b, "backend recv error");
+        return;
+    }
+    if (!c) {
+        if (b->srv.flags & LB_SIDE_F_EOF)
+            lb_conn_close(w, b, NULL); /* an idle pooled connection closed by the server */
+        else
+            arm_recv(w, b, &b->srv);
+        return;
+    }
+    if (c->h.phase == HC_TUNNEL && (b->srv.flags & LB_SIDE_F_EOF) && !b->srv.qbytes &&
+        !(c->cli.flags & LB_SIDE_F_SENDING) && !b->h.out_len) {
+        client_close(w, c, NULL);
+        return;
+    }
+    bool closing = b->state == LB_CONN_CLOSING;
+    backend_progress(w, c, b);
+    if (!closing && b->state != LB_CONN_CLOSING && peer_of(w, b) == c)
+        arm_recv(w, b, &b->srv);
+}
+
+static void backend_on_send(struct lb_worker *w, struct lb_conn *b, int res)
+{
+    b->srv.flags &= ~LB_SIDE_F_SENDING;
+    struct lb_conn *c = peer_of(w, b);
+    if (!c) {
+        lb_conn_close(w, b, "client gone");
+        return;
+    }
+    if (res < 0) {
+        if (!(c->h.flags & H_F_RESP_HDR)) {
+            request_failed(w, c, b, false, 502, strerror(-res));
+            return;
+        }
+        client_close(w, c, "backend send error");
+        return;
+    }
+    b->last_ms = w->now_ms;
+    struct lb_server *srv = &w->rt->clusters[b->cluster].servers[b->server];
+    atomic_fetch_add_explicit(&srv->bytes_out, (uint64_t)res, memory_order_relaxed);
+    if (b->h.flags & H_F_SENDING_HDR) {
+        c->h.out_sent += (uint32_t)res;
+        if (c->h.out_sent >= c->h.out_len) {
+            c->h.flags |= H_F_REQ_HDR_SENT;
+            b->h.flags &= ~H_F_SENDING_HDR;
+            b->h.t_start_ms = w->now_ms;
+        }
+    } else {
+        q_consume(w, &c->cli, (uint32_t)res);
+        c->h.qvalid -= (uint32_t)res;
+        c->h.bytes_in += (uint32_t)res;
+        c->h.flags |= H_F_BODY_SENT;
+        maybe_resume(w, c, &c->cli);
+    }
+    backend_send(w, c, b);
+    if (c->h.phase == HC_TUNNEL && (c->cli.flags & LB_SIDE_F_EOF) && !c->cli.qbytes &&
+        !(b->srv.flags & LB_SIDE_F_SENDING))
+        shutdown_wr(w, b, &b->srv);
+}
+
+void lb_http_on_cqe(struct lb_worker *w, struct lb_conn *c, enum lb_op kind,
+                    const struct io_uring_cqe *cqe)
+{
+    switch (kind) {
+    case LB_OP_PEERNAME:
+        if (cqe->res < 0)
+            memset(&c->peer, 0, sizeof(c->peer));
+        break;
+    case LB_OP_RECV_CLI:
+        client_on_recv(w, c, cqe);
+        break;
+    case LB_OP_SEND_CLI:
+        client_on_send(w, c, cqe->res);
+        break;
+    case LB_OP_CONNECT:
+        backend_on_connect(w, c, cqe->res);
+        break;
+    case LB_OP_RECV_SRV:
+        backend_on_recv(w, c, cqe);
+        break;
+    case LB_OP_SEND_SRV:
+        backend_on_send(w, c, cqe->res);
+        break;
+    default:
+        break;
+    }
+}
+
+void lb_http_accepted(struct lb_worker *w, struct lb_conn *c)
+{
+    c->h.peer = NONE;
+    c->h.pool_prev = c->h.pool_next = NONE;
+    c->h.phase = HC_IDLE;
+    c->state = LB_CONN_OPEN;
+    c->last_ms = w->now_ms;
+    if (w->rt->has_peername) {
+        /* The address is needed only when the request is forwarded, by which time this
+         * completion is long in: it was submitted first. */
+        struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_PEERNAME, c, 0);
+        const struct conf_listener *lcf = lcf_of(w, c);
+        unsigned len = lcf->bind.ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                          : sizeof(struct sockaddr_in);
+        io_uring_prep_rw(IORING_OP_URING_CMD, sqe, c->cli.fidx, NULL, 0, 0);
+        sqe->flags = IOSQE_FIXED_FILE;
+        sqe->cmd_op = 2; /* SOCKET_URING_OP_GETSOCKOPT */
+        sqe->addr = (uint64_t)SOL_SOCKET | (uint64_t)28 /* SO_PEERNAME */ << 32;
+        sqe->addr3 = (uint64_t)(uintptr_t)&c->peer;
+        sqe->file_index = len;
+    }
+    arm_recv(w, c, &c->cli);
+}
+
+void lb_http_on_starved(struct lb_worker *w, struct lb_conn *c)
+{
+    struct lb_side *s = c->kind == LB_CK_HCLI ? &c->cli : &c->srv;
+    s->flags &= ~LB_SIDE_F_STARVED;
+    arm_recv(w, c, s);
+}
+
+void lb_http_tick(struct lb_worker *w, struct lb_conn *c)
+{
+    uint64_t now = w->now_ms;
+    if (c->kind == LB_CK_HSRV) {
+        const struct conf_cluster *ccf = w->rt->clusters[c->cluster].cf;
+        if (c->h.phase == HS_IDLE && ccf->idle_timeout_ms && now - c->last_ms > ccf->idle_timeout_ms)
+            lb_conn_close(w, c, "pooled connection idle");
+        return;
+    }
+    const struct conf_listener *lcf = lcf_of(w, c);
+    switch (c->h.phase) {
+    case HC_IDLE:
+        if (lcf->idle_timeout_ms && now - c->last_ms > lcf->idle_timeout_ms)
+            lb_conn_close(w, c, "idle timeout");
+        break;
+    case HC_HEADER:
+        if (lcf->header_timeout_ms && now - c->h.t_start_ms > lcf->header_timeout_ms)
+            local_reply(w, c, 408, true, NULL);
+        break;
+    case HC_FORWARD: {
+        struct lb_conn *b = peer_of(w, c);
+        if (!b)
+            break;
+        const struct conf_cluster *ccf = w->rt->clusters[c->cluster].cf;
+        uint64_t rt = ccf->response_timeout_ms;
+        if (rt && !(c->h.flags & H_F_RESP_HDR) && (c->h.flags & H_F_REQ_HDR_SENT) &&
+            now - b->last_ms > rt && now - c->last_ms > rt) {
+            c->h.flags |= H_F_RESP_BYTE; /* the server may have acted on it: no retry */
+            request_failed(w, c, b, false, 504, "response timeout");
+        } else if (rt && (c->h.flags & H_F_RESP_HDR) && now - b->last_ms > rt &&
+                   now - c->last_ms > rt) {
+            client_close(w, c, "response stalled");
+        }
+        break;
+    }
+    case HC_TUNNEL:
+        if (lcf->idle_timeout_ms && now - c->last_ms > lcf->idle_timeout_ms) {
+            struct lb_conn *b = peer_of(w, c);
+            if (!b || now - b->last_ms > lcf->idle_timeout_ms)
+                client_close(w, c, "tunnel idle");
+        }
+        break;
+    case HC_LINGER:
+        if (now - c->last_ms > LINGER_MS)
+            lb_conn_close(w, c, NULL);
+        break;
+    default:
+        break;
+    }
+}
+
+void lb_http_on_close(struct lb_worker *w, struct lb_conn *c)
+{
+    if (c->kind == LB_CK_HSRV) {
+        if (c->h.phase == HS_IDLE)
+            pool_unlink(w, c);
+        c->h.phase = HS_BUSY;
+        struct lb_conn *cl = peer_of(w, c);
+        detach(NULL, c);
+        if (cl) {
+            cl->h.peer = NONE;
+            if (!(cl->h.flags & H_F_RESP_HDR) && cl->h.phase == HC_FORWARD) {
+                /* Closed under a request before it was answered. */
+                local_reply(w, cl, 502, true, NULL);
+            } else if (cl->h.phase == HC_FORWARD || cl->h.phase == HC_TUNNEL ||
+                       cl->h.phase == HC_CONNECT) {
+                lb_conn_close(w, cl, "backend closed");
+            }
+        }
+        return;
+    }
+    struct lb_conn *b = peer_of(w, c);
+    if (b) {
+        detach(c, b);
+        lb_conn_close(w, b, "client closed");
+    }
+}
+
+void lb_http_on_free(struct lb_worker *w, struct lb_conn *c)
+{
+    hbuf_put(w, &c->h);
+    c->kind = LB_CK_L4;
+}
+
+int lb_http_worker_init(struct lb_worker *w, struct lb_err *err)
+{
+    const struct conf *cf = w->rt->conf;
+    uint64_t maxh = 0;
+    bool any = false;
+    for (size_t i = 0; i < cf->nlisteners; i++) {
+        if (cf->listeners[i].protocol != CONF_PROTO_HTTP)
+            continue;
+        any = true;
+        if (cf->listeners[i].max_header_bytes > maxh)
+            maxh = cf->listeners[i].max_header_bytes;
+    }
+    w->alog_fd = w->rt->access_fd;
+    if (!any)
+        return 0;
+    if (maxh < 4096)
+        maxh = 4096;
+    /* First half: the header as received; second half: as forwarded (a little longer). */
+    w->hbuf_size = (uint32_t)(2 * maxh + 2048);
+    w->hbuf_free = calloc(w->nconns, sizeof(*w->hbuf_free));
+    w->pool_head = calloc(cf->nclusters ? cf->nclusters : 1, sizeof(*w->pool_head));
+    if (!w->hbuf_free || !w->pool_head)
+        goto fail;
+    for (size_t i = 0; i < cf->nclusters; i++) {
+        size_t n = cf->clusters[i].nservers;
+        w->pool_head[i] = malloc((n ? n : 1) * sizeof(**w->pool_head));
+        if (!w->pool_head[i])
+            goto fail;
+        for (size_t j = 0; j < n; j++)
+            w->pool_head[i][j] = NONE;
+    }
+    if (w->alog_fd >= 0) {
+        w->alog = malloc(ALOG_SIZE);
+        if (!w->alog)
+            goto fail;
+    }
+    return 0;
+fail:
+    lb_err_set(err, "worker %d: out of memory for http state", w->id);
+    return -ENOMEM;
+}
+
+void lb_http_worker_destroy(struct lb_worker *w)
+{
+    if (!w->rt)
+        return;
+    if (w->alog)
+        lb_http_flush_log(w);
+    free(w->alog);
+    w->alog = NULL;
+    for (uint32_t i = 0; i < w->hbuf_nfree; i++)
+        free(w->hbuf_free[i]);
+    /* Buffers still held by connections are freed with them; at exit none are. */
+    if (w->conns)
+        for (uint32_t i = 0; i < w->nconns; i++) {
+            free(w->conns[i].h.hbuf);
+            w->conns[i].h.hbuf = NULL;
+        }
+    free(w->hbuf_free);
+    w->hbuf_free = NULL;
+    w->hbuf_nfree = 0;
+    if (w->pool_head)
+        for (size_t i = 0; i < w->rt->conf->nclusters; i++)
+            free(w->pool_head[i]);
+    free(w->pool_head);
+    w->pool_head = NULL;
+}

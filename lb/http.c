@@ -1147,6 +1147,8 @@ static void client_close(struct lb_worker *w, struct lb_conn *c, const char *why
 /* The current exchange is over: close, or wait for (or parse) the next request. */
 static void client_next(struct lb_worker *w, struct lb_conn *c)
 {
+    if (w->stopping)
+        c->h.flags |= H_F_CLOSE;
     if (c->h.flags & H_F_CLOSE) {
         /* Let the client read the answer before the socket closes: FIN now, close when
          * it answers with its own or after LINGER_MS. */
@@ -1507,6 +1509,16 @@ void lb_http_on_starved(struct lb_worker *w, struct lb_conn *c)
 void lb_http_tick(struct lb_worker *w, struct lb_conn *c)
 {
     uint64_t now = w->now_ms;
+    if (w->stopping) {
+        /* Stopping: idle connections go now; busy ones finish their exchange and then
+         * close (client_next sees the flag). */
+        if (c->h.phase == HC_IDLE || c->h.phase == HS_IDLE) {
+            lb_conn_close(w, c, "stopping");
+            return;
+        }
+        if (c->kind == LB_CK_HCLI)
+            c->h.flags |= H_F_CLOSE;
+    }
     if (c->kind == LB_CK_HSRV) {
         const struct conf_cluster *ccf = w->rt->clusters[c->cluster].cf;
         if (c->h.phase == HS_IDLE && ccf->idle_timeout_ms && now - c->last_ms > ccf->idle_timeout_ms)

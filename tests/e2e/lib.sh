@@ -3,7 +3,7 @@
 # kills exactly the PIDs it started (never by name), pass or fail.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-LB="$ROOT/build/lb"
+LB="${LB:-$ROOT/build/lb}"
 LBCTL="$ROOT/build/lbctl"
 DEMO="$ROOT/build/demo-backend"
 T=$(mktemp -d /tmp/lb-e2e.XXXXXX)

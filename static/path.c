@@ -104,9 +104,11 @@ int snap_path_normalize(const char *path, size_t len, char *out, size_t cap)
                     return -EINVAL;
                 c = (unsigned char)(hi << 4 | lo);
                 p += 2;
-                if (c == '/' || c == '\0')
+                if (c == '/')
                     return -EINVAL;
             }
+            if (c == '\0')
+                return -EINVAL; /* encoded or raw: no file name holds one */
             if (o >= cap)
                 return -ENAMETOOLONG;
             out[o++] = (char)c;

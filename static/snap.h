@@ -93,8 +93,8 @@ void snap_set_stats(const struct snap_set *s, struct snap_stats *st);
  * 5.2.4), merging repeated slashes, into @out (no NUL written). The result has no leading
  * slash; it ends with '/' when it names a directory; "" is the root. A raw '?' ends the
  * path. Returns the length, or:
- *   -EINVAL        a malformed escape (%4, %zz), an encoded slash (%2F), an encoded NUL
- *                  (%00), or ".." above the root: answer 400;
+ *   -EINVAL        a malformed escape (%4, %zz), an encoded slash (%2F), a NUL (raw or
+ *                  %00), or ".." above the root: answer 400;
  *   -ENAMETOOLONG  the result does not fit in @cap: no entry can match, answer 404.
  * Decoding happens once: "%252e" becomes the three bytes "%2e", a name, not a dot.
  */

@@ -364,6 +364,8 @@ static void test_normalize(void **state)
         if ((size_t)rc != strlen(cases[i].out) || memcmp(out, cases[i].out, (size_t)rc) != 0)
             fail_msg("%s: \"%.*s\", want \"%s\"", cases[i].in, rc, out, cases[i].out);
     }
+    /* a raw NUL is refused like %00 (the HTTP parser should never let one through) */
+    assert_int_equal(snap_path_normalize("/a\0b", 4, out, sizeof(out)), -EINVAL);
     /* the output buffer bounds the result */
     assert_int_equal(snap_path_normalize("/abcdef", 7, out, 3), -ENAMETOOLONG);
     assert_int_equal(snap_path_normalize("/ab/", 4, out, 2), -ENAMETOOLONG);

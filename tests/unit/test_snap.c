@@ -94,6 +94,7 @@ static int t_setup(void **state)
     t_writes(t->dir, "lone.gz", "\x1f\x8b lone");
     t_writes(t->dir, "sub/index.html", "<p>sub</p>");
     t_writes(t->dir, "sub/deep/c.txt", "deep text");
+    t_writes(t->dir, "odd dir:%/index.html", "<p>odd</p>");
     t_writes(t->dir, "style.CSS", "p{}");
     t_writes(t->dir, "app.js", "1;");
     t_writes(t->dir, "logo.svg", "<svg/>");
@@ -213,8 +214,8 @@ static void test_load_stats(void **state)
     struct snap_stats st;
     snap_set_stats(t->set, &st);
     /* a b page index x lone sub/index sub/deep/c style app logo.svg logo.png data 100% sp %2e
-       empty link_in */
-    assert_int_equal(st.files, 18);
+       empty link_in, odd dir/index */
+    assert_int_equal(st.files, 19);
     assert_int_equal(st.gzip, 1);
     /* link_out, link_up (outside), link_dir (a directory), dangling */
     assert_int_equal(st.skipped, 4);
@@ -426,6 +427,11 @@ static void test_lookup(void **state)
     assert_string_equal(t_hdr(&r), "HTTP/1.1 301 Moved Permanently\r\nLocation: ./sub/\r\n"
                                    "Cache-Control: max-age=60\r\nContent-Length: 0\r\n\r\n");
     assert_null(r.body);
+    /* the Location is percent-encoded: a name cannot inject a header or read as a scheme */
+    r = t_eval(t, t_get(t, "/odd%20dir:%25"), SNAP_M_HEAD, NULL, NULL, NULL, NULL, NULL);
+    assert_int_equal(r.status, 301);
+    assert_non_null(strstr(t_hdr(&r), "\r\nLocation: ./odd%20dir:%25/\r\n"));
+    t_get(t, "/odd%20dir:%25/");
     r = t_eval(t, t_get(t, "/sub"), SNAP_M_OTHER, NULL, NULL, NULL, NULL, NULL);
     assert_int_equal(r.status, 405);
 

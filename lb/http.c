@@ -37,6 +37,7 @@
 #include "lb/log.h"
 #include "lb/runtime.h"
 #include "lb/worker.h"
+#include "static/snap.h"
 
 #define LB_H_HIGH (64 * 1024)
 #define NONE UINT32_MAX
@@ -51,6 +52,7 @@ enum lb_hphase {
     HC_LOCAL,   /* sending an answer of our own */
     HC_LINGER,  /* answered and shut down for writing; waiting for the client's FIN */
     HC_TUNNEL,  /* WebSocket after 101: bytes both ways */
+    HC_STATIC,  /* sending a snapshot from memory */
     HS_BUSY,    /* backend: serving its client */
     HS_IDLE,    /* backend: in its server's pool */
 };
@@ -277,6 +279,7 @@ static const char *reason_of(int status)
 {
     switch (status) {
     case 200: return "OK";
+    case 500: return "Internal Server Error";
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -688,6 +691,127 @@ static bool build_response(struct lb_worker *w, struct lb_conn *c, struct lb_con
 
 static void backend_acquire(struct lb_worker *w, struct lb_conn *c);
 
+static struct lb_http1_span hdr_value(const char *buf, const struct lb_http1_req *req,
+                                      const char *name)
+{
+    int i = lb_http1_find_hdr(buf, req->hdrs, req->nhdrs, name, 0);
+    return i >= 0 ? req->hdrs[i].value : (struct lb_http1_span){0, 0};
+}
+
+static struct snap_span snap_span_of(const char *buf, struct lb_http1_span s)
+{
+    return (struct snap_span){s.len ? buf + s.off : NULL, s.len};
+}
+
+/* The worker's reference to static set @i, refreshed when the control thread published a
+ * new one. Sends in flight hold their own references to the set they point into. */
+static struct snap_set *worker_snap(struct lb_worker *w, int i)
+{
+    struct snap_slot *slot = &w->rt->snap_slots[i];
+    uint64_t gen = snap_slot_gen(slot);
+    if (!w->snaps[i] || gen != w->snap_gen[i]) {
+        struct snap_set *n = snap_slot_get(slot);
+        snap_set_unref(w->snaps[i]);
+        w->snaps[i] = n;
+        w->snap_gen[i] = gen;
+    }
+    return w->snaps[i];
+}
+
+static void client_send_static(struct lb_worker *w, struct lb_conn *c)
+{
+    for (int i = 0; i < 2; i++) {
+        if (c->h.xl[i]) {
+            send_on(w, c, &c->cli, c->h.xp[i], c->h.xl[i]);
+            return;
+        }
+    }
+    access_log(w, c, "-");
+    snap_set_unref(c->h.snap);
+    c->h.snap = NULL;
+    client_next(w, c);
+}
+
+/*
+ * Answers from a snapshot set. Returns false when the set has nothing at that path and the
+ * request should go to @fallback (set to the cluster index, -1 for none: answered 404).
+ */
+static bool static_serve(struct lb_worker *w, struct lb_conn *c, const struct conf_route *r,
+                         const struct lb_http1_req *req, int *fallback)
+{
+    const char *buf = c->h.hbuf;
+    struct snap_set *set = worker_snap(w, r->target_idx);
+    *fallback = w->rt->conf->statics[r->target_idx].fallback_idx;
+    size_t pl = r->path_prefix ? strlen(r->path_prefix) : 0;
+    const char *path = buf + req->path.off + pl;
+    size_t len = req->path.len - pl;
+    /* The path scratch goes after the forwarded-header half of hbuf's space. */
+    char pbuf[SNAP_PATH_MAX];
+    const struct snap_entry *e = NULL;
+    int rc = set ? snap_lookup(set, path, len, pbuf, sizeof(pbuf), &e) : -ENOENT;
+    if (rc == -ENOENT)
+        return false;
+    if (rc == -EINVAL) {
+        local_reply(w, c, 400, false, NULL);
+        return true;
+    }
+    if (rc < 0) {
+        *fallback = -1;
+        return false;
+    }
+    struct snap_req sr = {
+        .method = req->method == LB_HTTP1_M_GET    ? SNAP_M_GET
+                  : req->method == LB_HTTP1_M_HEAD ? SNAP_M_HEAD
+                                                   : SNAP_M_OTHER,
+        .if_none_match = snap_span_of(buf, hdr_value(buf, req, "if-none-match")),
+        .if_modified_since = snap_span_of(buf, hdr_value(buf, req, "if-modified-since")),
+        .range = snap_span_of(buf, hdr_value(buf, req, "range")),
+        .if_range = snap_span_of(buf, hdr_value(buf, req, "if-range")),
+        .accept_encoding = snap_span_of(buf, hdr_value(buf, req, "accept-encoding")),
+    };
+    uint32_t half = w->hbuf_size / 2;
+    char *hdr_scratch = c->h.hbuf + half + 1024;
+    struct snap_resp resp;
+    if (snap_eval(e, &sr, hdr_scratch, w->hbuf_size - half - 1024, &resp) < 0) {
+        local_reply(w, c, 500, true, NULL);
+        return true;
+    }
+    /* A request body (unusual on GET) is not read: the connection cannot be reused. */
+    if (!c->h.body.done)
+        c->h.flags |= H_F_CLOSE;
+    c->h.snap = snap_set_ref(set);
+    c->h.status = resp.status;
+    c->h.t_resp_ms = w->now_ms;
+    c->h.phase = HC_STATIC;
+    c->h.xl[0] = c->h.xl[1] = 0;
+    if (!(c->h.flags & (H_F_CLOSE | H_F_KEEPALIVE10))) {
+        if (resp.contiguous) {
+            c->h.xp[0] = resp.hdr;
+            c->h.xl[0] = (uint32_t)(resp.hdr_len + resp.body_len);
+        } else {
+            c->h.xp[0] = resp.hdr;
+            c->h.xl[0] = (uint32_t)resp.hdr_len;
+            c->h.xp[1] = resp.body;
+            c->h.xl[1] = (uint32_t)resp.body_len;
+        }
+    } else {
+        /* The prebuilt header ends with its empty line: put ours before it. */
+        char *o = c->h.hbuf + half;
+        size_t hl = resp.hdr_len - 2;
+        memmove(o, resp.hdr, hl);
+        const char *tail = (c->h.flags & H_F_CLOSE) ? "Connection: close\r\n\r\n"
+                                                    : "Connection: keep-alive\r\n\r\n";
+        memcpy(o + hl, tail, strlen(tail));
+        c->h.xp[0] = o;
+        c->h.xl[0] = (uint32_t)(hl + strlen(tail));
+        c->h.xp[1] = resp.body;
+        c->h.xl[1] = resp.body ? (uint32_t)resp.body_len : 0;
+    }
+    if (!(c->cli.flags & LB_SIDE_F_SENDING))
+        client_send_static(w, c);
+    return true;
+}
+
 /* Routes a parsed request and starts it on its way. */
 static void client_dispatch(struct lb_worker *w, struct lb_conn *c, struct lb_http1_req *req)
 {
@@ -729,8 +853,16 @@ static void client_dispatch(struct lb_worker *w, struct lb_conn *c, struct lb_ht
     }
     const struct conf_route *r = &lcf->routes[route];
     c->h.route = (uint16_t)route;
-    if (r->action != CONF_ACT_CLUSTER) {
-        /* lb_proxy_run refuses such configs until static and enqueue routes exist. */
+    int cluster = r->target_idx;
+    if (r->action == CONF_ACT_STATIC) {
+        if (static_serve(w, c, r, req, &cluster))
+            return;
+        if (cluster < 0) {
+            local_reply(w, c, 404, false, NULL);
+            return;
+        }
+    } else if (r->action != CONF_ACT_CLUSTER) {
+        /* lb_proxy_run refuses such configs until enqueue routes exist. */
         local_reply(w, c, 501, true, NULL);
         return;
     }
@@ -739,14 +871,14 @@ static void client_dispatch(struct lb_worker *w, struct lb_conn *c, struct lb_ht
         local_reply(w, c, 413, true, NULL);
         return;
     }
-    c->cluster = (uint16_t)r->target_idx;
+    c->cluster = (uint16_t)cluster;
     if (!build_request(w, c, req)) {
         local_reply(w, c, 431, true, NULL);
         return;
     }
-    uint64_t key = conf_balance_is_hash(w->rt->clusters[c->cluster].cf->balance)
-                       ? request_key(r, buf, req, c)
-                       : 0;
+    uint64_t key = 0;
+    if (conf_balance_is_hash(w->rt->clusters[c->cluster].cf->balance))
+        key = r->action == CONF_ACT_CLUSTER ? request_key(r, buf, req, c) : client_ip_hash(c);
     c->h.key = key;
     memset(&c->tried, 0, sizeof(c->tried));
     c->attempts = 0;
@@ -1288,6 +1420,17 @@ static void client_on_send(struct lb_worker *w, struct lb_conn *c, int res)
     }
     c->last_ms = w->now_ms;
     c->h.bytes_out += (uint32_t)res;
+    if (c->h.phase == HC_STATIC) {
+        uint32_t n = (uint32_t)res;
+        for (int i = 0; i < 2 && n; i++) {
+            uint32_t take = n < c->h.xl[i] ? n : c->h.xl[i];
+            c->h.xp[i] += take;
+            c->h.xl[i] -= take;
+            n -= take;
+        }
+        client_send_static(w, c);
+        return;
+    }
     if (c->h.phase == HC_LOCAL) {
         c->h.out_sent += (uint32_t)res;
         if (c->h.out_sent < c->h.out_len) {
@@ -1597,6 +1740,8 @@ void lb_http_on_close(struct lb_worker *w, struct lb_conn *c)
 void lb_http_on_free(struct lb_worker *w, struct lb_conn *c)
 {
     hbuf_put(w, &c->h);
+    snap_set_unref(c->h.snap);
+    c->h.snap = NULL;
     c->kind = LB_CK_L4;
 }
 
@@ -1631,6 +1776,10 @@ int lb_http_worker_init(struct lb_worker *w, struct lb_err *err)
         for (size_t j = 0; j < n; j++)
             w->pool_head[i][j] = NONE;
     }
+    w->snaps = calloc(cf->nstatics ? cf->nstatics : 1, sizeof(*w->snaps));
+    w->snap_gen = calloc(cf->nstatics ? cf->nstatics : 1, sizeof(*w->snap_gen));
+    if (!w->snaps || !w->snap_gen)
+        goto fail;
     if (w->alog_fd >= 0) {
         w->alog = malloc(ALOG_SIZE);
         if (!w->alog)
@@ -1666,4 +1815,11 @@ void lb_http_worker_destroy(struct lb_worker *w)
             free(w->pool_head[i]);
     free(w->pool_head);
     w->pool_head = NULL;
+    if (w->snaps)
+        for (size_t i = 0; i < w->rt->conf->nstatics; i++)
+            snap_set_unref(w->snaps[i]);
+    free(w->snaps);
+    free(w->snap_gen);
+    w->snaps = NULL;
+    w->snap_gen = NULL;
 }

@@ -182,6 +182,9 @@ static void runtime_free(struct lb_runtime *rt)
     free(rt->clusters);
     if (rt->access_fd > STDERR_FILENO)
         close(rt->access_fd);
+    for (size_t i = 0; i < rt->nsnap_slots; i++)
+        snap_slot_destroy(&rt->snap_slots[i]);
+    free(rt->snap_slots);
     conf_free(rt->conf);
 }
 
@@ -206,8 +209,7 @@ int lb_proxy_run(struct conf *c, const char *file)
         }
         for (size_t j = 0; j < l->nroutes; j++) {
             const struct conf_route *r = &l->routes[j];
-            const char *what = r->action == CONF_ACT_STATIC    ? "static routes"
-                               : r->action == CONF_ACT_ENQUEUE ? "enqueue routes"
+            const char *what = r->action == CONF_ACT_ENQUEUE ? "enqueue routes"
                                : r->cache.enabled              ? "route cache"
                                                                : NULL;
             if (what) {
@@ -248,6 +250,28 @@ int lb_proxy_run(struct conf *c, const char *file)
                 "max_connections=%u hint=\"raise ulimit -n (hard limit)\"",
                 (unsigned long)nofile, fit * rt.nworkers);
         rt.conns_per_worker = fit;
+    }
+
+    /* Snapshot sets: loaded whole before anything listens, so a broken directory stops the
+     * start with the file named, not a worker at its first request. */
+    rt.snap_slots = calloc(c->nstatics ? c->nstatics : 1, sizeof(*rt.snap_slots));
+    if (!rt.snap_slots)
+        goto out;
+    for (size_t i = 0; i < c->nstatics; i++) {
+        snap_slot_init(&rt.snap_slots[i]);
+        rt.nsnap_slots = i + 1;
+        struct snap_set *set = NULL;
+        if (snap_set_load(&c->statics[i], &set, &err) < 0) {
+            fprintf(stderr, "%s:%u:%u: %s\n", file, c->statics[i].pos.line,
+                    c->statics[i].pos.col, err.msg);
+            goto out;
+        }
+        struct snap_stats st;
+        snap_set_stats(set, &st);
+        lb_info("snapshots loaded", "set=%s files=%lu bytes=%lu memory=%lu", c->statics[i].name,
+                (unsigned long)st.files, (unsigned long)st.body_bytes,
+                (unsigned long)st.memory_bytes);
+        snap_slot_publish(&rt.snap_slots[i], set);
     }
 
     rt.clusters = calloc(c->nclusters ? c->nclusters : 1, sizeof(*rt.clusters));

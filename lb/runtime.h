@@ -10,6 +10,7 @@
 
 #include "conf/conf.h"
 #include "lb/cluster.h"
+#include "static/snap.h"
 
 struct lb_worker;
 
@@ -22,6 +23,8 @@ struct lb_runtime {
     int **listen_fds;            /* [worker][listener] */
     unsigned ring_flags;         /* setup flags that worked in the startup probe */
     bool has_peername;           /* SO_PEERNAME through uring_cmd works (kernel >= 6.7) */
+    struct snap_slot *snap_slots; /* conf->nstatics: the published snapshot sets */
+    size_t nsnap_slots;           /* initialised so far */
     int access_fd;               /* access log: -1 off, 2 stderr, or an O_APPEND file */
     _Atomic int stop;            /* set by the control thread on SIGTERM/SIGINT */
 };

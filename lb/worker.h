@@ -24,6 +24,7 @@
 #include "lb/http1.h"
 
 struct lb_runtime;
+struct snap_set;
 
 enum lb_op {
     LB_OP_NONE,
@@ -85,6 +86,9 @@ struct lb_hstate {
     uint32_t flags;      /* LB_H_F_* */
     struct lb_http1_body body; /* client: the request body; backend: the response body */
     uint64_t key;        /* client: the request's hash key (hash balancers) */
+    struct snap_set *snap; /* client: the snapshot set a static answer is sent from (a ref) */
+    const char *xp[2];   /* client: a static answer, in up to two pieces (header, body) */
+    uint32_t xl[2];
     uint32_t target_off; /* client: the request-target in hbuf, for the access log */
     uint32_t target_len;
     uint64_t t_start_ms; /* client: first byte of the request; backend: request started */
@@ -172,6 +176,8 @@ struct lb_worker {
     char **hbuf_free;        /* free list of header buffers, allocated on first need */
     uint32_t hbuf_nfree, hbuf_total, hbuf_size;
     uint32_t **pool_head;    /* [cluster][server]: idle backend slot, UINT32_MAX when none */
+    struct snap_set **snaps; /* [static set]: the worker's reference to the current set */
+    uint64_t *snap_gen;      /* [static set]: the slot generation it was taken at */
     char *alog;              /* access log lines waiting for the end of the iteration */
     uint32_t alog_len;
     int alog_fd;             /* -1: access log off */

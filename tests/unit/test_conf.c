@@ -831,6 +831,51 @@ static void test_aliases_and_depth(void **state)
     expect_err("a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n", 2, 8, "alias '*a'");
 }
 
+/* Hostile sizes are bounded, and the refusal still points at a line and column. */
+static void test_limits(void **state)
+{
+    /* Block style nesting: collection n starts at line n, column 2(n - 1) + 1. */
+    char *y = malloc(64 * 1024);
+    assert_non_null(y);
+    y[0] = '\0';
+    for (int i = 0; i < 40; i++)
+        sprintf(y + strlen(y), "%*sk%d:\n", 2 * i, "", i);
+    expect_err(y, 33, 65, "nesting is deeper than 32 levels");
+    free(y);
+
+    /* One value too many: the root list is value 1, so the 250,000th item is the first over. */
+    size_t cap = 2 * 250001 + 16;
+    y = malloc(cap);
+    assert_non_null(y);
+    y[0] = '[';
+    size_t o = 1;
+    for (int i = 0; i < 250001; i++, o += 2)
+        memcpy(y + o, "1,", 2);
+    memcpy(y + o, "]\n", 3);
+    expect_err(y, 1, 2 + 2 * (250000 - 1), "more than 250000 values in one file");
+    free(y);
+
+    /* A file over 4 MiB is refused before it is parsed. */
+    y = malloc(CONF_MAX_FILE + 2);
+    assert_non_null(y);
+    memset(y, '#', CONF_MAX_FILE + 1);
+    y[CONF_MAX_FILE + 1] = '\0';
+    expect_err(y, 1, 1, "file is too large");
+    free(y);
+}
+
+/* hash_key on a tcp listener follows the same rule as on a route: it needs a hashing cluster. */
+static void test_tcp_hash_key_needs_hash_balancer(void **state)
+{
+    expect_err(APP "listeners:\n"
+                   "  - name: t\n"
+                   "    bind: 127.0.0.1:7000\n"
+                   "    protocol: tcp\n"
+                   "    cluster: app\n"
+                   "    hash_key: client_ip\n",
+               10, 15, "listeners[0].hash_key: hash_key needs a hashing balancer");
+}
+
 static void test_error_cap(void **state)
 {
     char *y = malloc(64 * 40 + 256);
@@ -1017,6 +1062,8 @@ int main(void)
         cmocka_unit_test(test_route_actions),
         cmocka_unit_test(test_text_checks),
         cmocka_unit_test(test_aliases_and_depth),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_tcp_hash_key_needs_hash_balancer),
         cmocka_unit_test(test_error_cap),
         cmocka_unit_test(test_errors_sorted),
         cmocka_unit_test(test_misc_values),

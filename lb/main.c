@@ -21,7 +21,9 @@ static void usage(FILE *out)
             "            FILE:LINE:COLUMN: message)\n"
             "  -h        this help\n"
             "\n"
-            "Signals: SIGTERM/SIGINT stop accepting and let connections finish; SIGHUP reloads.\n");
+            "Runs tcp listeners only for now (http is not built yet).\n"
+            "Signals: SIGTERM/SIGINT stop accepting and let connections finish; SIGHUP\n"
+            "(reload) is not built yet and keeps the running configuration.\n");
 }
 
 int main(int argc, char **argv)

@@ -494,6 +494,17 @@ static void test_wrong_types(void **state)
                "    retries: 1.5\n"
                "    servers: [ { name: a, address: 127.0.0.1:1 } ]\n" WEB,
                3, 14, "expected an integer");
+    /* -2^63 used to be negated as an int64_t: undefined behaviour, caught under SAN=undefined. */
+    expect_err("clusters:\n"
+               "  app:\n"
+               "    retries: -9223372036854775808\n"
+               "    servers: [ { name: a, address: 127.0.0.1:1 } ]\n" WEB,
+               3, 14, "-9223372036854775808 is out of range: expected an integer 0..10");
+    expect_err("clusters:\n"
+               "  app:\n"
+               "    retries: 18446744073709551616\n"
+               "    servers: [ { name: a, address: 127.0.0.1:1 } ]\n" WEB,
+               3, 14, "is out of range");
     /* An empty value is reported at its key, not wherever libyaml found the next token. */
     expect_err("clusters:\n"
                "  app:\n"

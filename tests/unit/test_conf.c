@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -875,6 +876,62 @@ static void test_limits(void **state)
     free(y);
 }
 
+/* Thousands of long cluster names sharing a prefix, then listeners naming @ref. */
+static char *many_clusters(const char *ref)
+{
+    size_t cap = 27000 * 120 + 60 * 200, o = 0;
+    char *y = malloc(cap);
+    assert_non_null(y);
+    o += (size_t)snprintf(y + o, cap - o, "clusters:\n");
+    for (int i = 0; i < 27000; i++)
+        o += (size_t)snprintf(y + o, cap - o,
+                              "  c%061d: {servers: [{name: a, address: 127.0.0.1:1}]}\n", i);
+    o += (size_t)snprintf(y + o, cap - o, "listeners:\n");
+    for (int i = 0; i < 60; i++)
+        o += (size_t)snprintf(y + o, cap - o,
+                              "  - {name: t%d, bind: 127.0.0.1:%d, protocol: tcp, cluster: %s}\n",
+                              i, 1000 + i, ref);
+    return y;
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * "Did you mean" must stay cheap on a hostile file: fifty undefined 63-character references
+ * against 27,000 63-character names used to cost a full edit-distance table per pair (about
+ * 15 seconds for lb -t); now a candidate is dropped as soon as it cannot come within 2 edits.
+ * Measured against loading the same file with valid references, in CPU time, so that the
+ * bound holds on a busy machine and under sanitizers alike.
+ */
+static void test_suggestions_bounded(void **state)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "c%061d", 26999);
+    char *ok = many_clusters(name);
+    double t0 = cpu_seconds();
+    struct conf *c = load_ok(ok);
+    double base = cpu_seconds() - t0;
+    conf_free(c);
+    free(ok);
+
+    memset(name, 'x', 63);
+    name[63] = '\0';
+    char *bad = many_clusters(name);
+    t0 = cpu_seconds();
+    assert_null(load(bad));
+    double hostile = cpu_seconds() - t0;
+    free(bad);
+    assert_int_equal(diags.n, CONF_MAX_ERRORS);
+    assert_non_null(strstr(diags.items[0].msg, "undefined cluster 'xxxx"));
+    if (hostile > 4 * base + 0.5)
+        fail_msg("suggestions took %.2fs of CPU; loading the file takes %.2fs", hostile, base);
+}
+
 /* hash_key on a tcp listener follows the same rule as on a route: it needs a hashing cluster. */
 static void test_tcp_hash_key_needs_hash_balancer(void **state)
 {
@@ -1075,6 +1132,7 @@ int main(void)
         cmocka_unit_test(test_aliases_and_depth),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_tcp_hash_key_needs_hash_balancer),
+        cmocka_unit_test(test_suggestions_bounded),
         cmocka_unit_test(test_error_cap),
         cmocka_unit_test(test_errors_sorted),
         cmocka_unit_test(test_misc_values),

@@ -82,12 +82,18 @@ $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
 
 fuzz-build: $(FUZZ_BINS)
 
+# New inputs go to build/fuzz/corpus/NAME; the committed seeds in tests/fuzz/corpus/NAME are
+# only read, so a run never rewrites them. Crashes land in build/fuzz/NAME-crash-*.
 FUZZ_SECONDS ?= 60
 fuzz: fuzz-build
-	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p tests/fuzz/corpus/$$n; \
-	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-	      tests/fuzz/corpus/$$n >/dev/null 2>$(B)/fuzz/$$n.log || { tail -40 $(B)/fuzz/$$n.log; exit 1; }; \
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); \
+	  mkdir -p tests/fuzz/corpus/$$n $(B)/fuzz/corpus/$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s (log $(B)/fuzz/$$n.log)"; \
+	  d=tests/fuzz/$$n.dict; [ -f $$d ] && d=-dict=$$d || d=; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 $$d \
+	      -artifact_prefix=$(B)/fuzz/$$n- $(B)/fuzz/corpus/$$n tests/fuzz/corpus/$$n \
+	      >/dev/null 2>$(B)/fuzz/$$n.log || { tail -40 $(B)/fuzz/$$n.log; exit 1; }; \
+	  tail -n 3 $(B)/fuzz/$$n.log; \
 	done
 
 # `make test` installs what is missing first, then re-reads this file so that pkg-config
@@ -110,5 +116,9 @@ bench: deps
 
 clean:
 	rm -rf $(B)
+
+# Objects reached only through pattern rules would count as intermediate and be deleted
+# after each link, making every build a full rebuild.
+.PRECIOUS: $(B)/obj/%.o $(B)/fuzzobj/%.o
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

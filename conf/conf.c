@@ -94,11 +94,16 @@ const char *conf_quote(char *buf, size_t size, const char *s, size_t len)
     return buf;
 }
 
-/* Levenshtein distance, case-insensitive, for words up to 64 bytes (else a large number). */
-static size_t edit_distance(const char *a, const char *b)
+/*
+ * Levenshtein distance, case-insensitive, for words up to 64 bytes; SIZE_MAX for longer words
+ * or once the distance must exceed @max. A row whose smallest entry is above @max cannot lead
+ * back under it, so stopping there keeps a hostile file (thousands of long, similar names and
+ * fifty references to none of them) from costing a full table per candidate.
+ */
+static size_t edit_distance(const char *a, const char *b, size_t max)
 {
     size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64)
+    if (la > 64 || lb > 64 || (la > lb ? la - lb : lb - la) > max)
         return SIZE_MAX;
     size_t row[65];
     for (size_t j = 0; j <= lb; j++)
@@ -106,6 +111,7 @@ static size_t edit_distance(const char *a, const char *b)
     for (size_t i = 1; i <= la; i++) {
         size_t diag = row[0];
         row[0] = i;
+        size_t row_min = row[0];
         for (size_t j = 1; j <= lb; j++) {
             size_t up = row[j];
             size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
@@ -116,9 +122,13 @@ static size_t edit_distance(const char *a, const char *b)
                 best = row[j - 1] + 1;
             row[j] = best;
             diag = up;
+            if (best < row_min)
+                row_min = best;
         }
+        if (row_min > max)
+            return SIZE_MAX;
     }
-    return row[lb];
+    return row[lb] <= max ? row[lb] : SIZE_MAX;
 }
 
 const char *conf_suggest(const char *word, const char *const *cands, size_t n)
@@ -129,12 +139,14 @@ const char *conf_suggest(const char *word, const char *const *cands, size_t n)
     for (size_t i = 0; n ? i < n : cands[i] != NULL; i++) {
         if (!cands[i])
             continue;
-        size_t dist = edit_distance(word, cands[i]);
+        size_t dist = edit_distance(word, cands[i], best_d - 1);
         /* A 2-letter word is 2 edits from every other 2-letter word: demand more similarity
          * than that before suggesting. */
         if (dist < best_d && dist < wl && dist < strlen(cands[i])) {
             best = cands[i];
             best_d = dist;
+            if (best_d == 0)
+                break;
         }
     }
     return best;

@@ -211,7 +211,8 @@ static int get_int(struct conf_ctx *x, const struct conf_node *n, const struct c
         conf_err(x, n->pos, "expected %s, got '%s'", what, Q(q, n));
         return -EINVAL;
     }
-    int64_t sv = neg ? -(int64_t)v : (int64_t)v;
+    /* Range first: negating -2^63 as an int64_t would overflow. */
+    int64_t sv = big || v > INT64_MAX ? 0 : neg ? -(int64_t)v : (int64_t)v;
     if (big || v > INT64_MAX || sv < k->min || sv > k->max) {
         conf_err(x, n->pos, "%s is out of range: expected %s", Q(q, n), what);
         return -EINVAL;

@@ -13,15 +13,16 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: lb -c FILE [-t]\n"
-            "\n"
-            "  -c FILE   configuration file (YAML)\n"
-            "  -t        check the configuration and exit: 0 valid, 1 errors (printed as\n"
-            "            FILE:LINE:COLUMN: message)\n"
-            "  -h        this help\n"
-            "\n"
-            "Signals: SIGTERM/SIGINT stop accepting and let connections finish; SIGHUP reloads.\n");
+    fprintf(out, "usage: lb -c FILE [-t]\n"
+                 "\n"
+                 "  -c FILE   configuration file (YAML)\n"
+                 "  -t        check the configuration and exit: 0 valid, 1 errors (printed as\n"
+                 "            FILE:LINE:COLUMN: message)\n"
+                 "  -h        this help\n"
+                 "\n"
+                 "Runs tcp listeners only for now (http is not built yet).\n"
+                 "Signals: SIGTERM/SIGINT stop accepting and let connections finish; SIGHUP\n"
+                 "(reload) is not built yet and keeps the running configuration.\n");
 }
 
 int main(int argc, char **argv)

@@ -37,6 +37,7 @@ done
 
 for t in tests/e2e/*.sh; do
     [ -f "$t" ] || continue
+    [ "$(basename "$t")" = lib.sh ] && continue # the helpers every test sources, not a test
     run_one "e2e/$(basename "$t" .sh)" 600 bash "$t"
 done
 
@@ -47,8 +48,10 @@ for f in build/fuzz/fuzz_*; do
     mkdir -p "$corpus"
     # Run in a scratch copy so a smoke run never rewrites the committed corpus.
     scratch=$(mktemp -d)
+    dict=tests/fuzz/$n.dict
+    [ -f "$dict" ] && dict="-dict=$dict" || dict="-runs=-1" # -runs=-1: the default, a no-op
     run_one "fuzz/$n" $((FUZZ_SMOKE_SECONDS + 120)) \
-        "$f" -max_total_time="$FUZZ_SMOKE_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+        "$f" -max_total_time="$FUZZ_SMOKE_SECONDS" -timeout=10 -rss_limit_mb=2048 "$dict" \
         -artifact_prefix="$logs/$n-" "$scratch" "$corpus"
     rm -rf "$scratch"
 done

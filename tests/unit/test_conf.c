@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -494,6 +495,17 @@ static void test_wrong_types(void **state)
                "    retries: 1.5\n"
                "    servers: [ { name: a, address: 127.0.0.1:1 } ]\n" WEB,
                3, 14, "expected an integer");
+    /* -2^63 used to be negated as an int64_t: undefined behaviour, caught under SAN=undefined. */
+    expect_err("clusters:\n"
+               "  app:\n"
+               "    retries: -9223372036854775808\n"
+               "    servers: [ { name: a, address: 127.0.0.1:1 } ]\n" WEB,
+               3, 14, "-9223372036854775808 is out of range: expected an integer 0..10");
+    expect_err("clusters:\n"
+               "  app:\n"
+               "    retries: 18446744073709551616\n"
+               "    servers: [ { name: a, address: 127.0.0.1:1 } ]\n" WEB,
+               3, 14, "is out of range");
     /* An empty value is reported at its key, not wherever libyaml found the next token. */
     expect_err("clusters:\n"
                "  app:\n"
@@ -831,6 +843,107 @@ static void test_aliases_and_depth(void **state)
     expect_err("a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n", 2, 8, "alias '*a'");
 }
 
+/* Hostile sizes are bounded, and the refusal still points at a line and column. */
+static void test_limits(void **state)
+{
+    /* Block style nesting: collection n starts at line n, column 2(n - 1) + 1. */
+    char *y = malloc(64 * 1024);
+    assert_non_null(y);
+    y[0] = '\0';
+    for (int i = 0; i < 40; i++)
+        sprintf(y + strlen(y), "%*sk%d:\n", 2 * i, "", i);
+    expect_err(y, 33, 65, "nesting is deeper than 32 levels");
+    free(y);
+
+    /* One value too many: the root list is value 1, so the 250,000th item is the first over. */
+    size_t cap = 2 * 250001 + 16;
+    y = malloc(cap);
+    assert_non_null(y);
+    y[0] = '[';
+    size_t o = 1;
+    for (int i = 0; i < 250001; i++, o += 2)
+        memcpy(y + o, "1,", 2);
+    memcpy(y + o, "]\n", 3);
+    expect_err(y, 1, 2 + 2 * (250000 - 1), "more than 250000 values in one file");
+    free(y);
+
+    /* A file over 4 MiB is refused before it is parsed. */
+    y = malloc(CONF_MAX_FILE + 2);
+    assert_non_null(y);
+    memset(y, '#', CONF_MAX_FILE + 1);
+    y[CONF_MAX_FILE + 1] = '\0';
+    expect_err(y, 1, 1, "file is too large");
+    free(y);
+}
+
+/* Thousands of long cluster names sharing a prefix, then listeners naming @ref. */
+static char *many_clusters(const char *ref)
+{
+    size_t cap = 27000 * 120 + 60 * 200, o = 0;
+    char *y = malloc(cap);
+    assert_non_null(y);
+    o += (size_t)snprintf(y + o, cap - o, "clusters:\n");
+    for (int i = 0; i < 27000; i++)
+        o += (size_t)snprintf(y + o, cap - o,
+                              "  c%061d: {servers: [{name: a, address: 127.0.0.1:1}]}\n", i);
+    o += (size_t)snprintf(y + o, cap - o, "listeners:\n");
+    for (int i = 0; i < 60; i++)
+        o += (size_t)snprintf(y + o, cap - o,
+                              "  - {name: t%d, bind: 127.0.0.1:%d, protocol: tcp, cluster: %s}\n",
+                              i, 1000 + i, ref);
+    return y;
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * "Did you mean" must stay cheap on a hostile file: fifty undefined 63-character references
+ * against 27,000 63-character names used to cost a full edit-distance table per pair (about
+ * 15 seconds for lb -t); now a candidate is dropped as soon as it cannot come within 2 edits.
+ * Measured against loading the same file with valid references, in CPU time, so that the
+ * bound holds on a busy machine and under sanitizers alike.
+ */
+static void test_suggestions_bounded(void **state)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "c%061d", 26999);
+    char *ok = many_clusters(name);
+    double t0 = cpu_seconds();
+    struct conf *c = load_ok(ok);
+    double base = cpu_seconds() - t0;
+    conf_free(c);
+    free(ok);
+
+    memset(name, 'x', 63);
+    name[63] = '\0';
+    char *bad = many_clusters(name);
+    t0 = cpu_seconds();
+    assert_null(load(bad));
+    double hostile = cpu_seconds() - t0;
+    free(bad);
+    assert_int_equal(diags.n, CONF_MAX_ERRORS);
+    assert_non_null(strstr(diags.items[0].msg, "undefined cluster 'xxxx"));
+    if (hostile > 4 * base + 0.5)
+        fail_msg("suggestions took %.2fs of CPU; loading the file takes %.2fs", hostile, base);
+}
+
+/* hash_key on a tcp listener follows the same rule as on a route: it needs a hashing cluster. */
+static void test_tcp_hash_key_needs_hash_balancer(void **state)
+{
+    expect_err(APP "listeners:\n"
+                   "  - name: t\n"
+                   "    bind: 127.0.0.1:7000\n"
+                   "    protocol: tcp\n"
+                   "    cluster: app\n"
+                   "    hash_key: client_ip\n",
+               10, 15, "listeners[0].hash_key: hash_key needs a hashing balancer");
+}
+
 static void test_error_cap(void **state)
 {
     char *y = malloc(64 * 40 + 256);
@@ -1017,6 +1130,9 @@ int main(void)
         cmocka_unit_test(test_route_actions),
         cmocka_unit_test(test_text_checks),
         cmocka_unit_test(test_aliases_and_depth),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_tcp_hash_key_needs_hash_balancer),
+        cmocka_unit_test(test_suggestions_bounded),
         cmocka_unit_test(test_error_cap),
         cmocka_unit_test(test_errors_sorted),
         cmocka_unit_test(test_misc_values),

@@ -23,6 +23,7 @@
 #include "lb/log.h"
 #include "lb/proxy.h"
 #include "lb/runtime.h"
+#include "lb/snapshots.h"
 #include "lb/worker.h"
 
 #ifndef SO_PEERNAME
@@ -343,7 +344,9 @@ int lb_proxy_run(struct conf *c, const char *file)
             lb_info("signal received: stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
             atomic_store(&rt.stop, 1);
         } else if (sig == SIGHUP) {
-            lb_warn("SIGHUP: reload is not built yet; the running configuration stays", "");
+            /* Full config reload comes with the admin work; snapshots republish now. */
+            lb_info("SIGHUP: republishing snapshot sets", "sets=%zu", rt.nsnap_slots);
+            lb_snapshots_reload(&rt, NULL, NULL);
         }
     }
     for (uint32_t i = 0; i < started; i++)

@@ -49,6 +49,15 @@ free_port() {
 print(s.getsockname()[1])'
 }
 
+# free_ports N: prints N distinct free TCP ports on 127.0.0.1, one a line. All N sockets are
+# bound at once, so the kernel cannot hand the same port back twice.
+free_ports() {
+    python3 -c 'import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}
+
 # start NAME CMD...: runs CMD in the background, output in $BT/NAME.log; sets LAST_PID.
 start() {
     name=$1; shift

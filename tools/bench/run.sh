@@ -5,8 +5,10 @@
 # and generated configs.
 #
 # Usage: tools/bench/run.sh [NAME...]   NAME: a script in tools/bench/ without .sh
-#        (default: every one present: l4_redis for now)
-# Environment passed through to the scripts: QUICK=1 (short runs), ROUNDS, N, CLIENTS, LB.
+#        (default: every one present: l4_redis, l7_http)
+# Environment passed through to the scripts: QUICK=1 (short runs), ROUNDS, N, CLIENTS,
+# DURATION, LB. N is l4_redis's requests per test, DURATION l7_http's seconds per run; CLIENTS
+# is both scripts' connection count, so leave it unset to get each one's default.
 # Exit status: 0 all measured, 3 some lb columns skipped (lb could not run), 1 a failure.
 set -u
 cd "$(dirname "$0")/../.."
@@ -35,7 +37,7 @@ mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 env_used=""
-for v in QUICK ROUNDS N CLIENTS LB; do
+for v in QUICK ROUNDS N CLIENTS DURATION LB; do
     eval "val=\${$v:-}"
     [ -n "$val" ] && env_used="$env_used $v=$val"
 done
@@ -44,7 +46,7 @@ done
     echo "# Benchmarks"
     echo
     echo "Written by \`tools/bench/run.sh\` (\`make bench\`); do not edit by hand. Each table"
-    echo "compares lb with its peer on the same machine, same backend and same load, one worker"
+    echo "compares lb with its peers on the same machine, same backend and same load, one worker"
     echo "each, runs alternating; figures are median, min and max over the rounds."
     echo
     echo "## Machine and run"

@@ -12,6 +12,7 @@
 #include "lb/cluster.h"
 
 struct lb_worker;
+struct hc;
 
 struct lb_runtime {
     struct conf *conf;
@@ -22,6 +23,7 @@ struct lb_runtime {
     int **listen_fds;            /* [worker][listener] */
     unsigned ring_flags;         /* setup flags that worked in the startup probe */
     bool has_peername;           /* SO_PEERNAME through uring_cmd works (kernel >= 6.7) */
+    struct hc *hc;               /* health checker (lb/health.c); set before workers start */
     _Atomic int stop;            /* set by the control thread on SIGTERM/SIGINT */
 };
 

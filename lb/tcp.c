@@ -21,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 
+#include "health/hc.h"
 #include "lb/log.h"
 #include "lb/runtime.h"
 #include "lb/worker.h"
@@ -171,6 +172,7 @@ void lb_tcp_accepted(struct lb_worker *w, struct lb_conn *c)
 static void on_connect(struct lb_worker *w, struct lb_conn *c, int res)
 {
     struct lb_server *srv = &conn_cluster(w, c)->servers[c->server];
+    hc_passive_report(w->rt->hc, c->cluster, (uint32_t)c->server, res != 0);
     if (res == 0) {
         atomic_store_explicit(&srv->consecutive_failures, 0, memory_order_relaxed);
         c->state = LB_CONN_OPEN;

@@ -413,8 +413,9 @@ uint64_t hc_jitter(uint64_t interval_ms, uint64_t *rng)
     x ^= x >> 7;
     x ^= x << 17;
     *rng = x;
-    uint64_t span = interval_ms / 5; /* 20%: from -10% to +10% */
-    return interval_ms - interval_ms / 10 + (span ? x % (span + 1) : 0);
+    /* from interval - 10% to interval + 10%, both ends included, never outside */
+    uint64_t tenth = interval_ms / 10;
+    return interval_ms - tenth + x % (2 * tenth + 1);
 }
 
 /* ---- http verdict ------------------------------------------------------------------------ */

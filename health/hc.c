@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "health/internal.h"
 
@@ -188,6 +190,13 @@ struct hc *hc_new(const struct conf *c, const struct hc_ops *ops, uint64_t seed,
     hc->conf = c;
     hc->ops = *ops;
     hc->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
+    /* Made here, not in hc_start, so that it exists for as long as workers may report. */
+    hc->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (hc->wake_fd < 0) {
+        lb_err_set(err, "health: eventfd: %s", strerror(errno));
+        free(hc);
+        return NULL;
+    }
     hc->nclusters = (uint32_t)c->nclusters;
     for (size_t i = 0; i < c->nclusters; i++)
         hc->nservers += (uint32_t)c->clusters[i].nservers;
@@ -239,6 +248,8 @@ void hc_free(struct hc *hc)
         hc->targets[i].req = NULL;
     }
     free(hc->targets);
+    if (hc->wake_fd >= 0)
+        close(hc->wake_fd);
     free(hc->servers);
     free(hc->clusters);
     free(hc);
@@ -280,8 +291,14 @@ void hc_passive_report(struct hc *hc, uint32_t cluster, uint32_t server, bool fa
         return;
     }
     uint32_t n = atomic_fetch_add_explicit(&s->consecutive, 1, memory_order_relaxed) + 1;
-    if (n == cl->cf->passive.consecutive_failures)
-        atomic_store_explicit(&s->tripped, 1, memory_order_relaxed);
+    if (n == cl->cf->passive.consecutive_failures) {
+        /* Release: the health thread that reads the wake-up must see the flag. */
+        atomic_store_explicit(&s->tripped, 1, memory_order_release);
+        /* The decision (and its cap) is the health thread's; wake it now rather than at its
+         * next tick, so that a failing server takes HC_TICK_MS less traffic. Once per
+         * threshold crossing, on a non-blocking eventfd: never blocks, takes no lock. */
+        eventfd_write(hc->wake_fd, 1);
+    }
 }
 
 static void passive_tick(struct hc *hc, struct hc_server *s, uint64_t now_ms)
@@ -290,7 +307,7 @@ static void passive_tick(struct hc *hc, struct hc_server *s, uint64_t now_ms)
     const struct conf_passive *p = &cl->cf->passive;
     char why[HC_REASON_MAX];
 
-    if (atomic_load_explicit(&s->tripped, memory_order_relaxed)) {
+    if (atomic_load_explicit(&s->tripped, memory_order_acquire)) {
         atomic_store_explicit(&s->tripped, 0, memory_order_relaxed);
         /* Count again from zero: failures seen while ejected or refused say nothing new. */
         atomic_store_explicit(&s->consecutive, 0, memory_order_relaxed);

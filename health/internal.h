@@ -81,6 +81,7 @@ struct hc {
     struct hc_target *targets;
     uint32_t ntargets;
     bool any_passive;
+    int wake_fd; /* eventfd: a worker that trips a passive threshold wakes the health thread */
     struct hc_engine *eng; /* probe.c: the thread and its ring, NULL when not started */
 };
 

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@ enum probe_op {
     PROBE_OP_RECV,
     PROBE_OP_TIMEOUT, /* the link timeout of one of the above; its completion says nothing */
     PROBE_OP_CANCEL,  /* shutdown: cancellation of what is still in flight */
+    PROBE_OP_WAKE,    /* read of hc->wake_fd: a worker tripped a passive threshold */
 };
 
 enum probe_phase {
@@ -68,6 +70,9 @@ struct hc_engine {
     _Atomic int stop;
     struct hc_probe *probes;
     uint32_t ops_in_flight;
+    bool wake_armed;   /* a read of hc->wake_fd is in flight */
+    bool tick_now;     /* woken: run the state machines without waiting for the tick */
+    uint64_t wake_buf; /* the eventfd counter lands here */
 };
 
 /* user_data layout: | op:8 | gen:24 | target:32 | */
@@ -194,6 +199,12 @@ static void on_cqe(struct hc_engine *e, const struct io_uring_cqe *cqe)
     enum probe_op op = (enum probe_op)(cqe->user_data >> 56);
     uint32_t gen = (uint32_t)(cqe->user_data >> 32) & 0xffffff;
     uint32_t ti = (uint32_t)cqe->user_data;
+    if (op == PROBE_OP_WAKE) {
+        e->wake_armed = false;
+        e->ops_in_flight--;
+        e->tick_now = true;
+        return;
+    }
     if (op == PROBE_OP_NONE || op >= PROBE_OP_TIMEOUT || ti >= e->hc->ntargets)
         return;
     struct hc_probe *p = &e->probes[ti];
@@ -271,12 +282,26 @@ static void cancel_all(struct hc_engine *e)
         io_uring_prep_cancel_fd(sqe, p->fd, IORING_ASYNC_CANCEL_ALL);
         io_uring_sqe_set_data64(sqe, probe_ud(PROBE_OP_CANCEL, 0, 0));
     }
+    if (e->wake_armed) {
+        struct io_uring_sqe *sqe = get_sqe(e);
+        io_uring_prep_cancel_fd(sqe, e->hc->wake_fd, IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data64(sqe, probe_ud(PROBE_OP_CANCEL, 0, 0));
+    }
     for (int round = 0; e->ops_in_flight && round < 50; round++) {
         struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 20 * 1000000L};
         struct io_uring_cqe *cqe;
         io_uring_submit_and_wait_timeout(&e->ring, &cqe, 1, &ts, NULL);
         drain_cqes(e);
     }
+}
+
+static void arm_wake(struct hc_engine *e)
+{
+    struct io_uring_sqe *sqe = get_sqe(e);
+    io_uring_prep_read(sqe, e->hc->wake_fd, &e->wake_buf, sizeof(e->wake_buf), 0);
+    io_uring_sqe_set_data64(sqe, probe_ud(PROBE_OP_WAKE, 0, 0));
+    e->wake_armed = true;
+    e->ops_in_flight++;
 }
 
 static void *engine_main(void *arg)
@@ -292,6 +317,8 @@ static void *engine_main(void *arg)
         e->probes[i].next_ms = now_ms + hc_jitter(hc->targets[i].interval_ms, &hc->rng) / 10;
 
     while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
+        if (!e->wake_armed)
+            arm_wake(e);
         uint64_t now_ns = mono_ns();
         now_ms = now_ns / 1000000;
         uint64_t wake = next_tick;
@@ -303,6 +330,10 @@ static void *engine_main(void *arg)
                 start_probe(e, i, now_ns);
             if (p->phase == PROBE_IDLE && p->next_ms < wake)
                 wake = p->next_ms;
+        }
+        if (e->tick_now) {
+            e->tick_now = false;
+            hc_tick(hc, now_ms);
         }
         if (now_ms >= next_tick) {
             hc_tick(hc, now_ms);
@@ -379,6 +410,7 @@ void hc_stop(struct hc *hc)
         return;
     if (e->thread_ok) {
         atomic_store(&e->stop, 1);
+        eventfd_write(hc->wake_fd, 1); /* out of its wait now, and its wake read completes */
         pthread_join(e->thread, NULL);
     }
     if (e->ring_ok)

@@ -160,16 +160,16 @@ static void test_rise_fall_one(void **state)
 
 /* ---- passive ----------------------------------------------------------------------------- */
 
-#define PASSIVE_4                                                                                \
-    LISTENER "clusters:\n"                                                                       \
-             "  c:\n"                                                                            \
-             "    servers:\n"                                                                    \
-             "      - { name: a, address: 127.0.0.1:2 }\n"                                       \
-             "      - { name: b, address: 127.0.0.1:3 }\n"                                       \
-             "      - { name: c, address: 127.0.0.1:4 }\n"                                       \
-             "      - { name: d, address: 127.0.0.1:5 }\n"                                      \
-             "      - { name: k, address: 127.0.0.1:6, backup: true }\n"                         \
-             "      - { name: l, address: 127.0.0.1:7, backup: true }\n"                         \
+#define PASSIVE_4                                                                                  \
+    LISTENER "clusters:\n"                                                                         \
+             "  c:\n"                                                                              \
+             "    servers:\n"                                                                      \
+             "      - { name: a, address: 127.0.0.1:2 }\n"                                         \
+             "      - { name: b, address: 127.0.0.1:3 }\n"                                         \
+             "      - { name: c, address: 127.0.0.1:4 }\n"                                         \
+             "      - { name: d, address: 127.0.0.1:5 }\n"                                         \
+             "      - { name: k, address: 127.0.0.1:6, backup: true }\n"                           \
+             "      - { name: l, address: 127.0.0.1:7, backup: true }\n"                           \
              "    passive: { consecutive_failures: 3, ejection: 1s, max_ejection: 3s }\n"
 
 static void test_passive_threshold_and_success_reset(void **state)

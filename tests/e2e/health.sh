@@ -6,7 +6,8 @@
 #      fails after detection
 #  (c) restart both: they come back up and all traffic leaves the backup
 #  (d) a backend whose /healthz answers 500 is marked down, then up again, and it is probed
-#      once although two clusters list it; a tcp check marks a closed port down
+#      once although two clusters list it; a tcp check marks a closed port down; an http
+#      check of a server that never answers times out
 #  (e) passive ejection without active checks: ejected after consecutive connect failures,
 #      the ejection doubles on a repeat, the server returns when the time is over
 # Timing bounds are the spec's (interval x fall + 1 s) or looser; measured times are printed.
@@ -35,7 +36,7 @@ within() {
 INTERVAL=200 FALL=3 RISE=2 SICK_FALL=2
 DETECT_MAX=$((INTERVAL * FALL + 1000))
 P1=$(free_port) P2=$(free_port) BK=$(free_port) SICK=$(free_port)
-PL=$(free_port) PD=$(free_port) TD=$(free_port)
+PL=$(free_port) PD=$(free_port) TD=$(free_port) MUTE=$(free_port)
 L1=$(free_port) L2=$(free_port) L3=$(free_port)
 
 bg p1 "$DEMO" -l "127.0.0.1:$P1" -n p1; P1PID=$LAST_PID
@@ -43,7 +44,8 @@ bg p2 "$DEMO" -l "127.0.0.1:$P2" -n p2; P2PID=$LAST_PID
 bg bk "$DEMO" -l "127.0.0.1:$BK" -n bk
 bg sick "$DEMO" -l "127.0.0.1:$SICK" -n sick -H "$T/sick.down" -c "$T/sick.count"
 bg live "$DEMO" -l "127.0.0.1:$PL" -n live
-for p in $P1 $P2 $BK $SICK $PL; do wait_port "$p"; done
+bg mute $H mute "$MUTE"
+for p in $P1 $P2 $BK $SICK $PL $MUTE; do wait_port "$p"; done
 
 cat >"$T/lb.yaml" <<EOC
 global:
@@ -75,6 +77,9 @@ clusters:
       - { name: t_live, address: 127.0.0.1:$BK }
       - { name: t_dead, address: 127.0.0.1:$TD }
     health: { check: tcp, interval: ${INTERVAL}ms, timeout: 150ms, fall: 2 }
+  mute:
+    servers: [ { name: m1, address: 127.0.0.1:$MUTE } ]
+    health: { check: http, interval: ${INTERVAL}ms, timeout: 150ms, fall: 2 }
   passive:
     servers:
       - { name: live, address: 127.0.0.1:$PL }
@@ -89,13 +94,16 @@ LBPID=$LAST_PID
 for p in $L1 $L2 $L3; do wait_port "$p"; done
 LOG="$T/lb.log"
 
-# 9 servers; app's 3, the shared sick address, t_live (tcp, so not bk's http probe), t_dead.
-grep -q 'msg="health checker started" probe_targets=6 servers=9 passive_clusters=1' "$LOG" ||
-    fail "health checker not started with 6 probe targets for 9 servers"
+# 10 servers; app's 3, the shared sick address, t_live (tcp, so not bk's http probe), t_dead, m1.
+grep -q 'msg="health checker started" probe_targets=7 servers=10 passive_clusters=1' "$LOG" ||
+    fail "health checker not started with 7 probe targets for 10 servers"
 
 echo "== (d) tcp check: a closed port goes down at startup"
 ms=$($H waitlog "$LOG" 'msg="server down" cluster=tcpcheck server=t_dead .*tcp checks.*refused' "$T_START" 5)
 within "t_dead down after start" "$ms" $((INTERVAL * 2 + 1000))
+echo "== (d) http check: a server that never answers times out"
+ms=$($H waitlog "$LOG" 'msg="server down" cluster=mute server=m1 .*timeout after 150ms \(response\)' "$T_START" 5)
+within "m1 down after start" "$ms" $((INTERVAL * 2 + 150 + 1000))
 
 echo "== (a) kill -9 one of two primaries under load"
 bg load $H load "$L1" "$T/load.out" 2

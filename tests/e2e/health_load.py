@@ -6,6 +6,7 @@ demo-backend servers, and log timing. Every command is bounded in time.
                               Connection: close, reads the answer to EOF; appends one line per
                               connection to OUT: "EPOCH_SECONDS NAME" (the body of demo-backend's
                               /, its name) or "EPOCH_SECONDS ERR reason"
+  mute PORT                   listens on PORT and never accepts nor answers, until killed
   burst PORT N                N sequential requests; prints {"errors": E, NAME: COUNT...}
   waitlog LOG REGEX SINCE SECS  waits until a line of LOG matches REGEX with a ts= after SINCE
                               (epoch seconds); prints the delay in ms from SINCE to that ts;
@@ -67,6 +68,15 @@ def cmd_load(port, out, threads="2"):
         t.join(10)
     f.close()
     return 0
+
+
+def cmd_mute(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(port)))
+    s.listen(128)  # the kernel completes handshakes into the backlog; nobody reads
+    while True:
+        time.sleep(60)
 
 
 def cmd_burst(port, n):
@@ -183,7 +193,7 @@ def cmd_between(log, from_rx, to_rx, rx):
 
 
 def main():
-    cmds = {"load": cmd_load, "burst": cmd_burst, "waitlog": cmd_waitlog, "first": cmd_first,
+    cmds = {"load": cmd_load, "mute": cmd_mute, "burst": cmd_burst, "waitlog": cmd_waitlog, "first": cmd_first,
             "window": cmd_window, "last": cmd_last, "between": cmd_between,
             "gap": cmd_gap}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:

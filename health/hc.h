@@ -11,7 +11,9 @@
  * hc_start() creates (it owns one io_uring ring for the probes and ticks the state machines
  * every HC_TICK_MS), or the caller of hc_tick()/hc_probe_done() in unit tests, where no thread
  * is started. hc_passive_report() is for the workers' data path: it touches two atomics of
- * one server and nothing else; the health thread acts on what it recorded at its next tick.
+ * one server, takes no lock and never blocks; when a server crosses its failure threshold it
+ * also writes a non-blocking eventfd (once per crossing) so that the health thread decides the
+ * ejection at once instead of at its next tick.
  *
  * The state machines, per server:
  *   active (when the cluster has health.check):  UP --fall failures in a row--> DOWN
@@ -122,7 +124,8 @@ void hc_stop(struct hc *hc);
 
 /*
  * Data path: the outcome of one use of a server (L4: a connect; L7: a request, where a reset
- * or a 5xx answer is a failure). Touches only atomics; never blocks, never calls back.
+ * or a 5xx answer is a failure). Touches atomics (and, once per threshold crossing, writes a
+ * non-blocking eventfd); never blocks, takes no lock, never calls back.
  * A no-op when @hc is NULL or the cluster has no passive detection.
  */
 void hc_passive_report(struct hc *hc, uint32_t cluster, uint32_t server, bool failure);

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lb/health.h"
 #include "lb/log.h"
 #include "lb/proxy.h"
 #include "lb/runtime.h"
@@ -164,6 +165,8 @@ static uint64_t raise_nofile(uint64_t want)
 
 static void runtime_free(struct lb_runtime *rt)
 {
+    /* First: the health thread writes into the clusters freed below. */
+    lb_health_free(rt);
     if (rt->workers)
         for (uint32_t i = 0; i < rt->nworkers; i++)
             lb_worker_destroy(&rt->workers[i]);
@@ -305,6 +308,11 @@ int lb_proxy_run(struct conf *c, const char *file)
         }
     }
 
+    if (lb_health_init(&rt, &err) < 0) {
+        fprintf(stderr, "lb: %s\n", err.msg);
+        goto out;
+    }
+
     rt.workers = calloc(rt.nworkers, sizeof(*rt.workers));
     threads = calloc(rt.nworkers, sizeof(*threads));
     if (!rt.workers || !threads)
@@ -336,6 +344,11 @@ int lb_proxy_run(struct conf *c, const char *file)
     }
     lb_info("lb started", "config=%s workers=%u max_connections=%u listeners=%zu", file,
             rt.nworkers, rt.conns_per_worker * rt.nworkers, c->nlisteners);
+    /* After the workers, with signals blocked: the health thread must not take them. */
+    if (!atomic_load(&rt.stop) && lb_health_start(&rt, &err) < 0) {
+        lb_error("cannot start health checks: stopping", "err=\"%s\"", err.msg);
+        atomic_store(&rt.stop, 2);
+    }
 
     struct timespec tmo = {.tv_sec = 0, .tv_nsec = 200 * 1000000L};
     while (!atomic_load(&rt.stop)) {

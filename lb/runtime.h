@@ -13,6 +13,7 @@
 #include "static/snap.h"
 
 struct lb_worker;
+struct hc;
 
 struct lb_runtime {
     struct conf *conf;
@@ -26,6 +27,7 @@ struct lb_runtime {
     struct snap_slot *snap_slots; /* conf->nstatics: the published snapshot sets */
     size_t nsnap_slots;           /* initialised so far */
     int access_fd;               /* access log: -1 off, 2 stderr, or an O_APPEND file */
+    struct hc *hc;               /* health checker (lb/health.c); set before workers start */
     _Atomic int stop;            /* set by the control thread on SIGTERM/SIGINT */
 };
 

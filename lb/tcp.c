@@ -21,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 
+#include "health/hc.h"
 #include "lb/log.h"
 #include "lb/runtime.h"
 #include "lb/worker.h"
@@ -178,6 +179,7 @@ static void on_connect(struct lb_worker *w, struct lb_conn *c, int res)
 {
     struct lb_server *srv = &conn_cluster(w, c)->servers[c->server];
     if (res == 0) {
+        hc_passive_report(w->rt->hc, c->cluster, (uint32_t)c->server, false);
         atomic_store_explicit(&srv->consecutive_failures, 0, memory_order_relaxed);
         c->state = LB_CONN_OPEN;
         c->srv.flags |= LB_SIDE_F_CONNECTED;
@@ -190,6 +192,8 @@ static void on_connect(struct lb_worker *w, struct lb_conn *c, int res)
     atomic_fetch_add_explicit(&srv->consecutive_failures, 1, memory_order_relaxed);
     lb_warn("connect failed", "server=%s address=%s err=%s attempt=%u", srv->cf->name,
             srv->cf->addr.text, res == -ECANCELED ? "timeout" : strerror(-res), c->attempts);
+    /* After the line above: an ejection this causes is logged after the failure behind it. */
+    hc_passive_report(w->rt->hc, c->cluster, (uint32_t)c->server, true);
     lb_server_release(srv);
     c->counted = 0;
 

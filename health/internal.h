@@ -1,0 +1,88 @@
+/*
+ * health/ internals shared by hc.c (the state machines) and probe.c (the health thread and its
+ * ring). Nothing outside health/ includes this.
+ */
+#ifndef HEALTH_INTERNAL_H
+#define HEALTH_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "health/hc.h"
+
+enum hc_active_state {
+    HC_ACTIVE_UP,
+    HC_ACTIVE_DOWN,
+};
+
+enum hc_passive_state {
+    HC_PASSIVE_IN,
+    HC_PASSIVE_EJECTED,
+};
+
+struct hc_server {
+    /* Written by workers (hc_passive_report), read and reset by the health thread. */
+    _Atomic uint32_t consecutive; /* failures reported in a row */
+    _Atomic uint32_t tripped;     /* consecutive reached the threshold since the last tick */
+
+    /* Everything below belongs to the health thread. */
+    uint32_t cluster, server;
+    uint32_t tier;      /* 0 primaries, 1 backups */
+    int32_t target;     /* -1: no active checks */
+    uint32_t next_user; /* next server of the same target, UINT32_MAX ends the list */
+    uint32_t weight;    /* configured */
+
+    enum hc_active_state active;
+    uint32_t ok_run, fail_run;
+    uint64_t probes, probe_failures;
+    bool last_ok;
+    uint32_t latency_us;
+    char reason[HC_REASON_MAX];
+
+    enum hc_passive_state passive;
+    uint32_t ejections;
+    uint64_t eject_until_ms;
+    uint64_t in_since_ms; /* when it last came back in (ejection count expiry) */
+
+    bool ramping; /* slow start in progress */
+    uint64_t ramp_start_ms;
+    uint32_t cur_weight; /* last weight reported */
+};
+
+struct hc_cluster {
+    const struct conf_cluster *cf;
+    uint32_t base; /* its first server in hc->servers */
+    uint32_t n;
+    uint32_t tier_n[2];       /* servers per tier */
+    uint32_t tier_ejected[2]; /* ejected now, per tier */
+};
+
+struct hc_target {
+    const struct conf_addr *addr;
+    const struct conf_health *h; /* the definition (of the first cluster that uses it) */
+    uint64_t interval_ms;        /* smallest among the clusters that use it */
+    uint64_t timeout_ms;
+    uint32_t first_user; /* head of the server list (hc_server.next_user) */
+    char *req;           /* http: the request, built once */
+    size_t req_len;
+};
+
+struct hc_engine;
+
+struct hc {
+    const struct conf *conf;
+    struct hc_ops ops;
+    uint64_t rng;
+    struct hc_cluster *clusters;
+    uint32_t nclusters;
+    struct hc_server *servers;
+    uint32_t nservers;
+    struct hc_target *targets;
+    uint32_t ntargets;
+    bool any_passive;
+    int wake_fd; /* eventfd: a worker that trips a passive threshold wakes the health thread */
+    struct hc_engine *eng; /* probe.c: the thread and its ring, NULL when not started */
+};
+
+#endif

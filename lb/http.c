@@ -37,6 +37,7 @@
 #include "lb/log.h"
 #include "lb/runtime.h"
 #include "lb/worker.h"
+#include "health/hc.h"
 #include "static/snap.h"
 
 #define LB_H_HIGH (64 * 1024)
@@ -1063,6 +1064,11 @@ static void request_failed(struct lb_worker *w, struct lb_conn *c, struct lb_con
     lb_warn(connect_failed ? "connect failed" : "backend failed", "server=%s address=%s err=%s "
             "attempt=%u retry=%s", srv->cf->name, srv->cf->addr.text, why, c->attempts,
             retry ? "yes" : "no");
+    /* A pooled connection the server had closed while idle says nothing about its health;
+     * everything else here is a failure of that server. */
+    if (connect_failed || (c->h.flags & (H_F_RESP_BYTE | H_F_BODY_SENT)) ||
+        !(c->h.flags & H_F_REUSED))
+        hc_passive_report(w->rt->hc, c->cluster, (uint32_t)c->server, true);
     if (retry) {
         c->h.flags &= ~(H_F_REQ_HDR_SENT | H_F_REQ_DONE | H_F_SENDING_HDR);
         c->h.out_sent = 0;
@@ -1195,6 +1201,7 @@ static bool backend_on_header(struct lb_worker *w, struct lb_conn *c, struct lb_
         c->h.flags |= H_F_RESP_HDR;
         c->h.flags &= ~H_F_REQ_DONE;
     } else if (!interim) {
+        hc_passive_report(w->rt->hc, c->cluster, (uint32_t)c->server, resp.status >= 500);
         c->h.status = resp.status;
         c->h.t_resp_ms = w->now_ms;
         lb_http1_body_init_resp(&b->h.body, &resp);
@@ -1481,6 +1488,7 @@ static void backend_on_connect(struct lb_worker *w, struct lb_conn *b, int res)
         b->last_ms = w->now_ms;
         atomic_store_explicit(&srv->consecutive_failures, 0, memory_order_relaxed);
         if (!c) {
+            hc_passive_report(w->rt->hc, b->cluster, (uint32_t)b->server, false);
             lb_conn_close(w, b, "client gone");
             return;
         }
@@ -1492,6 +1500,7 @@ static void backend_on_connect(struct lb_worker *w, struct lb_conn *b, int res)
     atomic_fetch_add_explicit(&srv->connect_failures, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&srv->consecutive_failures, 1, memory_order_relaxed);
     if (!c) {
+        hc_passive_report(w->rt->hc, b->cluster, (uint32_t)b->server, true);
         lb_conn_close(w, b, "connect failed");
         return;
     }

@@ -33,9 +33,9 @@ struct admin_client {
     char in[LB_ADMIN_LINE_MAX];
     size_t inlen;
     struct lb_jbuf out;
-    size_t outoff;    /* sent so far */
+    size_t outoff;     /* sent so far */
     uint64_t deadline; /* ms: the next line must arrive, or the answer be read, by then */
-    bool closing;     /* close once the answer is out */
+    bool closing;      /* close once the answer is out */
 };
 
 struct lb_admin {
@@ -48,8 +48,8 @@ struct lb_admin {
     int wakefd; /* eventfd: lb_admin_stop() */
     pthread_t thread;
     struct admin_client clients[LB_ADMIN_MAX_CLIENTS];
-    double **rates;      /* [cluster][server] picks per second over the last interval */
-    uint64_t **last;     /* picks at the last sample */
+    double **rates;  /* [cluster][server] picks per second over the last interval */
+    uint64_t **last; /* picks at the last sample */
     uint64_t last_ms;
 };
 
@@ -66,8 +66,8 @@ static void sample_rates(struct lb_admin *a, uint64_t now)
     double secs = (double)(now - a->last_ms) / 1000.0;
     for (size_t ci = 0; ci < rt->conf->nclusters; ci++) {
         for (uint32_t si = 0; si < rt->clusters[ci].n; si++) {
-            uint64_t p = atomic_load_explicit(&rt->clusters[ci].servers[si].picks,
-                                              memory_order_relaxed);
+            uint64_t p =
+                atomic_load_explicit(&rt->clusters[ci].servers[si].picks, memory_order_relaxed);
             a->rates[ci][si] = a->last_ms && secs > 0 ? (double)(p - a->last[ci][si]) / secs : 0;
             a->last[ci][si] = p;
         }
@@ -149,8 +149,8 @@ static void client_read(struct lb_admin *a, struct admin_client *c, uint64_t now
 static void client_write(struct admin_client *c, uint64_t now)
 {
     while (c->outoff < c->out.len) {
-        ssize_t n = send(c->fd, c->out.p + c->outoff, c->out.len - c->outoff,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            send(c->fd, c->out.p + c->outoff, c->out.len - c->outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
@@ -286,8 +286,10 @@ static int open_socket(struct lb_admin *a, struct lb_err *err)
         int cerr = errno;
         close(probe);
         if (crc == 0 || cerr == EAGAIN) {
-            lb_err_set(err, "admin socket %s: another lb is running there (it answers); stop it "
-                            "or set global.admin.socket to another path", a->path);
+            lb_err_set(err,
+                       "admin socket %s: another lb is running there (it answers); stop it "
+                       "or set global.admin.socket to another path",
+                       a->path);
             return -EADDRINUSE;
         }
         if (cerr != ECONNREFUSED) {
@@ -314,8 +316,7 @@ static int open_socket(struct lb_admin *a, struct lb_err *err)
     int brc = bind(a->lfd, (struct sockaddr *)&sa, sizeof(sa));
     int berr = errno;
     umask(old);
-    if (brc < 0 || chmod(a->path, 0600) < 0 || listen(a->lfd, 64) < 0 ||
-        stat(a->path, &st) < 0) {
+    if (brc < 0 || chmod(a->path, 0600) < 0 || listen(a->lfd, 64) < 0 || stat(a->path, &st) < 0) {
         int e = brc < 0 ? berr : errno;
         lb_err_set(err, "admin socket %s: %s", a->path, strerror(e));
         return -e;

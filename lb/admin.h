@@ -21,9 +21,9 @@
 
 #include "conf/conf.h"
 
-#define LB_ADMIN_LINE_MAX 4096   /* a longer command line is answered with an error, then dropped */
-#define LB_ADMIN_MAX_CLIENTS 16  /* more are told so and closed */
-#define LB_ADMIN_TIMEOUT_MS 10000 /* to send a whole command line, or to read an answer */
+#define LB_ADMIN_LINE_MAX 4096         /* longer lines get an error answer, then a close */
+#define LB_ADMIN_MAX_CLIENTS 16        /* more are told so and closed */
+#define LB_ADMIN_TIMEOUT_MS 10000      /* to send a whole command line, or to read an answer */
 #define LB_ADMIN_ANSWER_MAX (8u << 20) /* a status answer bigger than this is an error */
 
 struct lb_runtime;
@@ -63,9 +63,9 @@ struct lb_jbuf {
 void lb_jbuf_init(struct lb_jbuf *j, size_t max);
 void lb_jbuf_free(struct lb_jbuf *j);
 void lb_jbuf_reset(struct lb_jbuf *j);
-__attribute__((format(printf, 2, 3))) void lb_jbuf_printf(struct lb_jbuf *j, const char *fmt,
-                                                            ...);
-/* Appends @s (@len bytes, any bytes) as a quoted JSON string; invalid UTF-8 becomes U+FFFD. */
+__attribute__((format(printf, 2, 3))) void lb_jbuf_printf(struct lb_jbuf *j, const char *fmt, ...);
+/* Appends @s (@len bytes, any bytes) as a quoted JSON string: control bytes escaped, bytes
+ * above 0x7f shown as U+FFFD (lb's answers are ASCII; this keeps them valid UTF-8). */
 void lb_jbuf_str(struct lb_jbuf *j, const char *s, size_t len);
 
 /* Result bits of lb_admin_exec(). */

@@ -38,7 +38,8 @@ static int copy_name(const struct word *w, char *dst, const char *what, struct l
     bool ok = w->len > 0 && w->len < CONF_NAME_MAX;
     for (size_t i = 0; ok && i < w->len; i++) {
         char ch = w->p[i];
-        bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        bool alnum =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
         ok = alnum || (i > 0 && (ch == '_' || ch == '-' || ch == '.'));
     }
     if (!ok) {
@@ -99,8 +100,8 @@ int lb_admin_parse(const char *line, size_t len, struct lb_admin_cmd *cmd, struc
             return -EINVAL;
         }
         size_t start = i;
-        while (i < len && line[i] != ' ' && line[i] != '\t' &&
-               (unsigned char)line[i] >= 0x21 && (unsigned char)line[i] <= 0x7e)
+        while (i < len && line[i] != ' ' && line[i] != '\t' && (unsigned char)line[i] >= 0x21 &&
+               (unsigned char)line[i] <= 0x7e)
             i++;
         w[nw].p = line + start;
         w[nw].len = i - start;
@@ -117,8 +118,10 @@ int lb_admin_parse(const char *line, size_t len, struct lb_admin_cmd *cmd, struc
     }
     if (word_is(&w[0], "drain") || word_is(&w[0], "undrain")) {
         cmd->verb = w[0].len == 5 ? LB_ADMIN_DRAIN : LB_ADMIN_UNDRAIN;
-        if (want_args(nw, 3, cmd->verb == LB_ADMIN_DRAIN ? "drain CLUSTER SERVER"
-                                                          : "undrain CLUSTER SERVER", err) < 0)
+        if (want_args(nw, 3,
+                      cmd->verb == LB_ADMIN_DRAIN ? "drain CLUSTER SERVER"
+                                                  : "undrain CLUSTER SERVER",
+                      err) < 0)
             return -EINVAL;
         if (copy_name(&w[1], cmd->cluster, "cluster", err) < 0 ||
             copy_name(&w[2], cmd->server, "server", err) < 0)
@@ -146,8 +149,9 @@ int lb_admin_parse(const char *line, size_t len, struct lb_admin_cmd *cmd, struc
         }
         return nw == 3 ? copy_name(&w[2], cmd->set, "snapshot set", err) : 0;
     }
-    lb_err_set(err, "unknown command '%.*s': status, drain, undrain, weight, reload, "
-                    "snapshots reload",
+    lb_err_set(err,
+               "unknown command '%.*s': status, drain, undrain, weight, reload, "
+               "snapshots reload",
                (int)(w[0].len > 32 ? 32 : w[0].len), w[0].p);
     return -EINVAL;
 }
@@ -355,8 +359,9 @@ int lb_admin_exec(struct lb_runtime *rt, const double *const *rates, const struc
             prev = atomic_fetch_and(&s->flags, ~(uint32_t)LB_SRV_F_DRAINING);
         lb_info(cmd->verb == LB_ADMIN_DRAIN ? "admin: drain" : "admin: undrain",
                 "cluster=%s server=%s", cmd->cluster, cmd->server);
-        lb_jbuf_printf(out, "{\"ok\":true,\"cluster\":\"%s\",\"server\":\"%s\",\"state\":\"%s\","
-                            "\"active\":%u}",
+        lb_jbuf_printf(out,
+                       "{\"ok\":true,\"cluster\":\"%s\",\"server\":\"%s\",\"state\":\"%s\","
+                       "\"active\":%u}",
                        cmd->cluster, cmd->server, server_state(s),
                        atomic_load_explicit(&s->active, memory_order_relaxed));
         return ((prev & LB_SRV_F_DRAINING) != 0) != (cmd->verb == LB_ADMIN_DRAIN)
@@ -368,16 +373,18 @@ int lb_admin_exec(struct lb_runtime *rt, const double *const *rates, const struc
         prev = atomic_exchange(&s->weight, cmd->weight);
         lb_info("admin: weight", "cluster=%s server=%s weight=%u previous=%u", cmd->cluster,
                 cmd->server, cmd->weight, prev);
-        lb_jbuf_printf(out, "{\"ok\":true,\"cluster\":\"%s\",\"server\":\"%s\",\"weight\":%u,"
-                            "\"config_weight\":%u,\"previous\":%u",
+        lb_jbuf_printf(out,
+                       "{\"ok\":true,\"cluster\":\"%s\",\"server\":\"%s\",\"weight\":%u,"
+                       "\"config_weight\":%u,\"previous\":%u",
                        cmd->cluster, cmd->server, cmd->weight, s->cf->weight, prev);
         /* Maglev tables and rings are built once from the configured weights (immutable,
          * shared by every worker); there the effective weight only says "takes nothing" (0)
          * or "takes its table share", and 0 is not an operator weight. Say so rather than let
          * people believe the share moved. */
         if (conf_balance_is_hash(rt->conf->clusters[ci].balance))
-            lb_jbuf_printf(out, ",\"note\":\"%s builds its table from the configured weights: "
-                                "shares do not change until the config's weight changes\"",
+            lb_jbuf_printf(out,
+                           ",\"note\":\"%s builds its table from the configured weights: "
+                           "shares do not change until the config's weight changes\"",
                            conf_balance_name(rt->conf->clusters[ci].balance));
         lb_jbuf_printf(out, "}");
         return prev != cmd->weight ? LB_ADMIN_R_CHANGED : 0;
@@ -418,8 +425,8 @@ int lb_admin_state_save(struct lb_runtime *rt, const char *path, struct lb_err *
             if (atomic_load(&s->flags) & LB_SRV_F_DRAINING)
                 lb_jbuf_printf(&j, "drain %s %s\n", rt->conf->clusters[ci].name, s->cf->name);
             if (w != s->cf->weight && w >= 1 && w <= 256)
-                lb_jbuf_printf(&j, "weight %s %s %u\n", rt->conf->clusters[ci].name,
-                               s->cf->name, w);
+                lb_jbuf_printf(&j, "weight %s %s %u\n", rt->conf->clusters[ci].name, s->cf->name,
+                               w);
         }
     }
     if (j.overflow) {
@@ -516,8 +523,10 @@ int lb_admin_state_load(struct lb_runtime *rt, const char *path, struct lb_err *
         }
         lb_jbuf_reset(&scratch);
         if (lb_admin_exec(rt, NULL, &cmd, &scratch) & LB_ADMIN_R_ERROR) {
-            lb_warn("state file: entry skipped: no such cluster or server now", "file=%s line=%u "
-                    "cluster=%s server=%s", path, lineno, cmd.cluster, cmd.server);
+            lb_warn("state file: entry skipped: no such cluster or server now",
+                    "file=%s line=%u "
+                    "cluster=%s server=%s",
+                    path, lineno, cmd.cluster, cmd.server);
             continue;
         }
         applied++;

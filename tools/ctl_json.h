@@ -22,10 +22,10 @@ enum ctl_json_type {
 
 struct ctl_json {
     enum ctl_json_type type;
-    char *key;   /* member name inside an object, else NULL */
-    char *str;   /* CTL_JSON_STR: decoded, NUL-terminated (a \u0000 ends it early) */
-    double num;  /* CTL_JSON_NUM */
-    bool b;      /* CTL_JSON_BOOL */
+    char *key;              /* member name inside an object, else NULL */
+    char *str;              /* CTL_JSON_STR: decoded, NUL-terminated (a \u0000 ends it early) */
+    double num;             /* CTL_JSON_NUM */
+    bool b;                 /* CTL_JSON_BOOL */
     struct ctl_json *child; /* first element or member */
     struct ctl_json *next;  /* next sibling */
 };

@@ -93,8 +93,10 @@ static int ctl_connect(struct ctl *c)
     strcpy(sa.sun_path, c->socket);
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        fprintf(stderr, "lbctl: cannot connect to %s: %s (is lb running? its socket is "
-                        "global.admin.socket; choose it with -s)\n", c->socket, strerror(errno));
+        fprintf(stderr,
+                "lbctl: cannot connect to %s: %s (is lb running? its socket is "
+                "global.admin.socket; choose it with -s)\n",
+                c->socket, strerror(errno));
         return -1;
     }
     /* lb never makes a client wait; a timeout here means it is wedged or not lb. */
@@ -154,8 +156,9 @@ static char *ctl_ask(struct ctl *c, const char *cmd)
             continue;
         if (r <= 0) {
             fprintf(stderr, "lbctl: %s: %s\n", c->socket,
-                    r == 0 ? "lb closed the connection without answering"
-                           : errno == EAGAIN ? "no answer (timeout)" : strerror(errno));
+                    r == 0            ? "lb closed the connection without answering"
+                    : errno == EAGAIN ? "no answer (timeout)"
+                                      : strerror(errno));
             return NULL;
         }
         c->len += (size_t)r;
@@ -222,7 +225,7 @@ static void human_bytes(char *out, size_t len, double b)
 static void print_status(const struct ctl_json *v)
 {
     static const char *head[NCOLS] = {"CLUSTER", "SERVER", "ADDRESS", "STATE", "WEIGHT", "ACTIVE",
-                                      "RATE/s", "PICKS", "FAILS", "IN", "OUT"};
+                                      "RATE/s",  "PICKS",  "FAILS",   "IN",    "OUT"};
     int width[NCOLS];
     char cell[NCOLS][80];
 
@@ -231,7 +234,8 @@ static void print_status(const struct ctl_json *v)
             if (pass == 0)
                 width[k] = (int)strlen(head[k]);
             else
-                printf("%-*s%s", k + 1 < NCOLS ? width[k] : 0, head[k], k + 1 < NCOLS ? "  " : "\n");
+                printf("%-*s%s", k + 1 < NCOLS ? width[k] : 0, head[k],
+                       k + 1 < NCOLS ? "  " : "\n");
         const struct ctl_json *cls = ctl_json_get(v, "clusters");
         for (const struct ctl_json *cl = cls ? cls->child : NULL; cl; cl = cl->next) {
             const struct ctl_json *srvs = ctl_json_get(cl, "servers");

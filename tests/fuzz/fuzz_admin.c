@@ -17,18 +17,19 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char fuzz_conf[] = "global: { workers: 1 }\n"
-                                "listeners:\n"
-                                "  - { name: t, bind: 127.0.0.1:7000, protocol: tcp, cluster: app }\n"
-                                "clusters:\n"
-                                "  app:\n"
-                                "    servers:\n"
-                                "      - { name: app1, address: 127.0.0.1:9001, weight: 3 }\n"
-                                "      - { name: app2, address: 127.0.0.1:9002 }\n"
-                                "      - { name: spare, address: 127.0.0.1:9003, backup: true }\n"
-                                "  kv:\n"
-                                "    balance: maglev\n"
-                                "    servers: [ { name: kv1, address: 127.0.0.1:9004 } ]\n";
+static const char fuzz_conf[] =
+    "global: { workers: 1 }\n"
+    "listeners:\n"
+    "  - { name: t, bind: 127.0.0.1:7000, protocol: tcp, cluster: app }\n"
+    "clusters:\n"
+    "  app:\n"
+    "    servers:\n"
+    "      - { name: app1, address: 127.0.0.1:9001, weight: 3 }\n"
+    "      - { name: app2, address: 127.0.0.1:9002 }\n"
+    "      - { name: spare, address: 127.0.0.1:9003, backup: true }\n"
+    "  kv:\n"
+    "    balance: maglev\n"
+    "    servers: [ { name: kv1, address: 127.0.0.1:9004 } ]\n";
 
 static struct lb_runtime *runtime(void)
 {

@@ -130,12 +130,34 @@ static void test_parse_ok(void **state)
 static void test_parse_errors(void **state)
 {
     static const char *bad[] = {
-        "", "   ", "\r", "stat", "STATUS", "status now", "drain", "drain app",
-        "drain app app1 app2", "undrain app", "weight app app1", "weight app app1 0",
-        "weight app app1 257", "weight app app1 -1", "weight app app1 +5", "weight app app1 0256",
-        "weight app app1 1.5", "weight app app1 x", "drain -app app1", "drain app _x",
-        "drain app a/b", "drain app a\"b", "reload now", "snapshots", "snapshots load",
-        "snapshots reload a b", "snapshots reload .x", "a b c d e f g",
+        "",
+        "   ",
+        "\r",
+        "stat",
+        "STATUS",
+        "status now",
+        "drain",
+        "drain app",
+        "drain app app1 app2",
+        "undrain app",
+        "weight app app1",
+        "weight app app1 0",
+        "weight app app1 257",
+        "weight app app1 -1",
+        "weight app app1 +5",
+        "weight app app1 0256",
+        "weight app app1 1.5",
+        "weight app app1 x",
+        "drain -app app1",
+        "drain app _x",
+        "drain app a/b",
+        "drain app a\"b",
+        "reload now",
+        "snapshots",
+        "snapshots load",
+        "snapshots reload a b",
+        "snapshots reload .x",
+        "a b c d e f g",
     };
     struct lb_admin_cmd c;
     struct lb_err e;
@@ -415,12 +437,17 @@ static void test_state_file(void **state)
 static void test_json_reader(void **state)
 {
     static const char *good[] = {
-        "{}", "[]", " {\"a\":[1,2,{\"b\":null}],\"c\":\"\\u00e9\\ud83d\\ude00\"} ", "-0.5e+3",
-        "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "true", "false",
+        "{}",
+        "[]",
+        " {\"a\":[1,2,{\"b\":null}],\"c\":\"\\u00e9\\ud83d\\ude00\"} ",
+        "-0.5e+3",
+        "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+        "true",
+        "false",
     };
     static const char *bad[] = {
-        "", "{", "[1,]", "{\"a\"}", "{\"a\":}", "01", "1.", "1e", "\"\\x\"", "\"abc", "\"\\u12\"",
-        "nul", "[1] x", "{\"a\":1,}", "\"a\nb\"",
+        "",        "{",     "[1,]",      "{\"a\"}", "{\"a\":}", "01",         "1.",       "1e",
+        "\"\\x\"", "\"abc", "\"\\u12\"", "nul",     "[1] x",    "{\"a\":1,}", "\"a\nb\"",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         struct ctl_json *v = ctl_json_parse(good[i], strlen(good[i]), NULL, 0);

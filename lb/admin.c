@@ -35,7 +35,8 @@ struct admin_client {
     struct lb_jbuf out;
     size_t outoff;     /* sent so far */
     uint64_t deadline; /* ms: the next line must arrive, or the answer be read, by then */
-    bool closing;      /* close once the answer is out */
+    bool closing;      /* close once the answer is out: no more commands */
+    bool eof;          /* the client sent its last byte; answer what is complete, then close */
 };
 
 struct lb_admin {
@@ -83,6 +84,7 @@ static void client_close(struct admin_client *c)
     c->inlen = 0;
     c->outoff = 0;
     c->closing = false;
+    c->eof = false;
     lb_jbuf_reset(&c->out);
 }
 
@@ -110,35 +112,25 @@ static void client_line(struct lb_admin *a, struct admin_client *c, const char *
     lb_jbuf_printf(&c->out, "\n");
 }
 
-static void client_read(struct lb_admin *a, struct admin_client *c, uint64_t now)
+/*
+ * Runs the complete lines waiting in c->in while the unsent answers stay under
+ * OUT_BACKLOG_MAX: a client that pipelines commands without reading the answers is simply
+ * not read from until it does (and dropped if that takes longer than the timeout).
+ */
+static void client_process(struct lb_admin *a, struct admin_client *c, uint64_t now)
 {
-    ssize_t n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n < 0) {
-        client_close(c);
-        return;
-    }
-    if (n == 0) {
-        /* EOF: a half-closing client (echo status | nc -U) still gets its answers. */
-        c->closing = true;
-        if (c->outoff == c->out.len)
-            client_close(c);
-        return;
-    }
-    c->inlen += (size_t)n;
     size_t start = 0;
     char *nl;
-    while (!c->closing && (nl = memchr(c->in + start, '\n', c->inlen - start))) {
+
+    while (!c->closing && c->out.len - c->outoff <= OUT_BACKLOG_MAX &&
+           (nl = memchr(c->in + start, '\n', c->inlen - start))) {
         client_line(a, c, c->in + start, (size_t)(nl - (c->in + start)));
         start = (size_t)(nl - c->in) + 1;
         c->deadline = now + LB_ADMIN_TIMEOUT_MS;
-        if (c->out.len - c->outoff > OUT_BACKLOG_MAX)
-            break; /* the rest waits until the client reads its answers */
     }
     memmove(c->in, c->in + start, c->inlen - start);
     c->inlen -= start;
-    if (c->inlen == sizeof(c->in) && !memchr(c->in, '\n', c->inlen)) {
+    if (!c->closing && c->inlen == sizeof(c->in) && !memchr(c->in, '\n', c->inlen)) {
         lb_admin_error(&c->out, "line too long (max 4096 bytes)");
         lb_jbuf_printf(&c->out, "\n");
         c->closing = true;
@@ -146,7 +138,34 @@ static void client_read(struct lb_admin *a, struct admin_client *c, uint64_t now
     }
 }
 
-static void client_write(struct admin_client *c, uint64_t now)
+/* Whether the client is done: nothing more will come in and nothing is left to send. */
+static bool client_finished(const struct admin_client *c)
+{
+    if (c->outoff < c->out.len)
+        return false;
+    return c->closing || (c->eof && !memchr(c->in, '\n', c->inlen));
+}
+
+static void client_read(struct lb_admin *a, struct admin_client *c, uint64_t now)
+{
+    if (c->inlen < sizeof(c->in)) {
+        ssize_t n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n < 0) {
+            client_close(c);
+            return;
+        }
+        if (n == 0)
+            c->eof = true; /* a half-closing client (echo status | nc -U) still gets answers */
+        c->inlen += (size_t)n;
+    }
+    client_process(a, c, now);
+    if (client_finished(c))
+        client_close(c);
+}
+
+static void client_write(struct lb_admin *a, struct admin_client *c, uint64_t now)
 {
     while (c->outoff < c->out.len) {
         ssize_t n =
@@ -163,7 +182,8 @@ static void client_write(struct admin_client *c, uint64_t now)
     }
     lb_jbuf_reset(&c->out);
     c->outoff = 0;
-    if (c->closing)
+    client_process(a, c, now); /* lines held back while the answers were unread */
+    if (client_finished(c))
         client_close(c);
 }
 
@@ -189,6 +209,7 @@ static void accept_clients(struct lb_admin *a, uint64_t now)
         c->inlen = 0;
         c->outoff = 0;
         c->closing = false;
+        c->eof = false;
         lb_jbuf_reset(&c->out);
         c->deadline = now + LB_ADMIN_TIMEOUT_MS;
     }
@@ -222,7 +243,8 @@ static void *admin_main(void *arg)
             short ev = 0;
             if (c->outoff < c->out.len)
                 ev |= POLLOUT;
-            if (!c->closing && c->out.len - c->outoff <= OUT_BACKLOG_MAX)
+            if (!c->closing && !c->eof && c->inlen < sizeof(c->in) &&
+                c->out.len - c->outoff <= OUT_BACKLOG_MAX)
                 ev |= POLLIN;
             slot[n] = i;
             pfd[n++] = (struct pollfd){.fd = c->fd, .events = ev};
@@ -242,12 +264,12 @@ static void *admin_main(void *arg)
             struct admin_client *c = &a->clients[slot[i]];
             if (pfd[i].revents & POLLERR)
                 client_close(c);
-            else if (pfd[i].revents & (POLLIN | POLLHUP) && !c->closing)
+            else if (pfd[i].revents & POLLIN)
                 client_read(a, c, now);
-            else if (pfd[i].revents & POLLHUP && c->outoff == c->out.len)
-                client_close(c);
+            else if (pfd[i].revents & POLLHUP && !(pfd[i].events & POLLOUT))
+                client_close(c); /* gone, and nothing of ours left to deliver */
             if (c->fd >= 0 && c->outoff < c->out.len)
-                client_write(c, now);
+                client_write(a, c, now);
         }
         if (pfd[1].revents)
             accept_clients(a, now);

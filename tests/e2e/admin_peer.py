@@ -9,8 +9,9 @@ Every loop is bounded in time; every command prints one result line; non-zero ex
                                 when the file STOP exists.
   hold PORT RELEASE             connects to PORT (an echo server), checks one echo, prints
                                 "held", keeps the connection open until the file RELEASE exists
-  garbage SOCKET                throws junk at lb's admin socket: random bytes, a 10 KiB line,
-                                more clients than it takes, a client that never ends its line;
+  garbage SOCKET                throws junk at lb's admin socket: random bytes, 500 pipelined
+                                commands, a half-close, a 10 KiB line, more clients than it
+                                takes, a client that never ends its line;
                                 then checks a fresh client still gets a status answer
 """
 import json, os, socket, sys, time
@@ -104,6 +105,25 @@ def cmd_garbage(path):
             problems.append(f"random line {i}: answer is not JSON: {ans[:100]!r}")
             break
     f.close()
+    s.close()
+
+    # Pipelined commands, far more answer bytes than lb queues per client: every one is
+    # answered, in order (lb pauses reading while answers are unread, then resumes).
+    s = admin(path)
+    s.sendall(b"status\n" * 500 + b"reload\n")
+    f = s.makefile("rb")
+    answers = [f.readline() for _ in range(501)]
+    if not all(b'"ok":true' in a for a in answers[:500]) or b"not built yet" not in answers[500]:
+        problems.append("pipelined commands not all answered in order")
+    f.close()
+    s.close()
+
+    # A client that half-closes after its command still gets the answer.
+    s = admin(path)
+    s.sendall(b"status\n")
+    s.shutdown(socket.SHUT_WR)
+    if b'"ok":true' not in read_line(s):
+        problems.append("no answer after a half-close")
     s.close()
 
     # A 10 KiB line: an error answer, then the connection is closed.

@@ -52,6 +52,7 @@ struct lb_admin {
     double **rates;  /* [cluster][server] picks per second over the last interval */
     uint64_t **last; /* picks at the last sample */
     uint64_t last_ms;
+    uint64_t accept_pause_until; /* ms: after an accept error other than EAGAIN */
 };
 
 static uint64_t now_ms(void)
@@ -191,8 +192,13 @@ static void accept_clients(struct lb_admin *a, uint64_t now)
 {
     for (;;) {
         int fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN, or a transient error (EMFILE...): poll tells us again */
+        if (fd < 0) {
+            /* Out of descriptors (EMFILE...): the connection stays queued and the socket
+             * readable, so pause accepting a little instead of spinning on it. */
+            if (errno != EAGAIN && errno != EINTR)
+                a->accept_pause_until = now + 100;
+            return;
+        }
         struct admin_client *c = NULL;
         for (int i = 0; i < LB_ADMIN_MAX_CLIENTS && !c; i++)
             if (a->clients[i].fd < 0)
@@ -230,7 +236,10 @@ static void *admin_main(void *arg)
         uint64_t next = a->last_ms + RATE_INTERVAL_MS;
         nfds_t n = 0;
         pfd[n++] = (struct pollfd){.fd = a->wakefd, .events = POLLIN};
-        pfd[n++] = (struct pollfd){.fd = a->lfd, .events = POLLIN};
+        pfd[n++] =
+            (struct pollfd){.fd = a->lfd, .events = now >= a->accept_pause_until ? POLLIN : 0};
+        if (now < a->accept_pause_until && a->accept_pause_until < next)
+            next = a->accept_pause_until;
         for (int i = 0; i < LB_ADMIN_MAX_CLIENTS; i++) {
             struct admin_client *c = &a->clients[i];
             if (c->fd < 0)

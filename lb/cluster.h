@@ -29,6 +29,8 @@ struct lb_server {
     uint32_t idx;                 /* in its cluster */
     _Atomic uint32_t flags;       /* LB_SRV_F_*; 0 means usable */
     _Atomic uint32_t weight;      /* effective weight (lbctl weight, slow start) */
+    _Atomic uint32_t op_weight;   /* lbctl weight; 0: the configured weight. Slow start ramps
+                                     toward this, so neither overwrites the other */
     _Atomic uint32_t active;      /* connections (L4) or requests (L7) in flight */
     _Atomic uint32_t consecutive_failures;
     _Atomic uint64_t picks;           /* times chosen */

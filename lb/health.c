@@ -53,6 +53,13 @@ static void on_weight(void *arg, uint32_t cluster, uint32_t server, uint32_t wei
 {
     struct lb_runtime *rt = arg;
     struct lb_server *s = &rt->clusters[cluster].servers[server];
+    /* @weight ramps 1..configured; an operator weight (lbctl) scales the ramp's end. */
+    uint32_t cfg = s->cf->weight ? s->cf->weight : 1;
+    uint32_t base = atomic_load_explicit(&s->op_weight, memory_order_relaxed);
+    if (!base)
+        base = cfg;
+    uint32_t eff = (uint32_t)((uint64_t)weight * base / cfg);
+    weight = eff ? eff : 1;
     atomic_store_explicit(&s->weight, weight, memory_order_relaxed);
     lb_debug("slow start", "cluster=%s server=%s weight=%u", rt->clusters[cluster].cf->name,
              s->cf->name, weight);

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lb/admin.h"
 #include "lb/health.h"
 #include "lb/log.h"
 #include "lb/proxy.h"
@@ -197,6 +198,7 @@ int lb_proxy_run(struct conf *c, const char *file)
     struct lb_runtime rt = {.conf = c};
     struct lb_err err = {{0}};
     int rc = 1;
+    struct lb_admin *admin = NULL;
     pthread_t *threads = NULL;
     uint32_t started = 0;
 
@@ -287,6 +289,14 @@ int lb_proxy_run(struct conf *c, const char *file)
             goto out;
         }
     }
+    /* Before the listeners: another lb answering on the admin socket most likely holds our
+     * addresses too (SO_REUSEPORT would let us share them silently); and before the workers,
+     * so that a drain restored from the state file holds from the first connection. */
+    admin = lb_admin_start(&rt, &err);
+    if (!admin) {
+        fprintf(stderr, "lb: %s\n", err.msg);
+        goto out;
+    }
 
     rt.listen_fds = calloc(rt.nworkers, sizeof(*rt.listen_fds));
     if (!rt.listen_fds)
@@ -367,6 +377,7 @@ int lb_proxy_run(struct conf *c, const char *file)
     rc = atomic_load(&rt.stop) == 1 ? 0 : 1;
     lb_info("lb stopped", "exit=%d", rc);
 out:
+    lb_admin_stop(admin);
     free(threads);
     runtime_free(&rt);
     return rc;

@@ -1,9 +1,35 @@
 /*
- * lbctl: the operator CLI. Sends one text command per line to lb's admin socket and
- * prints the JSON answer as a table (or as is with --json).
+ * lbctl: the operator CLI. Sends one text command per line to lb's admin socket and prints
+ * the JSON answer as a table for people, or as is with --json for scripts.
+ *
+ * Exit codes: 0 ok, 1 error (lb said no, or could not be reached), 2 usage.
  */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "tools/ctl_json.h"
+
+#define CTL_DEFAULT_SOCKET "/tmp/lb.sock"
+#define CTL_ANSWER_MAX (16u << 20)
+#define CTL_IO_TIMEOUT_S 15
+#define CTL_POLL_MS 100
+
+struct ctl {
+    const char *socket;
+    bool json;
+    int fd;
+    char *buf; /* received bytes not yet returned as a line */
+    size_t len, cap;
+};
 
 static void usage(FILE *out)
 {
@@ -13,23 +39,431 @@ static void usage(FILE *out)
             "Upcoming: lb has no admin socket yet, so none of these commands works yet.\n"
             "\n"
             "  status [--json]                              clusters, servers, state, load\n"
-            "  drain CLUSTER SERVER [--wait] [--timeout 30s]  no new requests to SERVER\n"
+            "  drain CLUSTER SERVER [--wait] [--timeout 30s]  no new connections to SERVER;\n"
+            "                                               --wait returns once it has none\n"
             "  undrain CLUSTER SERVER\n"
             "  weight CLUSTER SERVER N                      N in 1..256\n"
             "  reload                                       same as SIGHUP\n"
             "  snapshots reload [SET]                       publish snapshot directories again\n"
             "\n"
-            "  -s SOCKET   admin socket (default /tmp/lb.sock)\n"
+            "  -s SOCKET   admin socket (default " CTL_DEFAULT_SOCKET ")\n"
             "exit: 0 ok, 1 error, 2 usage\n");
+}
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "lbctl: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n\n");
+    va_end(ap);
+    usage(stderr);
+    return 2;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The config's rule for names; checked here so that a typo with a space or a newline in it
+ * is a usage error rather than a different command. */
+static bool name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= CONF_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '_' && c != '-' && c != '.')))
+            return false;
+    }
+    return true;
+}
+
+static int ctl_connect(struct ctl *c)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(c->socket) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "lbctl: socket path too long: %s\n", c->socket);
+        return -1;
+    }
+    strcpy(sa.sun_path, c->socket);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        fprintf(stderr,
+                "lbctl: cannot connect to %s: %s (is lb running? its socket is "
+                "global.admin.socket; choose it with -s)\n",
+                c->socket, strerror(errno));
+        return -1;
+    }
+    /* lb never makes a client wait; a timeout here means it is wedged or not lb. */
+    struct timeval tv = {.tv_sec = CTL_IO_TIMEOUT_S};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return 0;
+}
+
+/* Sends @cmd and reads one answer line into a new string (the caller frees). NULL on error
+ * (said on stderr). */
+static char *ctl_ask(struct ctl *c, const char *cmd)
+{
+    char line[512];
+    int n = snprintf(line, sizeof(line), "%s\n", cmd);
+    if (n < 0 || (size_t)n >= sizeof(line)) {
+        fprintf(stderr, "lbctl: command too long\n");
+        return NULL;
+    }
+    for (size_t off = 0; off < (size_t)n;) {
+        ssize_t w = send(c->fd, line + off, (size_t)n - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            fprintf(stderr, "lbctl: %s: send: %s\n", c->socket, strerror(errno));
+            return NULL;
+        }
+        off += (size_t)w;
+    }
+    for (;;) {
+        char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+        if (nl) {
+            size_t ll = (size_t)(nl - c->buf);
+            char *ans = malloc(ll + 1);
+            if (!ans) {
+                fprintf(stderr, "lbctl: out of memory\n");
+                return NULL;
+            }
+            memcpy(ans, c->buf, ll);
+            ans[ll] = '\0';
+            memmove(c->buf, nl + 1, c->len - ll - 1);
+            c->len -= ll + 1;
+            return ans;
+        }
+        if (c->len == c->cap) {
+            size_t cap = c->cap ? c->cap * 2 : 4096;
+            char *p = cap <= CTL_ANSWER_MAX ? realloc(c->buf, cap) : NULL;
+            if (!p) {
+                fprintf(stderr, "lbctl: answer too large\n");
+                return NULL;
+            }
+            c->buf = p;
+            c->cap = cap;
+        }
+        ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            fprintf(stderr, "lbctl: %s: %s\n", c->socket,
+                    r == 0            ? "lb closed the connection without answering"
+                    : errno == EAGAIN ? "no answer (timeout)"
+                                      : strerror(errno));
+            return NULL;
+        }
+        c->len += (size_t)r;
+    }
+}
+
+/* Asks and parses. Returns the tree or NULL (said on stderr); *@raw gets the line. */
+static struct ctl_json *ctl_call(struct ctl *c, const char *cmd, char **raw)
+{
+    char err[128];
+    *raw = ctl_ask(c, cmd);
+    if (!*raw)
+        return NULL;
+    struct ctl_json *v = ctl_json_parse(*raw, strlen(*raw), err, sizeof(err));
+    if (!v || v->type != CTL_JSON_OBJ) {
+        fprintf(stderr, "lbctl: unreadable answer from %s: %s\n", c->socket,
+                v ? "not an object" : err);
+        ctl_json_free(v);
+        return NULL;
+    }
+    return v;
+}
+
+static void print_names(const char *what, const struct ctl_json *arr)
+{
+    if (!arr || arr->type != CTL_JSON_ARR)
+        return;
+    const char *sep = " ";
+    fprintf(stderr, "lbctl: valid %s:", what);
+    for (const struct ctl_json *e = arr->child; e; e = e->next) {
+        if (e->type == CTL_JSON_STR) {
+            fprintf(stderr, "%s%s", sep, e->str);
+            sep = ", ";
+        }
+    }
+    fprintf(stderr, "\n");
+}
+
+/* Reports an {"ok":false} answer; returns the exit code 1. */
+static int answer_error(const struct ctl_json *v)
+{
+    fprintf(stderr, "lbctl: %s\n", ctl_json_str(v, "error", "lb answered an error"));
+    print_names("clusters", ctl_json_get(v, "clusters"));
+    print_names("servers", ctl_json_get(v, "servers"));
+    return 1;
+}
+
+static void human_bytes(char *out, size_t len, double b)
+{
+    static const char unit[] = " KMGTP";
+    int u = 0;
+    while (b >= 1024 && u < 5) {
+        b /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, len, "%.0f", b);
+    else
+        snprintf(out, len, "%.1f%c", b, unit[u]);
+}
+
+#define NCOLS 11
+
+static void print_status(const struct ctl_json *v)
+{
+    static const char *head[NCOLS] = {"CLUSTER", "SERVER", "ADDRESS", "STATE", "WEIGHT", "ACTIVE",
+                                      "RATE/s",  "PICKS",  "FAILS",   "IN",    "OUT"};
+    int width[NCOLS];
+    char cell[NCOLS][80];
+
+    for (int pass = 0; pass < 2; pass++) {
+        for (int k = 0; k < NCOLS; k++)
+            if (pass == 0)
+                width[k] = (int)strlen(head[k]);
+            else
+                printf("%-*s%s", k + 1 < NCOLS ? width[k] : 0, head[k],
+                       k + 1 < NCOLS ? "  " : "\n");
+        const struct ctl_json *cls = ctl_json_get(v, "clusters");
+        for (const struct ctl_json *cl = cls ? cls->child : NULL; cl; cl = cl->next) {
+            const struct ctl_json *srvs = ctl_json_get(cl, "servers");
+            for (const struct ctl_json *s = srvs ? srvs->child : NULL; s; s = s->next) {
+                double w = ctl_json_num(s, "weight", 0), cw = ctl_json_num(s, "config_weight", 0);
+                snprintf(cell[0], 80, "%s", ctl_json_str(cl, "name", "?"));
+                snprintf(cell[1], 80, "%s", ctl_json_str(s, "name", "?"));
+                snprintf(cell[2], 80, "%s", ctl_json_str(s, "address", "?"));
+                snprintf(cell[3], 80, "%s", ctl_json_str(s, "state", "?"));
+                if (w == cw)
+                    snprintf(cell[4], 80, "%.0f", w);
+                else
+                    snprintf(cell[4], 80, "%.0f (cfg %.0f)", w, cw);
+                snprintf(cell[5], 80, "%.0f", ctl_json_num(s, "active", 0));
+                snprintf(cell[6], 80, "%.1f", ctl_json_num(s, "rate", 0));
+                snprintf(cell[7], 80, "%.0f", ctl_json_num(s, "picks", 0));
+                snprintf(cell[8], 80, "%.0f", ctl_json_num(s, "connect_failures", 0));
+                human_bytes(cell[9], 80, ctl_json_num(s, "bytes_in", 0));
+                human_bytes(cell[10], 80, ctl_json_num(s, "bytes_out", 0));
+                for (int k = 0; k < NCOLS; k++) {
+                    if (pass == 0 && (int)strlen(cell[k]) > width[k])
+                        width[k] = (int)strlen(cell[k]);
+                    if (pass == 1)
+                        printf("%-*s%s", k + 1 < NCOLS ? width[k] : 0, cell[k],
+                               k + 1 < NCOLS ? "  " : "\n");
+                }
+            }
+        }
+    }
+}
+
+/* The server's entry in a status answer, or NULL. */
+static const struct ctl_json *find_server(const struct ctl_json *st, const char *cluster,
+                                          const char *server)
+{
+    const struct ctl_json *cls = ctl_json_get(st, "clusters");
+    for (const struct ctl_json *cl = cls ? cls->child : NULL; cl; cl = cl->next) {
+        if (strcmp(ctl_json_str(cl, "name", ""), cluster))
+            continue;
+        const struct ctl_json *srvs = ctl_json_get(cl, "servers");
+        for (const struct ctl_json *s = srvs ? srvs->child : NULL; s; s = s->next)
+            if (!strcmp(ctl_json_str(s, "name", ""), server))
+                return s;
+    }
+    return NULL;
+}
+
+/*
+ * drain --wait: polls status until the server's active count is 0, printing each new count
+ * (on stderr with --json, so stdout stays one JSON answer). Returns the exit code.
+ */
+static int wait_drained(struct ctl *c, const char *cluster, const char *server, uint64_t tmo_ms)
+{
+    FILE *out = c->json ? stderr : stdout;
+    uint64_t end = now_ms() + tmo_ms;
+    double last = -1;
+
+    for (;;) {
+        char *raw;
+        struct ctl_json *st = ctl_call(c, "status", &raw);
+        if (!st) {
+            free(raw);
+            return 1;
+        }
+        if (!ctl_json_bool(st, "ok", false)) {
+            int rc = answer_error(st);
+            ctl_json_free(st);
+            free(raw);
+            return rc;
+        }
+        const struct ctl_json *s = find_server(st, cluster, server);
+        double active = s ? ctl_json_num(s, "active", 0) : -1;
+        bool draining = s && !strcmp(ctl_json_str(s, "state", ""), "draining");
+        ctl_json_free(st);
+        free(raw);
+        if (!s || !draining) {
+            fprintf(stderr, "lbctl: %s/%s is %s while waiting\n", cluster, server,
+                    s ? "no longer draining (undrained)" : "gone");
+            return 1;
+        }
+        if (active != last) {
+            fprintf(out, "%s/%s: %.0f active\n", cluster, server, active);
+            fflush(out);
+            last = active;
+        }
+        if (active <= 0) {
+            fprintf(out, "%s/%s: drained\n", cluster, server);
+            return 0;
+        }
+        if (now_ms() >= end) {
+            fprintf(stderr, "lbctl: timeout: %s/%s still has %.0f active\n", cluster, server,
+                    active);
+            return 1;
+        }
+        usleep(CTL_POLL_MS * 1000);
+    }
+}
+
+static int run(struct ctl *c, const char *cmdline, char **pos, bool wait, uint64_t tmo_ms)
+{
+    char *raw = NULL;
+    int rc = 1;
+    struct ctl_json *v = ctl_call(c, cmdline, &raw);
+    if (!v)
+        goto out;
+    if (c->json) {
+        printf("%s\n", raw);
+        fflush(stdout);
+    }
+    if (!ctl_json_bool(v, "ok", false)) {
+        rc = c->json ? 1 : answer_error(v);
+        goto out;
+    }
+    rc = 0;
+    if (!strcmp(pos[0], "status")) {
+        if (!c->json)
+            print_status(v);
+    } else if (!strcmp(pos[0], "drain") || !strcmp(pos[0], "undrain")) {
+        if (!c->json)
+            printf("%s/%s: %s (%.0f active)\n", pos[1], pos[2], ctl_json_str(v, "state", "?"),
+                   ctl_json_num(v, "active", 0));
+        if (wait)
+            rc = wait_drained(c, pos[1], pos[2], tmo_ms);
+    } else if (!strcmp(pos[0], "weight")) {
+        if (!c->json) {
+            printf("%s/%s: weight %.0f (configured %.0f, was %.0f)\n", pos[1], pos[2],
+                   ctl_json_num(v, "weight", 0), ctl_json_num(v, "config_weight", 0),
+                   ctl_json_num(v, "previous", 0));
+            const char *note = ctl_json_str(v, "note", NULL);
+            if (note)
+                printf("note: %s\n", note);
+        }
+    } else if (!c->json) {
+        printf("ok\n");
+    }
+out:
+    ctl_json_free(v);
+    free(raw);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        usage(stdout);
-        return 0;
+    struct ctl c = {.socket = CTL_DEFAULT_SOCKET, .fd = -1};
+    char *pos[8];
+    int npos = 0;
+    bool wait = false, has_timeout = false;
+    uint64_t tmo_ms = 30000;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-s") || !strcmp(a, "--socket")) {
+            if (++i >= argc)
+                return usage_error("%s needs a path", a);
+            c.socket = argv[i];
+        } else if (!strncmp(a, "--socket=", 9)) {
+            c.socket = a + 9;
+        } else if (!strcmp(a, "--json")) {
+            c.json = true;
+        } else if (!strcmp(a, "--wait")) {
+            wait = true;
+        } else if (!strcmp(a, "--timeout") || !strncmp(a, "--timeout=", 10)) {
+            const char *d = a[9] == '=' ? a + 10 : (++i < argc ? argv[i] : NULL);
+            if (!d)
+                return usage_error("--timeout needs a duration (30s, 2m, 500ms)");
+            if (conf_parse_duration(d, &tmo_ms) < 0)
+                return usage_error("bad --timeout '%s': a duration such as 30s, 2m, 500ms", d);
+            has_timeout = true;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("unknown option %s", a);
+        } else if (npos < (int)(sizeof(pos) / sizeof(pos[0]))) {
+            pos[npos++] = argv[i];
+        } else {
+            return usage_error("too many arguments");
+        }
     }
-    usage(stderr);
-    fprintf(stderr, "lbctl: the admin socket is not built yet\n");
-    return 2;
+    if (!c.socket[0])
+        return usage_error("empty socket path");
+    if (npos == 0)
+        return usage_error("a command is needed");
+
+    const char *cmd = pos[0];
+    int want_min, want_max;
+    if (!strcmp(cmd, "status") || !strcmp(cmd, "reload"))
+        want_min = want_max = 1;
+    else if (!strcmp(cmd, "drain") || !strcmp(cmd, "undrain"))
+        want_min = want_max = 3;
+    else if (!strcmp(cmd, "weight"))
+        want_min = want_max = 4;
+    else if (!strcmp(cmd, "snapshots"))
+        want_min = 2, want_max = 3;
+    else
+        return usage_error("unknown command '%s'", cmd);
+    if (npos < want_min || npos > want_max)
+        return usage_error("wrong number of arguments for %s", cmd);
+    if (!strcmp(cmd, "snapshots") && strcmp(pos[1], "reload"))
+        return usage_error("unknown command 'snapshots %s': snapshots reload [SET]", pos[1]);
+    if ((wait || has_timeout) && strcmp(cmd, "drain"))
+        return usage_error("--wait and --timeout go with drain only");
+    if (has_timeout && !wait)
+        return usage_error("--timeout needs --wait");
+    for (int k = 1; k < npos; k++) {
+        bool is_weight = !strcmp(cmd, "weight") && k == 3;
+        bool is_reload = !strcmp(cmd, "snapshots") && k == 1;
+        if (!is_weight && !is_reload && !name_ok(pos[k]))
+            return usage_error("bad name '%s': letters, digits, '_', '-', '.'", pos[k]);
+    }
+    if (!strcmp(cmd, "weight")) {
+        const char *w = pos[3];
+        size_t n = strspn(w, "0123456789");
+        if (n == 0 || n > 3 || w[n] || atoi(w) < 1 || atoi(w) > 256)
+            return usage_error("bad weight '%s': a whole number in 1..256", w);
+    }
+
+    char line[512] = "";
+    for (int k = 0; k < npos; k++) {
+        strcat(line, k ? " " : "");
+        strcat(line, pos[k]); /* names are < 64 bytes, words at most 4: it fits */
+    }
+    if (ctl_connect(&c) < 0)
+        return 1;
+    int rc = run(&c, line, pos, wait, tmo_ms);
+    close(c.fd);
+    free(c.buf);
+    return rc;
 }

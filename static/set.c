@@ -188,7 +188,7 @@ static int snap_load_var(struct snap_loader *ld, int dfd, const char *name, bool
     int rc;
     uint64_t size = (uint64_t)st.st_size;
     if (size > ld->cf->max_file_bytes) {
-        lb_err_set(ld->err, "static '%s': %s/%s%s is %llu bytes, over max_file_bytes (%llu)",
+        lb_err_set(ld->err, "static '%s': %s/%s%s is %llu bytes, over max_file_size (%llu)",
                    ld->cf->name, ld->cf->dir, ld->rel, name, (unsigned long long)size,
                    (unsigned long long)ld->cf->max_file_bytes);
         rc = -EFBIG;

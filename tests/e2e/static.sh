@@ -6,6 +6,8 @@
 #  - index.html answers for its directory;
 #  - a miss goes to the set's fallback cluster; a set without fallback answers 404;
 #  - dot segments and percent-encoded escapes never leave the set;
+#  - lbctl snapshots reload [SET]; a load that fails (file over max_file_size) keeps the
+#    published set and says which file;
 #  - republishing (SIGHUP) under continuous load: no failed request, and every answer is
 #    wholly the old or wholly the new version of the file, never a mix.
 . "$(dirname "$0")/lib.sh"
@@ -44,7 +46,7 @@ clusters:
     servers: [ { name: app1, address: 127.0.0.1:$A } ]
 static:
   catalog: { dir: $T/snap, fallback: app }
-  plain: { dir: $T/plain }
+  plain: { dir: $T/plain, max_file_size: 50 }
 EOC
 "$LB" -t -c "$T/lb.yaml" || fail "config rejected"
 bg lb "$LB" -c "$T/lb.yaml"
@@ -149,6 +151,20 @@ sys.exit(0 if stats["bad"] == 0 and stats["mixed"] == 0 and len(stats["versions"
 EOF_PY
 cat "$T/republish.out"
 grep -q 'msg="snapshots published" set=catalog' "$T/lb.log" || fail "no publish logged"
+
+echo "== lbctl snapshots reload"
+printf 'v2' >"$T/plain/only.txt"
+"$LBCTL" -s "$T/lb.sock" snapshots reload plain || fail "lbctl snapshots reload plain"
+[ "$(curl -s --max-time 5 "$U/p/only.txt")" = v2 ] || fail "plain not republished"
+"$LBCTL" -s "$T/lb.sock" snapshots reload nosuch >"$T/ctl.out" 2>&1 && fail "unknown set accepted"
+grep -q 'no snapshot set named nosuch' "$T/ctl.out" || { cat "$T/ctl.out"; fail "unknown set: no names"; }
+echo "== a failed load keeps the published set"
+python3 -c 'import sys; sys.stdout.write("x" * 100)' >"$T/plain/huge.txt"
+printf 'v3' >"$T/plain/only.txt"
+"$LBCTL" -s "$T/lb.sock" snapshots reload plain >"$T/ctl.out" 2>&1 && fail "an oversized file was accepted"
+cat "$T/ctl.out"
+grep -q 'huge.txt' "$T/ctl.out" || fail "the failure does not name the file"
+[ "$(curl -s --max-time 5 "$U/p/only.txt")" = v2 ] || fail "the old set was not kept"
 
 echo "== SIGTERM"
 stop "$LBPID"; rc=$STOP_RC

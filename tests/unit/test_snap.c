@@ -727,7 +727,7 @@ static void test_too_big(void **state)
     assert_ptr_equal(s, (struct snap_set *)&t);
     char want[PATH_MAX + 128];
     snprintf(want, sizeof(want),
-             "static 'catalog': %s/d/big.json is 11 bytes, over max_file_bytes (10)", t.dir);
+             "static 'catalog': %s/d/big.json is 11 bytes, over max_file_size (10)", t.dir);
     assert_string_equal(err.msg, want);
 
     /* a .gz variant that is not gzip data refuses the load too */

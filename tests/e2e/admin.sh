@@ -5,7 +5,7 @@
 #  - drain --wait with held-open connections prints the count going down and returns when
 #    they close; --timeout exits 1 while one is still open;
 #  - weight shifts the measured distribution; unknown names exit 1 listing the valid ones;
-#    usage errors exit 2; reload answers "not built yet";
+#    usage errors exit 2; reload answers "not built yet"; an unknown snapshot set is an error;
 #  - junk on the socket (random bytes, a 10 KiB line, too many clients, a client that never
 #    ends its line) does not hurt lb;
 #  - a second lb on the same socket refuses to start; a drain survives a restart through the
@@ -146,7 +146,7 @@ expect_rc 1 $CTL drain pool zz --json
 grep -q '"servers":\["a","b"\]' "$T/out" || fail "--json error answer"
 expect_rc 1 $CTL reload
 grep -q "not built yet" "$T/err" || fail "reload stub"
-expect_rc 1 $CTL snapshots reload
+expect_rc 1 $CTL snapshots reload nosuch   # this config has no snapshot sets
 expect_rc 1 "$LBCTL" -s "$T/nothing.sock" status
 expect_rc 2 "$LBCTL"
 expect_rc 2 $CTL bogus

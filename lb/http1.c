@@ -94,7 +94,8 @@ static inline struct lb_http1_span span(size_t off, size_t len)
 /*
  * Iterates the elements of a #list (RFC 9110 5.6.1): returns false at the end, else the
  * next element with surrounding OWS trimmed in [*e0, *e1). Empty elements are returned as
- * such so that framing fields can refuse them.
+ * such so that framing fields can refuse them. An unterminated quote runs to the end and
+ * leaves an element that no validator accepts.
  */
 static bool list_next(const uint8_t *v, size_t len, size_t *pos, size_t *e0, size_t *e1)
 {
@@ -104,8 +105,14 @@ static bool list_next(const uint8_t *v, size_t len, size_t *pos, size_t *e0, siz
     while (i < len && is_ows(v[i]))
         i++;
     size_t start = i;
-    while (i < len && v[i] != ',')
-        i++;
+    bool quoted = false;
+    /* A comma inside a quoted-string (a parameter value) does not end the element. */
+    for (; i < len && (quoted || v[i] != ','); i++) {
+        if (v[i] == '"')
+            quoted = !quoted;
+        else if (quoted && v[i] == '\\' && i + 1 < len)
+            i++;
+    }
     size_t end = i;
     while (end > start && is_ows(v[end - 1]))
         end--;

@@ -84,6 +84,81 @@ static bool eq_lower(const uint8_t *s, const char *lit, size_t n)
     return true;
 }
 
+/*
+ * Word-at-a-time tests for the long runs (field values, targets): eight bytes are checked
+ * with a few ALU operations and the byte loop only runs on the word that holds something
+ * unusual. has_less() is only exact as "does any byte qualify", which is all we ask of it.
+ * Byte order does not matter for that either.
+ */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static inline uint64_t has_zero(uint64_t x)
+{
+    return (x - ONES) & ~x & HIGHS;
+}
+
+/* Any byte below @n (n <= 128); bytes >= 0x80 never count. */
+static inline uint64_t has_less(uint64_t x, uint8_t n)
+{
+    return (x - ONES * n) & ~x & HIGHS;
+}
+
+/*
+ * On a little-endian machine the lowest flagged byte of those tests is exact (a borrow
+ * only runs upwards from a byte that really qualifies), so the scan can jump straight to
+ * it. Elsewhere the byte loop finishes the word.
+ */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LB_HTTP1_SWAR 1
+#else
+#define LB_HTTP1_SWAR 0
+#endif
+
+/* Skips field-value bytes from @i; stops on the first byte that is not one, at the latest
+ * on the CR that ends the line. Words are only loaded below @end, the end of the section. */
+static inline size_t skip_fval(const uint8_t *buf, size_t i, size_t end)
+{
+    while (LB_HTTP1_SWAR && i + 8 <= end) {
+        uint64_t x = load64(buf + i);
+        uint64_t m = has_less(x, 0x20) | has_zero(x ^ (ONES * 0x7f));
+        if (!m) {
+            i += 8;
+            continue;
+        }
+        i += (size_t)__builtin_ctzll(m) >> 3;
+        if (buf[i] != '\t') /* HTAB is the one control byte a value may hold */
+            return i;
+        i++;
+    }
+    while (is(buf[i], C_FVAL))
+        i++;
+    return i;
+}
+
+/* The same for request-target bytes (visible ASCII but '#'). */
+static inline size_t skip_target(const uint8_t *buf, size_t i, size_t end)
+{
+    while (LB_HTTP1_SWAR && i + 8 <= end) {
+        uint64_t x = load64(buf + i);
+        uint64_t m = has_less(x, 0x21) | (x & HIGHS) | has_zero(x ^ (ONES * 0x7f)) |
+                     has_zero(x ^ (ONES * '#'));
+        if (m)
+            return i + ((size_t)__builtin_ctzll(m) >> 3);
+        i += 8;
+    }
+    while (is(buf[i], C_TARGET))
+        i++;
+    return i;
+}
+
 static inline struct lb_http1_span span(size_t off, size_t len)
 {
     return (struct lb_http1_span){.off = (uint32_t)off, .len = (uint32_t)len};
@@ -384,6 +459,25 @@ static int parse_te(const uint8_t *v, size_t len, struct framing *f)
     return 0;
 }
 
+/* Connection options we act on, in one walk over the list. */
+static void connection_options(const uint8_t *v, size_t len, struct framing *f)
+{
+    size_t pos = 0, e0, e1;
+    while (list_next(v, len, &pos, &e0, &e1)) {
+        switch (e1 - e0) {
+        case 5:
+            f->conn_close |= eq_lower(v + e0, "close", 5);
+            break;
+        case 7:
+            f->conn_upgrade |= eq_lower(v + e0, "upgrade", 7);
+            break;
+        case 10:
+            f->conn_keepalive |= eq_lower(v + e0, "keep-alive", 10);
+            break;
+        }
+    }
+}
+
 /*
  * Parses the field lines from @i to @hdr_end (the start of the final empty line) into
  * @hdrs, noting the fields that decide framing in @f. Returns 0, -400 for a malformed or
@@ -406,8 +500,7 @@ static int parse_fields(const uint8_t *buf, size_t i, size_t hdr_end, struct lb_
         while (is_ows(buf[i]))
             i++;
         size_t v0 = i;
-        while (is(buf[i], C_FVAL))
-            i++;
+        i = skip_fval(buf, i, hdr_end + 2);
         /* The loop stopped on a CR (the line's end, or a bare CR) or a control byte. */
         if (buf[i] != '\r' || buf[i + 1] != '\n')
             return -LB_HTTP1_E_BAD;
@@ -444,12 +537,8 @@ static int parse_fields(const uint8_t *buf, size_t i, size_t hdr_end, struct lb_
             }
             break;
         case 10:
-            if (eq_lower(name, "connection", 10)) {
-                const char *s = (const char *)v;
-                f->conn_close |= lb_http1_list_has(s, vlen, "close");
-                f->conn_keepalive |= lb_http1_list_has(s, vlen, "keep-alive");
-                f->conn_upgrade |= lb_http1_list_has(s, vlen, "upgrade");
-            }
+            if (eq_lower(name, "connection", 10))
+                connection_options(v, vlen, f);
             break;
         case 14:
             if (eq_lower(name, "content-length", 14)) {
@@ -620,8 +709,7 @@ int lb_http1_parse_request(const char *cbuf, size_t len, size_t max_len, size_t 
     req->method_text = span(m0, i - m0);
     req->method = method_of(buf + m0, i - m0);
     size_t t0 = ++i;
-    while (is(buf[i], C_TARGET))
-        i++;
+    i = skip_target(buf, i, end);
     size_t tlen = i - t0;
     /* An empty target (two spaces), a CR right after it (HTTP/0.9), or a byte that is not
      * visible ASCII all land here. */
@@ -708,8 +796,7 @@ int lb_http1_parse_response(const char *cbuf, size_t len, size_t max_len,
     else if (buf[i] != '\r')
         return -E_RESP;
     size_t r0 = i;
-    while (is(buf[i], C_FVAL))
-        i++;
+    i = skip_fval(buf, i, end);
     if (buf[i] != '\r' || buf[i + 1] != '\n')
         return -E_RESP;
     resp->reason = span(r0, i - r0);

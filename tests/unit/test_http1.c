@@ -320,6 +320,52 @@ static void test_req_value_bytes(void **state)
     assert_span(s, r.hdrs[1].value, "");
 }
 
+/*
+ * Values and targets are scanned eight bytes at a time: every byte value at every offset
+ * of a long run must be judged exactly as the grammar says, whatever word it falls in.
+ */
+static void test_req_every_byte_everywhere(void **state)
+{
+    static char s[256];
+    static struct lb_http1_req r;
+    for (int c = 0; c < 256; c++) {
+        bool in_value = (c >= 0x20 && c != 0x7f) || c == '\t';
+        bool in_target = c > 0x20 && c < 0x7f && c != '#';
+        for (int pos = 0; pos < 24; pos++) {
+            char run[25];
+            memset(run, 'a', 24);
+            run[24] = '\0';
+            run[pos] = (char)c;
+
+            int n = snprintf(s, sizeof(s), "GET / HTTP/1.1\r\nHost: h\r\nX-A: a");
+            memcpy(s + n, run, 24);
+            n += 24;
+            n += snprintf(s + n, sizeof(s) - (size_t)n, "b\r\n\r\n");
+            memset(&r, 0, sizeof(r));
+            int rc = t_req_once(s, (size_t)n, T_MAX_LEN, T_MAX_TARGET, &r);
+            /* a LF is refused as bare LF, a CR as bare CR: both 400 */
+            if ((rc == n) != in_value)
+                print_error("value byte %#x at %d: %d\n", c, pos, rc);
+            assert_int_equal(rc == n, in_value);
+            if (!in_value)
+                assert_int_equal(rc, -LB_HTTP1_E_BAD);
+
+            n = snprintf(s, sizeof(s), "GET /");
+            memcpy(s + n, run, 24);
+            n += 24;
+            n += snprintf(s + n, sizeof(s) - (size_t)n, " HTTP/1.1\r\nHost: h\r\n\r\n");
+            memset(&r, 0, sizeof(r));
+            rc = t_req_once(s, (size_t)n, T_MAX_LEN, T_MAX_TARGET, &r);
+            if ((rc == n) != in_target)
+                print_error("target byte %#x at %d: %d\n", c, pos, rc);
+            /* a space ends the target early and leaves a malformed version */
+            assert_int_equal(rc == n, in_target);
+            if (rc == n)
+                assert_int_equal(r.target.len, 25);
+        }
+    }
+}
+
 /* ---- rejected requests ---- */
 
 struct t_case {
@@ -1001,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_req_connection_flags),
         cmocka_unit_test(test_req_framing_accepted),
         cmocka_unit_test(test_req_value_bytes),
+        cmocka_unit_test(test_req_every_byte_everywhere),
         cmocka_unit_test(test_req_reject_content_length),
         cmocka_unit_test(test_req_reject_transfer_encoding),
         cmocka_unit_test(test_req_reject_fields),

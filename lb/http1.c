@@ -424,7 +424,7 @@ struct framing {
     bool te;           /* a Transfer-Encoding field was seen */
     bool te_last_chunked;
     bool te_other;     /* some coding other than chunked */
-    uint8_t chunked;   /* times chunked was named */
+    bool chunked;      /* chunked was named (a second time is refused at once) */
     uint8_t hosts;
     bool cl;
     uint64_t cl_value;
@@ -447,9 +447,11 @@ static int parse_te(const uint8_t *v, size_t len, struct framing *f)
         if (t == e0 || !valid_params(v, t, e1))
             return -1;
         if (t - e0 == 7 && eq_lower(v + e0, "chunked", 7)) {
-            if (t != e1)
-                return -1; /* chunked takes no parameters */
-            f->chunked++;
+            /* chunked takes no parameters and is applied once. Refused here rather than
+             * counted: a small counter would wrap after enough repeats. */
+            if (t != e1 || f->chunked)
+                return -1;
+            f->chunked = true;
             f->te_last_chunked = true;
         } else {
             f->te_other = true;
@@ -745,7 +747,7 @@ int lb_http1_parse_request(const char *cbuf, size_t len, size_t max_len, size_t 
 
     if (f.te) {
         /* HTTP/1.0 has no chunked: a TE there means the framing is faulty (RFC 9112 6.1). */
-        if (f.cl || min == 0 || !f.te_last_chunked || f.chunked > 1)
+        if (f.cl || min == 0 || !f.te_last_chunked)
             return -LB_HTTP1_E_BAD;
         if (f.te_other)
             return -LB_HTTP1_E_CODING;
@@ -808,7 +810,7 @@ int lb_http1_parse_response(const char *cbuf, size_t len, size_t max_len,
 
     /* Ambiguous framing is refused whatever the status, even where the body rules would
      * make the fields moot: a server that sends it is confused about something. */
-    if (f.te && (f.cl || min == 0 || !f.te_last_chunked || f.chunked > 1 || f.te_other))
+    if (f.te && (f.cl || min == 0 || !f.te_last_chunked || f.te_other))
         return -E_RESP;
     bool info = status < 200;
     if ((info || status == 204) && (f.te || (f.cl && f.cl_value > 0)))

@@ -437,6 +437,14 @@ static void test_req_reject_transfer_encoding(void **state)
          -LB_HTTP1_E_CODING},
     };
     t_cases(t, sizeof(t) / sizeof(t[0]));
+
+    /* chunked repeated so often that a narrow counter would wrap back to "once" */
+    static char s[8192];
+    size_t n = (size_t)snprintf(s, sizeof(s), "POST / HTTP/1.1\r\n" H "Transfer-Encoding: ");
+    for (int i = 0; i < 256; i++)
+        n += (size_t)snprintf(s + n, sizeof(s) - n, "chunked, ");
+    snprintf(s + n, sizeof(s) - n, "chunked\r\n\r\n");
+    t_req(s, BAD, NULL);
 }
 
 static void test_req_reject_fields(void **state)

@@ -873,9 +873,11 @@ void lb_http1_body_init_req(struct lb_http1_body *b, const struct lb_http1_req *
     if (req->flags & LB_HTTP1_F_CHUNKED) {
         b->mode = LB_HTTP1_BODY_CHUNKED;
         b->state = CS_SIZE0;
-    } else if ((req->flags & LB_HTTP1_F_LENGTH) && req->content_length > 0) {
+    } else if (req->flags & LB_HTTP1_F_LENGTH) {
+        /* "Content-Length: 0" is LENGTH, done at once, as for responses. */
         b->mode = LB_HTTP1_BODY_LENGTH;
         b->remaining = req->content_length;
+        b->done = req->content_length == 0;
     } else {
         b->mode = LB_HTTP1_BODY_NONE;
         b->done = true;

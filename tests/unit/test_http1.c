@@ -983,6 +983,7 @@ static void test_body_modes(void **state)
     rq.flags = LB_HTTP1_F_LENGTH;
     rq.content_length = 0;
     lb_http1_body_init_req(&b, &rq);
+    assert_int_equal(b.mode, LB_HTTP1_BODY_LENGTH);
     assert_true(b.done);
     assert_int_equal(lb_http1_body_feed(&b, "GET", 3), 0);
 

@@ -84,6 +84,81 @@ static bool eq_lower(const uint8_t *s, const char *lit, size_t n)
     return true;
 }
 
+/*
+ * Word-at-a-time tests for the long runs (field values, targets): eight bytes are checked
+ * with a few ALU operations and the byte loop only runs on the word that holds something
+ * unusual. has_less() is only exact as "does any byte qualify", which is all we ask of it.
+ * Byte order does not matter for that either.
+ */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static inline uint64_t has_zero(uint64_t x)
+{
+    return (x - ONES) & ~x & HIGHS;
+}
+
+/* Any byte below @n (n <= 128); bytes >= 0x80 never count. */
+static inline uint64_t has_less(uint64_t x, uint8_t n)
+{
+    return (x - ONES * n) & ~x & HIGHS;
+}
+
+/*
+ * On a little-endian machine the lowest flagged byte of those tests is exact (a borrow
+ * only runs upwards from a byte that really qualifies), so the scan can jump straight to
+ * it. Elsewhere the byte loop finishes the word.
+ */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LB_HTTP1_SWAR 1
+#else
+#define LB_HTTP1_SWAR 0
+#endif
+
+/* Skips field-value bytes from @i; stops on the first byte that is not one, at the latest
+ * on the CR that ends the line. Words are only loaded below @end, the end of the section. */
+static inline size_t skip_fval(const uint8_t *buf, size_t i, size_t end)
+{
+    while (LB_HTTP1_SWAR && i + 8 <= end) {
+        uint64_t x = load64(buf + i);
+        uint64_t m = has_less(x, 0x20) | has_zero(x ^ (ONES * 0x7f));
+        if (!m) {
+            i += 8;
+            continue;
+        }
+        i += (size_t)__builtin_ctzll(m) >> 3;
+        if (buf[i] != '\t') /* HTAB is the one control byte a value may hold */
+            return i;
+        i++;
+    }
+    while (is(buf[i], C_FVAL))
+        i++;
+    return i;
+}
+
+/* The same for request-target bytes (visible ASCII but '#'). */
+static inline size_t skip_target(const uint8_t *buf, size_t i, size_t end)
+{
+    while (LB_HTTP1_SWAR && i + 8 <= end) {
+        uint64_t x = load64(buf + i);
+        uint64_t m = has_less(x, 0x21) | (x & HIGHS) | has_zero(x ^ (ONES * 0x7f)) |
+                     has_zero(x ^ (ONES * '#'));
+        if (m)
+            return i + ((size_t)__builtin_ctzll(m) >> 3);
+        i += 8;
+    }
+    while (is(buf[i], C_TARGET))
+        i++;
+    return i;
+}
+
 static inline struct lb_http1_span span(size_t off, size_t len)
 {
     return (struct lb_http1_span){.off = (uint32_t)off, .len = (uint32_t)len};
@@ -94,7 +169,8 @@ static inline struct lb_http1_span span(size_t off, size_t len)
 /*
  * Iterates the elements of a #list (RFC 9110 5.6.1): returns false at the end, else the
  * next element with surrounding OWS trimmed in [*e0, *e1). Empty elements are returned as
- * such so that framing fields can refuse them.
+ * such so that framing fields can refuse them. An unterminated quote runs to the end and
+ * leaves an element that no validator accepts.
  */
 static bool list_next(const uint8_t *v, size_t len, size_t *pos, size_t *e0, size_t *e1)
 {
@@ -104,8 +180,14 @@ static bool list_next(const uint8_t *v, size_t len, size_t *pos, size_t *e0, siz
     while (i < len && is_ows(v[i]))
         i++;
     size_t start = i;
-    while (i < len && v[i] != ',')
-        i++;
+    bool quoted = false;
+    /* A comma inside a quoted-string (a parameter value) does not end the element. */
+    for (; i < len && (quoted || v[i] != ','); i++) {
+        if (v[i] == '"')
+            quoted = !quoted;
+        else if (quoted && v[i] == '\\' && i + 1 < len)
+            i++;
+    }
     size_t end = i;
     while (end > start && is_ows(v[end - 1]))
         end--;
@@ -342,7 +424,7 @@ struct framing {
     bool te;           /* a Transfer-Encoding field was seen */
     bool te_last_chunked;
     bool te_other;     /* some coding other than chunked */
-    uint8_t chunked;   /* times chunked was named */
+    bool chunked;      /* chunked was named (a second time is refused at once) */
     uint8_t hosts;
     bool cl;
     uint64_t cl_value;
@@ -365,9 +447,11 @@ static int parse_te(const uint8_t *v, size_t len, struct framing *f)
         if (t == e0 || !valid_params(v, t, e1))
             return -1;
         if (t - e0 == 7 && eq_lower(v + e0, "chunked", 7)) {
-            if (t != e1)
-                return -1; /* chunked takes no parameters */
-            f->chunked++;
+            /* chunked takes no parameters and is applied once. Refused here rather than
+             * counted: a small counter would wrap after enough repeats. */
+            if (t != e1 || f->chunked)
+                return -1;
+            f->chunked = true;
             f->te_last_chunked = true;
         } else {
             f->te_other = true;
@@ -375,6 +459,25 @@ static int parse_te(const uint8_t *v, size_t len, struct framing *f)
         }
     }
     return 0;
+}
+
+/* Connection options we act on, in one walk over the list. */
+static void connection_options(const uint8_t *v, size_t len, struct framing *f)
+{
+    size_t pos = 0, e0, e1;
+    while (list_next(v, len, &pos, &e0, &e1)) {
+        switch (e1 - e0) {
+        case 5:
+            f->conn_close |= eq_lower(v + e0, "close", 5);
+            break;
+        case 7:
+            f->conn_upgrade |= eq_lower(v + e0, "upgrade", 7);
+            break;
+        case 10:
+            f->conn_keepalive |= eq_lower(v + e0, "keep-alive", 10);
+            break;
+        }
+    }
 }
 
 /*
@@ -399,8 +502,7 @@ static int parse_fields(const uint8_t *buf, size_t i, size_t hdr_end, struct lb_
         while (is_ows(buf[i]))
             i++;
         size_t v0 = i;
-        while (is(buf[i], C_FVAL))
-            i++;
+        i = skip_fval(buf, i, hdr_end + 2);
         /* The loop stopped on a CR (the line's end, or a bare CR) or a control byte. */
         if (buf[i] != '\r' || buf[i + 1] != '\n')
             return -LB_HTTP1_E_BAD;
@@ -437,12 +539,8 @@ static int parse_fields(const uint8_t *buf, size_t i, size_t hdr_end, struct lb_
             }
             break;
         case 10:
-            if (eq_lower(name, "connection", 10)) {
-                const char *s = (const char *)v;
-                f->conn_close |= lb_http1_list_has(s, vlen, "close");
-                f->conn_keepalive |= lb_http1_list_has(s, vlen, "keep-alive");
-                f->conn_upgrade |= lb_http1_list_has(s, vlen, "upgrade");
-            }
+            if (eq_lower(name, "connection", 10))
+                connection_options(v, vlen, f);
             break;
         case 14:
             if (eq_lower(name, "content-length", 14)) {
@@ -613,8 +711,7 @@ int lb_http1_parse_request(const char *cbuf, size_t len, size_t max_len, size_t 
     req->method_text = span(m0, i - m0);
     req->method = method_of(buf + m0, i - m0);
     size_t t0 = ++i;
-    while (is(buf[i], C_TARGET))
-        i++;
+    i = skip_target(buf, i, end);
     size_t tlen = i - t0;
     /* An empty target (two spaces), a CR right after it (HTTP/0.9), or a byte that is not
      * visible ASCII all land here. */
@@ -650,7 +747,7 @@ int lb_http1_parse_request(const char *cbuf, size_t len, size_t max_len, size_t 
 
     if (f.te) {
         /* HTTP/1.0 has no chunked: a TE there means the framing is faulty (RFC 9112 6.1). */
-        if (f.cl || min == 0 || !f.te_last_chunked || f.chunked > 1)
+        if (f.cl || min == 0 || !f.te_last_chunked)
             return -LB_HTTP1_E_BAD;
         if (f.te_other)
             return -LB_HTTP1_E_CODING;
@@ -701,8 +798,7 @@ int lb_http1_parse_response(const char *cbuf, size_t len, size_t max_len,
     else if (buf[i] != '\r')
         return -E_RESP;
     size_t r0 = i;
-    while (is(buf[i], C_FVAL))
-        i++;
+    i = skip_fval(buf, i, end);
     if (buf[i] != '\r' || buf[i + 1] != '\n')
         return -E_RESP;
     resp->reason = span(r0, i - r0);
@@ -714,7 +810,7 @@ int lb_http1_parse_response(const char *cbuf, size_t len, size_t max_len,
 
     /* Ambiguous framing is refused whatever the status, even where the body rules would
      * make the fields moot: a server that sends it is confused about something. */
-    if (f.te && (f.cl || min == 0 || !f.te_last_chunked || f.chunked > 1 || f.te_other))
+    if (f.te && (f.cl || min == 0 || !f.te_last_chunked || f.te_other))
         return -E_RESP;
     bool info = status < 200;
     if ((info || status == 204) && (f.te || (f.cl && f.cl_value > 0)))
@@ -777,9 +873,11 @@ void lb_http1_body_init_req(struct lb_http1_body *b, const struct lb_http1_req *
     if (req->flags & LB_HTTP1_F_CHUNKED) {
         b->mode = LB_HTTP1_BODY_CHUNKED;
         b->state = CS_SIZE0;
-    } else if ((req->flags & LB_HTTP1_F_LENGTH) && req->content_length > 0) {
+    } else if (req->flags & LB_HTTP1_F_LENGTH) {
+        /* "Content-Length: 0" is LENGTH, done at once, as for responses. */
         b->mode = LB_HTTP1_BODY_LENGTH;
         b->remaining = req->content_length;
+        b->done = req->content_length == 0;
     } else {
         b->mode = LB_HTTP1_BODY_NONE;
         b->done = true;

@@ -38,6 +38,7 @@
 #include "lb/runtime.h"
 #include "lb/worker.h"
 #include "health/hc.h"
+#include "lb/cache.h"
 #include "static/snap.h"
 
 #define LB_H_HIGH (64 * 1024)
@@ -53,7 +54,8 @@ enum lb_hphase {
     HC_LOCAL,   /* sending an answer of our own */
     HC_LINGER,  /* answered and shut down for writing; waiting for the client's FIN */
     HC_TUNNEL,  /* WebSocket after 101: bytes both ways */
-    HC_STATIC,  /* sending a snapshot from memory */
+    HC_STATIC,  /* sending a snapshot or a cached answer from memory */
+    HC_CACHE_WAIT, /* waiting for another request to fetch the answer this one wants */
     HS_BUSY,    /* backend: serving its client */
     HS_IDLE,    /* backend: in its server's pool */
 };
@@ -306,9 +308,12 @@ static void client_close(struct lb_worker *w, struct lb_conn *c, const char *why
  * ends after it (the request's framing is unknown or its body unread). @extra: more header
  * lines, each ending in CRLF, or NULL.
  */
+static void cache_fill_abort(struct lb_worker *w, struct lb_conn *c);
+
 static void local_reply(struct lb_worker *w, struct lb_conn *c, int status, bool close,
                         const char *extra)
 {
+    cache_fill_abort(w, c);
     struct lb_conn *b = peer_of(w, c);
     if (b) {
         detach(c, b);
@@ -727,10 +732,46 @@ static void client_send_static(struct lb_worker *w, struct lb_conn *c)
             return;
         }
     }
-    access_log(w, c, "-");
+    access_log(w, c, c->h.centry ? "cache" : "-");
     snap_set_unref(c->h.snap);
     c->h.snap = NULL;
+    if (c->h.centry) {
+        lb_cache_entry_unref(c->h.centry);
+        c->h.centry = NULL;
+    }
     client_next(w, c);
+}
+
+/* Points the client's answer at @hdr (ending with its empty line) and @body, adding the
+ * Connection field this client needs before the empty line (in hbuf's second half). */
+static void set_memory_answer(struct lb_worker *w, struct lb_conn *c, const char *hdr,
+                              size_t hdr_len, const char *body, size_t body_len,
+                              bool contiguous)
+{
+    c->h.xl[0] = c->h.xl[1] = 0;
+    if (!(c->h.flags & (H_F_CLOSE | H_F_KEEPALIVE10))) {
+        c->h.xp[0] = hdr;
+        c->h.xl[0] = (uint32_t)(hdr_len + (contiguous ? body_len : 0));
+        if (!contiguous) {
+            c->h.xp[1] = body;
+            c->h.xl[1] = (uint32_t)body_len;
+        }
+        return;
+    }
+    char *o = c->h.hbuf + w->hbuf_size / 2;
+    size_t hl = hdr_len - 2;
+    const char *tail = (c->h.flags & H_F_CLOSE) ? "Connection: close\r\n\r\n"
+                                                : "Connection: keep-alive\r\n\r\n";
+    size_t tl = strlen(tail);
+    if (hl + tl > w->hbuf_size / 2) {
+        hl = 0; /* cannot happen: headers are bounded by the same limit */
+    }
+    memmove(o, hdr, hl);
+    memcpy(o + hl, tail, tl);
+    c->h.xp[0] = o;
+    c->h.xl[0] = (uint32_t)(hl + tl);
+    c->h.xp[1] = body;
+    c->h.xl[1] = body ? (uint32_t)body_len : 0;
 }
 
 /*
@@ -784,33 +825,94 @@ static bool static_serve(struct lb_worker *w, struct lb_conn *c, const struct co
     c->h.status = resp.status;
     c->h.t_resp_ms = w->now_ms;
     c->h.phase = HC_STATIC;
-    c->h.xl[0] = c->h.xl[1] = 0;
-    if (!(c->h.flags & (H_F_CLOSE | H_F_KEEPALIVE10))) {
-        if (resp.contiguous) {
-            c->h.xp[0] = resp.hdr;
-            c->h.xl[0] = (uint32_t)(resp.hdr_len + resp.body_len);
-        } else {
-            c->h.xp[0] = resp.hdr;
-            c->h.xl[0] = (uint32_t)resp.hdr_len;
-            c->h.xp[1] = resp.body;
-            c->h.xl[1] = (uint32_t)resp.body_len;
-        }
-    } else {
-        /* The prebuilt header ends with its empty line: put ours before it. */
-        char *o = c->h.hbuf + half;
-        size_t hl = resp.hdr_len - 2;
-        memmove(o, resp.hdr, hl);
-        const char *tail = (c->h.flags & H_F_CLOSE) ? "Connection: close\r\n\r\n"
-                                                    : "Connection: keep-alive\r\n\r\n";
-        memcpy(o + hl, tail, strlen(tail));
-        c->h.xp[0] = o;
-        c->h.xl[0] = (uint32_t)(hl + strlen(tail));
-        c->h.xp[1] = resp.body;
-        c->h.xl[1] = resp.body ? (uint32_t)resp.body_len : 0;
-    }
+    set_memory_answer(w, c, resp.hdr, resp.hdr_len, resp.body, resp.body ? resp.body_len : 0,
+                      resp.contiguous);
     if (!(c->cli.flags & LB_SIDE_F_SENDING))
         client_send_static(w, c);
     return true;
+}
+
+/* ---- the L1 cache ---- */
+
+static uint64_t waiter_token(struct lb_worker *w, struct lb_conn *c)
+{
+    return (uint64_t)lb_conn_slot(w, c) << 32 | c->gen;
+}
+
+/* Parses the client's request again from hbuf (the cache needs its fields after the
+ * per-thread parse result was reused). */
+static const struct lb_http1_req *reparse(struct lb_worker *w, struct lb_conn *c)
+{
+    static __thread struct lb_http1_req rq;
+    memset(&rq.scan, 0, sizeof(rq.scan));
+    size_t max = w->hbuf_size / 2;
+    if (lb_http1_parse_request(c->h.hbuf, c->h.hlen, max, max, &rq) <= 0)
+        return NULL;
+    return &rq;
+}
+
+/* Sends a cached answer; takes the reference in @e. */
+static void cache_serve(struct lb_worker *w, struct lb_conn *c, struct lb_cache_entry *e)
+{
+    size_t hl, bl;
+    const char *hdr = lb_cache_entry_hdr(e, &hl);
+    const char *body = lb_cache_entry_body(e, &bl);
+    if (!c->h.body.done)
+        c->h.flags |= H_F_CLOSE;
+    c->h.centry = e;
+    c->h.status = 200;
+    c->h.t_resp_ms = w->now_ms;
+    c->h.phase = HC_STATIC;
+    set_memory_answer(w, c, hdr, hl, (c->h.flags & H_F_HEAD) ? NULL : body,
+                      (c->h.flags & H_F_HEAD) ? 0 : bl, body == hdr + hl && !(c->h.flags & H_F_HEAD));
+    if (!(c->cli.flags & LB_SIDE_F_SENDING))
+        client_send_static(w, c);
+}
+
+/* A fill this request was waiting for ended: serve the new entry, or fetch ourselves. */
+static void cache_wake(void *arg, uint64_t waiter, struct lb_cache_entry *e)
+{
+    struct lb_worker *w = arg;
+    uint32_t slot = (uint32_t)(waiter >> 32), gen = (uint32_t)waiter;
+    if (slot >= w->nconns)
+        return;
+    struct lb_conn *c = &w->conns[slot];
+    if (c->gen != gen || c->state == LB_CONN_FREE || c->state == LB_CONN_CLOSING ||
+        c->kind != LB_CK_HCLI || c->h.phase != HC_CACHE_WAIT)
+        return;
+    const struct lb_http1_req *rq = e ? reparse(w, c) : NULL;
+    if (e && rq && lb_cache_entry_match(e, c->h.hbuf, rq)) {
+        lb_cache_entry_ref(e);
+        cache_serve(w, c, e);
+        return;
+    }
+    c->h.phase = HC_CONNECT;
+    backend_acquire(w, c);
+}
+
+static void cache_fill_abort(struct lb_worker *w, struct lb_conn *c)
+{
+    if (!c->h.fill)
+        return;
+    struct lb_cache_fill *f = c->h.fill;
+    c->h.fill = NULL;
+    lb_cache_fill_abort(w->cache, f, cache_wake, w);
+}
+
+static void cache_fill_commit(struct lb_worker *w, struct lb_conn *c)
+{
+    if (!c->h.fill)
+        return;
+    struct lb_cache_fill *f = c->h.fill;
+    c->h.fill = NULL;
+    if (lb_cache_fill_commit(w->cache, f, cache_wake, w) < 0)
+        lb_debug("cache fill not stored", "target_len=%u", c->h.target_len);
+}
+
+void lb_http_worker_tick(struct lb_worker *w)
+{
+    if (w->cache)
+        lb_cache_tick(w->cache, w->now_ms);
 }
 
 /* Routes a parsed request and starts it on its way. */
@@ -884,6 +986,21 @@ static void client_dispatch(struct lb_worker *w, struct lb_conn *c, struct lb_ht
     memset(&c->tried, 0, sizeof(c->tried));
     c->attempts = 0;
     c->h.phase = HC_CONNECT;
+    if (r->cache.enabled && w->cache && req->method == LB_HTTP1_M_GET) {
+        struct lb_cache_entry *e = lb_cache_lookup(w->cache, buf, req, w->now_ms);
+        if (e) {
+            cache_serve(w, c, e);
+            return;
+        }
+        struct lb_cache_fill *f = NULL;
+        int rc = lb_cache_fill_begin(w->cache, buf, req, waiter_token(w, c), &f);
+        if (rc == LB_CACHE_FILL_WAIT) {
+            c->h.phase = HC_CACHE_WAIT; /* cache_wake() takes it from here */
+            return;
+        }
+        if (rc == LB_CACHE_FILL_NEW)
+            c->h.fill = f;
+    }
     backend_acquire(w, c);
 }
 
@@ -1127,6 +1244,29 @@ static void request_done(struct lb_worker *w, struct lb_conn *c, struct lb_conn 
     client_next(w, c);
 }
 
+/* The answer to a cache fill arrived: record its header if it may be stored, else give the
+ * fill up (its waiters fetch for themselves). The cached header is the one clients get,
+ * minus the Connection field each client gets its own of; then the client's own header is
+ * built again over it. */
+static void cache_fill_head(struct lb_worker *w, struct lb_conn *c, struct lb_conn *b,
+                            const struct lb_http1_resp *resp)
+{
+    const struct conf_listener *lcf = lcf_of(w, c);
+    const struct conf_route *r = &lcf->routes[c->h.route];
+    const struct lb_http1_req *rq = reparse(w, c);
+    struct lb_cache_policy p;
+    enum lb_cache_verdict v =
+        rq ? lb_cache_policy_eval(c->h.hbuf, rq, b->h.hbuf, resp, r->cache.ttl_ms,
+                                  lb_cache_item_max(w->cache), &p)
+           : LB_CACHE_NS_METHOD;
+    if (v != LB_CACHE_OK || !build_response(w, c, b, resp, true) ||
+        lb_cache_fill_head(w->cache, c->h.fill, &p, c->h.hbuf, rq, b->h.hbuf + b->h.out_off,
+                           b->h.out_len, w->now_ms) < 0) {
+        cache_fill_abort(w, c);
+    }
+    build_response(w, c, b, resp, false);
+}
+
 /* Reads the response header from the backend's queue. Returns false when the caller must
  * stop (error answered, or more bytes needed). */
 static bool backend_on_header(struct lb_worker *w, struct lb_conn *c, struct lb_conn *b)
@@ -1201,6 +1341,8 @@ static bool backend_on_header(struct lb_worker *w, struct lb_conn *c, struct lb_
         c->h.flags |= H_F_RESP_HDR;
         c->h.flags &= ~H_F_REQ_DONE;
     } else if (!interim) {
+        if (c->h.fill)
+            cache_fill_head(w, c, b, &resp);
         hc_passive_report(w->rt->hc, c->cluster, (uint32_t)c->server, resp.status >= 500);
         c->h.status = resp.status;
         c->h.t_resp_ms = w->now_ms;
@@ -1266,6 +1408,10 @@ static void client_send(struct lb_worker *w, struct lb_conn *c)
         bool reusable = !(b->h.flags & H_F_CLOSE) && !eof_end &&
                         (c->h.flags & H_F_REQ_DONE);
         b->h.out_len = b->h.out_sent = 0;
+        if (eof_end)
+            cache_fill_abort(w, c);
+        else
+            cache_fill_commit(w, c);
         request_done(w, c, b, reusable);
     } else if (b->srv.flags & LB_SIDE_F_EOF) {
         lb_warn("backend closed mid-response", "server=%s",
@@ -1472,6 +1618,12 @@ static void client_on_send(struct lb_worker *w, struct lb_conn *c, int res)
             }
         }
     } else {
+        if (c->h.fill) {
+            uint16_t hb = b->srv.qhead;
+            if (lb_cache_fill_append(w->cache, c->h.fill, lb_buf_addr(w, hb) + w->buf_off[hb],
+                                     (size_t)res) < 0)
+                cache_fill_abort(w, c);
+        }
         q_consume(w, &b->srv, (uint32_t)res);
         b->h.qvalid -= (uint32_t)res;
     }
@@ -1739,6 +1891,7 @@ void lb_http_on_close(struct lb_worker *w, struct lb_conn *c)
         }
         return;
     }
+    cache_fill_abort(w, c);
     struct lb_conn *b = peer_of(w, c);
     if (b) {
         detach(c, b);
@@ -1751,6 +1904,9 @@ void lb_http_on_free(struct lb_worker *w, struct lb_conn *c)
     hbuf_put(w, &c->h);
     snap_set_unref(c->h.snap);
     c->h.snap = NULL;
+    if (c->h.centry)
+        lb_cache_entry_unref(c->h.centry);
+    c->h.centry = NULL;
     c->kind = LB_CK_L4;
 }
 
@@ -1785,6 +1941,14 @@ int lb_http_worker_init(struct lb_worker *w, struct lb_err *err)
         for (size_t j = 0; j < n; j++)
             w->pool_head[i][j] = NONE;
     }
+    uint64_t cache_bytes = 0;
+    for (size_t i = 0; i < cf->nlisteners; i++)
+        for (size_t j = 0; j < cf->listeners[i].nroutes; j++)
+            if (cf->listeners[i].routes[j].cache.enabled &&
+                cf->listeners[i].routes[j].cache.max_bytes > cache_bytes)
+                cache_bytes = cf->listeners[i].routes[j].cache.max_bytes;
+    if (cache_bytes && lb_cache_create(cache_bytes, &w->cache) < 0)
+        goto fail;
     w->snaps = calloc(cf->nstatics ? cf->nstatics : 1, sizeof(*w->snaps));
     w->snap_gen = calloc(cf->nstatics ? cf->nstatics : 1, sizeof(*w->snap_gen));
     if (!w->snaps || !w->snap_gen)
@@ -1824,6 +1988,9 @@ void lb_http_worker_destroy(struct lb_worker *w)
             free(w->pool_head[i]);
     free(w->pool_head);
     w->pool_head = NULL;
+    if (w->cache)
+        lb_cache_destroy(w->cache);
+    w->cache = NULL;
     if (w->snaps)
         for (size_t i = 0; i < w->rt->conf->nstatics; i++)
             snap_set_unref(w->snaps[i]);

@@ -215,12 +215,9 @@ int lb_proxy_run(struct conf *c, const char *file)
         }
         for (size_t j = 0; j < l->nroutes; j++) {
             const struct conf_route *r = &l->routes[j];
-            const char *what = r->action == CONF_ACT_ENQUEUE ? "enqueue routes"
-                               : r->cache.enabled              ? "route cache"
-                                                               : NULL;
-            if (what) {
-                fprintf(stderr, "%s:%u:%u: listener %s: %s are not built yet in this version\n",
-                        file, r->pos.line, r->pos.col, l->name, what);
+            if (r->action == CONF_ACT_ENQUEUE) {
+                fprintf(stderr, "%s:%u:%u: listener %s: enqueue routes (Redis) are not built "
+                                "yet in this version\n", file, r->pos.line, r->pos.col, l->name);
                 goto out;
             }
         }

@@ -306,6 +306,7 @@ static void begin_stop(struct lb_worker *w)
 static void tick(struct lb_worker *w)
 {
     bool expired = w->stopping && w->now_ms >= w->stop_deadline_ms;
+    lb_http_worker_tick(w);
     if (w->nfree == w->nconns)
         return;
     for (uint32_t i = 0; i < w->nconns; i++) {

@@ -25,6 +25,9 @@
 
 struct lb_runtime;
 struct snap_set;
+struct lb_cache;
+struct lb_cache_entry;
+struct lb_cache_fill;
 
 enum lb_op {
     LB_OP_NONE,
@@ -87,6 +90,8 @@ struct lb_hstate {
     struct lb_http1_body body; /* client: the request body; backend: the response body */
     uint64_t key;        /* client: the request's hash key (hash balancers) */
     struct snap_set *snap; /* client: the snapshot set a static answer is sent from (a ref) */
+    struct lb_cache_entry *centry; /* client: the cache entry an answer is sent from (a ref) */
+    struct lb_cache_fill *fill;    /* client: the cache fill this request's answer feeds */
     const char *xp[2];   /* client: a static answer, in up to two pieces (header, body) */
     uint32_t xl[2];
     uint32_t target_off; /* client: the request-target in hbuf, for the access log */
@@ -177,6 +182,7 @@ struct lb_worker {
     uint32_t hbuf_nfree, hbuf_total, hbuf_size;
     uint32_t **pool_head;    /* [cluster][server]: idle backend slot, UINT32_MAX when none */
     struct snap_set **snaps; /* [static set]: the worker's reference to the current set */
+    struct lb_cache *cache;  /* L1 response cache of the routes with cache:, NULL when none */
     uint64_t *snap_gen;      /* [static set]: the slot generation it was taken at */
     char *alog;              /* access log lines waiting for the end of the iteration */
     uint32_t alog_len;
@@ -254,6 +260,8 @@ void lb_http_tick(struct lb_worker *w, struct lb_conn *c);
 void lb_http_on_close(struct lb_worker *w, struct lb_conn *c);
 /* Releases what an L7 slot holds once it is free (header buffer). */
 void lb_http_on_free(struct lb_worker *w, struct lb_conn *c);
+/* Once per worker tick: cache expiry. */
+void lb_http_worker_tick(struct lb_worker *w);
 /* Writes buffered access log lines (end of each loop iteration). */
 void lb_http_flush_log(struct lb_worker *w);
 

@@ -189,8 +189,10 @@ int lb_cache_fill_begin(struct lb_cache *c, const char *buf, const struct lb_htt
  * lb_cache_policy_eval() said LB_CACHE_OK with @p: copies @hdr[0..hdr_len) (the header block
  * as the proxy sends it to clients) and the values of @p's Vary fields from the filler's
  * request @req/@req_buf (which need not outlive the call). The entry expires at @now_ms +
- * p->ttl_ms. Returns 0, -EFBIG (key + header + Content-Length over lb_cache_item_max()),
- * -EALREADY (called twice) or -ENOMEM; on error call lb_cache_fill_abort().
+ * p->ttl_ms, counted from the header as RFC 9111 counts age (a body slower than the ttl
+ * gives an entry that goes at its first lookup). Returns 0, -EFBIG (key + header + Content-Length
+ * over lb_cache_item_max()), -EALREADY (called twice) or -ENOMEM; on error call
+ * lb_cache_fill_abort().
  */
 int lb_cache_fill_head(struct lb_cache *c, struct lb_cache_fill *f, const struct lb_cache_policy *p,
                        const char *req_buf, const struct lb_http1_req *req, const char *hdr,

@@ -27,7 +27,7 @@
 #define CACHE_MIN_BUCKETS 64u
 #define CACHE_MAX_BUCKETS (1u << 22)
 #define CACHE_BYTES_PER_BUCKET 2048u
-#define CACHE_FILL_FIRST_CHUNK 16384u /* first allocation for a body of unknown length */
+#define CACHE_FILL_FIRST_CHUNK 16384u   /* first allocation for a body of unknown length */
 #define CACHE_MAX_AGE_CAP 2147483648ull /* RFC 9111 1.2.2: larger delta-seconds saturate */
 
 struct lb_cache_entry {
@@ -306,8 +306,7 @@ bool lb_cache_entry_match(const struct lb_cache_entry *e, const char *buf,
     const char *host = buf + req->host.off, *target = buf + req->target.off;
     return e->host_len == req->host.len && e->target_len == req->target.len &&
            memcmp(entry_target(e), target, e->target_len) == 0 &&
-           eq_nocase(e->data, host, e->host_len) &&
-           vary_match(entry_vary(e), e->nvary, buf, req);
+           eq_nocase(e->data, host, e->host_len) && vary_match(entry_vary(e), e->nvary, buf, req);
 }
 
 static void lru_remove(struct lb_cache *c, struct lb_cache_entry *e)
@@ -702,8 +701,7 @@ static enum lb_cache_verdict vary_parse(struct lb_cache_policy *p, const uint8_t
 }
 
 enum lb_cache_verdict lb_cache_policy_eval(const char *req_buf, const struct lb_http1_req *req,
-                                           const char *resp_buf,
-                                           const struct lb_http1_resp *resp,
+                                           const char *resp_buf, const struct lb_http1_resp *resp,
                                            uint64_t route_ttl_ms, uint64_t max_body,
                                            struct lb_cache_policy *p)
 {
@@ -718,11 +716,9 @@ enum lb_cache_verdict lb_cache_policy_eval(const char *req_buf, const struct lb_
         return LB_CACHE_NS_FRAMING;
 
     struct cc_state cc = {0};
-    for (int i = lb_http1_find_hdr(resp_buf, resp->hdrs, resp->nhdrs, "cache-control", 0);
-         i >= 0;
+    for (int i = lb_http1_find_hdr(resp_buf, resp->hdrs, resp->nhdrs, "cache-control", 0); i >= 0;
          i = lb_http1_find_hdr(resp_buf, resp->hdrs, resp->nhdrs, "cache-control", i + 1u))
-        cc_parse(&cc, (const uint8_t *)resp_buf + resp->hdrs[i].value.off,
-                 resp->hdrs[i].value.len);
+        cc_parse(&cc, (const uint8_t *)resp_buf + resp->hdrs[i].value.off, resp->hdrs[i].value.len);
     if (cc.no_store)
         return LB_CACHE_NS_NO_STORE;
     if (cc.private_)
@@ -821,10 +817,9 @@ uint32_t lb_cache_fill_waiters(const struct lb_cache_fill *f)
     return f->nwaiters;
 }
 
-int lb_cache_fill_head(struct lb_cache *c, struct lb_cache_fill *f,
-                       const struct lb_cache_policy *p, const char *req_buf,
-                       const struct lb_http1_req *req, const char *hdr, size_t hdr_len,
-                       uint64_t now_ms)
+int lb_cache_fill_head(struct lb_cache *c, struct lb_cache_fill *f, const struct lb_cache_policy *p,
+                       const char *req_buf, const struct lb_http1_req *req, const char *hdr,
+                       size_t hdr_len, uint64_t now_ms)
 {
     if (f->e)
         return -EALREADY;
@@ -858,8 +853,7 @@ int lb_cache_fill_head(struct lb_cache *c, struct lb_cache_fill *f,
     return 0;
 }
 
-int lb_cache_fill_append(struct lb_cache *c, struct lb_cache_fill *f, const void *data,
-                         size_t len)
+int lb_cache_fill_append(struct lb_cache *c, struct lb_cache_fill *f, const void *data, size_t len)
 {
     struct lb_cache_entry *e = f->e;
     if (!e)

@@ -44,10 +44,10 @@
 
 #include "lb/http1.h"
 
-#define LB_CACHE_MAX_VARY 8        /* more field names in Vary: not cacheable */
-#define LB_CACHE_VARY_BYTES 256    /* their lowercase names, each NUL-terminated, at most */
-#define LB_CACHE_MAX_VARIANTS 8    /* entries kept per host + target */
-#define LB_CACHE_MAX_WAITERS 10000 /* waiters per pending fill */
+#define LB_CACHE_MAX_VARY 8         /* more field names in Vary: not cacheable */
+#define LB_CACHE_VARY_BYTES 256     /* their lowercase names, each NUL-terminated, at most */
+#define LB_CACHE_MAX_VARIANTS 8     /* entries kept per host + target */
+#define LB_CACHE_MAX_WAITERS 10000  /* waiters per pending fill */
 #define LB_CACHE_SWEEP_BUCKETS 4096 /* hash buckets examined per lb_cache_tick() */
 
 struct lb_cache;       /* opaque, one per worker */
@@ -91,8 +91,8 @@ struct lb_cache_policy {
     uint64_t content_length; /* with has_length: the body must be exactly this long */
     bool has_length;
     uint32_t nvary;
-    uint32_t vary_len;                /* bytes used in vary[] */
-    char vary[LB_CACHE_VARY_BYTES];   /* nvary lowercase field names, each NUL-terminated */
+    uint32_t vary_len;              /* bytes used in vary[] */
+    char vary[LB_CACHE_VARY_BYTES]; /* nvary lowercase field names, each NUL-terminated */
 };
 
 /*
@@ -166,8 +166,7 @@ void lb_cache_entry_unref(struct lb_cache_entry *e);
  * Returns LB_CACHE_OK with @p filled, or an LB_CACHE_NS_* reason (@p then undefined).
  */
 enum lb_cache_verdict lb_cache_policy_eval(const char *req_buf, const struct lb_http1_req *req,
-                                           const char *resp_buf,
-                                           const struct lb_http1_resp *resp,
+                                           const char *resp_buf, const struct lb_http1_resp *resp,
                                            uint64_t route_ttl_ms, uint64_t max_body,
                                            struct lb_cache_policy *p);
 
@@ -190,21 +189,21 @@ int lb_cache_fill_begin(struct lb_cache *c, const char *buf, const struct lb_htt
  * lb_cache_policy_eval() said LB_CACHE_OK with @p: copies @hdr[0..hdr_len) (the header block
  * as the proxy sends it to clients) and the values of @p's Vary fields from the filler's
  * request @req/@req_buf (which need not outlive the call). The entry expires at @now_ms +
- * p->ttl_ms. Returns 0, -EFBIG (key + header + Content-Length over lb_cache_item_max()),
- * -EALREADY (called twice) or -ENOMEM; on error call lb_cache_fill_abort().
+ * p->ttl_ms, counted from the header as RFC 9111 counts age (a body slower than the ttl
+ * gives an entry that goes at its first lookup). Returns 0, -EFBIG (key + header + Content-Length
+ * over lb_cache_item_max()), -EALREADY (called twice) or -ENOMEM; on error call
+ * lb_cache_fill_abort().
  */
-int lb_cache_fill_head(struct lb_cache *c, struct lb_cache_fill *f,
-                       const struct lb_cache_policy *p, const char *req_buf,
-                       const struct lb_http1_req *req, const char *hdr, size_t hdr_len,
-                       uint64_t now_ms);
+int lb_cache_fill_head(struct lb_cache *c, struct lb_cache_fill *f, const struct lb_cache_policy *p,
+                       const char *req_buf, const struct lb_http1_req *req, const char *hdr,
+                       size_t hdr_len, uint64_t now_ms);
 
 /*
  * Appends body bytes to @f (after fill_head), copying them. Returns 0, -EFBIG (the entry
  * would pass lb_cache_item_max(), or the body passes Content-Length), -EPROTO (no head yet)
  * or -ENOMEM; on error call lb_cache_fill_abort().
  */
-int lb_cache_fill_append(struct lb_cache *c, struct lb_cache_fill *f, const void *data,
-                         size_t len);
+int lb_cache_fill_append(struct lb_cache *c, struct lb_cache_fill *f, const void *data, size_t len);
 
 /*
  * Completes @f (takes @f: it is freed): the entry is linked (replacing an entry for the same

@@ -45,8 +45,7 @@ static void t_resp_parse(struct t_resp *r, const char *text)
     assert_true(n < sizeof(r->buf));
     memcpy(r->buf, text, n + 1);
     memset(&r->resp, 0, sizeof(r->resp));
-    assert_int_equal(lb_http1_parse_response(r->buf, n, 16384, LB_HTTP1_M_GET, &r->resp),
-                     (int)n);
+    assert_int_equal(lb_http1_parse_response(r->buf, n, 16384, LB_HTTP1_M_GET, &r->resp), (int)n);
 }
 
 static enum lb_cache_verdict t_eval(const char *req, const char *resp, uint64_t ttl,
@@ -95,8 +94,8 @@ static int t_store(struct lb_cache *c, const char *req, const char *hdr, const c
     t_req_parse(&q, req);
     t_resp_parse(&s, hdr);
     assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 0, &f), LB_CACHE_FILL_NEW);
-    enum lb_cache_verdict v = lb_cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL,
-                                                   lb_cache_item_max(c), &p);
+    enum lb_cache_verdict v =
+        lb_cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL, lb_cache_item_max(c), &p);
     if (v != LB_CACHE_OK) {
         lb_cache_fill_abort(c, f, NULL, NULL);
         return (int)v;
@@ -198,8 +197,9 @@ static void test_ttl_expiry(void **state)
 
     /* max-age shorter than the route ttl wins */
     assert_int_equal(
-        t_store(c, REQ_A, "HTTP/1.1 200 OK\r\nCache-Control: max-age=2\r\nContent-Length: 1\r\n\r\n",
-                "x", 1, 0),
+        t_store(c, REQ_A,
+                "HTTP/1.1 200 OK\r\nCache-Control: max-age=2\r\nContent-Length: 1\r\n\r\n", "x", 1,
+                0),
         0);
     assert_int_equal(t_get(c, REQ_A, 1999), 'x');
     assert_int_equal(t_get(c, REQ_A, 2000), -1);
@@ -269,9 +269,9 @@ static void test_vary(void **state)
 
     /* the identity variant is a separate entry; both stay */
     assert_int_equal(t_store(c, REQ_V(""), VARY_RESP, "i", 1, 0), 0);
-    assert_int_equal(t_store(c, REQ_V("Accept-Encoding: gzip\r\nAccept-Encoding: br\r\n"),
-                             VARY_RESP, "2", 1, 0),
-                     0);
+    assert_int_equal(
+        t_store(c, REQ_V("Accept-Encoding: gzip\r\nAccept-Encoding: br\r\n"), VARY_RESP, "2", 1, 0),
+        0);
     assert_int_equal(t_stats(c).entries, 3);
     assert_int_equal(t_get(c, REQ_V(""), 1), 'i');
     assert_int_equal(t_get(c, REQ_V("Accept-Encoding: gzip\r\n"), 1), 'g');
@@ -296,8 +296,7 @@ static void test_vary(void **state)
     char req[128];
     for (int i = 0; i < LB_CACHE_MAX_VARIANTS + 4; i++) {
         snprintf(req, sizeof(req), REQ_V("X-V: %d\r\n"), i);
-        assert_int_equal(t_store(c,
-                                 req,
+        assert_int_equal(t_store(c, req,
                                  "HTTP/1.1 200 OK\r\nVary: x-v, X-V\r\nContent-Length: 1\r\n\r\n",
                                  "v", 1, 10 + (uint64_t)i),
                          0);
@@ -357,23 +356,22 @@ static void test_policy(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         enum lb_cache_verdict v = t_eval(get, cases[i].resp, T_TTL, &p);
         if (v != cases[i].v || (v == LB_CACHE_OK && p.ttl_ms != cases[i].ttl))
-            fail_msg("case %zu (%s): verdict %d ttl %llu, want %d %llu", i, cases[i].resp,
-                     (int)v, (unsigned long long)(v == LB_CACHE_OK ? p.ttl_ms : 0),
-                     (int)cases[i].v, (unsigned long long)cases[i].ttl);
+            fail_msg("case %zu (%s): verdict %d ttl %llu, want %d %llu", i, cases[i].resp, (int)v,
+                     (unsigned long long)(v == LB_CACHE_OK ? p.ttl_ms : 0), (int)cases[i].v,
+                     (unsigned long long)cases[i].ttl);
     }
 
-    assert_int_equal(t_eval("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
-                            R200(""), T_TTL, &p),
-                     LB_CACHE_NS_METHOD);
     assert_int_equal(
-        t_eval("GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Basic eA==\r\n\r\n", R200(""), T_TTL,
-               &p),
-        LB_CACHE_NS_AUTH);
+        t_eval("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", R200(""), T_TTL, &p),
+        LB_CACHE_NS_METHOD);
+    assert_int_equal(t_eval("GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Basic eA==\r\n\r\n",
+                            R200(""), T_TTL, &p),
+                     LB_CACHE_NS_AUTH);
     assert_int_equal(t_eval(get, R200(""), 0, &p), LB_CACHE_NS_STALE);
 
-    assert_int_equal(t_eval(get, R200("Vary: Accept-Encoding\r\nvary: X-A ,accept-encoding\r\n"),
-                            T_TTL, &p),
-                     LB_CACHE_OK);
+    assert_int_equal(
+        t_eval(get, R200("Vary: Accept-Encoding\r\nvary: X-A ,accept-encoding\r\n"), T_TTL, &p),
+        LB_CACHE_OK);
     assert_int_equal(p.nvary, 2);
     assert_memory_equal(p.vary, "accept-encoding\0x-a\0", p.vary_len);
     assert_true(p.has_length);
@@ -452,9 +450,9 @@ static void test_coalesce_commit(void **state)
     struct t_resp s;
     struct lb_cache_policy p;
     t_resp_parse(&s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-    assert_int_equal(lb_cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL,
-                                          lb_cache_item_max(c), &p),
-                     LB_CACHE_OK);
+    assert_int_equal(
+        lb_cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL, lb_cache_item_max(c), &p),
+        LB_CACHE_OK);
     assert_int_equal(lb_cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), 2), 0);
     assert_int_equal(lb_cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), 2),
                      -EALREADY);
@@ -601,14 +599,10 @@ static void test_fill_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hit_miss),
-        cmocka_unit_test(test_ttl_expiry),
-        cmocka_unit_test(test_lru_eviction),
-        cmocka_unit_test(test_vary),
-        cmocka_unit_test(test_policy),
-        cmocka_unit_test(test_ref_outlives_eviction),
-        cmocka_unit_test(test_coalesce_commit),
-        cmocka_unit_test(test_coalesce_abort),
+        cmocka_unit_test(test_hit_miss),        cmocka_unit_test(test_ttl_expiry),
+        cmocka_unit_test(test_lru_eviction),    cmocka_unit_test(test_vary),
+        cmocka_unit_test(test_policy),          cmocka_unit_test(test_ref_outlives_eviction),
+        cmocka_unit_test(test_coalesce_commit), cmocka_unit_test(test_coalesce_abort),
         cmocka_unit_test(test_fill_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,206 @@
+/*
+ * libFuzzer target for the L1 cache's cacheability decision (lb_cache_policy_eval(): the
+ * Cache-Control and Vary parsers above all) and for the Vary record a fill builds from it.
+ *
+ * Input: request field lines, an empty line, then response field lines, separated by '\n'
+ * ("Accept-Encoding: gzip\n\nCache-Control: max-age=5\nVary: accept-encoding"). They are
+ * wrapped into "GET /f HTTP/1.1" + Host and "HTTP/1.1 200 OK" with CRLFs; inputs that the
+ * HTTP parser refuses are skipped.
+ *
+ * Checked beyond "no crash, no sanitizer report": a verdict is a known one; an accepted
+ * response has 0 < ttl <= the route ttl, at most LB_CACHE_MAX_VARY distinct lowercase Vary
+ * names packed exactly in vary_len, no Set-Cookie, and no bare "no-store" / "private" /
+ * "no-cache" directive in an unquoted Cache-Control value; and once stored it is found again
+ * by the very request that filled it, byte for byte.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lb/cache.h"
+
+#define FZ_TTL 60000
+#define FZ_MAX_BODY 4096
+
+static struct lb_cache *fz_cache;
+static uint64_t fz_now;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    if (lb_cache_create(1 << 20, &fz_cache) != 0)
+        abort();
+    return 0;
+}
+
+/* Appends "@p[0..n)\r\n" for each '\n'-separated line; returns the new length or 0. */
+static size_t fz_lines(char *out, size_t o, size_t cap, const char *p, size_t n)
+{
+    while (n > 0) {
+        const char *nl = memchr(p, '\n', n);
+        size_t l = nl ? (size_t)(nl - p) : n;
+        if (o + l + 2 > cap)
+            return 0;
+        memcpy(out + o, p, l);
+        o += l;
+        out[o++] = '\r';
+        out[o++] = '\n';
+        if (!nl)
+            break;
+        n -= l + 1;
+        p = nl + 1;
+    }
+    return o;
+}
+
+static bool fz_lower_tchar(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           (ch != 0 && strchr("!#$%&'+-.^_`|~", ch) != NULL);
+}
+
+/* True when an unquoted Cache-Control value of @resp lists @directive on its own. */
+static bool fz_cc_has(const char *buf, const struct lb_http1_resp *resp, const char *directive)
+{
+    size_t dl = strlen(directive);
+    for (int i = lb_http1_find_hdr(buf, resp->hdrs, resp->nhdrs, "cache-control", 0); i >= 0;
+         i = lb_http1_find_hdr(buf, resp->hdrs, resp->nhdrs, "cache-control", i + 1u)) {
+        const char *v = buf + resp->hdrs[i].value.off;
+        size_t len = resp->hdrs[i].value.len;
+        if (memchr(v, '"', len))
+            continue;
+        size_t s = 0;
+        while (s <= len) {
+            size_t e = s;
+            while (e < len && v[e] != ',')
+                e++;
+            size_t a = s, b = e;
+            while (a < b && (v[a] == ' ' || v[a] == '\t'))
+                a++;
+            while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+                b--;
+            if (b - a == dl && strncasecmp(v + a, directive, dl) == 0)
+                return true;
+            s = e + 1;
+        }
+    }
+    return false;
+}
+
+static void fz_wake(void *arg, uint64_t waiter, struct lb_cache_entry *e)
+{
+    (void)arg;
+    (void)waiter;
+    (void)e;
+}
+
+static void fz_check_policy(const struct lb_cache_policy *p)
+{
+    if (p->ttl_ms == 0 || p->ttl_ms > FZ_TTL || p->nvary > LB_CACHE_MAX_VARY)
+        abort();
+    if (p->has_length && p->content_length > FZ_MAX_BODY)
+        abort();
+    size_t off = 0;
+    for (uint32_t k = 0; k < p->nvary; k++) {
+        size_t l = strnlen(p->vary + off, sizeof(p->vary) - off);
+        if (l == 0 || off + l >= sizeof(p->vary))
+            abort();
+        for (size_t j = 0; j < l; j++)
+            if (!fz_lower_tchar(p->vary[off + j]))
+                abort();
+        for (size_t o2 = 0; o2 < off; o2 += strlen(p->vary + o2) + 1)
+            if (strcmp(p->vary + o2, p->vary + off) == 0)
+                abort(); /* duplicate name */
+        off += l + 1;
+    }
+    if (off != p->vary_len)
+        abort();
+}
+
+static void fz_store_and_find(const char *qbuf, const struct lb_http1_req *req, const char *sbuf,
+                              size_t slen, const struct lb_cache_policy *p)
+{
+    static char body[FZ_MAX_BODY];
+    size_t blen = p->has_length ? (size_t)p->content_length : 100;
+    struct lb_cache_fill *f;
+    fz_now += 1000;
+    int rc = lb_cache_fill_begin(fz_cache, qbuf, req, 0, &f);
+    if (rc != LB_CACHE_FILL_NEW)
+        abort(); /* nothing else is pending, and the request was accepted */
+    rc = lb_cache_fill_head(fz_cache, f, p, qbuf, req, sbuf, slen, fz_now);
+    if (rc == -EFBIG) {
+        lb_cache_fill_abort(fz_cache, f, fz_wake, NULL);
+        return;
+    }
+    memset(body, 'b', blen);
+    if (rc != 0 || lb_cache_fill_append(fz_cache, f, body, blen) != 0 ||
+        lb_cache_fill_commit(fz_cache, f, fz_wake, NULL) != 0)
+        abort();
+    struct lb_cache_entry *e = lb_cache_lookup(fz_cache, qbuf, req, fz_now);
+    if (!e || !lb_cache_entry_match(e, qbuf, req))
+        abort();
+    size_t hl, bl;
+    const char *h = lb_cache_entry_hdr(e, &hl);
+    const char *b = lb_cache_entry_body(e, &bl);
+    if (hl != slen || memcmp(h, sbuf, slen) != 0 || bl != blen || memcmp(b, body, blen) != 0)
+        abort();
+    lb_cache_entry_unref(e);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static char qbuf[8192], sbuf[8192];
+    static struct lb_http1_req req;
+    static struct lb_http1_resp resp;
+    const char *in = (const char *)data;
+    if (size > 4096 || memchr(in, '\r', size))
+        return 0;
+    const char *sep = memmem(in, size, "\n\n", 2);
+    size_t qn = sep ? (size_t)(sep - in) : 0;
+    const char *s = sep ? sep + 2 : in;
+    size_t sn = size - (size_t)(s - in);
+
+    static const char qhead[] = "GET /f HTTP/1.1\r\nHost: h\r\n";
+    memcpy(qbuf, qhead, sizeof(qhead) - 1);
+    size_t ql = fz_lines(qbuf, sizeof(qhead) - 1, sizeof(qbuf) - 2, in, qn);
+    if (ql == 0)
+        return 0;
+    memcpy(qbuf + ql, "\r\n", 2);
+    ql += 2;
+    static const char shead[] = "HTTP/1.1 200 OK\r\n";
+    memcpy(sbuf, shead, sizeof(shead) - 1);
+    size_t sl = fz_lines(sbuf, sizeof(shead) - 1, sizeof(sbuf) - 2, s, sn);
+    if (sl == 0)
+        return 0;
+    memcpy(sbuf + sl, "\r\n", 2);
+    sl += 2;
+
+    memset(&req, 0, sizeof(req));
+    memset(&resp, 0, sizeof(resp));
+    if (lb_http1_parse_request(qbuf, ql, sizeof(qbuf), sizeof(qbuf), &req) != (int)ql)
+        return 0;
+    if (lb_http1_parse_response(sbuf, sl, sizeof(sbuf), LB_HTTP1_M_GET, &resp) != (int)sl)
+        return 0;
+
+    struct lb_cache_policy p;
+    enum lb_cache_verdict v =
+        lb_cache_policy_eval(qbuf, &req, sbuf, &resp, FZ_TTL, FZ_MAX_BODY, &p);
+    if ((unsigned)v > LB_CACHE_NS_TOO_BIG)
+        abort();
+    if (v != LB_CACHE_OK)
+        return 0;
+    fz_check_policy(&p);
+    if (lb_http1_find_hdr(sbuf, resp.hdrs, resp.nhdrs, "set-cookie", 0) >= 0 ||
+        fz_cc_has(sbuf, &resp, "no-store") || fz_cc_has(sbuf, &resp, "private") ||
+        fz_cc_has(sbuf, &resp, "no-cache"))
+        abort();
+    if (lb_http1_find_hdr(qbuf, req.hdrs, req.nhdrs, "authorization", 0) < 0)
+        fz_store_and_find(qbuf, &req, sbuf, sl, &p);
+    else
+        abort(); /* Authorization must have been refused */
+    return 0;
+}

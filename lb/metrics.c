@@ -24,7 +24,10 @@ void lb_metrics_label_value(struct lb_jbuf *out, const char *s, size_t len)
 {
     size_t start = 0;
     for (size_t i = 0; i < len; i++) {
-        const char *esc = s[i] == '\\' ? "\\\\" : s[i] == '"' ? "\\\"" : s[i] == '\n' ? "\\n" : NULL;
+        const char *esc = s[i] == '\\'   ? "\\\\"
+                          : s[i] == '"'  ? "\\\""
+                          : s[i] == '\n' ? "\\n"
+                                         : NULL;
         if (!esc)
             continue;
         lb_jbuf_printf(out, "%.*s%s", (int)(i - start), s + start, esc);
@@ -64,8 +67,7 @@ static void sample_u64(struct lb_jbuf *o, const char *name, const struct label *
     lb_jbuf_printf(o, " %llu\n", (unsigned long long)v);
 }
 
-static void sample_f(struct lb_jbuf *o, const char *name, const struct label *l, size_t n,
-                     double v)
+static void sample_f(struct lb_jbuf *o, const char *name, const struct label *l, size_t n, double v)
 {
     lb_jbuf_printf(o, "%s", name);
     labels(o, l, n);
@@ -137,10 +139,10 @@ static void prom_listeners(struct lb_runtime *rt, struct lb_jbuf *o)
         if (cf->listeners[i].protocol != CONF_PROTO_HTTP)
             continue;
         for (int k = 0; k < 5; k++)
-            sample_u64(o, "lb_listener_responses_total",
-                       (struct label[]){{"listener", cf->listeners[i].name},
-                                        {"code", code_names[k]}},
-                       2, LOAD(rt->lstats[i].resp[k]));
+            sample_u64(
+                o, "lb_listener_responses_total",
+                (struct label[]){{"listener", cf->listeners[i].name}, {"code", code_names[k]}}, 2,
+                LOAD(rt->lstats[i].resp[k]));
     }
 }
 
@@ -196,7 +198,7 @@ static const struct {
     {"lb_server_connect_errors_total", "counter",
      "Connections to the server that failed or timed out.", F_CONNECT_ERRORS},
     {"lb_server_retries_total", "counter",
-     "Requests that failed on the server and were retried on another.", F_RETRIES},
+     "Requests that failed on the server and were sent again.", F_RETRIES},
     {"lb_server_up", "gauge",
      "1 unless health checks took the server down or passive detection ejected it.", F_UP},
     {"lb_server_weight", "gauge", "Effective weight (operator weight, slow start).", F_WEIGHT},
@@ -206,15 +208,24 @@ static const struct {
 static uint64_t srv_value(const struct lb_server *s, enum srv_field f)
 {
     switch (f) {
-    case F_PICKS: return LOAD(s->picks);
-    case F_ACTIVE: return LOAD(s->active);
-    case F_BYTES_IN: return LOAD(s->bytes_in);
-    case F_BYTES_OUT: return LOAD(s->bytes_out);
-    case F_CONNECT_ERRORS: return LOAD(s->connect_failures);
-    case F_RETRIES: return LOAD(s->retries);
-    case F_UP: return !(LOAD(s->flags) & (LB_SRV_F_DOWN | LB_SRV_F_EJECTED));
-    case F_WEIGHT: return LOAD(s->weight);
-    case F_CONFIG_WEIGHT: return s->cf->weight;
+    case F_PICKS:
+        return LOAD(s->picks);
+    case F_ACTIVE:
+        return LOAD(s->active);
+    case F_BYTES_IN:
+        return LOAD(s->bytes_in);
+    case F_BYTES_OUT:
+        return LOAD(s->bytes_out);
+    case F_CONNECT_ERRORS:
+        return LOAD(s->connect_failures);
+    case F_RETRIES:
+        return LOAD(s->retries);
+    case F_UP:
+        return !(LOAD(s->flags) & (LB_SRV_F_DOWN | LB_SRV_F_EJECTED));
+    case F_WEIGHT:
+        return LOAD(s->weight);
+    case F_CONFIG_WEIGHT:
+        return s->cf->weight;
     }
     return 0;
 }
@@ -363,8 +374,7 @@ void lb_metrics_json(struct lb_runtime *rt, const double *const *rates, struct l
         lb_jbuf_printf(out, "%s{\"cluster\":", ci ? "," : "");
         jstr(out, cf->clusters[ci].name);
         lb_jbuf_printf(out, ",\"count\":%llu,\"sum_ms\":%.3f,\"buckets_ms\":[",
-                       (unsigned long long)count,
-                       LOAD(rt->clusters[ci].latency.sum_us) / 1000.0);
+                       (unsigned long long)count, LOAD(rt->clusters[ci].latency.sum_us) / 1000.0);
         for (int i = 0; i < LB_LAT_NBUCKETS; i++)
             lb_jbuf_printf(out, "%s[%g,%llu]", i ? "," : "", lb_lat_bounds_us[i] / 1000.0,
                            (unsigned long long)cum[i]);
@@ -406,7 +416,8 @@ static const char page_head[] =
     "small,#upd{color:#666;font-weight:normal}\n"
     "table{border-collapse:collapse;background:#fff;min-width:60%}\n"
     "th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}\n"
-    "th{background:#eee}td:first-child,td:nth-child(2),th:first-child{text-align:left}\n"
+    "th{background:#eee}\n"
+    "td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}\n"
     ".st{display:inline-block;padding:0 .5em;border-radius:.6em;color:#fff;font-weight:600}\n"
     ".up{background:#2e7d32}.backup{background:#1565c0}.draining{background:#ef6c00}\n"
     ".down{background:#c62828}.ejected{background:#6a1b9a}\n"
@@ -495,14 +506,22 @@ static bool tchar(unsigned char c)
 static const char *reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
     }
     return "Error";
 }

@@ -28,12 +28,12 @@ struct lb_runtime;
 struct lb_jbuf;
 struct lb_metrics;
 
-#define LB_METRICS_REQ_MAX 8192            /* request head, request line included */
-#define LB_METRICS_MAX_CLIENTS 16          /* more get a 503 and are closed */
-#define LB_METRICS_READ_MS 5000            /* to send the whole request head */
-#define LB_METRICS_WRITE_MS 10000          /* to read the whole answer */
-#define LB_METRICS_LINGER_MS 1000          /* after the answer, to let the client close first */
-#define LB_METRICS_ANSWER_MAX (16u << 20)  /* a bigger body is answered 500 */
+#define LB_METRICS_REQ_MAX 8192           /* request head, request line included */
+#define LB_METRICS_MAX_CLIENTS 16         /* more get a 503 and are closed */
+#define LB_METRICS_READ_MS 5000           /* to send the whole request head */
+#define LB_METRICS_WRITE_MS 10000         /* to read the whole answer */
+#define LB_METRICS_LINGER_MS 1000         /* after the answer, to let the client close first */
+#define LB_METRICS_ANSWER_MAX (16u << 20) /* a bigger body is answered 500 */
 #define LB_METRICS_NPOLL (1 + LB_METRICS_MAX_CLIENTS)
 
 /* Appends @s (@len bytes) as the inside of a Prometheus label value: backslash, double quote

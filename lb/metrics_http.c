@@ -116,8 +116,8 @@ static void mc_read(struct lb_metrics *m, struct metrics_client *c, const double
 static void mc_write(struct metrics_client *c, uint64_t now)
 {
     while (c->outoff < c->out.len) {
-        ssize_t n = send(c->fd, c->out.p + c->outoff, c->out.len - c->outoff,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            send(c->fd, c->out.p + c->outoff, c->out.len - c->outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
@@ -190,8 +190,7 @@ size_t lb_metrics_poll_prepare(struct lb_metrics *m, struct pollfd *pfd, uint64_
         if (c->deadline < *next)
             *next = c->deadline;
         m->slot[n] = i;
-        pfd[n++] = (struct pollfd){.fd = c->fd,
-                                   .events = c->phase == MC_WRITE ? POLLOUT : POLLIN};
+        pfd[n++] = (struct pollfd){.fd = c->fd, .events = c->phase == MC_WRITE ? POLLOUT : POLLIN};
     }
     return n;
 }
@@ -232,8 +231,7 @@ struct lb_metrics *lb_metrics_open(struct lb_runtime *rt, struct lb_err *err)
         lb_jbuf_init(&m->clients[i].out, LB_METRICS_ANSWER_MAX + 4096);
     }
     m->lfd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (m->lfd < 0 ||
-        setsockopt(m->lfd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int)) < 0 ||
+    if (m->lfd < 0 || setsockopt(m->lfd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int)) < 0 ||
         bind(m->lfd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(m->lfd, 64) < 0) {
         lb_err_set(err, "metrics: cannot listen on %s: %s", a->text, strerror(errno));
         lb_metrics_close(m);

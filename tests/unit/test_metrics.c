@@ -22,24 +22,23 @@
 #include "lb/runtime.h"
 #include "tools/ctl_json.c"
 
-static const char t_conf[] =
-    "global: { workers: 1 }\n"
-    "listeners:\n"
-    "  - name: web\n"
-    "    bind: 127.0.0.1:7000\n"
-    "    protocol: http\n"
-    "    routes:\n"
-    "      - { match: { path_prefix: /kv }, cluster: kv }\n"
-    "      - cluster: app\n"
-    "  - { name: raw, bind: 127.0.0.1:7001, protocol: tcp, cluster: kv }\n"
-    "clusters:\n"
-    "  app:\n"
-    "    servers:\n"
-    "      - { name: app1, address: 127.0.0.1:9001, weight: 3 }\n"
-    "      - { name: app2, address: 127.0.0.1:9002 }\n"
-    "      - { name: spare, address: 127.0.0.1:9003, backup: true }\n"
-    "  kv:\n"
-    "    servers: [ { name: kv1, address: 127.0.0.1:9004 } ]\n";
+static const char t_conf[] = "global: { workers: 1 }\n"
+                             "listeners:\n"
+                             "  - name: web\n"
+                             "    bind: 127.0.0.1:7000\n"
+                             "    protocol: http\n"
+                             "    routes:\n"
+                             "      - { match: { path_prefix: /kv }, cluster: kv }\n"
+                             "      - cluster: app\n"
+                             "  - { name: raw, bind: 127.0.0.1:7001, protocol: tcp, cluster: kv }\n"
+                             "clusters:\n"
+                             "  app:\n"
+                             "    servers:\n"
+                             "      - { name: app1, address: 127.0.0.1:9001, weight: 3 }\n"
+                             "      - { name: app2, address: 127.0.0.1:9002 }\n"
+                             "      - { name: spare, address: 127.0.0.1:9003, backup: true }\n"
+                             "  kv:\n"
+                             "    servers: [ { name: kv1, address: 127.0.0.1:9004 } ]\n";
 
 struct t_rt {
     struct lb_runtime rt;
@@ -116,7 +115,8 @@ struct prom {
 
 static bool name_char(char c, bool first)
 {
-    return isalpha((unsigned char)c) || c == '_' || c == ':' || (!first && isdigit((unsigned char)c));
+    return isalpha((unsigned char)c) || c == '_' || c == ':' ||
+           (!first && isdigit((unsigned char)c));
 }
 
 static int find_family(struct prom *p, const char *name)
@@ -347,7 +347,8 @@ static void test_prometheus_text(void **state)
     assert_has_line(j.p, "lb_server_weight{cluster=\"app\",server=\"app1\"} 2");
     assert_has_line(j.p, "lb_server_config_weight{cluster=\"app\",server=\"app1\"} 3");
     assert_has_line(j.p, "lb_server_check_success{cluster=\"app\",server=\"app1\"} 1");
-    assert_has_line(j.p, "lb_server_check_duration_seconds{cluster=\"app\",server=\"app1\"} 0.0015");
+    assert_has_line(j.p,
+                    "lb_server_check_duration_seconds{cluster=\"app\",server=\"app1\"} 0.0015");
     assert_null(strstr(j.p, "lb_server_check_success{cluster=\"app\",server=\"app2\"}"));
     /* le is inclusive: 999 and 1000 us are in the 1 ms bucket, 1001 us is not. */
     assert_has_line(j.p, "lb_request_duration_seconds_bucket{cluster=\"app\",le=\"0.001\"} 2");
@@ -440,8 +441,7 @@ static void test_http(void **state)
 
     assert_int_equal(t_answer(rt, "GET /nope HTTP/1.1\r\n\r\n", &j), 404);
     assert_int_equal(t_answer(rt, "GET /metrics/ HTTP/1.1\r\n\r\n", &j), 404);
-    assert_int_equal(t_answer(rt, "POST /metrics HTTP/1.1\r\nContent-Length: 2\r\n\r\n", &j),
-                     405);
+    assert_int_equal(t_answer(rt, "POST /metrics HTTP/1.1\r\nContent-Length: 2\r\n\r\n", &j), 405);
     assert_non_null(strstr(j.p, "\r\nAllow: GET, HEAD\r\n"));
     assert_int_equal(t_answer(rt, "DELETE / HTTP/1.1\r\n\r\n", &j), 405);
     assert_int_equal(t_answer(rt, "get /metrics HTTP/1.1\r\n\r\n", &j), 405); /* case matters */
@@ -450,8 +450,8 @@ static void test_http(void **state)
         "GET  /metrics HTTP/1.1\r\n\r\n", /* two spaces */
         "GET metrics HTTP/1.1\r\n\r\n",   /* not origin-form */
         "GET http://x/metrics HTTP/1.1\r\n\r\n",
-        "GET /metrics\r\n\r\n",            /* HTTP/0.9 */
-        "GET /metrics HTTP/1.1 \r\n\r\n",  /* trailing space */
+        "GET /metrics\r\n\r\n",           /* HTTP/0.9 */
+        "GET /metrics HTTP/1.1 \r\n\r\n", /* trailing space */
         "GET /metrics HTTP/1.10\r\n\r\n",
         "GET /metrics http/1.1\r\n\r\n",
         "GET /met\x01rics HTTP/1.1\r\n\r\n",

@@ -203,7 +203,9 @@ void lb_metrics_poll_done(struct lb_metrics *m, const struct pollfd *pfd, size_t
         short re = pfd[i].revents;
         if (!re || c->phase == MC_FREE)
             continue;
-        if (re & POLLERR) {
+        /* POLLHUP while writing: the client is gone both ways and nothing more can be
+         * delivered; left open, poll would report it again at once until the deadline. */
+        if (re & POLLERR || (re & POLLHUP && c->phase == MC_WRITE)) {
             mc_close(c);
             continue;
         }

@@ -364,6 +364,8 @@ static void active_result(struct hc *hc, struct hc_server *s, bool ok, const cha
     s->probes++;
     s->last_ok = ok;
     s->latency_us = latency_us;
+    if (hc->ops.probe)
+        hc->ops.probe(hc->ops.arg, s->cluster, s->server, ok, latency_us);
     snprintf(s->reason, sizeof(s->reason), "%s", reason ? reason : (ok ? "ok" : "failed"));
     if (ok) {
         s->ok_run++;

@@ -73,9 +73,14 @@ typedef void hc_event_fn(void *arg, const struct hc_event *ev);
 /* Slow start: the server's effective weight is now @weight (1..configured weight). */
 typedef void hc_weight_fn(void *arg, uint32_t cluster, uint32_t server, uint32_t weight);
 
+/* Every active probe result of a server (state change or not), for status displays. */
+typedef void hc_probe_fn(void *arg, uint32_t cluster, uint32_t server, bool ok,
+                         uint32_t latency_us);
+
 struct hc_ops {
     hc_event_fn *event;   /* required */
     hc_weight_fn *weight; /* may be NULL: no slow start */
+    hc_probe_fn *probe;   /* may be NULL */
     void *arg;
 };
 

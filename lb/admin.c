@@ -23,6 +23,7 @@
 
 #include "lb/admin.h"
 #include "lb/log.h"
+#include "lb/metrics.h"
 #include "lb/runtime.h"
 
 #define OUT_BACKLOG_MAX (64u << 10) /* stop reading commands while this much is unsent */
@@ -53,6 +54,7 @@ struct lb_admin {
     uint64_t **last; /* picks at the last sample */
     uint64_t last_ms;
     uint64_t accept_pause_until; /* ms: after an accept error other than EAGAIN */
+    struct lb_metrics *metrics;  /* global.metrics.listen, served by this loop; NULL if none */
 };
 
 static uint64_t now_ms(void)
@@ -224,7 +226,7 @@ static void accept_clients(struct lb_admin *a, uint64_t now)
 static void *admin_main(void *arg)
 {
     struct lb_admin *a = arg;
-    struct pollfd pfd[2 + LB_ADMIN_MAX_CLIENTS];
+    struct pollfd pfd[2 + LB_ADMIN_MAX_CLIENTS + LB_METRICS_NPOLL];
     int slot[2 + LB_ADMIN_MAX_CLIENTS];
 
     lb_log_set_thread(-1);
@@ -258,6 +260,9 @@ static void *admin_main(void *arg)
             slot[n] = i;
             pfd[n++] = (struct pollfd){.fd = c->fd, .events = ev};
         }
+        nfds_t nadmin = n;
+        if (a->metrics)
+            n += lb_metrics_poll_prepare(a->metrics, pfd + n, now, &next);
         int rc = poll(pfd, n, next > now ? (int)(next - now) : 0);
         if (rc < 0 && errno != EINTR) {
             lb_error("admin: poll failed; the admin socket stops answering", "err=\"%s\"",
@@ -269,7 +274,7 @@ static void *admin_main(void *arg)
         if (pfd[0].revents)
             break;
         now = now_ms();
-        for (nfds_t i = 2; i < n; i++) {
+        for (nfds_t i = 2; i < nadmin; i++) {
             struct admin_client *c = &a->clients[slot[i]];
             if (pfd[i].revents & POLLERR)
                 client_close(c);
@@ -282,6 +287,9 @@ static void *admin_main(void *arg)
         }
         if (pfd[1].revents)
             accept_clients(a, now);
+        if (a->metrics)
+            lb_metrics_poll_done(a->metrics, pfd + nadmin, n - nadmin,
+                                 (const double *const *)a->rates, now);
     }
     return NULL;
 }
@@ -366,6 +374,7 @@ static void admin_free(struct lb_admin *a)
             unlink(a->path);
         close(a->lfd);
     }
+    lb_metrics_close(a->metrics);
     if (a->wakefd >= 0)
         close(a->wakefd);
     for (int i = 0; i < LB_ADMIN_MAX_CLIENTS; i++) {
@@ -413,6 +422,8 @@ struct lb_admin *lb_admin_start(struct lb_runtime *rt, struct lb_err *err)
             goto oom;
     }
     if (open_socket(a, err) < 0)
+        goto fail;
+    if (rt->conf->global.has_metrics && !(a->metrics = lb_metrics_open(rt, err)))
         goto fail;
     int n = lb_admin_state_load(rt, a->state_path, err);
     if (n < 0)

@@ -81,6 +81,14 @@ void lb_jbuf_str(struct lb_jbuf *j, const char *s, size_t len);
 int lb_admin_exec(struct lb_runtime *rt, const double *const *rates, const struct lb_admin_cmd *cmd,
                   struct lb_jbuf *out);
 
+/*
+ * Appends "clusters":[...] (every cluster and server with state, weights, counters, last
+ * health check) to @out: the body of `status`, shared with the metrics endpoint's /stats.
+ * @rates as for lb_admin_exec().
+ */
+void lb_admin_status_clusters(struct lb_runtime *rt, const double *const *rates,
+                              struct lb_jbuf *out);
+
 /* Appends {"ok":false,"error":MSG} to @out. */
 void lb_admin_error(struct lb_jbuf *out, const char *msg);
 

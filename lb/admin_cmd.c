@@ -255,27 +255,18 @@ void lb_admin_error(struct lb_jbuf *out, const char *msg)
 
 /* ---- commands -------------------------------------------------------------------------- */
 
-static const char *server_state(const struct lb_server *s)
+void lb_admin_status_clusters(struct lb_runtime *rt, const double *const *rates,
+                              struct lb_jbuf *out)
 {
-    uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
-    if (f & LB_SRV_F_DRAINING)
-        return "draining";
-    if (f & LB_SRV_F_DOWN)
-        return "down";
-    if (f & LB_SRV_F_EJECTED)
-        return "ejected";
-    return s->cf->backup ? "backup" : "up";
-}
-
-static void status(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out)
-{
-    lb_jbuf_printf(out, "{\"ok\":true,\"clusters\":[");
+    static const char *const probe_names[] = {"none", "ok", "fail"};
+    lb_jbuf_printf(out, "\"clusters\":[");
     for (size_t ci = 0; ci < rt->conf->nclusters; ci++) {
         const struct conf_cluster *cf = &rt->conf->clusters[ci];
         const struct lb_cluster *c = &rt->clusters[ci];
         lb_jbuf_printf(out, "%s{\"name\":", ci ? "," : "");
         lb_jbuf_str(out, cf->name, strlen(cf->name));
-        lb_jbuf_printf(out, ",\"balance\":\"%s\",\"servers\":[", conf_balance_name(cf->balance));
+        lb_jbuf_printf(out, ",\"balance\":\"%s\",\"health_check\":\"%s\",\"servers\":[",
+                       conf_balance_name(cf->balance), conf_check_name(cf->health.check));
         for (uint32_t si = 0; si < c->n; si++) {
             const struct lb_server *s = &c->servers[si];
             lb_jbuf_printf(out, "%s{\"name\":", si ? "," : "");
@@ -286,8 +277,8 @@ static void status(struct lb_runtime *rt, const double *const *rates, struct lb_
                 out,
                 ",\"state\":\"%s\",\"backup\":%s,\"config_weight\":%u,\"weight\":%u,"
                 "\"active\":%u,\"picks\":%llu,\"connect_failures\":%llu,\"bytes_in\":%llu,"
-                "\"bytes_out\":%llu,\"rate\":%.1f}",
-                server_state(s), s->cf->backup ? "true" : "false", s->cf->weight,
+                "\"bytes_out\":%llu,\"rate\":%.1f,\"retries\":%llu,\"responses\":{",
+                lb_server_state(s), s->cf->backup ? "true" : "false", s->cf->weight,
                 atomic_load_explicit(&s->weight, memory_order_relaxed),
                 atomic_load_explicit(&s->active, memory_order_relaxed),
                 (unsigned long long)atomic_load_explicit(&s->picks, memory_order_relaxed),
@@ -295,11 +286,28 @@ static void status(struct lb_runtime *rt, const double *const *rates, struct lb_
                                                          memory_order_relaxed),
                 (unsigned long long)atomic_load_explicit(&s->bytes_in, memory_order_relaxed),
                 (unsigned long long)atomic_load_explicit(&s->bytes_out, memory_order_relaxed),
-                rates && rates[ci] ? rates[ci][si] : 0.0);
+                rates && rates[ci] ? rates[ci][si] : 0.0,
+                (unsigned long long)atomic_load_explicit(&s->retries, memory_order_relaxed));
+            for (int k = 0; k < 5; k++)
+                lb_jbuf_printf(
+                    out, "%s\"%dxx\":%llu", k ? "," : "", k + 1,
+                    (unsigned long long)atomic_load_explicit(&s->resp[k], memory_order_relaxed));
+            uint32_t pr = atomic_load_explicit(&s->probe_result, memory_order_relaxed);
+            lb_jbuf_printf(out, "},\"last_check\":\"%s\",\"check_latency_ms\":%.1f}",
+                           probe_names[pr < 3 ? pr : 0],
+                           atomic_load_explicit(&s->probe_latency_us, memory_order_relaxed) /
+                               1000.0);
         }
         lb_jbuf_printf(out, "]}");
     }
-    lb_jbuf_printf(out, "]}");
+    lb_jbuf_printf(out, "]");
+}
+
+static void status(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out)
+{
+    lb_jbuf_printf(out, "{\"ok\":true,");
+    lb_admin_status_clusters(rt, rates, out);
+    lb_jbuf_printf(out, "}");
 }
 
 /* Finds cmd's cluster and server; on failure answers with the valid names and returns NULL. */
@@ -363,7 +371,7 @@ int lb_admin_exec(struct lb_runtime *rt, const double *const *rates, const struc
         lb_jbuf_printf(out,
                        "{\"ok\":true,\"cluster\":\"%s\",\"server\":\"%s\",\"state\":\"%s\","
                        "\"active\":%u}",
-                       cmd->cluster, cmd->server, server_state(s),
+                       cmd->cluster, cmd->server, lb_server_state(s),
                        atomic_load_explicit(&s->active, memory_order_relaxed));
         return ((prev & LB_SRV_F_DRAINING) != 0) != (cmd->verb == LB_ADMIN_DRAIN)
                    ? LB_ADMIN_R_CHANGED

@@ -7,6 +7,13 @@
 
 #include "lb/cluster.h"
 
+/* 1 ms to 10 s, roughly 1-2.5-5 per decade: HTTP backends answer in milliseconds, and the
+ * slow tail up to a typical response timeout still lands in a bucket of its own. */
+const uint64_t lb_lat_bounds_us[LB_LAT_NBUCKETS] = {
+    1000,   2500,   5000,    10000,   25000,   50000,   100000,
+    250000, 500000, 1000000, 2500000, 5000000, 7500000, 10000000,
+};
+
 int lb_cluster_init(struct lb_cluster *c, const struct conf_cluster *cf, struct lb_err *err)
 {
     memset(c, 0, sizeof(*c));
@@ -64,8 +71,38 @@ void lb_cluster_destroy(struct lb_cluster *c)
         c->tiers[t].map = NULL;
         c->tiers[t].bal = NULL;
     }
+    for (uint32_t i = 0; c->servers && i < c->n; i++) {
+        free(c->servers[i].resp_by_listener);
+        c->servers[i].resp_by_listener = NULL;
+    }
     free(c->servers);
     c->servers = NULL;
+}
+
+int lb_cluster_stats_init(struct lb_cluster *c, uint32_t nlisteners)
+{
+    for (uint32_t i = 0; i < c->n; i++) {
+        struct lb_server *s = &c->servers[i];
+        if (!nlisteners || s->resp_by_listener)
+            continue;
+        s->resp_by_listener = calloc(nlisteners, sizeof(*s->resp_by_listener));
+        if (!s->resp_by_listener)
+            return -ENOMEM;
+        s->nlisteners = nlisteners;
+    }
+    return 0;
+}
+
+const char *lb_server_state(const struct lb_server *s)
+{
+    uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
+    if (f & LB_SRV_F_DRAINING)
+        return "draining";
+    if (f & LB_SRV_F_DOWN)
+        return "down";
+    if (f & LB_SRV_F_EJECTED)
+        return "ejected";
+    return s->cf->backup ? "backup" : "up";
 }
 
 int lb_cluster_wstate_init(struct lb_cluster_wstate *ws, const struct lb_cluster *c,

@@ -36,6 +36,34 @@ struct lb_server {
     _Atomic uint64_t picks;           /* times chosen */
     _Atomic uint64_t connect_failures;
     _Atomic uint64_t bytes_in, bytes_out;
+    _Atomic uint64_t retries;         /* requests that failed here and were sent again */
+    _Atomic uint64_t resp[5];         /* responses from this server by class: 1xx..5xx */
+    /* [listener][class]: the same responses split by the listener that took the request, so
+     * that /metrics can label them as DESIGN.md's example does. NULL until
+     * lb_cluster_stats_init() (unit tests that never call it just lose the split). */
+    _Atomic uint64_t (*resp_by_listener)[5];
+    uint32_t nlisteners;
+    /* The last active probe as the health thread saw it (lb/health.c writes these so that
+     * other threads need not ask health/, whose tables are the health thread's own). */
+    _Atomic uint32_t probe_result;     /* LB_PROBE_* */
+    _Atomic uint32_t probe_latency_us;
+};
+
+#define LB_PROBE_NONE 0 /* no probe yet, or the cluster has no active checks */
+#define LB_PROBE_OK 1
+#define LB_PROBE_FAIL 2
+
+/*
+ * Request latency histogram buckets, upper bounds in microseconds (Prometheus's "le", shown
+ * in seconds). Fixed so that every cluster's histogram aggregates with every other's; the
+ * last, implicit bucket is +Inf.
+ */
+#define LB_LAT_NBUCKETS 14
+extern const uint64_t lb_lat_bounds_us[LB_LAT_NBUCKETS];
+
+struct lb_latency {
+    _Atomic uint64_t bucket[LB_LAT_NBUCKETS + 1]; /* not cumulative; [LB_LAT_NBUCKETS]: +Inf */
+    _Atomic uint64_t sum_us;
 };
 
 struct lb_tier {
@@ -49,6 +77,7 @@ struct lb_cluster {
     struct lb_server *servers;
     uint32_t n;
     struct lb_tier tiers[2]; /* [0] primaries, [1] backups */
+    struct lb_latency latency; /* requests answered by this cluster's servers */
 };
 
 /* One per worker and cluster: the balancers' mutable state. */
@@ -59,6 +88,10 @@ struct lb_cluster_wstate {
 /* Builds @c from @cf. Returns 0 or -errno with a message in @err. */
 int lb_cluster_init(struct lb_cluster *c, const struct conf_cluster *cf, struct lb_err *err);
 void lb_cluster_destroy(struct lb_cluster *c);
+
+/* Gives every server of @c its per-listener response counters (@nlisteners of them).
+ * Startup only. Returns 0 or -ENOMEM. */
+int lb_cluster_stats_init(struct lb_cluster *c, uint32_t nlisteners);
 
 int lb_cluster_wstate_init(struct lb_cluster_wstate *ws, const struct lb_cluster *c,
                            uint64_t seed);
@@ -80,6 +113,9 @@ int lb_cluster_pick(const struct lb_cluster *c, struct lb_cluster_wstate *ws, ui
 
 bool lb_server_usable(const struct lb_cluster *c, const struct lb_server *s);
 
+/* "draining", "down", "ejected", "backup" or "up": the state people see (lbctl, metrics). */
+const char *lb_server_state(const struct lb_server *s);
+
 static inline void lb_server_acquire(struct lb_server *s)
 {
     atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
@@ -89,6 +125,38 @@ static inline void lb_server_acquire(struct lb_server *s)
 static inline void lb_server_release(struct lb_server *s)
 {
     atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+}
+
+/*
+ * Data path, L7: server @s sent the final response @status (100..599) to a request that came
+ * in on listener @listener (index in conf->listeners). Relaxed atomics, no lock. Statuses
+ * outside 100..599 are not counted.
+ */
+static inline void lb_server_count_status(struct lb_server *s, uint32_t listener, int status)
+{
+    if (status < 100 || status > 599)
+        return;
+    uint32_t k = (uint32_t)status / 100 - 1;
+    atomic_fetch_add_explicit(&s->resp[k], 1, memory_order_relaxed);
+    if (s->resp_by_listener && listener < s->nlisteners)
+        atomic_fetch_add_explicit(&s->resp_by_listener[listener][k], 1, memory_order_relaxed);
+}
+
+/* Data path: a request that failed on @s is being retried (on another server). */
+static inline void lb_server_count_retry(struct lb_server *s)
+{
+    atomic_fetch_add_explicit(&s->retries, 1, memory_order_relaxed);
+}
+
+/* Data path: one request answered by a server of @c took @us microseconds, from its first
+ * byte to the end of the response. Two relaxed atomic adds. */
+static inline void lb_cluster_observe_latency(struct lb_cluster *c, uint64_t us)
+{
+    uint32_t i = 0;
+    while (i < LB_LAT_NBUCKETS && us > lb_lat_bounds_us[i])
+        i++;
+    atomic_fetch_add_explicit(&c->latency.bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->latency.sum_us, us, memory_order_relaxed);
 }
 
 #endif

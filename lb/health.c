@@ -65,9 +65,20 @@ static void on_weight(void *arg, uint32_t cluster, uint32_t server, uint32_t wei
              s->cf->name, weight);
 }
 
+/* Copies of the last probe for the admin thread (status, /metrics): health/'s own table is
+ * the health thread's alone. */
+static void on_probe(void *arg, uint32_t cluster, uint32_t server, bool ok, uint32_t latency_us)
+{
+    struct lb_runtime *rt = arg;
+    struct lb_server *s = &rt->clusters[cluster].servers[server];
+    atomic_store_explicit(&s->probe_latency_us, latency_us, memory_order_relaxed);
+    atomic_store_explicit(&s->probe_result, ok ? LB_PROBE_OK : LB_PROBE_FAIL,
+                          memory_order_relaxed);
+}
+
 int lb_health_init(struct lb_runtime *rt, struct lb_err *err)
 {
-    struct hc_ops ops = {.event = on_event, .weight = on_weight, .arg = rt};
+    struct hc_ops ops = {.event = on_event, .weight = on_weight, .probe = on_probe, .arg = rt};
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t seed = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 20 ^ (uint64_t)getpid();

@@ -185,6 +185,7 @@ static void runtime_free(struct lb_runtime *rt)
         for (size_t i = 0; i < rt->conf->nclusters; i++)
             lb_cluster_destroy(&rt->clusters[i]);
     free(rt->clusters);
+    free(rt->lstats);
     if (rt->access_fd > STDERR_FILENO)
         close(rt->access_fd);
     for (size_t i = 0; i < rt->nsnap_slots; i++)
@@ -285,7 +286,12 @@ int lb_proxy_run(struct conf *c, const char *file)
             fprintf(stderr, "%s: %s\n", file, err.msg);
             goto out;
         }
+        if (lb_cluster_stats_init(&rt.clusters[i], (uint32_t)c->nlisteners) < 0)
+            goto out;
     }
+    rt.lstats = calloc(c->nlisteners ? c->nlisteners : 1, sizeof(*rt.lstats));
+    if (!rt.lstats)
+        goto out;
     /* Before the listeners: another lb answering on the admin socket most likely holds our
      * addresses too (SO_REUSEPORT would let us share them silently); and before the workers,
      * so that a drain restored from the state file holds from the first connection. */

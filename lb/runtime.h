@@ -10,6 +10,7 @@
 
 #include "conf/conf.h"
 #include "lb/cluster.h"
+#include "lb/stats.h"
 #include "static/snap.h"
 
 struct lb_worker;
@@ -18,6 +19,7 @@ struct hc;
 struct lb_runtime {
     struct conf *conf;
     struct lb_cluster *clusters; /* conf->nclusters */
+    struct lb_listener_stats *lstats; /* conf->nlisteners; NULL in unit tests */
     uint32_t nworkers;
     uint32_t conns_per_worker;
     struct lb_worker *workers;

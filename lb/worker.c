@@ -60,6 +60,7 @@ struct lb_conn *lb_conn_alloc(struct lb_worker *w)
     if (!w->nfree)
         return NULL;
     struct lb_conn *c = &w->conns[w->free_slots[--w->nfree]];
+    atomic_store_explicit(&w->conns_open, w->nconns - w->nfree, memory_order_relaxed);
     uint32_t gen = c->gen;
     memset(c, 0, sizeof(*c));
     c->gen = gen;
@@ -77,9 +78,13 @@ static void conn_free(struct lb_worker *w, struct lb_conn *c)
 {
     if (c->kind != LB_CK_L4)
         lb_http_on_free(w, c);
+    /* Every slot but an L7 backend connection was an accepted client (on_accept). */
+    if (c->kind != LB_CK_HSRV && w->rt->lstats)
+        atomic_fetch_sub_explicit(&w->rt->lstats[c->listener].active, 1, memory_order_relaxed);
     c->state = LB_CONN_FREE;
     c->gen = (c->gen + 1) & 0xffffff;
     w->free_slots[w->nfree++] = lb_conn_slot(w, c);
+    atomic_store_explicit(&w->conns_open, w->nconns - w->nfree, memory_order_relaxed);
     /* A slot is back: listeners that stopped for lack of one may accept again. */
     for (uint32_t i = 0; i < w->nls; i++) {
         if (w->ls[i].full && !w->stopping) {
@@ -191,6 +196,10 @@ static void on_accept(struct lb_worker *w, const struct io_uring_cqe *cqe)
         } else {
             w->accepted++;
             c->listener = (uint8_t)li;
+            if (w->rt->lstats) {
+                atomic_fetch_add_explicit(&w->rt->lstats[li].accepted, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&w->rt->lstats[li].active, 1, memory_order_relaxed);
+            }
             c->cli.fidx = cqe->res;
             c->cli.flags = LB_SIDE_F_OPEN | LB_SIDE_F_CONNECTED;
             if (l->cf->protocol == CONF_PROTO_HTTP) {

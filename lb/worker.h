@@ -188,6 +188,7 @@ struct lb_worker {
     uint32_t alog_len;
     int alog_fd;             /* -1: access log off */
     uint64_t accepted, rejected;
+    _Atomic uint32_t conns_open; /* slots in use (nconns - nfree), for the admin thread */
 };
 
 /* user_data layout: | kind:8 | gen:24 | slot:32 |; gen changes each time a slot is reused. */

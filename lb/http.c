@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "lb/log.h"
+#include "lb/stats.h"
 #include "lb/runtime.h"
 #include "lb/worker.h"
 #include "health/hc.h"
@@ -1187,6 +1188,7 @@ static void request_failed(struct lb_worker *w, struct lb_conn *c, struct lb_con
         !(c->h.flags & H_F_REUSED))
         hc_passive_report(w->rt->hc, c->cluster, (uint32_t)c->server, true);
     if (retry) {
+        lb_server_count_retry(srv);
         c->h.flags &= ~(H_F_REQ_HDR_SENT | H_F_REQ_DONE | H_F_SENDING_HDR);
         c->h.out_sent = 0;
         c->h.phase = HC_CONNECT;
@@ -1228,6 +1230,8 @@ static void request_done(struct lb_worker *w, struct lb_conn *c, struct lb_conn 
                          bool reusable)
 {
     struct lb_server *srv = &w->rt->clusters[c->cluster].servers[c->server];
+    lb_server_count_status(srv, c->listener, c->h.status);
+    lb_cluster_observe_latency(&w->rt->clusters[c->cluster], (w->now_ms - c->h.t_start_ms) * 1000);
     access_log(w, c, srv->cf->name);
     if (c->counted) {
         lb_server_release(srv);
@@ -1462,6 +1466,7 @@ static void client_next(struct lb_worker *w, struct lb_conn *c)
 
 static void access_log(struct lb_worker *w, struct lb_conn *c, const char *server)
 {
+    lb_listener_count_status(&w->rt->lstats[c->listener], c->h.status);
     if (!w->alog)
         return;
     if (w->alog_len > ALOG_SIZE - 1024)

@@ -206,8 +206,10 @@ static void on_connect(struct lb_worker *w, struct lb_conn *c, int res)
     c->srv.flags = 0;
 
     /* Nothing was forwarded yet, so another server can take this client. */
-    if (c->attempts <= conn_cluster(w, c)->cf->retries)
+    if (c->attempts <= conn_cluster(w, c)->cf->retries) {
+        lb_server_count_retry(srv);
         start_connect(w, c);
+    }
     else
         lb_conn_close(w, c, "connect failed");
 }

@@ -208,6 +208,12 @@ urllib.request.urlopen("http://127.0.0.1:%s/" % sys.argv[1], timeout=5).read()' 
     stop "$client_pid"
     [ -s "$BT/client.log" ] && say "$target: $(head -n 3 "$BT/client.log" | tr '\n' ' ')"
     for p in $UP_PIDS; do stop "$p"; done
+    if [ "$target" = nginx ] && [ -f "$BT/proxy/error.log" ]; then
+        # Why nginx failed requests, if it did: its error log says.
+        grep -o '[a-z_]*([0-9]*: [^)]*)\|worker_connections are not enough' "$BT/proxy/error.log" |
+            sort | uniq -c | sort -rn | head -n 2 >>"$BT/nginx-why" || true
+        : >"$BT/proxy/error.log"
+    fi
     per() { awk -v a="$1" -v b="$2" -v n="$held" 'BEGIN {
         if (a == "-" || b == "-" || n == 0) print "-"; else printf "%.0f", (b - a) * 1024 / n }'; }
     rb=$(per "$rss0" "$rss1") pb=$(per "$pss0" "$pss1")
@@ -306,6 +312,11 @@ if [ -n "$lb_ran" ]; then
         "buffer's pages; that is paid once (at most 64 MiB per worker), not per connection." \
         "Errors are connections refused past max_connections and, with every client slot" \
         "in use, requests shed with 503 because backend connections share the same table."
+    if [ -s "$BT/nginx-why" ]; then
+        echo
+        echo "nginx's error log during its runs (count, cause):" \
+            "$(awk '{ $1 = $1 " x"; print }' "$BT/nginx-why" | sort -u | tr '\n' ';' | sed 's/;$//')."
+    fi
     warn=$(grep -m 1 'open file limit too low' "$BT/lb.log" 2>/dev/null | sed "s|$BT/|/tmp/.../|g" || true)
     if [ -n "$warn" ]; then
         echo

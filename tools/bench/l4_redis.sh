@@ -150,6 +150,9 @@ col() {
     awk -v t="$1" -v f="$2" '$1 == t && $f != "-" { print $f }' "$BT/results" | stats
 }
 row() { # TARGET LABEL
+    record l4_get "$1" rps $(col "$1" 3)
+    record l4_set "$1" rps $(col "$1" 4)
+    record l4 "$1" cpu $(col "$1" 5)
     set -- "$1" "$2" $(col "$1" 3) $(col "$1" 4) $(col "$1" 5)
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$2" \
         "$(fmt_int "$3")" "$(fmt_int "$4")" "$(fmt_int "$5")" \

@@ -1,12 +1,12 @@
 #!/bin/sh
-# L7 benchmark: wrk with 64 keep-alive connections against one nginx origin directly, through
-# lb (one http listener, workers: 1), through HAProxy in mode http (nbthread 1) and through
-# nginx as a reverse proxy (worker_processes 1), on the same machine. The origin answers every
+# L7 benchmark: wrk with 64, then 1,000 keep-alive connections against one nginx origin
+# directly, through lb (one http listener, workers: 1), through HAProxy in mode http
+# (nbthread 1) and through nginx as a reverse proxy (worker_processes 1), on the same machine. The origin answers every
 # request with the same small body (about 100 bytes) and all three proxies keep connections
 # alive on both sides: to wrk, and pooled to the origin.
 #
-# What it measures, per target and per round: requests/s, p50 and p99 latency as
-# `wrk --latency` reports them, and for the proxies their CPU time (utime+stime from
+# What it measures, per connection count, target and round: requests/s, p50 and p99 latency
+# as `wrk --latency` reports them, p99.9 from a wrk script's done() hook, and for the proxies their CPU time (utime+stime from
 # /proc/PID/stat) over the run divided by the requests wrk completed. For nginx as a proxy that
 # is master + worker (the master is idle during a run, so this is in effect the worker). Targets
 # take turns within each round and the order rotates by one every round, so drift in machine
@@ -18,7 +18,7 @@
 # and exits 3.
 #
 # Environment: ROUNDS (3; QUICK=1: 1), DURATION seconds per run (10; QUICK=1: 3),
-# CLIENTS connections (64), LB (path to lb).
+# CLIENTS connections (both variants, 64 and 1000, when unset; else that one), LB (path to lb).
 # Output: markdown on stdout, progress on stderr.
 . "$(dirname "$0")/lib.sh"
 need wrk nginx haproxy pgrep python3 awk
@@ -28,9 +28,13 @@ if [ "${QUICK:-0}" = 1 ]; then
 else
     ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}
 fi
-CLIENTS=${CLIENTS:-64}
+VARIANTS=${CLIENTS:-64 1000}
+for c in $VARIANTS; do
+    [ $((c + 256)) -le "$NOFILE" ] ||
+        die "$c connections need ulimit -n above $((c + 256)); the hard limit is $NOFILE"
+done
 WARMUP=1
-WRK="wrk -t1 -c$CLIENTS -d${DURATION}s --latency"
+WRK="wrk -t1 -cCLIENTS -d${DURATION}s --latency -s p999.lua"
 
 set -- $(free_ports 4)
 oport=$1 lport=$2 hport=$3 nport=$4
@@ -39,53 +43,7 @@ oport=$1 lport=$2 hport=$3 nport=$4
 BODY="lb-bench: L7 keep-alive benchmark; a small, fixed body of exactly one hundred bytes through a proxy."
 [ ${#BODY} = 100 ] || die "response body is ${#BODY} bytes, want 100"
 
-# nginx_conf DIR: the parts both nginx instances share (one worker, everything under DIR).
-nginx_conf() {
-    cat <<EOF
-user root;
-worker_processes 1;
-daemon off;
-pid $1/nginx.pid;
-error_log $1/error.log;
-events { worker_connections 4096; }
-http {
-    client_body_temp_path $1/body;
-    proxy_temp_path $1/proxy;
-    fastcgi_temp_path $1/fastcgi;
-    uwsgi_temp_path $1/uwsgi;
-    scgi_temp_path $1/scgi;
-    access_log off;
-    keepalive_requests 100000;
-    keepalive_timeout 60s;
-    default_type text/plain;
-EOF
-}
-
-# start_nginx NAME: nginx -c $BT/NAME.conf, prefix and logs in $BT/NAME; sets LAST_PID
-# (the master).
-start_nginx() {
-    nginx -t -q -c "$BT/$1.conf" -p "$BT/$1" -e "$BT/$1/error.log" >"$BT/$1-check.log" 2>&1 ||
-        die "nginx rejects $1.conf: $(cat "$BT/$1-check.log")"
-    start "$1" nginx -c "$BT/$1.conf" -p "$BT/$1" -e "$BT/$1/error.log"
-}
-
-# nginx_worker MASTER: prints the PID of its one worker, once it has forked it.
-nginx_worker() {
-    i=0
-    while [ $i -lt 50 ]; do
-        w=$(pgrep -P "$1" | head -n 1) || true
-        if [ -n "$w" ]; then
-            echo "$w"
-            return 0
-        fi
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-
 # --- the origin: one nginx worker answering every request with BODY
-mkdir -p "$BT/origin"
 {
     nginx_conf "$BT/origin"
     cat <<EOF
@@ -131,7 +89,6 @@ haproxy_pid=$LAST_PID
 wait_port "$hport" "$haproxy_pid" 10 || die "haproxy did not start: $(tail -n 5 "$BT/haproxy.log")"
 
 # --- nginx as a reverse proxy: one worker, a keep-alive upstream pool
-mkdir -p "$BT/proxy"
 {
     nginx_conf "$BT/proxy"
     cat <<EOF
@@ -179,20 +136,7 @@ clusters:
     servers:
       - { name: o1, address: 127.0.0.1:$oport }
 EOF
-lb_pid=""
-lb_why=""
-if [ ! -x "$LB" ]; then
-    lb_why="${LB#"$BENCH_ROOT"/} is not built"
-else
-    start lb "$LB" -c "$BT/lb.yaml"
-    if wait_port "$lport" "$LAST_PID" 5; then
-        lb_pid=$LAST_PID
-    else
-        lb_why=$(head -n 3 "$BT/lb.log" | tr '\n' ' ' | sed "s|$BT/|/tmp/.../|g; s/ *$//")
-        [ -n "$lb_why" ] || lb_why="it did not listen on 127.0.0.1:$lport within 5s"
-        stop "$LAST_PID"
-    fi
-fi
+start_lb "$lport"
 [ -n "$lb_why" ] && say "lb cannot run, its columns are skipped: $lb_why"
 
 # proxy_ticks TARGET: CPU ticks so far of the proxy behind TARGET (empty for direct).
@@ -204,52 +148,30 @@ proxy_ticks() {
     esac
 }
 
-# wrk_summary FILE: "REQUESTS REQ_PER_S P50_US P99_US ERRORS" from `wrk --latency` output.
-# Latencies come as 635.00us, 1.23ms or 2.00s; errors are socket errors of every kind plus
-# non-2xx/3xx responses.
-wrk_summary() {
-    awk 'function us(v) {
-             if (v ~ /us$/) return v + 0
-             if (v ~ /ms$/) return v * 1000
-             if (v ~ /s$/) return v * 1000000
-             return -1
-         }
-         $1 == "50%" { p50 = us($2) }
-         $1 == "99%" { p99 = us($2) }
-         / requests in / { n = $1 }
-         $1 == "Requests/sec:" { rps = $2 }
-         /Socket errors:/ { gsub(",", ""); e += $4 + $6 + $8 + $10 }
-         /Non-2xx or 3xx responses:/ { e += $NF }
-         END {
-             if (n == "" || rps == "" || p50 == "" || p99 == "" || p50 < 0 || p99 < 0) exit 1
-             printf "%d %.2f %.0f %.0f %d\n", n, rps, p50, p99, e
-         }' "$1"
-}
-
-# run_once TARGET PORT ROUND: one wrk run; appends a result line
-# "TARGET ROUND REQ_PER_S P50_US P99_US CPU_US_PER_REQUEST ERRORS" (CPU "-" without a proxy)
-# to $BT/results, or nothing for ROUND 0 (a warm-up of WARMUP seconds).
+# run_once CONNS TARGET PORT ROUND: one wrk run with CONNS connections; appends a result line
+# "CONNS TARGET ROUND REQ_PER_S P50_US P99_US P999_US CPU_US_PER_REQUEST ERRORS" (CPU "-"
+# without a proxy) to $BT/results, or nothing for ROUND 0 (a warm-up of WARMUP seconds).
 run_once() {
-    target=$1 port=$2 round=$3
+    conns=$1 target=$2 port=$3 round=$4
     d=$DURATION
     [ "$round" = 0 ] && d=$WARMUP
     t0=$(proxy_ticks "$target")
-    if ! timeout $((d + 30)) wrk -t1 -c"$CLIENTS" -d"${d}s" --latency \
+    if ! timeout $((d + 30)) wrk -t1 -c"$conns" -d"${d}s" --latency -s "$WRK_LUA" \
         "http://127.0.0.1:$port/" >"$BT/run.out" 2>"$BT/run.err"; then
-        die "wrk against $target failed: $(tail -n 3 "$BT/run.out" "$BT/run.err")"
+        die "wrk -c$conns against $target failed: $(tail -n 3 "$BT/run.out" "$BT/run.err")"
     fi
     t1=$(proxy_ticks "$target")
     summary=$(wrk_summary "$BT/run.out") ||
-        die "no figures from wrk against $target: $(cat "$BT/run.out" "$BT/run.err")"
+        die "no figures from wrk -c$conns against $target: $(cat "$BT/run.out" "$BT/run.err")"
     set -- $summary
-    n=$1 rps=$2 p50=$3 p99=$4 errs=$5
-    [ "$n" -gt 0 ] || die "wrk completed no request against $target"
+    n=$1 rps=$2 p50=$3 p99=$4 p999=$5 errs=$6
+    [ "$n" -gt 0 ] || die "wrk -c$conns completed no request against $target"
     cpu="-"
     [ -n "$t0" ] && cpu=$(ticks_to_us_per $((t1 - t0)) "$n")
     if [ "$round" != 0 ]; then
-        echo "$target $round $rps $p50 $p99 $cpu $errs" >>"$BT/results"
-        say "round $round $target: $rps req/s p50 ${p50}us p99 ${p99}us" \
-            "proxy CPU ${cpu}us/req errors $errs"
+        echo "$conns $target $round $rps $p50 $p99 $p999 $cpu $errs" >>"$BT/results"
+        say "-c$conns round $round $target: $rps req/s p50 ${p50}us p99 ${p99}us" \
+            "p99.9 ${p999}us proxy CPU ${cpu}us/req errors $errs"
     fi
 }
 
@@ -261,80 +183,97 @@ port_of() {
 runs() { [ "$1" != lb ] || [ -n "$lb_pid" ]; }
 
 TARGETS="direct lb haproxy nginx"
-say "$CLIENTS connections, ${DURATION}s per run, $ROUNDS rounds; warming up"
-for t in $TARGETS; do
-    if runs "$t"; then run_once "$t" "$(port_of "$t")" 0; fi
-done
 : >"$BT/results"
-order=$TARGETS
-r=1
-while [ $r -le "$ROUNDS" ]; do
-    for t in $order; do
-        if runs "$t"; then run_once "$t" "$(port_of "$t")" $r; fi
+for conns in $VARIANTS; do
+    say "$conns connections, ${DURATION}s per run, $ROUNDS rounds; warming up"
+    for t in $TARGETS; do
+        if runs "$t"; then run_once "$conns" "$t" "$(port_of "$t")" 0; fi
     done
-    # Rotate by one: the target that went first goes last next round.
-    set -- $order
-    first=$1; shift
-    order="$* $first"
-    r=$((r + 1))
+    order=$TARGETS
+    r=1
+    while [ $r -le "$ROUNDS" ]; do
+        for t in $order; do
+            if runs "$t"; then run_once "$conns" "$t" "$(port_of "$t")" $r; fi
+        done
+        # Rotate by one: the target that went first goes last next round.
+        set -- $order
+        first=$1; shift
+        order="$* $first"
+        r=$((r + 1))
+    done
 done
 
-# col TARGET FIELD: "median min max" of one column (3 req/s, 4 p50, 5 p99, 6 CPU) for one
-# target.
+# col CONNS TARGET FIELD: "median min max" of one column (4 req/s, 5 p50, 6 p99, 7 p99.9,
+# 8 CPU) for one connection count and target.
 col() {
-    awk -v t="$1" -v f="$2" '$1 == t && $f != "-" { print $f }' "$BT/results" | stats
+    awk -v c="$1" -v t="$2" -v f="$3" '$1 == c && $2 == t && $f != "-" { print $f }' \
+        "$BT/results" | stats
 }
-errors_of() { awk -v t="$1" '$1 == t { e += $7 } END { print e + 0 }' "$BT/results"; }
-row() { # TARGET LABEL
-    e=$(errors_of "$1")
-    set -- "$1" "$2" $(col "$1" 3) $(col "$1" 4) $(col "$1" 5) $(col "$1" 6)
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$2" \
-        "$(fmt_int "$3")" "$(fmt_int "$4")" "$(fmt_int "$5")" \
-        "$(fmt_int "$6")" "$(fmt_int "$7")" "$(fmt_int "$8")" \
-        "$(fmt_int "$9")" "$(fmt_int "${10}")" "$(fmt_int "${11}")" \
-        "$(fmt_dec "${12}")" "$(fmt_dec "${13}")" "$(fmt_dec "${14}")" "$e"
+med() { col "$@" | cut -d' ' -f1; }
+errors_of() { awk -v c="$1" -v t="$2" '$1 == c && $2 == t { e += $9 } END { print e + 0 }' \
+    "$BT/results"; }
+row() { # CONNS TARGET LABEL
+    e=$(errors_of "$1" "$2")
+    for fm in 4:rps 5:p50 6:p99 7:p999 8:cpu; do
+        record "l7_c$1" "$2" "${fm#*:}" $(col "$1" "$2" "${fm%:*}")
+    done
+    set -- "$3" $(col "$1" "$2" 4) $(col "$1" "$2" 5) $(col "$1" "$2" 6) $(col "$1" "$2" 7) \
+        $(col "$1" "$2" 8)
+    printf '| %s |' "$1"; shift
+    for v in "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9" "${10}" "${11}" "${12}"; do
+        printf ' %s |' "$(fmt_int "$v")"
+    done
+    printf ' %s | %s | %s | %s |\n' "$(fmt_dec "${13}")" "$(fmt_dec "${14}")" \
+        "$(fmt_dec "${15}")" "$e"
 }
-ratio_row() { # LABEL PEER: lb / PEER for req/s, p99 and CPU (medians)
-    set -- "$1" "$2" "$(col lb 3 | cut -d' ' -f1)" "$(col lb 5 | cut -d' ' -f1)" \
-        "$(col lb 6 | cut -d' ' -f1)"
-    printf '| **%s** (medians) | %s | | | | | | %s | | | %s | | | |\n' "$1" \
-        "$(ratio "$3" "$(col "$2" 3 | cut -d' ' -f1)")" \
-        "$(ratio "$4" "$(col "$2" 5 | cut -d' ' -f1)")" \
-        "$(ratio "$5" "$(col "$2" 6 | cut -d' ' -f1)")"
+ratio_row() { # CONNS LABEL PEER: lb / PEER for req/s, p99, p99.9 and CPU (medians)
+    printf '| **%s** (medians) | %s | | | | | | %s | | | %s | | | %s | | | |\n' "$2" \
+        "$(ratio "$(med "$1" lb 4)" "$(med "$1" "$3" 4)")" \
+        "$(ratio "$(med "$1" lb 6)" "$(med "$1" "$3" 6)")" \
+        "$(ratio "$(med "$1" lb 7)" "$(med "$1" "$3" 7)")" \
+        "$(ratio "$(med "$1" lb 8)" "$(med "$1" "$3" 8)")"
 }
 
 echo "### L7: wrk through an HTTP/1.1 keep-alive proxy"
 echo
 echo "One nginx origin answering \`200\` with a ${#BODY}-byte body;" \
-    "\`$WRK http://127.0.0.1:PORT/\`; $ROUNDS rounds, targets taking turns within each round" \
+    "\`$WRK http://127.0.0.1:PORT/\` with CLIENTS = $(echo $VARIANTS | sed 's/ / and /g');" \
+    "$ROUNDS rounds, targets taking turns within each round" \
     "and the order rotating by one every round, after a ${WARMUP}s warm-up of each." \
-    "Requests/s and latency percentiles as wrk reports them. Proxy CPU is the proxy's" \
+    "Requests/s and p50/p99 as wrk reports them; p99.9 from wrk's latency histogram," \
+    "printed by the done() hook of p999.lua (below). Proxy CPU is the proxy's" \
     "utime+stime during a run divided by the requests wrk completed (clock ticks of" \
     "1/${CLK_TCK}s); for nginx it is master + worker. Keep-alive on both sides everywhere;" \
     "lb adds X-Forwarded-For, X-Forwarded-Proto and Via, so HAProxy (\`option forwardfor\`)" \
-    "and nginx (\`proxy_set_header X-Forwarded-For\`) add X-Forwarded-For too."
-echo
-printf '| target | req/s median | min | max | p50 µs median | min | max |'
-printf ' p99 µs median | min | max | proxy CPU µs/req median | min | max | errors |\n'
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-row direct "direct to nginx"
-row haproxy "HAProxy $(haproxy -v | head -n 1 | awk '{print $3}'), mode http, nbthread 1"
-row nginx "nginx $(nginx -v 2>&1 | sed 's|.*nginx/||'), proxy_pass, worker_processes 1"
-if [ -n "$lb_pid" ]; then
-    row lb "lb, workers: 1"
-    ratio_row "lb / HAProxy" haproxy
-    ratio_row "lb / nginx" nginx
+    "and nginx (\`proxy_set_header X-Forwarded-For\`) add X-Forwarded-For too." \
+    "Open-file limit (ulimit -n) for every process: $NOFILE."
+for conns in $VARIANTS; do
     echo
-    cpu_r=$(ratio "$(col lb 6 | cut -d' ' -f1)" "$(col haproxy 6 | cut -d' ' -f1)")
-    p99_r=$(ratio "$(col lb 5 | cut -d' ' -f1)" "$(col haproxy 5 | cut -d' ' -f1)")
-    verdict=$(awk -v c="$cpu_r" -v p="$p99_r" 'BEGIN {
-        if (c == "-" || p == "-") { print "not measured"; exit }
-        print (c <= 0.6 && p <= 1.0) ? "met" : "not met" }')
-    echo "Target (DESIGN.md): lb / HAProxy CPU per request at most 0.60, p99 at most 1.00." \
-        "This run: CPU $cpu_r, p99 $p99_r: $verdict."
-else
-    echo "| lb, workers: 1 | not run: $lb_why | | | | | | | | | | | | |"
-fi
+    echo "#### $conns connections (wrk -t1 -c$conns)"
+    echo
+    printf '| target | req/s median | min | max | p50 µs median | min | max |'
+    printf ' p99 µs median | min | max | p99.9 µs median | min | max |'
+    printf ' proxy CPU µs/req median | min | max | errors |\n'
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    row "$conns" direct "direct to nginx"
+    row "$conns" haproxy "HAProxy $(haproxy -v | head -n 1 | awk '{print $3}'), mode http, nbthread 1"
+    row "$conns" nginx "nginx $(nginx -v 2>&1 | sed 's|.*nginx/||'), proxy_pass, worker_processes 1"
+    if [ -n "$lb_pid" ]; then
+        row "$conns" lb "lb, workers: 1"
+        ratio_row "$conns" "lb / HAProxy" haproxy
+        ratio_row "$conns" "lb / nginx" nginx
+        echo
+        cpu_r=$(ratio "$(med "$conns" lb 8)" "$(med "$conns" haproxy 8)")
+        p99_r=$(ratio "$(med "$conns" lb 6)" "$(med "$conns" haproxy 6)")
+        verdict=$(awk -v c="$cpu_r" -v p="$p99_r" 'BEGIN {
+            if (c == "-" || p == "-") { print "not measured"; exit }
+            print (c <= 0.6 && p <= 1.0) ? "met" : "not met" }')
+        echo "Target (DESIGN.md): lb / HAProxy CPU per request at most 0.60, p99 at most 1.00." \
+            "This run: CPU $cpu_r, p99 $p99_r: $verdict."
+    else
+        echo "| lb, workers: 1 | not run: $lb_why | | | | | | | | | | | | | | | |"
+    fi
+done
 echo
 echo "Commands (ports were ephemeral; /tmp/... is the run's temp dir):"
 echo
@@ -344,7 +283,14 @@ echo "haproxy -db -f haproxy.cfg"
 echo "nginx -c proxy.conf -p /tmp/.../proxy -e /tmp/.../proxy/error.log        # nginx as a proxy"
 echo "${LB#"$BENCH_ROOT"/} -c lb.yaml"
 echo "$WRK http://127.0.0.1:PORT/" \
-    "   # PORT: $oport direct, $lport lb, $hport haproxy, $nport nginx"
+    "   # PORT: $oport direct, $lport lb, $hport haproxy, $nport nginx;" \
+    "CLIENTS: $(echo $VARIANTS | sed 's/ /, /g')"
+echo '```'
+echo
+echo "p999.lua:"
+echo
+echo '```lua'
+cat "$WRK_LUA"
 echo '```'
 echo
 echo "origin.conf:"

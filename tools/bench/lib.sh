@@ -136,3 +136,118 @@ fmt_int() {
 fmt_dec() {
     awk -v x="$1" 'BEGIN { if (x == "-") print "-"; else printf "%.2f", x }'
 }
+
+# Raise the soft open-file limit to the hard one: wrk -c1000 and 10,000 idle connections need
+# more than the usual 1024. The hard limit is the machine's (raising it needs
+# CAP_SYS_RESOURCE); scripts that need more than it allows say so in their report.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+
+# record WORKLOAD TARGET METRIC MEDIAN MIN MAX: one figure for the charts run.sh draws
+# (tools/bench/charts.sh), appended to $BENCH_DATA/results when run.sh set BENCH_DATA. A
+# script run alone records nothing.
+record() {
+    [ -n "${BENCH_DATA:-}" ] || return 0
+    [ "$4" != - ] || return 0
+    echo "$1 $2 $3 $4 $5 $6" >>"$BENCH_DATA/results"
+}
+
+# nginx_conf DIR: the parts every nginx instance shares (one worker, everything under DIR,
+# keep-alive for 100,000 requests, no access log); the caller closes the http block.
+nginx_conf() {
+    cat <<EOF2
+user root;
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log;
+events { worker_connections $((NOFILE - 64)); }
+http {
+    client_body_temp_path $1/body;
+    proxy_temp_path $1/proxy;
+    fastcgi_temp_path $1/fastcgi;
+    uwsgi_temp_path $1/uwsgi;
+    scgi_temp_path $1/scgi;
+    access_log off;
+    keepalive_requests 100000;
+    keepalive_timeout 300s;
+    default_type text/plain;
+EOF2
+}
+
+# start_nginx NAME: nginx -c $BT/NAME.conf, prefix and logs in $BT/NAME; sets LAST_PID
+# (the master).
+start_nginx() {
+    mkdir -p "$BT/$1"
+    nginx -t -q -c "$BT/$1.conf" -p "$BT/$1" -e "$BT/$1/error.log" >"$BT/$1-check.log" 2>&1 ||
+        die "nginx rejects $1.conf: $(cat "$BT/$1-check.log")"
+    start "$1" nginx -c "$BT/$1.conf" -p "$BT/$1" -e "$BT/$1/error.log"
+}
+
+# nginx_worker MASTER: prints the PID of its one worker, once it has forked it.
+nginx_worker() {
+    i=0
+    while [ $i -lt 50 ]; do
+        w=$(pgrep -P "$1" | head -n 1) || true
+        if [ -n "$w" ]; then
+            echo "$w"
+            return 0
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# start_lb PORT [NAME]: build/lb -c $BT/NAME.yaml (NAME: lb), waiting for PORT. Sets lb_pid,
+# or leaves it empty and sets lb_why to the reason lb cannot run (not built, exits, never
+# listens); the caller skips lb's columns and exits 3.
+start_lb() {
+    lb_pid="" lb_why=""
+    if [ ! -x "$LB" ]; then
+        lb_why="${LB#"$BENCH_ROOT"/} is not built"
+        return 0
+    fi
+    start "${2:-lb}" "$LB" -c "$BT/${2:-lb}.yaml"
+    if wait_port "$1" "$LAST_PID" 5; then
+        lb_pid=$LAST_PID
+    else
+        lb_why=$(head -n 3 "$BT/${2:-lb}.log" | tr '\n' ' ' | sed "s|$BT/|/tmp/.../|g; s/ *$//")
+        [ -n "$lb_why" ] || lb_why="it did not listen on 127.0.0.1:$1 within 5s"
+        stop "$LAST_PID"
+    fi
+}
+
+# A wrk script whose done() hook prints the 99.9th percentile, which `wrk --latency` leaves
+# out: "p99.9 MICROSECONDS" after wrk's own report.
+WRK_LUA=$BT/p999.lua
+cat >"$WRK_LUA" <<'EOF2'
+done = function(summary, latency, requests)
+    io.write(string.format("p99.9 %d\n", latency:percentile(99.9)))
+end
+EOF2
+
+# wrk_summary FILE: "REQUESTS REQ_PER_S P50_US P99_US P999_US ERRORS" from the output of
+# `wrk --latency -s $WRK_LUA`. Latencies come as 635.00us, 1.23ms or 2.00s; errors are
+# socket errors of every kind plus non-2xx/3xx responses.
+wrk_summary() {
+    awk 'function us(v) {
+             if (v ~ /us$/) return v + 0
+             if (v ~ /ms$/) return v * 1000
+             if (v ~ /s$/) return v * 1000000
+             return -1
+         }
+         $1 == "50%" { p50 = us($2) }
+         $1 == "99%" { p99 = us($2) }
+         $1 == "p99.9" { p999 = $2 }
+         / requests in / { n = $1 }
+         $1 == "Requests/sec:" { rps = $2 }
+         /Socket errors:/ { gsub(",", ""); e += $4 + $6 + $8 + $10 }
+         /Non-2xx or 3xx responses:/ { e += $NF }
+         END {
+             if (n == "" || rps == "" || p50 == "" || p99 == "" || p999 == "" ||
+                 p50 < 0 || p99 < 0) exit 1
+             printf "%d %.2f %.0f %.0f %.0f %d\n", n, rps, p50, p99, p999, e
+         }' "$1"
+}

@@ -2,20 +2,24 @@
 # Runs the side-by-side benchmarks (`make bench`) and writes BENCHMARKS.md at the top of the
 # repository: the machine (CPU, cores, kernel, versions of the peers we compare against), how
 # this run was invoked, then each benchmark's own markdown, which ends with its exact commands
-# and generated configs.
+# and generated configs, and last the charts: PNGs drawn by tools/bench/charts.sh (gnuplot)
+# into docs/bench/ from the figures the scripts recorded.
 #
 # Usage: tools/bench/run.sh [NAME...]   NAME: a script in tools/bench/ without .sh
-#        (default: every one present: l4_redis, l7_http)
+#        (default: every one present: idle_mem, l4_redis, l7_http, static)
 # Environment passed through to the scripts: QUICK=1 (short runs), ROUNDS, N, CLIENTS,
-# DURATION, LB. N is l4_redis's requests per test, DURATION l7_http's seconds per run; CLIENTS
-# is both scripts' connection count, so leave it unset to get each one's default.
+# DURATION, CONNS, LB. N is l4_redis's requests per test, DURATION l7_http's and static's
+# seconds per run, CONNS idle_mem's connection count; CLIENTS is the connection count of
+# l4_redis, l7_http and static alike, so leave it unset to get each one's default.
 # Exit status: 0 all measured, 3 some lb columns skipped (lb could not run), 1 a failure.
 set -u
 cd "$(dirname "$0")/../.."
 out=BENCHMARKS.md
 tmp=$(mktemp /tmp/lb-bench-md.XXXXXX)
 part=$(mktemp /tmp/lb-bench-part.XXXXXX)
-trap 'rm -f "$tmp" "$part"' EXIT
+BENCH_DATA=$(mktemp -d /tmp/lb-bench-data.XXXXXX)
+export BENCH_DATA
+trap 'rm -f "$tmp" "$part"; rm -rf "$BENCH_DATA"' EXIT
 trap 'exit 1' INT TERM
 
 if [ $# -gt 0 ]; then
@@ -25,7 +29,7 @@ if [ $# -gt 0 ]; then
         scripts="$scripts tools/bench/$n.sh"
     done
 else
-    scripts=$(ls tools/bench/*.sh | grep -v -e '/lib\.sh$' -e '/run\.sh$')
+    scripts=$(ls tools/bench/*.sh | grep -v -e '/lib\.sh$' -e '/run\.sh$' -e '/charts\.sh$')
 fi
 
 ver() { # first line of a version command, or "not installed"
@@ -37,7 +41,7 @@ mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 env_used=""
-for v in QUICK ROUNDS N CLIENTS DURATION LB; do
+for v in QUICK ROUNDS N CLIENTS DURATION CONNS LB; do
     eval "val=\${$v:-}"
     [ -n "$val" ] && env_used="$env_used $v=$val"
 done
@@ -59,6 +63,7 @@ done
     echo "- $(ver redis-server --version | awk '{print $1, $2, $3}')"
     echo "- $(ver redis-benchmark --version)"
     echo "- $(ver wrk -v | awk '{print $1, $2}')"
+    echo "- $(ver gnuplot --version) (charts)"
     echo "- $(ver gcc --version)"
     echo "- Command: \`${env_used# }${env_used:+ }tools/bench/run.sh${*:+ $*}\`"
     echo
@@ -105,6 +110,22 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
         echo "proxy CPU per request is less affected."
     fi
 } >>"$tmp"
+
+# Charts from every figure recorded above; a run of some scripts only redraws theirs.
+if [ -s "$BENCH_DATA/results" ]; then
+    if charts=$(sh tools/bench/charts.sh "$BENCH_DATA/results" docs/bench); then
+        {
+            echo
+            echo "## Charts"
+            echo
+            echo "Medians, whiskers from min to max over the rounds (tables above)."
+            echo "$charts" | while read -r l; do echo; echo "$l"; done
+        } >>"$tmp"
+    else
+        echo "bench: charts failed; BENCHMARKS.md has the tables only" >&2
+        [ $rc -eq 0 ] && rc=1
+    fi
+fi
 
 cp "$tmp" "$out"
 echo "bench: wrote $out" >&2

@@ -1,0 +1,116 @@
+#!/bin/sh
+# Draws the PNG charts of a benchmark run with gnuplot, from the figures the bench scripts
+# recorded (lib.sh's record: "WORKLOAD TARGET METRIC MEDIAN MIN MAX" a line).
+#
+# Usage: tools/bench/charts.sh RESULTS OUTDIR
+# Writes into OUTDIR (run.sh: docs/bench) the charts there are figures for, and prints one
+# markdown line per chart, "![title](OUTDIR/NAME.png)", for BENCHMARKS.md:
+#   reqs.png         requests/s per workload, one bar per target (median; min-max whiskers)
+#   cpu.png          proxy/server CPU µs per request per workload
+#   latency_W.png    p50/p99/p99.9 per target for workload W (log scale)
+#   idle_mem.png     bytes of memory per idle connection per proxy
+#   c10k.png         latency of 10,000 requests at once, one per held connection
+set -eu
+[ $# = 2 ] || { echo "usage: tools/bench/charts.sh RESULTS OUTDIR" >&2; exit 2; }
+res=$1 out=$2
+command -v gnuplot >/dev/null 2>&1 || { echo "bench: gnuplot not installed (tools/deps.sh)" >&2; exit 1; }
+[ -s "$res" ] || exit 0
+mkdir -p "$out"
+work=$(mktemp -d /tmp/lb-bench-charts.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+TARGETS="direct lb haproxy nginx"
+label() {
+    case $1 in
+        direct) echo "direct" ;; lb) echo "lb" ;; haproxy) echo "HAProxy" ;; nginx) echo "nginx" ;;
+        l7_c64) echo "L7 -c64" ;; l7_c1000) echo "L7 -c1000" ;; static) echo "static 2.4 KiB" ;;
+        l4_get) echo "L4 redis GET" ;; l4_set) echo "L4 redis SET" ;; l4) echo "L4 redis" ;;
+        p50) echo "p50" ;; p99) echo "p99" ;; p999) echo "p99.9" ;;
+        rss_per_conn) echo "RSS growth / conn" ;; rss_per_conn_marginal) echo "RSS, second half" ;;
+        pss_per_conn) echo "PSS growth / conn" ;;
+        *) echo "$1" ;;
+    esac
+}
+color() {
+    case $1 in lb) echo "#d62728" ;; haproxy) echo "#1f77b4" ;; nginx) echo "#2ca02c" ;;
+        *) echo "#7f7f7f" ;; esac
+}
+
+# chart NAME TITLE YLABEL LOG "GROUP:WORKLOAD:METRIC ..." : one cluster per group, one bar
+# per target with figures in any group, whiskers from min to max.
+chart() {
+    name=$1 title=$2 ylabel=$3 log=$4 groups=$5
+    dat=$work/$name.dat
+    : >"$dat"
+    used=""
+    for t in $TARGETS; do
+        for g in $groups; do
+            w=${g#*:}; w=${w%%:*}; m=${g##*:}
+            if awk -v w="$w" -v t="$t" -v m="$m" '$1 == w && $2 == t && $3 == m { f = 1 }
+                END { exit !f }' "$res"; then
+                used="$used $t"; break
+            fi
+        done
+    done
+    [ -n "$used" ] || return 0
+    for g in $groups; do
+        glabel=$(label "${g%%:*}")
+        w=${g#*:}; w=${w%%:*}; m=${g##*:}
+        line="\"$glabel\""
+        for t in $used; do
+            v=$(awk -v w="$w" -v t="$t" -v m="$m" '$1 == w && $2 == t && $3 == m {
+                print $4, $5, $6; f = 1; exit } END { if (!f) print "- - -" }' "$res")
+            line="$line $v"
+        done
+        echo "$line" >>"$dat"
+    done
+    plot="" i=2
+    for t in $used; do
+        plot="$plot${plot:+, }'$dat' using $i:$((i + 1)):$((i + 2))"
+        [ $i = 2 ] && plot="$plot:xtic(1)"
+        plot="$plot title '$(label "$t")' lc rgb '$(color "$t")'"
+        i=$((i + 3))
+    done
+    {
+        echo "set terminal pngcairo size 900,480 font 'sans,10'"
+        echo "set output '$out/$name.png'"
+        echo "set title '$title'"
+        echo "set ylabel '$ylabel'"
+        echo "set datafile missing '-'"
+        echo "set style data histogram"
+        echo "set style histogram errorbars gap 2 lw 1"
+        echo "set style fill solid 0.8 border -1"
+        echo "set boxwidth 0.9"
+        echo "set key top left"
+        echo "set grid ytics"
+        if [ "$log" = log ]; then echo "set logscale y"; else echo "set yrange [0:*]"; fi
+        echo "plot $plot"
+    } >"$work/$name.gp"
+    gnuplot "$work/$name.gp" 2>"$work/$name.err" ||
+        { echo "bench: gnuplot failed on $name: $(cat "$work/$name.err")" >&2; return 1; }
+    echo "![$title]($out/$name.png)"
+}
+
+has() { awk -v w="$1" '$1 == w { f = 1 } END { exit !f }' "$res"; }
+rps_groups="" cpu_groups=""
+for w in l7_c64 l7_c1000 static l4_get l4_set; do
+    has "$w" && rps_groups="$rps_groups $w:$w:rps"
+done
+for w in l7_c64 l7_c1000 static l4; do
+    has "$w" && cpu_groups="$cpu_groups $w:$w:cpu"
+done
+[ -z "$rps_groups" ] || chart reqs "Requests/s (median; whiskers: min to max)" "requests/s" lin "$rps_groups"
+[ -z "$cpu_groups" ] || chart cpu "Proxy or server CPU time per request (lower is better)" "µs per request" lin "$cpu_groups"
+for w in l7_c64 l7_c1000 static; do
+    has "$w" || continue
+    chart "latency_$w" "Latency, $(label "$w") (log scale)" "µs" log \
+        "p50:$w:p50 p99:$w:p99 p999:$w:p999"
+done
+if has idle_mem; then
+    chart idle_mem "Memory per idle keep-alive client connection (lower is better)" "bytes" lin \
+        "rss_per_conn:idle_mem:rss_per_conn rss_per_conn_marginal:idle_mem:rss_per_conn_marginal pss_per_conn:idle_mem:pss_per_conn"
+fi
+if has c10k; then
+    chart c10k "One request on each of the held connections at once" "µs" log \
+        "p50:c10k:p50 p99:c10k:p99"
+fi

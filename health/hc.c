@@ -492,3 +492,16 @@ int hc_http_verdict(const char *buf, size_t len, bool eof, int expect_status,
     snprintf(reason, reason_len, "status %d but the body lacks the expected text", status);
     return 0;
 }
+
+bool hc_seed_down(struct hc *hc, uint32_t cluster, uint32_t server)
+{
+    if (!hc)
+        return false;
+    struct hc_server *s = (struct hc_server *)server_at(hc, cluster, server);
+    if (!s || s->target < 0)
+        return false;
+    s->active = HC_ACTIVE_DOWN;
+    s->ok_run = s->fail_run = 0;
+    snprintf(s->reason, sizeof(s->reason), "down before the reload");
+    return true;
+}

@@ -112,6 +112,14 @@ struct hc_status {
 struct hc *hc_new(const struct conf *c, const struct hc_ops *ops, uint64_t seed,
                   struct lb_err *err);
 
+/*
+ * Before hc_start: @server of @cluster starts DOWN (it was down in the generation a reload
+ * replaces) and needs `rise` passing probes to come up. Returns false, changing nothing,
+ * when its cluster has no active checks: nothing could bring it up again, so the caller
+ * must not keep it down.
+ */
+bool hc_seed_down(struct hc *hc, uint32_t cluster, uint32_t server);
+
 /* Stops the thread if it runs (hc_stop), then frees everything. NULL is fine. */
 void hc_free(struct hc *hc);
 

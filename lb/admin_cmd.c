@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -398,9 +399,39 @@ int lb_admin_exec(struct lb_runtime *rt, const double *const *rates, const struc
                            conf_balance_name(rt->conf->clusters[ci].balance));
         lb_jbuf_printf(out, "}");
         return prev != cmd->weight ? LB_ADMIN_R_CHANGED : 0;
-    case LB_ADMIN_RELOAD:
-        lb_admin_error(out, "reload is not built yet: the running configuration stays");
-        return LB_ADMIN_R_ERROR;
+    case LB_ADMIN_RELOAD: {
+        /* Checked here first so that lbctl can show the errors; the reload itself runs on
+         * the main thread (SIGHUP), which builds and swaps the new generation. */
+        struct conf_diags *d = calloc(1, sizeof(*d));
+        if (!d) {
+            lb_admin_error(out, "out of memory");
+            return LB_ADMIN_R_ERROR;
+        }
+        const char *file = rt->file ? rt->file : rt->conf->file;
+        struct conf *nc = conf_load(file, d);
+        if (!nc) {
+            lb_jbuf_printf(out, "{\"ok\":false,\"error\":\"the configuration has errors; "
+                                "the running one stays\",\"errors\":[");
+            for (size_t i = 0; i < d->n; i++) {
+                char line[400];
+                if (d->items[i].pos.line)
+                    snprintf(line, sizeof(line), "%s:%u:%u: %s", file, d->items[i].pos.line,
+                             d->items[i].pos.col, d->items[i].msg);
+                else
+                    snprintf(line, sizeof(line), "%s: %s", file, d->items[i].msg);
+                lb_jbuf_printf(out, "%s", i ? "," : "");
+                lb_jbuf_str(out, line, strlen(line));
+            }
+            lb_jbuf_printf(out, "]}");
+            free(d);
+            return LB_ADMIN_R_ERROR;
+        }
+        conf_free(nc);
+        free(d);
+        kill(getpid(), SIGHUP);
+        lb_jbuf_printf(out, "{\"ok\":true,\"reload\":\"started\"}");
+        return 0;
+    }
     case LB_ADMIN_SNAPSHOTS_RELOAD: {
         struct lb_err e = {{0}};
         int rc = lb_snapshots_reload(rt, cmd->set[0] ? cmd->set : NULL, &e);

@@ -182,3 +182,22 @@ int lb_cluster_pick(const struct lb_cluster *c, struct lb_cluster_wstate *ws, ui
     }
     return -ENOENT;
 }
+
+void lb_server_carry(struct lb_server *dst, const struct lb_server *src)
+{
+    uint32_t f = atomic_load(&src->flags) & (LB_SRV_F_DOWN | LB_SRV_F_DRAINING);
+    atomic_fetch_or(&dst->flags, f);
+    uint32_t opw = atomic_load(&src->op_weight);
+    atomic_store(&dst->op_weight, opw);
+    if (opw)
+        atomic_store(&dst->weight, opw);
+    atomic_store(&dst->picks, atomic_load(&src->picks));
+    atomic_store(&dst->connect_failures, atomic_load(&src->connect_failures));
+    atomic_store(&dst->bytes_in, atomic_load(&src->bytes_in));
+    atomic_store(&dst->bytes_out, atomic_load(&src->bytes_out));
+    atomic_store(&dst->retries, atomic_load(&src->retries));
+    for (int i = 0; i < 5; i++)
+        atomic_store(&dst->resp[i], atomic_load(&src->resp[i]));
+    atomic_store(&dst->probe_result, atomic_load(&src->probe_result));
+    atomic_store(&dst->probe_latency_us, atomic_load(&src->probe_latency_us));
+}

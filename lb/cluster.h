@@ -113,6 +113,11 @@ int lb_cluster_pick(const struct lb_cluster *c, struct lb_cluster_wstate *ws, ui
 
 bool lb_server_usable(const struct lb_cluster *c, const struct lb_server *s);
 
+/* Reload: @dst (new generation) takes @src's down and drain flags, operator weight and
+ * counters. Not its active count (connections stay with their generation) nor an
+ * ejection (passive detection starts over). */
+void lb_server_carry(struct lb_server *dst, const struct lb_server *src);
+
 /* "draining", "down", "ejected", "backup" or "up": the state people see (lbctl, metrics). */
 const char *lb_server_state(const struct lb_server *s);
 

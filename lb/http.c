@@ -331,7 +331,7 @@ static void local_reply(struct lb_worker *w, struct lb_conn *c, int status, bool
         return;
     }
     /* An unread request body would be taken for the next request. */
-    if ((c->h.flags & (H_F_CLOSE | H_F_BODY_SENT)) ||
+    if (w->stopping || (c->h.flags & (H_F_CLOSE | H_F_BODY_SENT)) ||
         (c->h.phase != HC_HEADER && c->h.phase != HC_IDLE && !c->h.body.done))
         close = true;
     const char *reason = reason_of(status);
@@ -750,6 +750,8 @@ static void set_memory_answer(struct lb_worker *w, struct lb_conn *c, const char
                               bool contiguous)
 {
     c->h.xl[0] = c->h.xl[1] = 0;
+    if (w->stopping)
+        c->h.flags |= H_F_CLOSE;
     if (!(c->h.flags & (H_F_CLOSE | H_F_KEEPALIVE10))) {
         c->h.xp[0] = hdr;
         c->h.xl[0] = (uint32_t)(hdr_len + (contiguous ? body_len : 0));
@@ -1315,7 +1317,12 @@ static bool backend_on_header(struct lb_worker *w, struct lb_conn *c, struct lb_
         return false;
     }
     if (!interim) {
-        /* Decide how this exchange ends before the header that says so is written. */
+        /* Decide how this exchange ends before the header that says so is written. A
+         * stopping worker (SIGTERM, or a reload replaced its generation) ends it here, and
+         * says so in this answer: closing after an answer that did not say it would race
+         * with the client's next request on the connection. */
+        if (w->stopping)
+            c->h.flags |= H_F_CLOSE;
         if (resp.flags & LB_HTTP1_F_UNTIL_CLOSE)
             c->h.flags |= H_F_CLOSE;
         if (resp.flags & LB_HTTP1_F_CLOSE)
@@ -1436,8 +1443,6 @@ static void client_close(struct lb_worker *w, struct lb_conn *c, const char *why
 /* The current exchange is over: close, or wait for (or parse) the next request. */
 static void client_next(struct lb_worker *w, struct lb_conn *c)
 {
-    if (w->stopping)
-        c->h.flags |= H_F_CLOSE;
     if (c->h.flags & H_F_CLOSE) {
         /* Let the client read the answer before the socket closes: FIN now, close when
          * it answers with its own or after LINGER_MS. */
@@ -1819,14 +1824,15 @@ void lb_http_tick(struct lb_worker *w, struct lb_conn *c)
 {
     uint64_t now = w->now_ms;
     if (w->stopping) {
-        /* Stopping: idle connections go now; busy ones finish their exchange and then
-         * close (client_next sees the flag). */
-        if (c->h.phase == HC_IDLE || c->h.phase == HS_IDLE) {
+        /* Stopping (SIGTERM, or a reload replaced this generation): pooled backend
+         * connections go now; a busy client connection gets Connection: close on its
+         * answer (client_next sees the flag); an idle one is closed once it has been idle
+         * for LINGER_MS, since closing it at once would race with a request the client
+         * may be sending on it right now. */
+        if (c->h.phase == HS_IDLE || (c->h.phase == HC_IDLE && now - c->last_ms >= LINGER_MS)) {
             lb_conn_close(w, c, "stopping");
             return;
         }
-        if (c->kind == LB_CK_HCLI)
-            c->h.flags |= H_F_CLOSE;
     }
     if (c->kind == LB_CK_HSRV) {
         const struct conf_cluster *ccf = w->rt->clusters[c->cluster].cf;

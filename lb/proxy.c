@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "health/hc.h"
 #include "lb/admin.h"
 #include "lb/health.h"
 #include "lb/log.h"
@@ -169,8 +170,9 @@ static void runtime_free(struct lb_runtime *rt)
     /* First: the health thread writes into the clusters freed below. */
     lb_health_free(rt);
     if (rt->workers)
-        for (uint32_t i = 0; i < rt->nworkers; i++)
+        for (uint32_t i = 0; i < rt->nworkers_built; i++)
             lb_worker_destroy(&rt->workers[i]);
+    free(rt->threads);
     free(rt->workers);
     if (rt->listen_fds) {
         for (uint32_t i = 0; i < rt->nworkers; i++) {
@@ -182,7 +184,7 @@ static void runtime_free(struct lb_runtime *rt)
         free(rt->listen_fds);
     }
     if (rt->clusters)
-        for (size_t i = 0; i < rt->conf->nclusters; i++)
+        for (size_t i = 0; i < rt->nclusters_built; i++)
             lb_cluster_destroy(&rt->clusters[i]);
     free(rt->clusters);
     free(rt->lstats);
@@ -194,151 +196,329 @@ static void runtime_free(struct lb_runtime *rt)
     conf_free(rt->conf);
 }
 
-int lb_proxy_run(struct conf *c, const char *file)
+/* Listening socket of @prev's worker @wi for an address like @l's, or -1. */
+static int prev_listen_fd(const struct lb_runtime *prev, uint32_t wi, const struct conf_listener *l)
 {
-    struct lb_runtime rt = {.conf = c};
-    struct lb_err err = {{0}};
-    int rc = 1;
-    struct lb_admin *admin = NULL;
-    pthread_t *threads = NULL;
-    uint32_t started = 0;
+    if (!prev || wi >= prev->nworkers || !prev->workers)
+        return -1;
+    const struct lb_worker *pw = &prev->workers[wi];
+    for (uint32_t j = 0; j < pw->nls; j++) {
+        const struct conf_listener *o = pw->ls[j].cf;
+        if (pw->ls[j].fd >= 0 && o->bind.len == l->bind.len &&
+            !memcmp(&o->bind.ss, &l->bind.ss, l->bind.len))
+            return pw->ls[j].fd;
+    }
+    return -1;
+}
 
-    lb_log_level = c->global.log_level;
-    rt.access_fd = -1;
-    /* Refuse what this version cannot do yet rather than pretend: a config that asks for
-     * it gets a clear message and lb does not start. */
+/* Carries what the running generation knows of a server into the new one, for servers whose
+ * cluster, name and address did not change: health and drain state, operator weight,
+ * counters. Ejections are not carried: passive detection starts over. */
+static void carry_state(struct lb_runtime *rt, const struct lb_runtime *prev)
+{
+    for (size_t ci = 0; ci < rt->conf->nclusters; ci++) {
+        const char *cname = rt->conf->clusters[ci].name;
+        int pci = conf_cluster_find(prev->conf, cname);
+        if (pci < 0)
+            continue;
+        struct lb_cluster *pc = &prev->clusters[pci];
+        struct lb_cluster *nc = &rt->clusters[ci];
+        for (uint32_t si = 0; si < nc->n; si++) {
+            struct lb_server *ns = &nc->servers[si];
+            for (uint32_t k = 0; k < pc->n; k++) {
+                struct lb_server *ps = &pc->servers[k];
+                if (strcmp(ps->cf->name, ns->cf->name) || strcmp(ps->cf->addr.text, ns->cf->addr.text))
+                    continue;
+                lb_server_carry(ns, ps);
+                if ((atomic_load(&ns->flags) & LB_SRV_F_DOWN) &&
+                    !hc_seed_down(rt->hc, (uint32_t)ci, si))
+                    atomic_fetch_and(&ns->flags, ~(uint32_t)LB_SRV_F_DOWN);
+                break;
+            }
+        }
+    }
+}
+
+/*
+ * Builds one generation from @c (taken, freed on failure): clusters, snapshot sets,
+ * listening sockets (the running generation's own socket for an address it already has, so
+ * nothing queued on it is lost), health checker and workers, none started. NULL with a
+ * message in @err on failure.
+ */
+static struct lb_runtime *rt_build(struct conf *c, const char *file, const struct lb_runtime *tmpl,
+                                   const struct lb_runtime *prev, struct lb_err *err)
+{
+    struct lb_runtime *rt = calloc(1, sizeof(*rt));
+    if (!rt) {
+        conf_free(c);
+        lb_err_set(err, "out of memory");
+        return NULL;
+    }
+    rt->conf = c;
+    rt->access_fd = -1;
+    rt->ring_flags = tmpl->ring_flags;
+    rt->has_peername = tmpl->has_peername;
+    rt->file = file;
+
     for (size_t i = 0; i < c->nlisteners; i++) {
         const struct conf_listener *l = &c->listeners[i];
         if (l->tls.enabled) {
-            fprintf(stderr, "%s: listener %s: tls is not built yet in this version\n", file,
-                    l->name);
-            goto out;
+            lb_err_set(err, "%s: listener %s: tls is not built yet in this version", file,
+                       l->name);
+            goto fail;
         }
         for (size_t j = 0; j < l->nroutes; j++) {
             const struct conf_route *r = &l->routes[j];
             if (r->action == CONF_ACT_ENQUEUE) {
-                fprintf(stderr, "%s:%u:%u: listener %s: enqueue routes (Redis) are not built "
-                                "yet in this version\n", file, r->pos.line, r->pos.col, l->name);
-                goto out;
+                lb_err_set(err, "%s:%u:%u: listener %s: enqueue routes (Redis) are not built "
+                           "yet in this version", file, r->pos.line, r->pos.col, l->name);
+                goto fail;
             }
         }
     }
     if (c->global.access == CONF_ACCESS_STDERR) {
-        rt.access_fd = STDERR_FILENO;
+        rt->access_fd = STDERR_FILENO;
     } else if (c->global.access == CONF_ACCESS_FILE) {
-        rt.access_fd = open(c->global.access_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        if (rt.access_fd < 0) {
-            fprintf(stderr, "lb: cannot open the access log %s: %s\n", c->global.access_file,
-                    strerror(errno));
-            goto out;
+        rt->access_fd = open(c->global.access_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (rt->access_fd < 0) {
+            lb_err_set(err, "cannot open the access log %s: %s", c->global.access_file,
+                       strerror(errno));
+            goto fail;
         }
     }
-    if (probe_uring(&rt) < 0)
-        goto out;
-    if (!rt.has_peername)
-        lb_warn("kernel lacks uring_cmd getsockopt (Linux < 6.7): client addresses unknown, "
-                "client_ip hashing sends every client to one server", "");
 
-    rt.nworkers = c->global.workers;
-    if (!rt.nworkers) {
+    rt->nworkers = c->global.workers;
+    if (!rt->nworkers) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        rt.nworkers = n > 0 ? (uint32_t)n : 1;
+        rt->nworkers = n > 0 ? (uint32_t)n : 1;
     }
-    rt.conns_per_worker = c->global.max_connections / rt.nworkers;
-    if (rt.conns_per_worker < 64)
-        rt.conns_per_worker = 64;
-    uint64_t nofile = raise_nofile((uint64_t)rt.conns_per_worker * 2 + 1024);
-    if ((uint64_t)rt.conns_per_worker * 2 + 1024 > nofile) {
+    rt->conns_per_worker = c->global.max_connections / rt->nworkers;
+    if (rt->conns_per_worker < 64)
+        rt->conns_per_worker = 64;
+    uint64_t nofile = raise_nofile((uint64_t)rt->conns_per_worker * 2 + 1024);
+    if ((uint64_t)rt->conns_per_worker * 2 + 1024 > nofile) {
         uint32_t fit = nofile > 1024 + 128 ? (uint32_t)((nofile - 1024) / 2) : 64;
-        lb_warn("open file limit too low for max_connections: lowered", "nofile=%lu "
-                "max_connections=%u hint=\"raise ulimit -n (hard limit)\"",
-                (unsigned long)nofile, fit * rt.nworkers);
-        rt.conns_per_worker = fit;
+        /* During a reload two generations hold fixed-file tables at once. */
+        if (prev)
+            fit /= 2;
+        if (!prev)
+            lb_warn("open file limit too low for max_connections: lowered", "nofile=%lu "
+                    "max_connections=%u hint=\"raise ulimit -n (hard limit)\"",
+                    (unsigned long)nofile, fit * rt->nworkers);
+        rt->conns_per_worker = fit;
     }
 
     /* Snapshot sets: loaded whole before anything listens, so a broken directory stops the
-     * start with the file named, not a worker at its first request. */
-    rt.snap_slots = calloc(c->nstatics ? c->nstatics : 1, sizeof(*rt.snap_slots));
-    if (!rt.snap_slots)
-        goto out;
+     * start (or the reload) with the file named, not a worker at its first request. */
+    rt->snap_slots = calloc(c->nstatics ? c->nstatics : 1, sizeof(*rt->snap_slots));
+    if (!rt->snap_slots)
+        goto nomem;
     for (size_t i = 0; i < c->nstatics; i++) {
-        snap_slot_init(&rt.snap_slots[i]);
-        rt.nsnap_slots = i + 1;
+        snap_slot_init(&rt->snap_slots[i]);
+        rt->nsnap_slots = i + 1;
         struct snap_set *set = NULL;
-        if (snap_set_load(&c->statics[i], &set, &err) < 0) {
-            fprintf(stderr, "%s:%u:%u: %s\n", file, c->statics[i].pos.line,
-                    c->statics[i].pos.col, err.msg);
-            goto out;
+        struct lb_err e = {{0}};
+        if (snap_set_load(&c->statics[i], &set, &e) < 0) {
+            lb_err_set(err, "%s:%u:%u: %s", file, c->statics[i].pos.line, c->statics[i].pos.col,
+                       e.msg);
+            goto fail;
         }
         struct snap_stats st;
         snap_set_stats(set, &st);
         lb_info("snapshots loaded", "set=%s files=%lu bytes=%lu memory=%lu", c->statics[i].name,
                 (unsigned long)st.files, (unsigned long)st.body_bytes,
                 (unsigned long)st.memory_bytes);
-        snap_slot_publish(&rt.snap_slots[i], set);
+        snap_slot_publish(&rt->snap_slots[i], set);
     }
 
-    rt.clusters = calloc(c->nclusters ? c->nclusters : 1, sizeof(*rt.clusters));
-    if (!rt.clusters)
-        goto out;
+    rt->clusters = calloc(c->nclusters ? c->nclusters : 1, sizeof(*rt->clusters));
+    if (!rt->clusters)
+        goto nomem;
     for (size_t i = 0; i < c->nclusters; i++) {
-        if (lb_cluster_init(&rt.clusters[i], &c->clusters[i], &err) < 0) {
-            fprintf(stderr, "%s: %s\n", file, err.msg);
-            goto out;
+        struct lb_err e = {{0}};
+        if (lb_cluster_init(&rt->clusters[i], &c->clusters[i], &e) < 0) {
+            lb_err_set(err, "%s: %s", file, e.msg);
+            goto fail;
         }
-        if (lb_cluster_stats_init(&rt.clusters[i], (uint32_t)c->nlisteners) < 0)
-            goto out;
+        rt->nclusters_built = i + 1;
+        if (lb_cluster_stats_init(&rt->clusters[i], (uint32_t)c->nlisteners) < 0)
+            goto nomem;
     }
-    rt.lstats = calloc(c->nlisteners ? c->nlisteners : 1, sizeof(*rt.lstats));
-    if (!rt.lstats)
-        goto out;
-    /* Before the listeners: another lb answering on the admin socket most likely holds our
-     * addresses too (SO_REUSEPORT would let us share them silently); and before the workers,
-     * so that a drain restored from the state file holds from the first connection. */
-    admin = lb_admin_start(&rt, &err);
-    if (!admin) {
-        fprintf(stderr, "lb: %s\n", err.msg);
-        goto out;
-    }
+    rt->lstats = calloc(c->nlisteners ? c->nlisteners : 1, sizeof(*rt->lstats));
+    if (!rt->lstats)
+        goto nomem;
 
-    rt.listen_fds = calloc(rt.nworkers, sizeof(*rt.listen_fds));
-    if (!rt.listen_fds)
-        goto out;
-    for (uint32_t wi = 0; wi < rt.nworkers; wi++) {
-        rt.listen_fds[wi] = malloc((c->nlisteners ? c->nlisteners : 1) * sizeof(int));
-        if (!rt.listen_fds[wi])
-            goto out;
+    rt->listen_fds = calloc(rt->nworkers, sizeof(*rt->listen_fds));
+    if (!rt->listen_fds)
+        goto nomem;
+    for (uint32_t wi = 0; wi < rt->nworkers; wi++) {
+        rt->listen_fds[wi] = malloc((c->nlisteners ? c->nlisteners : 1) * sizeof(int));
+        if (!rt->listen_fds[wi])
+            goto nomem;
         for (size_t j = 0; j < c->nlisteners; j++)
-            rt.listen_fds[wi][j] = -1;
+            rt->listen_fds[wi][j] = -1;
         for (size_t j = 0; j < c->nlisteners; j++) {
-            int fd = open_listener(&c->listeners[j]);
+            /* The same socket (a dup of it), not a new one: connections waiting in its
+             * queue are accepted by whichever generation asks first, none is refused. */
+            int old = prev_listen_fd(prev, wi, &c->listeners[j]);
+            int fd = old >= 0 ? fcntl(old, F_DUPFD_CLOEXEC, 0) : open_listener(&c->listeners[j]);
+            if (old >= 0 && fd < 0)
+                fd = -errno;
             if (fd < 0) {
-                fprintf(stderr, "lb: listener %s: cannot listen on %s: %s\n",
-                        c->listeners[j].name, c->listeners[j].bind.text, strerror(-fd));
-                goto out;
+                lb_err_set(err, "listener %s: cannot listen on %s: %s", c->listeners[j].name,
+                           c->listeners[j].bind.text, strerror(-fd));
+                goto fail;
             }
-            rt.listen_fds[wi][j] = fd;
+            rt->listen_fds[wi][j] = fd;
         }
     }
 
-    if (lb_health_init(&rt, &err) < 0) {
-        fprintf(stderr, "lb: %s\n", err.msg);
-        goto out;
-    }
+    if (lb_health_init(rt, err) < 0)
+        goto fail;
+    if (prev)
+        carry_state(rt, prev);
 
-    rt.workers = calloc(rt.nworkers, sizeof(*rt.workers));
-    threads = calloc(rt.nworkers, sizeof(*threads));
-    if (!rt.workers || !threads)
-        goto out;
-    for (uint32_t wi = 0; wi < rt.nworkers; wi++) {
-        if (lb_worker_init(&rt.workers[wi], &rt, (int)wi, &err) < 0) {
-            fprintf(stderr, "lb: %s\n", err.msg);
-            goto out;
-        }
+    rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
+    rt->threads = calloc(rt->nworkers, sizeof(*rt->threads));
+    if (!rt->workers || !rt->threads)
+        goto nomem;
+    for (uint32_t wi = 0; wi < rt->nworkers; wi++) {
+        if (lb_worker_init(&rt->workers[wi], rt, (int)wi, err) < 0)
+            goto fail;
+        rt->nworkers_built = wi + 1;
         /* The worker owns its listening sockets from here on. */
         for (size_t j = 0; j < c->nlisteners; j++)
-            rt.listen_fds[wi][j] = -1;
+            rt->listen_fds[wi][j] = -1;
     }
+    return rt;
+nomem:
+    lb_err_set(err, "out of memory");
+fail:
+    runtime_free(rt);
+    free(rt);
+    return NULL;
+}
+
+/* Starts the workers and the health thread. Signals must be blocked already. */
+static int rt_start(struct lb_runtime *rt, struct lb_err *err)
+{
+    for (; rt->started < rt->nworkers; rt->started++) {
+        if (pthread_create(&rt->threads[rt->started], NULL, lb_worker_main,
+                           &rt->workers[rt->started])) {
+            lb_err_set(err, "cannot start worker %u", rt->started);
+            atomic_store(&rt->stop, 2);
+            return -EAGAIN;
+        }
+    }
+    lb_info("lb started", "config=%s workers=%u max_connections=%u listeners=%zu", rt->file,
+            rt->nworkers, rt->conns_per_worker * rt->nworkers, rt->conf->nlisteners);
+    /* After the workers, with signals blocked: the health thread must not take them. */
+    if (lb_health_start(rt, err) < 0) {
+        atomic_store(&rt->stop, 2);
+        return -EAGAIN;
+    }
+    return 0;
+}
+
+/* True once every worker of a stopping generation has finished (joins them). */
+static bool rt_reap(struct lb_runtime *rt)
+{
+    for (uint32_t i = 0; i < rt->started; i++) {
+        if (!rt->threads[i])
+            continue;
+        if (pthread_tryjoin_np(rt->threads[i], NULL) != 0)
+            return false;
+        rt->threads[i] = 0;
+    }
+    return true;
+}
+
+static void rt_destroy(struct lb_runtime *rt)
+{
+    for (uint32_t i = 0; i < rt->started; i++)
+        if (rt->threads[i])
+            pthread_join(rt->threads[i], NULL);
+    runtime_free(rt);
+    free(rt);
+}
+
+#define LB_MAX_DRAINING 16
+
+/*
+ * SIGHUP (lbctl reload raises it): a new generation from the file, built and checked whole
+ * before anything changes. On any error the running generation stays and the reason is
+ * logged. Otherwise the new one starts (on the same listening sockets where addresses did
+ * not change), then the old one stops accepting and finishes its connections, bounded by
+ * global.shutdown_timeout. Returns the generation now running.
+ */
+static struct lb_runtime *reload(struct lb_runtime *cur, struct lb_admin **admin,
+                                 struct lb_runtime **draining, size_t *ndraining)
+{
+    const char *file = cur->file;
+    struct conf_diags *d = calloc(1, sizeof(*d));
+    if (!d) {
+        lb_error("reload failed: out of memory; the running configuration stays", "");
+        return cur;
+    }
+    struct conf *c = conf_load(file, d);
+    if (!c) {
+        lb_error("reload failed: the configuration has errors; the running one stays",
+                 "config=%s errors=%zu", file, d->n + d->dropped);
+        conf_diags_print(d, file, stderr);
+        free(d);
+        return cur;
+    }
+    free(d);
+    if (*ndraining >= LB_MAX_DRAINING) {
+        lb_error("reload refused: too many generations still draining", "draining=%zu",
+                 *ndraining);
+        conf_free(c);
+        return cur;
+    }
+    struct lb_err err = {{0}};
+    struct lb_runtime *rt = rt_build(c, file, cur, cur, &err);
+    if (!rt) {
+        lb_error("reload failed; the running configuration stays", "err=\"%s\"", err.msg);
+        return cur;
+    }
+    /* The admin socket follows the new generation (its state file re-applies drains). */
+    lb_admin_stop(*admin);
+    *admin = lb_admin_start(rt, &err);
+    if (!*admin)
+        lb_error("admin socket not restarted after reload", "err=\"%s\"", err.msg);
+    /* The old health thread stops first: only the new one may change server state now.
+     * Its memory stays until the old workers are gone: they still report to it. */
+    hc_stop(cur->hc);
+    if (rt_start(rt, &err) < 0) {
+        lb_error("reload: the new generation failed to start; stopping", "err=\"%s\"", err.msg);
+        atomic_store(&cur->stop, 2);
+        draining[(*ndraining)++] = cur;
+        return rt;
+    }
+    atomic_store(&cur->stop, 1);
+    draining[(*ndraining)++] = cur;
+    lb_info("reloaded: the previous generation drains", "draining=%zu", *ndraining);
+    return rt;
+}
+
+int lb_proxy_run(struct conf *c, const char *file)
+{
+    struct lb_runtime probe = {0};
+    struct lb_err err = {{0}};
+    int rc = 1;
+    struct lb_admin *admin = NULL;
+    struct lb_runtime *rt = NULL;
+    struct lb_runtime *draining[LB_MAX_DRAINING];
+    size_t ndraining = 0;
+
+    lb_log_level = c->global.log_level;
+    if (probe_uring(&probe) < 0) {
+        conf_free(c);
+        return 1;
+    }
+    if (!probe.has_peername)
+        lb_warn("kernel lacks uring_cmd getsockopt (Linux < 6.7): client addresses unknown, "
+                "client_ip hashing sends every client to one server", "");
 
     /* Workers inherit a full signal mask; only this thread takes signals. */
     sigset_t set;
@@ -348,40 +528,60 @@ int lb_proxy_run(struct conf *c, const char *file)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    for (; started < rt.nworkers; started++) {
-        if (pthread_create(&threads[started], NULL, lb_worker_main, &rt.workers[started])) {
-            fprintf(stderr, "lb: cannot start worker %u\n", started);
-            atomic_store(&rt.stop, 2);
-            break;
-        }
+
+    rt = rt_build(c, file, &probe, NULL, &err);
+    if (!rt) {
+        fprintf(stderr, "lb: %s\n", err.msg);
+        return 1;
     }
-    lb_info("lb started", "config=%s workers=%u max_connections=%u listeners=%zu", file,
-            rt.nworkers, rt.conns_per_worker * rt.nworkers, c->nlisteners);
-    /* After the workers, with signals blocked: the health thread must not take them. */
-    if (!atomic_load(&rt.stop) && lb_health_start(&rt, &err) < 0) {
-        lb_error("cannot start health checks: stopping", "err=\"%s\"", err.msg);
-        atomic_store(&rt.stop, 2);
+    /* Before the workers: another lb answering on the admin socket most likely holds our
+     * addresses too, and a drain restored from the state file must hold from the first
+     * connection. */
+    admin = lb_admin_start(rt, &err);
+    if (!admin) {
+        fprintf(stderr, "lb: %s\n", err.msg);
+        goto out;
     }
+    if (rt_start(rt, &err) < 0)
+        lb_error("cannot start: stopping", "err=\"%s\"", err.msg);
 
     struct timespec tmo = {.tv_sec = 0, .tv_nsec = 200 * 1000000L};
-    while (!atomic_load(&rt.stop)) {
+    while (!atomic_load(&rt->stop)) {
         int sig = sigtimedwait(&set, NULL, &tmo);
         if (sig == SIGTERM || sig == SIGINT) {
             lb_info("signal received: stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
-            atomic_store(&rt.stop, 1);
+            atomic_store(&rt->stop, 1);
         } else if (sig == SIGHUP) {
-            /* Full config reload comes with the admin work; snapshots republish now. */
-            lb_info("SIGHUP: republishing snapshot sets", "sets=%zu", rt.nsnap_slots);
-            lb_snapshots_reload(&rt, NULL, NULL);
+            lb_info("SIGHUP: reloading", "config=%s", file);
+            rt = reload(rt, &admin, draining, &ndraining);
+        }
+        for (size_t i = 0; i < ndraining;) {
+            if (rt_reap(draining[i])) {
+                lb_info("previous generation finished draining", "");
+                rt_destroy(draining[i]);
+                draining[i] = draining[--ndraining];
+            } else {
+                i++;
+            }
         }
     }
-    for (uint32_t i = 0; i < started; i++)
-        pthread_join(threads[i], NULL);
-    rc = atomic_load(&rt.stop) == 1 ? 0 : 1;
+    for (size_t i = 0; i < ndraining; i++) {
+        if (atomic_load(&draining[i]->stop) == 0)
+            atomic_store(&draining[i]->stop, 1);
+    }
+    for (uint32_t i = 0; i < rt->started; i++) {
+        pthread_join(rt->threads[i], NULL);
+        rt->threads[i] = 0;
+    }
+    rc = atomic_load(&rt->stop) == 1 ? 0 : 1;
+    for (size_t i = 0; i < ndraining; i++)
+        rt_destroy(draining[i]);
+    ndraining = 0;
     lb_info("lb stopped", "exit=%d", rc);
 out:
     lb_admin_stop(admin);
-    free(threads);
-    runtime_free(&rt);
+    for (size_t i = 0; i < ndraining; i++)
+        rt_destroy(draining[i]);
+    rt_destroy(rt);
     return rc;
 }

@@ -5,6 +5,7 @@
 #ifndef LB_RUNTIME_H
 #define LB_RUNTIME_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -30,6 +31,11 @@ struct lb_runtime {
     size_t nsnap_slots;           /* initialised so far */
     int access_fd;               /* access log: -1 off, 2 stderr, or an O_APPEND file */
     struct hc *hc;               /* health checker (lb/health.c); set before workers start */
+    const char *file;            /* the config file, for reloads */
+    pthread_t *threads;          /* nworkers */
+    uint32_t started;            /* threads started */
+    uint32_t nworkers_built;     /* workers initialised */
+    size_t nclusters_built;      /* clusters initialised */
     _Atomic int stop;            /* set by the control thread on SIGTERM/SIGINT */
 };
 

@@ -395,6 +395,12 @@ fail:
 void lb_worker_destroy(struct lb_worker *w)
 {
     lb_http_worker_destroy(w);
+    /* Listening sockets a worker never got to close (it did not start). */
+    for (uint32_t i = 0; w->ls && i < w->nls; i++) {
+        if (w->ls[i].fd >= 0)
+            close(w->ls[i].fd);
+        w->ls[i].fd = -1;
+    }
     if (w->ring_ok)
         io_uring_queue_exit(&w->ring);
     w->ring_ok = false;

@@ -203,6 +203,11 @@ static void print_names(const char *what, const struct ctl_json *arr)
 static int answer_error(const struct ctl_json *v)
 {
     fprintf(stderr, "lbctl: %s\n", ctl_json_str(v, "error", "lb answered an error"));
+    /* reload: the config's own FILE:LINE:COLUMN errors, one per line. */
+    const struct ctl_json *errs = ctl_json_get(v, "errors");
+    for (const struct ctl_json *e = errs ? errs->child : NULL; e; e = e->next)
+        if (e->str)
+            fprintf(stderr, "%s\n", e->str);
     print_names("clusters", ctl_json_get(v, "clusters"));
     print_names("servers", ctl_json_get(v, "servers"));
     return 1;

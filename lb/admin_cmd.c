@@ -428,6 +428,7 @@ int lb_admin_exec(struct lb_runtime *rt, const double *const *rates, const struc
         }
         conf_free(nc);
         free(d);
+        lb_info("admin: reload requested", "config=%s", file);
         kill(getpid(), SIGHUP);
         lb_jbuf_printf(out, "{\"ok\":true,\"reload\":\"started\"}");
         return 0;

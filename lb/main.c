@@ -20,9 +20,9 @@ static void usage(FILE *out)
                  "            FILE:LINE:COLUMN: message)\n"
                  "  -h        this help\n"
                  "\n"
-                 "Runs tcp listeners only for now (http is not built yet).\n"
                  "Signals: SIGTERM/SIGINT stop accepting and let connections finish; SIGHUP\n"
-                 "(reload) is not built yet and keeps the running configuration.\n");
+                 "reloads the file (checked first: on errors the running configuration stays).\n"
+                 "lbctl (build/lbctl -h) drives a running lb through its admin socket.\n");
 }
 
 int main(int argc, char **argv)

@@ -297,10 +297,9 @@ static struct lb_runtime *rt_build(struct conf *c, const char *file, const struc
         rt->conns_per_worker = 64;
     uint64_t nofile = raise_nofile((uint64_t)rt->conns_per_worker * 2 + 1024);
     if ((uint64_t)rt->conns_per_worker * 2 + 1024 > nofile) {
+        /* Each ring's table is checked against the limit on its own, so a reload's second
+         * generation needs no share of it. */
         uint32_t fit = nofile > 1024 + 128 ? (uint32_t)((nofile - 1024) / 2) : 64;
-        /* During a reload two generations hold fixed-file tables at once. */
-        if (prev)
-            fit /= 2;
         if (!prev)
             lb_warn("open file limit too low for max_connections: lowered", "nofile=%lu "
                     "max_connections=%u hint=\"raise ulimit -n (hard limit)\"",
@@ -547,12 +546,13 @@ int lb_proxy_run(struct conf *c, const char *file)
 
     struct timespec tmo = {.tv_sec = 0, .tv_nsec = 200 * 1000000L};
     while (!atomic_load(&rt->stop)) {
-        int sig = sigtimedwait(&set, NULL, &tmo);
+        siginfo_t si;
+        int sig = sigtimedwait(&set, &si, &tmo);
         if (sig == SIGTERM || sig == SIGINT) {
             lb_info("signal received: stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
             atomic_store(&rt->stop, 1);
         } else if (sig == SIGHUP) {
-            lb_info("SIGHUP: reloading", "config=%s", file);
+            lb_info("SIGHUP: reloading", "config=%s from_pid=%d", file, (int)si.si_pid);
             rt = reload(rt, &admin, draining, &ndraining);
         }
         for (size_t i = 0; i < ndraining;) {

@@ -36,8 +36,6 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: lbctl [-s SOCKET] COMMAND [ARGS] [--json]\n"
             "\n"
-            "Upcoming: lb has no admin socket yet, so none of these commands works yet.\n"
-            "\n"
             "  status [--json]                              clusters, servers, state, load\n"
             "  drain CLUSTER SERVER [--wait] [--timeout 30s]  no new connections to SERVER;\n"
             "                                               --wait returns once it has none\n"

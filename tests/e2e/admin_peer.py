@@ -110,10 +110,11 @@ def cmd_garbage(path):
     # Pipelined commands, far more answer bytes than lb queues per client: every one is
     # answered, in order (lb pauses reading while answers are unread, then resumes).
     s = admin(path)
-    s.sendall(b"status\n" * 500 + b"reload\n")
+    # The last one is an error answer (no such snapshot set) that must come last, in order.
+    s.sendall(b"status\n" * 500 + b"snapshots reload nosuch\n")
     f = s.makefile("rb")
     answers = [f.readline() for _ in range(501)]
-    if not all(b'"ok":true' in a for a in answers[:500]) or b"not built yet" not in answers[500]:
+    if not all(b'"ok":true' in a for a in answers[:500]) or b"no snapshot set named nosuch" not in answers[500]:
         problems.append("pipelined commands not all answered in order")
     f.close()
     s.close()

@@ -11,6 +11,7 @@ PIDS=""
 
 cleanup() {
     rc=$?
+    [ -n "${KEEP_T:-}" ] && cp -r "$T" "$KEEP_T" 2>/dev/null
     for p in $PIDS; do kill "$p" 2>/dev/null || true; done
     sleep 0.2
     for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done

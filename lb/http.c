@@ -1838,6 +1838,11 @@ void lb_http_tick(struct lb_worker *w, struct lb_conn *c)
         const struct conf_cluster *ccf = w->rt->clusters[c->cluster].cf;
         if (c->h.phase == HS_IDLE && ccf->idle_timeout_ms && now - c->last_ms > ccf->idle_timeout_ms)
             lb_conn_close(w, c, "pooled connection idle");
+        else if (c->h.phase == HS_IDLE &&
+                 (atomic_load_explicit(&w->rt->clusters[c->cluster].servers[c->server].flags,
+                                       memory_order_relaxed) &
+                  (LB_SRV_F_DRAINING | LB_SRV_F_DOWN)))
+            lb_conn_close(w, c, "server drained or down"); /* its pooled connections go */
         return;
     }
     const struct conf_listener *lcf = lcf_of(w, c);

@@ -27,6 +27,7 @@
 #define LB_ADMIN_ANSWER_MAX (8u << 20) /* a status answer bigger than this is an error */
 
 struct lb_runtime;
+struct lb_jbuf;
 struct lb_admin;
 
 enum lb_admin_verb {
@@ -36,7 +37,10 @@ enum lb_admin_verb {
     LB_ADMIN_WEIGHT,
     LB_ADMIN_RELOAD,
     LB_ADMIN_SNAPSHOTS_RELOAD,
+    LB_ADMIN_EXPLAIN,
 };
+
+#define LB_ADMIN_EXPLAIN_MAX 4096 /* the request explain builds: request line and fields */
 
 struct lb_admin_cmd {
     enum lb_admin_verb verb;
@@ -44,7 +48,16 @@ struct lb_admin_cmd {
     char server[CONF_NAME_MAX];
     char set[CONF_NAME_MAX]; /* snapshots reload; "" = every set */
     uint32_t weight;         /* weight: 1..256 */
+    /* explain METHOD URL [Name: value]...: the request as HTTP/1.1 bytes, ready to parse. */
+    char request[LB_ADMIN_EXPLAIN_MAX];
+    size_t request_len;
 };
+
+/*
+ * explain (lb/explain.c): which listener, route, hash key, server and failover order the
+ * request in @cmd would get in @rt, as one JSON answer. Returns 0 or LB_ADMIN_R_ERROR.
+ */
+int lb_admin_explain(struct lb_runtime *rt, const struct lb_admin_cmd *cmd, struct lb_jbuf *out);
 
 /*
  * Parses one command line @line of @len bytes (no newline; any bytes at all). Words are

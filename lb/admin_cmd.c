@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,6 +80,95 @@ static int want_args(size_t nw, size_t want, const char *usage, struct lb_err *e
     return -EINVAL;
 }
 
+/* Appends @n bytes to the explain request; false when it would not fit. */
+static bool req_put(struct lb_admin_cmd *cmd, const char *p, size_t n)
+{
+    if (cmd->request_len + n > sizeof(cmd->request))
+        return false;
+    memcpy(cmd->request + cmd->request_len, p, n);
+    cmd->request_len += n;
+    return true;
+}
+
+/*
+ * explain METHOD URL [Name: value]...: URL is http://host[:port]/path?query or /path; a word
+ * ending in ':' starts a field, the words after it (to the next such word) are its value.
+ * Builds the HTTP/1.1 request those words describe; the HTTP parser judges it later, so
+ * nothing here needs to be stricter than "printable ASCII, fits".
+ */
+static int parse_explain(const char *p, size_t len, struct lb_admin_cmd *cmd, struct lb_err *err)
+{
+    cmd->verb = LB_ADMIN_EXPLAIN;
+    const char *w[64];
+    size_t wl[64], nw = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == ' ' || ch == '\t') {
+            i++;
+            continue;
+        }
+        if (ch < 0x21 || ch > 0x7e) {
+            lb_err_set(err, "byte 0x%02x in explain: commands are printable ASCII", ch);
+            return -EINVAL;
+        }
+        if (nw == 64) {
+            lb_err_set(err, "explain: too many words");
+            return -EINVAL;
+        }
+        w[nw] = p + i;
+        while (i < len && p[i] != ' ' && p[i] != '\t' && (unsigned char)p[i] >= 0x21 &&
+               (unsigned char)p[i] <= 0x7e)
+            i++;
+        wl[nw] = (size_t)(p + i - w[nw]);
+        nw++;
+    }
+    if (nw < 2) {
+        lb_err_set(err, "usage: explain METHOD URL [Name: value]...");
+        return -EINVAL;
+    }
+    const char *url = w[1], *host = NULL, *target = url;
+    size_t ul = wl[1], hl = 0, tl = ul;
+    if (ul > 7 && !strncasecmp(url, "http://", 7)) {
+        host = url + 7;
+        const char *slash = memchr(host, '/', ul - 7);
+        hl = slash ? (size_t)(slash - host) : ul - 7;
+        target = slash ? slash : "/";
+        tl = slash ? (size_t)(url + ul - slash) : 1;
+    } else if (url[0] != '/') {
+        lb_err_set(err, "explain: URL must be http://host/path or /path");
+        return -EINVAL;
+    }
+    bool ok = req_put(cmd, w[0], wl[0]) && req_put(cmd, " ", 1) && req_put(cmd, target, tl) &&
+              req_put(cmd, " HTTP/1.1\r\n", 11);
+    bool has_host = false;
+    for (size_t i = 2; i < nw && ok; i++) {
+        bool name = wl[i] > 1 && w[i][wl[i] - 1] == ':';
+        if (name) {
+            if (i > 2)
+                ok = req_put(cmd, "\r\n", 2);
+            has_host |= wl[i] == 5 && !strncasecmp(w[i], "host:", 5);
+            ok = ok && req_put(cmd, w[i], wl[i]);
+        } else if (i == 2) {
+            lb_err_set(err, "explain: '%.*s' is not a field name (Name: value)",
+                       (int)(wl[i] > 32 ? 32 : wl[i]), w[i]);
+            return -EINVAL;
+        } else {
+            ok = req_put(cmd, " ", 1) && req_put(cmd, w[i], wl[i]);
+        }
+    }
+    if (nw > 2)
+        ok = ok && req_put(cmd, "\r\n", 2);
+    if (!has_host)
+        ok = ok && req_put(cmd, "Host: ", 6) &&
+             req_put(cmd, host ? host : "localhost", host ? hl : 9) && req_put(cmd, "\r\n", 2);
+    ok = ok && req_put(cmd, "\r\n", 2);
+    if (!ok) {
+        lb_err_set(err, "explain: request too long");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int lb_admin_parse(const char *line, size_t len, struct lb_admin_cmd *cmd, struct lb_err *err)
 {
     struct word w[MAX_WORDS];
@@ -87,6 +177,8 @@ int lb_admin_parse(const char *line, size_t len, struct lb_admin_cmd *cmd, struc
     memset(cmd, 0, sizeof(*cmd));
     if (len && line[len - 1] == '\r') /* telnet and nc -C send CRLF */
         len--;
+    if (len >= 8 && !memcmp(line, "explain ", 8))
+        return parse_explain(line + 8, len - 8, cmd, err);
     for (size_t i = 0; i < len;) {
         unsigned char ch = (unsigned char)line[i];
         if (ch == ' ' || ch == '\t') {
@@ -153,7 +245,7 @@ int lb_admin_parse(const char *line, size_t len, struct lb_admin_cmd *cmd, struc
     }
     lb_err_set(err,
                "unknown command '%.*s': status, drain, undrain, weight, reload, "
-               "snapshots reload",
+               "snapshots reload, explain",
                (int)(w[0].len > 32 ? 32 : w[0].len), w[0].p);
     return -EINVAL;
 }
@@ -399,6 +491,8 @@ int lb_admin_exec(struct lb_runtime *rt, const double *const *rates, const struc
                            conf_balance_name(rt->conf->clusters[ci].balance));
         lb_jbuf_printf(out, "}");
         return prev != cmd->weight ? LB_ADMIN_R_CHANGED : 0;
+    case LB_ADMIN_EXPLAIN:
+        return lb_admin_explain(rt, cmd, out);
     case LB_ADMIN_RELOAD: {
         /* Checked here first so that lbctl can show the errors; the reload itself runs on
          * the main thread (SIGHUP), which builds and swaps the new generation. */

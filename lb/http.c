@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "lb/log.h"
+#include "lb/route.h"
 #include "lb/stats.h"
 #include "lb/runtime.h"
 #include "lb/worker.h"
@@ -403,55 +404,6 @@ static struct lb_conn *pool_take(struct lb_worker *w, uint32_t cluster, uint32_t
 
 /* ---- requests ---- */
 
-static bool route_matches(const struct conf_route *r, const char *buf,
-                          const struct lb_http1_req *req, uint32_t mbit, bool *method_only)
-{
-    *method_only = false;
-    if (!r->has_match)
-        return true;
-    if (r->host) {
-        const char *h = buf + req->host.off;
-        uint32_t hl = req->host.len;
-        /* Compare without the port. */
-        for (uint32_t i = hl; i > 0; i--) {
-            if (h[i - 1] == ':') {
-                hl = i - 1;
-                break;
-            }
-            if (h[i - 1] == ']')
-                break;
-        }
-        if (strlen(r->host) != hl || strncasecmp(r->host, h, hl))
-            return false;
-    }
-    if (r->path_prefix) {
-        size_t pl = strlen(r->path_prefix);
-        if (req->path.len < pl || memcmp(buf + req->path.off, r->path_prefix, pl))
-            return false;
-    }
-    if (r->methods && !(r->methods & mbit)) {
-        *method_only = true;
-        return false;
-    }
-    return true;
-}
-
-static uint32_t method_bit(enum lb_http1_method m)
-{
-    switch (m) {
-    case LB_HTTP1_M_GET: return CONF_M_GET;
-    case LB_HTTP1_M_HEAD: return CONF_M_HEAD;
-    case LB_HTTP1_M_POST: return CONF_M_POST;
-    case LB_HTTP1_M_PUT: return CONF_M_PUT;
-    case LB_HTTP1_M_DELETE: return CONF_M_DELETE;
-    case LB_HTTP1_M_OPTIONS: return CONF_M_OPTIONS;
-    case LB_HTTP1_M_PATCH: return CONF_M_PATCH;
-    case LB_HTTP1_M_CONNECT: return CONF_M_CONNECT;
-    case LB_HTTP1_M_TRACE: return CONF_M_TRACE;
-    default: return 0;
-    }
-}
-
 static int client_ip_text(const struct lb_conn *c, char *out, size_t n)
 {
     if (c->peer.v4.sin_family == AF_INET)
@@ -469,67 +421,6 @@ static uint64_t client_ip_hash(const struct lb_conn *c)
     if (c->peer.v6.sin6_family == AF_INET6)
         return lb_hash64(&c->peer.v6.sin6_addr, 16, 0);
     return 0;
-}
-
-/* The value of cookie @name in the Cookie fields, or false. */
-static bool find_cookie(const char *buf, const struct lb_http1_req *req, const char *name,
-                        const char **v, size_t *vl)
-{
-    size_t nl = strlen(name);
-    for (int i = lb_http1_find_hdr(buf, req->hdrs, req->nhdrs, "cookie", 0); i >= 0;
-         i = lb_http1_find_hdr(buf, req->hdrs, req->nhdrs, "cookie", (uint32_t)i + 1)) {
-        const char *p = buf + req->hdrs[i].value.off;
-        const char *end = p + req->hdrs[i].value.len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            const char *eq = memchr(p, '=', (size_t)(end - p));
-            const char *semi = memchr(p, ';', (size_t)(end - p));
-            if (!semi)
-                semi = end;
-            if (eq && eq < semi && (size_t)(eq - p) == nl && !memcmp(p, name, nl)) {
-                *v = eq + 1;
-                *vl = (size_t)(semi - eq - 1);
-                return true;
-            }
-            p = semi;
-        }
-    }
-    return false;
-}
-
-/* The request's hash for the route's hash_key; a missing header or cookie falls back to
- * the client address, so such clients still stick to one server. */
-static uint64_t request_key(const struct conf_route *r, const char *buf,
-                            const struct lb_http1_req *req, const struct lb_conn *c)
-{
-    const char *v = NULL;
-    size_t vl = 0;
-    switch (r->hash_key.kind) {
-    case CONF_HASH_HEADER: {
-        int i = lb_http1_find_hdr(buf, req->hdrs, req->nhdrs, r->hash_key.name, 0);
-        if (i >= 0) {
-            v = buf + req->hdrs[i].value.off;
-            vl = req->hdrs[i].value.len;
-        }
-        break;
-    }
-    case CONF_HASH_COOKIE:
-        find_cookie(buf, req, r->hash_key.name, &v, &vl);
-        break;
-    case CONF_HASH_PATH:
-        v = buf + req->path.off;
-        vl = req->path.len;
-        break;
-    case CONF_HASH_URI:
-        v = buf + req->target.off;
-        vl = req->target.len;
-        break;
-    case CONF_HASH_CLIENT_IP:
-    case CONF_HASH_NONE:
-        return client_ip_hash(c);
-    }
-    return v ? lb_hash64(v, vl, 0) : client_ip_hash(c);
 }
 
 static bool hdr_is(const char *buf, const struct lb_http1_hdr *h, const char *name, size_t nl)
@@ -923,18 +814,8 @@ static void client_dispatch(struct lb_worker *w, struct lb_conn *c, struct lb_ht
 {
     const struct conf_listener *lcf = lcf_of(w, c);
     const char *buf = c->h.hbuf;
-    uint32_t mbit = method_bit(req->method);
-    int route = -1;
     uint32_t allowed = 0;
-    for (size_t i = 0; i < lcf->nroutes; i++) {
-        bool method_only;
-        if (route_matches(&lcf->routes[i], buf, req, mbit, &method_only)) {
-            route = (int)i;
-            break;
-        }
-        if (method_only)
-            allowed |= lcf->routes[i].methods;
-    }
+    int route = lb_route_match(lcf, buf, req, &allowed);
     if (route < 0) {
         if (allowed) {
             char extra[160] = "Allow: ";
@@ -984,7 +865,9 @@ static void client_dispatch(struct lb_worker *w, struct lb_conn *c, struct lb_ht
     }
     uint64_t key = 0;
     if (conf_balance_is_hash(w->rt->clusters[c->cluster].cf->balance))
-        key = r->action == CONF_ACT_CLUSTER ? request_key(r, buf, req, c) : client_ip_hash(c);
+        key = r->action == CONF_ACT_CLUSTER
+                  ? lb_route_key(r, buf, req, client_ip_hash(c), NULL, NULL)
+                  : client_ip_hash(c);
     c->h.key = key;
     memset(&c->tried, 0, sizeof(c->tried));
     c->attempts = 0;

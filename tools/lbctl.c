@@ -43,6 +43,8 @@ static void usage(FILE *out)
             "  weight CLUSTER SERVER N                      N in 1..256\n"
             "  reload                                       same as SIGHUP\n"
             "  snapshots reload [SET]                       publish snapshot directories again\n"
+            "  explain METHOD URL [Name: value]...          route, key, server and failover\n"
+            "                                               order that request would get\n"
             "\n"
             "  -s SOCKET   admin socket (default " CTL_DEFAULT_SOCKET ")\n"
             "exit: 0 ok, 1 error, 2 usage\n");
@@ -339,6 +341,49 @@ static int wait_drained(struct ctl *c, const char *cluster, const char *server, 
     }
 }
 
+/* explain's answer, one line per http listener. */
+static void print_explain(const struct ctl_json *v)
+{
+    if (ctl_json_get(v, "answer")) {
+        printf("lb answers %.0f itself: %s\n", ctl_json_num(v, "answer", 0),
+               ctl_json_str(v, "why", ""));
+        return;
+    }
+    const struct ctl_json *ls = ctl_json_get(v, "listeners");
+    for (const struct ctl_json *l = ls ? ls->child : NULL; l; l = l->next) {
+        printf("%s (%s): ", ctl_json_str(l, "listener", "?"), ctl_json_str(l, "bind", "?"));
+        if (!ctl_json_get(l, "route") || ctl_json_get(l, "route")->type != CTL_JSON_NUM) {
+            printf("no route: lb answers %.0f\n", ctl_json_num(l, "answer", 404));
+            continue;
+        }
+        const char *action = ctl_json_str(l, "action", "?");
+        printf("route %.0f (line %.0f)", ctl_json_num(l, "route", 0),
+               ctl_json_num(l, "route_line", 0));
+        if (strcmp(action, "cluster"))
+            printf(", %s", action);
+        if (ctl_json_get(l, "set"))
+            printf(" %s: snapshot %s", ctl_json_str(l, "set", ""), ctl_json_str(l, "snapshot", ""));
+        if (ctl_json_get(l, "cluster")) {
+            printf("%s, cluster %s (%s", ctl_json_bool(l, "fallback", false) ? ", fallback" : "",
+                   ctl_json_str(l, "cluster", ""), ctl_json_str(l, "balance", ""));
+            if (ctl_json_get(l, "hash_key"))
+                printf(", key %s=%s", ctl_json_str(l, "hash_key", ""),
+                       ctl_json_str(l, "key", "(client address)"));
+            printf(")");
+            const struct ctl_json *order = ctl_json_get(l, "order");
+            const char *sep = ": server ";
+            for (const struct ctl_json *s = order ? order->child : NULL; s; s = s->next) {
+                printf("%s%s%s", sep, ctl_json_str(s, "server", "?"),
+                       ctl_json_bool(s, "backup", false) ? " (backup)" : "");
+                sep = sep[0] == ':' ? ", then " : ", ";
+            }
+        }
+        if (ctl_json_get(l, "answer"))
+            printf(": lb answers %.0f", ctl_json_num(l, "answer", 0));
+        printf("\n");
+    }
+}
+
 static int run(struct ctl *c, const char *cmdline, char **pos, bool wait, uint64_t tmo_ms)
 {
     char *raw = NULL;
@@ -364,6 +409,9 @@ static int run(struct ctl *c, const char *cmdline, char **pos, bool wait, uint64
                    ctl_json_num(v, "active", 0));
         if (wait)
             rc = wait_drained(c, pos[1], pos[2], tmo_ms);
+    } else if (!strcmp(pos[0], "explain")) {
+        if (!c->json)
+            print_explain(v);
     } else if (!strcmp(pos[0], "weight")) {
         if (!c->json) {
             printf("%s/%s: weight %.0f (configured %.0f, was %.0f)\n", pos[1], pos[2],
@@ -385,7 +433,7 @@ out:
 int main(int argc, char **argv)
 {
     struct ctl c = {.socket = CTL_DEFAULT_SOCKET, .fd = -1};
-    char *pos[8];
+    char *pos[64];
     int npos = 0;
     bool wait = false, has_timeout = false;
     uint64_t tmo_ms = 30000;
@@ -435,6 +483,8 @@ int main(int argc, char **argv)
         want_min = want_max = 4;
     else if (!strcmp(cmd, "snapshots"))
         want_min = 2, want_max = 3;
+    else if (!strcmp(cmd, "explain"))
+        want_min = 3, want_max = 64;
     else
         return usage_error("unknown command '%s'", cmd);
     if (npos < want_min || npos > want_max)
@@ -445,7 +495,7 @@ int main(int argc, char **argv)
         return usage_error("--wait and --timeout go with drain only");
     if (has_timeout && !wait)
         return usage_error("--timeout needs --wait");
-    for (int k = 1; k < npos; k++) {
+    for (int k = 1; k < npos && strcmp(cmd, "explain"); k++) {
         bool is_weight = !strcmp(cmd, "weight") && k == 3;
         bool is_reload = !strcmp(cmd, "snapshots") && k == 1;
         if (!is_weight && !is_reload && !name_ok(pos[k]))
@@ -458,10 +508,16 @@ int main(int argc, char **argv)
             return usage_error("bad weight '%s': a whole number in 1..256", w);
     }
 
-    char line[512] = "";
+    char line[4096] = "";
+    size_t used = 0;
     for (int k = 0; k < npos; k++) {
-        strcat(line, k ? " " : "");
-        strcat(line, pos[k]); /* names are < 64 bytes, words at most 4: it fits */
+        size_t n = strlen(pos[k]);
+        if (used + n + 2 > sizeof(line))
+            return usage_error("command too long");
+        if (k)
+            line[used++] = ' ';
+        memcpy(line + used, pos[k], n + 1);
+        used += n;
     }
     if (ctl_connect(&c) < 0)
         return 1;

@@ -190,6 +190,20 @@ for u in alice bob carol dave erin frank; do
 done
 [ "$(sort -u "$T/sticky" | wc -l)" = 2 ] || fail "six users all landed on one server"
 
+echo "== lbctl explain says where a request goes"
+for u in alice bob carol; do
+    got=$(curl -s --max-time 5 -H "X-User: $u" "$U/sticky/")
+    said=$("$LBCTL" -s "$T/lb.sock" explain GET "http://127.0.0.1/sticky/" X-User: "$u")
+    echo "$u -> $got; explain: $said"
+    case "$said" in *"route 4 "*"cluster sticky (maglev, key header:X-User=$u): server $got,"*) ;;
+        *) fail "explain disagrees with where $u went ($got)" ;; esac
+done
+said=$("$LBCTL" -s "$T/lb.sock" explain POST http://127.0.0.1:$LE/ro/x)
+echo "$said" | grep -q 'strict (127.0.0.1:'"$LE"'): no route: lb answers 405' || fail "explain 405: $said"
+"$LBCTL" -s "$T/lb.sock" --json explain GET /nothing-here >"$T/explain.json" || fail "explain --json"
+python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert v["ok"] and v["listeners"]' "$T/explain.json" ||
+    fail "explain --json is not the expected JSON"
+
 echo "== 10 MiB download and upload"
 curl -s --max-time 30 -o "$T/down.bin" "$U/big.bin" || fail "download failed"
 cmp "$T/down.bin" "$T/www/big.bin" || fail "download corrupted"

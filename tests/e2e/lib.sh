@@ -4,7 +4,7 @@
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 LB="${LB:-$ROOT/build/lb}"
-LBCTL="$ROOT/build/lbctl"
+LBCTL="${LBCTL:-$ROOT/build/lbctl}"
 DEMO="$ROOT/build/demo-backend"
 T=$(mktemp -d /tmp/lb-e2e.XXXXXX)
 PIDS=""

@@ -91,6 +91,31 @@ static struct ctl_json *t_exec(struct lb_runtime *rt, const char *line, int *bit
     return v;
 }
 
+static void test_parse_explain(void **state)
+{
+    (void)state;
+    struct lb_admin_cmd c;
+    struct lb_err e;
+    const char *line = "explain GET http://api.test:8080/x?y=1 X-User: alice  smith Cookie: a=b";
+    assert_int_equal(lb_admin_parse(line, strlen(line), &c, &e), 0);
+    assert_int_equal(c.verb, LB_ADMIN_EXPLAIN);
+    const char *want = "GET /x?y=1 HTTP/1.1\r\nX-User: alice smith\r\nCookie: a=b\r\n"
+                       "Host: api.test:8080\r\n\r\n";
+    assert_int_equal(c.request_len, strlen(want));
+    assert_memory_equal(c.request, want, strlen(want));
+
+    line = "explain HEAD /p Host: other";
+    assert_int_equal(lb_admin_parse(line, strlen(line), &c, &e), 0);
+    want = "HEAD /p HTTP/1.1\r\nHost: other\r\n\r\n";
+    assert_int_equal(c.request_len, strlen(want));
+    assert_memory_equal(c.request, want, strlen(want));
+
+    static const char *bad[] = {"explain", "explain GET", "explain GET ftp://x/",
+                                "explain GET /p notaname"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(lb_admin_parse(bad[i], strlen(bad[i]), &c, &e), -EINVAL);
+}
+
 static void test_parse_ok(void **state)
 {
     struct lb_admin_cmd c;
@@ -484,6 +509,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_ok),
+        cmocka_unit_test(test_parse_explain),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_json_writer),
         cmocka_unit_test(test_status),

@@ -78,6 +78,7 @@ enum lb_hphase {
 #define H_F_CLIENT_EOF 0x1000    /* the client sent FIN */
 #define H_F_KEEPALIVE10 0x2000   /* HTTP/1.0 client asked for keep-alive */
 #define H_F_CONTINUE 0x4000      /* the request has Expect: 100-continue */
+#define H_F_FDWAIT 0x8000        /* queued for a free file slot (fdwait list) */
 
 /* ---- small helpers ---- */
 
@@ -984,6 +985,51 @@ static void client_on_header(struct lb_worker *w, struct lb_conn *c)
 static void backend_send(struct lb_worker *w, struct lb_conn *c, struct lb_conn *b);
 static void client_send(struct lb_worker *w, struct lb_conn *c);
 
+/* ---- waiting for a file slot ---- */
+
+static void fdwait_unlink(struct lb_worker *w, struct lb_conn *c)
+{
+    if (!(c->h.flags & H_F_FDWAIT))
+        return;
+    c->h.flags &= ~H_F_FDWAIT;
+    if (c->fdwait_prev != NONE)
+        w->conns[c->fdwait_prev].fdwait_next = c->fdwait_next;
+    else
+        w->fdwait_head = c->fdwait_next;
+    if (c->fdwait_next != NONE)
+        w->conns[c->fdwait_next].fdwait_prev = c->fdwait_prev;
+    else
+        w->fdwait_tail = c->fdwait_prev;
+}
+
+/* The fixed-file table is full (every slot holds a client or a backend socket): the
+ * request waits for one to close instead of failing; the tick bounds the wait by the
+ * cluster's connect timeout. */
+static void fdwait_push(struct lb_worker *w, struct lb_conn *c)
+{
+    uint32_t slot = lb_conn_slot(w, c);
+    c->h.flags |= H_F_FDWAIT;
+    c->h.phase = HC_CONNECT;
+    c->last_ms = w->now_ms;
+    c->fdwait_next = NONE;
+    c->fdwait_prev = w->fdwait_tail;
+    if (w->fdwait_tail != NONE)
+        w->conns[w->fdwait_tail].fdwait_next = slot;
+    else
+        w->fdwait_head = slot;
+    w->fdwait_tail = slot;
+}
+
+void lb_http_fd_freed(struct lb_worker *w)
+{
+    uint32_t slot = w->fdwait_head;
+    if (slot == NONE)
+        return;
+    struct lb_conn *c = &w->conns[slot];
+    fdwait_unlink(w, c);
+    backend_acquire(w, c);
+}
+
 static void backend_acquire(struct lb_worker *w, struct lb_conn *c)
 {
     struct lb_cluster *cl = &w->rt->clusters[c->cluster];
@@ -1549,6 +1595,23 @@ static void backend_on_connect(struct lb_worker *w, struct lb_conn *b, int res)
         lb_conn_close(w, b, "connect failed");
         return;
     }
+    if ((res == -ENFILE || res == -EMFILE) && !(b->srv.flags & LB_SIDE_F_OPEN)) {
+        /* No socket could be made: the file table is full, the server is not at fault. */
+        atomic_fetch_sub_explicit(&srv->connect_failures, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&srv->consecutive_failures, 1, memory_order_relaxed);
+        detach(c, b);
+        lb_conn_close(w, b, "no file slot");
+        if (c->counted) {
+            lb_server_release(srv);
+            c->counted = 0;
+        }
+        if (c->tried.n)
+            c->tried.n--;
+        if (c->attempts)
+            c->attempts--;
+        fdwait_push(w, c);
+        return;
+    }
     request_failed(w, c, b, true, res == -ECANCELED ? 504 : 502,
                    res == -ECANCELED ? "connect timeout" : strerror(-res));
 }
@@ -1658,6 +1721,10 @@ void lb_http_on_cqe(struct lb_worker *w, struct lb_conn *c, enum lb_op kind,
     case LB_OP_SEND_CLI:
         client_on_send(w, c, cqe->res);
         break;
+    case LB_OP_SOCKET:
+        if (lb_conn_socket_done(w, c, cqe->res) < 0)
+            backend_on_connect(w, c, cqe->res); /* no socket: a failed connect */
+        break;
     case LB_OP_CONNECT:
         backend_on_connect(w, c, cqe->res);
         break;
@@ -1738,6 +1805,15 @@ void lb_http_tick(struct lb_worker *w, struct lb_conn *c)
         if (lcf->header_timeout_ms && now - c->h.t_start_ms > lcf->header_timeout_ms)
             local_reply(w, c, 408, true, NULL);
         break;
+    case HC_CONNECT:
+        /* Queued for a file slot: as long as it would wait for an answer. */
+        if ((c->h.flags & H_F_FDWAIT) &&
+            now - c->last_ms > w->rt->clusters[c->cluster].cf->response_timeout_ms) {
+            fdwait_unlink(w, c);
+            lb_warn("request shed: no file slot came free in time", "listener=%s", lcf->name);
+            local_reply(w, c, 503, false, "Retry-After: 1\r\n");
+        }
+        break;
     case HC_FORWARD: {
         struct lb_conn *b = peer_of(w, c);
         if (!b)
@@ -1791,6 +1867,7 @@ void lb_http_on_close(struct lb_worker *w, struct lb_conn *c)
         return;
     }
     cache_fill_abort(w, c);
+    fdwait_unlink(w, c);
     struct lb_conn *b = peer_of(w, c);
     if (b) {
         detach(c, b);
@@ -1822,6 +1899,7 @@ int lb_http_worker_init(struct lb_worker *w, struct lb_err *err)
             maxh = cf->listeners[i].max_header_bytes;
     }
     w->alog_fd = w->rt->access_fd;
+    w->fdwait_head = w->fdwait_tail = NONE;
     if (!any)
         return 0;
     if (maxh < 4096)

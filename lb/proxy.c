@@ -295,17 +295,18 @@ static struct lb_runtime *rt_build(struct conf *c, const char *file, const struc
     rt->conns_per_worker = c->global.max_connections / rt->nworkers;
     if (rt->conns_per_worker < 64)
         rt->conns_per_worker = 64;
-    uint64_t nofile = raise_nofile((uint64_t)rt->conns_per_worker * 2 + 1024);
-    if ((uint64_t)rt->conns_per_worker * 2 + 1024 > nofile) {
-        /* Each ring's table is checked against the limit on its own, so a reload's second
-         * generation needs no share of it. */
-        uint32_t fit = nofile > 1024 + 128 ? (uint32_t)((nofile - 1024) / 2) : 64;
-        if (!prev)
-            lb_warn("open file limit too low for max_connections: lowered", "nofile=%lu "
-                    "max_connections=%u hint=\"raise ulimit -n (hard limit)\"",
-                    (unsigned long)nofile, fit * rt->nworkers);
-        rt->conns_per_worker = fit;
-    }
+    /* Two table entries per slot when the limit allows (an L4 connection holds two
+     * sockets). The kernel checks each ring's table against RLIMIT_NOFILE on its own. */
+    uint64_t want = (uint64_t)rt->conns_per_worker * 2;
+    uint64_t nofile = raise_nofile(want + 1024);
+    uint64_t fit = nofile > 1024 + 128 ? nofile - 1024 : 128;
+    rt->files_per_worker = (uint32_t)(want < fit ? want : fit);
+    if (want > fit && !prev)
+        lb_warn("open file limit below two sockets per connection: the fixed-file table is "
+                "smaller; accepts pause when it is full", "nofile=%lu files_per_worker=%u "
+                "max_connections=%u hint=\"raise ulimit -n (hard limit)\"",
+                (unsigned long)nofile, rt->files_per_worker,
+                rt->conns_per_worker * rt->nworkers);
 
     /* Snapshot sets: loaded whole before anything listens, so a broken directory stops the
      * start (or the reload) with the file named, not a worker at its first request. */

@@ -23,6 +23,7 @@ struct lb_runtime {
     struct lb_listener_stats *lstats; /* conf->nlisteners; NULL in unit tests */
     uint32_t nworkers;
     uint32_t conns_per_worker;
+    uint32_t files_per_worker;   /* fixed-file table of each worker's ring */
     struct lb_worker *workers;
     int **listen_fds;            /* [worker][listener] */
     unsigned ring_flags;         /* setup flags that worked in the startup probe */

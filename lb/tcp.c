@@ -134,14 +134,27 @@ static void start_connect(struct lb_worker *w, struct lb_conn *c)
 void lb_conn_connect(struct lb_worker *w, struct lb_conn *c, const struct conf_addr *a,
                      uint64_t timeout_ms)
 {
-    /* socket -> TCP_NODELAY -> connect -> timeout, one chain, one submission. The
-     * setsockopt is hard-linked: a kernel without uring_cmd sockopts still connects. */
-    c->srv.fidx = (int32_t)(w->nconns + lb_conn_slot(w, c));
-    c->srv.flags = LB_SIDE_F_OPEN;
+    /* Two steps: the kernel picks the socket's fixed-file slot (from the same range as
+     * accepted sockets, so one table holds both and a slot costs one entry, not two), and
+     * once lb_conn_socket_done() knows it: TCP_NODELAY -> connect -> timeout, one chain. */
+    c->connect_addr = a;
+    c->connect_ts.tv_sec = (long long)(timeout_ms / 1000);
+    c->connect_ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+    c->srv.fidx = -1;
+    c->srv.flags = 0;
     struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_SOCKET, c, 0);
-    io_uring_prep_socket_direct(sqe, a->ss.ss_family, SOCK_STREAM, 0, (unsigned)c->srv.fidx, 0);
-    sqe->flags |= IOSQE_IO_LINK;
-    sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+    io_uring_prep_socket_direct_alloc(sqe, a->ss.ss_family, SOCK_STREAM, 0, 0);
+}
+
+int lb_conn_socket_done(struct lb_worker *w, struct lb_conn *c, int res)
+{
+    if (res < 0)
+        return res;
+    c->srv.fidx = res;
+    c->srv.flags = LB_SIDE_F_OPEN;
+    const struct conf_addr *a = c->connect_addr;
+    /* The setsockopt is hard-linked: a kernel without uring_cmd sockopts still connects. */
+    struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_AUX, c, 0);
     prep_sockopt(sqe, c->srv.fidx, LB_SOCKET_URING_OP_SETSOCKOPT, IPPROTO_TCP, TCP_NODELAY,
                  &one, sizeof(one));
     sqe->flags |= IOSQE_IO_HARDLINK;
@@ -150,12 +163,9 @@ void lb_conn_connect(struct lb_worker *w, struct lb_conn *c, const struct conf_a
     sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
     sqe = lb_sqe(w, LB_OP_AUX, c, 0);
     /* The kernel copies the timespec when it prepares the linked timeout, at submission;
-     * lb_sqe may submit early when the SQ is full, so keep one per connection slot rather
-     * than one per thread. */
-    struct __kernel_timespec *ts = &c->connect_ts;
-    ts->tv_sec = (long long)(timeout_ms / 1000);
-    ts->tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
-    io_uring_prep_link_timeout(sqe, ts, 0);
+     * lb_sqe may submit early when the SQ is full, so it lives in the slot, not the stack. */
+    io_uring_prep_link_timeout(sqe, &c->connect_ts, 0);
+    return 0;
 }
 
 void lb_tcp_accepted(struct lb_worker *w, struct lb_conn *c)
@@ -197,13 +207,17 @@ static void on_connect(struct lb_worker *w, struct lb_conn *c, int res)
     lb_server_release(srv);
     c->counted = 0;
 
-    /* Close the failed socket (cancel first: the link timeout may still be pending). */
-    struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_AUX, c, 0);
-    io_uring_prep_cancel_fd(sqe, c->srv.fidx,
-                            IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
-    sqe = lb_sqe(w, LB_OP_AUX, c, 0);
-    io_uring_prep_close_direct(sqe, (unsigned)c->srv.fidx);
+    /* Close the failed socket, if one was made (cancel first: the link timeout may still be
+     * pending). Nothing else refers to its slot: the connect and its setsockopt are done. */
+    if (c->srv.flags & LB_SIDE_F_OPEN) {
+        struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+        io_uring_prep_cancel_fd(sqe, c->srv.fidx,
+                                IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
+        sqe = lb_sqe(w, LB_OP_AUX, c, 0);
+        io_uring_prep_close_direct(sqe, (unsigned)c->srv.fidx);
+    }
     c->srv.flags = 0;
+    c->srv.fidx = -1;
 
     /* Nothing was forwarded yet, so another server can take this client. */
     if (c->attempts <= conn_cluster(w, c)->cf->retries) {
@@ -316,9 +330,11 @@ void lb_tcp_on_cqe(struct lb_worker *w, struct lb_conn *c, enum lb_op kind,
         on_send(w, c, &c->srv, &c->cli, cqe->res);
         break;
     case LB_OP_SOCKET:
-        if (cqe->res < 0)
+        if (lb_conn_socket_done(w, c, cqe->res) < 0) {
             lb_warn("backend socket failed", "server=%s err=%s", server_name(w, c),
                     strerror(-cqe->res));
+            on_connect(w, c, cqe->res);
+        }
         break;
     default:
         break;

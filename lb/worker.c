@@ -84,6 +84,8 @@ static void conn_free(struct lb_worker *w, struct lb_conn *c)
     c->state = LB_CONN_FREE;
     c->gen = (c->gen + 1) & 0xffffff;
     w->free_slots[w->nfree++] = lb_conn_slot(w, c);
+    if (w->fdwait_head != UINT32_MAX)
+        lb_http_fd_freed(w);
     atomic_store_explicit(&w->conns_open, w->nconns - w->nfree, memory_order_relaxed);
     /* A slot is back: listeners that stopped for lack of one may accept again. */
     for (uint32_t i = 0; i < w->nls; i++) {
@@ -244,6 +246,11 @@ static void on_conn_cqe(struct lb_worker *w, const struct io_uring_cqe *cqe)
     if (c->state == LB_CONN_CLOSING) {
         if (cqe->flags & IORING_CQE_F_BUFFER)
             lb_buf_put(w, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+        /* A socket made for a connection already closing: conn_reap closes it. */
+        if (kind == LB_OP_SOCKET && cqe->res >= 0) {
+            c->srv.fidx = cqe->res;
+            c->srv.flags |= LB_SIDE_F_OPEN;
+        }
     } else if (c->kind == LB_CK_L4) {
         lb_tcp_on_cqe(w, c, kind, cqe);
     } else {
@@ -265,6 +272,22 @@ static lb_cqe_fn *const handlers[LB_OP__COUNT] = {
 
 /* ---- buffers starved ---- */
 
+#define LB_BUFS_STEP 256
+
+/* Adds LB_BUFS_STEP never-used buffers to the ring while it runs low. The ring hands buffers
+ * out in order, so every buffer in it gets touched sooner or later: starting small and
+ * growing only while receivers keep the buffers busy makes memory follow the data in
+ * flight, not the pool's size. */
+static void grow_bufs(struct lb_worker *w)
+{
+    uint32_t n = w->nbufs - w->bufs_added;
+    if (n > LB_BUFS_STEP)
+        n = LB_BUFS_STEP;
+    for (uint32_t i = 0; i < n; i++)
+        lb_buf_put(w, (uint16_t)(w->bufs_added + i));
+    w->bufs_added += n;
+}
+
 void lb_worker_starve(struct lb_worker *w, struct lb_conn *c)
 {
     if (c->next_starved != NOT_STARVED)
@@ -276,7 +299,9 @@ void lb_worker_starve(struct lb_worker *w, struct lb_conn *c)
 /* Re-arms receivers that hit ENOBUFS once a useful share of the buffers is back. */
 static void feed_starved(struct lb_worker *w)
 {
-    if (w->starved_head == LIST_END || w->bufs_free < w->nbufs / 8)
+    if (w->bufs_free < LB_BUFS_STEP / 4 && w->bufs_added < w->nbufs)
+        grow_bufs(w);
+    if (w->starved_head == LIST_END || w->bufs_free < w->bufs_added / 8)
         return;
     uint32_t i = w->starved_head;
     w->starved_head = LIST_END;
@@ -347,6 +372,7 @@ int lb_worker_init(struct lb_worker *w, struct lb_runtime *rt, int id, struct lb
     w->id = id;
     w->rt = rt;
     w->nconns = rt->conns_per_worker;
+    w->nfiles = rt->files_per_worker;
     w->starved_head = LIST_END;
     w->buf_size = 16 * 1024;
     /* Enough buffers for every connection's burst on a busy worker, a power of two as
@@ -441,15 +467,15 @@ static int ring_setup(struct lb_worker *w)
     }
     w->ring_ok = true;
 
-    /* Accepted sockets go to [0, nconns) chosen by the kernel; backend sockets to
-     * nconns + slot, chosen by us, so no free list is needed for them. */
-    rc = io_uring_register_files_sparse(&w->ring, 2 * w->nconns);
+    /* Accepted and backend sockets alike take a kernel-chosen slot of one table: an L7
+     * connection slot needs one entry, an L4 one two. Running out is back-pressure (accept
+     * pauses, a connect fails over), never a crash. */
+    rc = io_uring_register_files_sparse(&w->ring, w->nfiles);
     if (rc < 0) {
-        lb_error("cannot register fixed files", "count=%u err=%s", 2 * w->nconns,
-                 strerror(-rc));
+        lb_error("cannot register fixed files", "count=%u err=%s", w->nfiles, strerror(-rc));
         return rc;
     }
-    rc = io_uring_register_file_alloc_range(&w->ring, 0, w->nconns);
+    rc = io_uring_register_file_alloc_range(&w->ring, 0, w->nfiles);
     if (rc < 0) {
         lb_error("cannot set the file allocation range", "err=%s", strerror(-rc));
         return rc;
@@ -469,9 +495,8 @@ static int ring_setup(struct lb_worker *w)
         lb_error("cannot register the buffer ring", "err=%s", strerror(-rc));
         return rc;
     }
-    for (uint32_t b = 0; b < w->nbufs; b++)
-        lb_buf_put(w, (uint16_t)b);
-    w->bufs_free = w->nbufs;
+    w->bufs_free = 0;
+    grow_bufs(w);
     return 0;
 }
 

@@ -126,6 +126,8 @@ struct lb_conn {
     uint16_t cluster;
     int32_t server;      /* index in cluster, -1 none */
     uint32_t next_starved; /* intrusive list of connections waiting for buffers */
+    uint32_t fdwait_prev;  /* L7 client waiting for a free file slot (lb/http.c) */
+    uint32_t fdwait_next;
     uint64_t last_ms;    /* last activity, for the idle timeout */
     struct lb_side cli, srv;
     union {
@@ -134,6 +136,7 @@ struct lb_conn {
     } peer;
     struct lb_exclude tried;
     struct __kernel_timespec connect_ts; /* read by the kernel when the connect is submitted */
+    const struct conf_addr *connect_addr; /* where lb_conn_socket_done() connects */
     struct lb_hstate h;
 };
 
@@ -155,6 +158,7 @@ struct lb_worker {
     char *buf_base;
     uint32_t nbufs, buf_size, br_mask;
     uint32_t bufs_free;     /* buffers the kernel can still hand out */
+    uint32_t bufs_added;    /* buffers put in the ring so far (it grows on demand) */
     uint32_t br_pending;    /* buffers added since the last advance */
     uint16_t *buf_next;     /* per buffer: next in its queue */
     uint16_t *buf_off;      /* per buffer: bytes already sent */
@@ -163,6 +167,7 @@ struct lb_worker {
     /* Connection slots. */
     struct lb_conn *conns;
     uint32_t nconns;
+    uint32_t nfiles;        /* fixed-file table size: accepted and backend sockets alike */
     uint32_t *free_slots;
     uint32_t nfree;
     uint32_t starved_head;  /* UINT32_MAX when empty */
@@ -184,6 +189,8 @@ struct lb_worker {
     struct snap_set **snaps; /* [static set]: the worker's reference to the current set */
     struct lb_cache *cache;  /* L1 response cache of the routes with cache:, NULL when none */
     uint64_t *snap_gen;      /* [static set]: the slot generation it was taken at */
+    uint32_t fdwait_head;    /* L7 clients waiting for a file slot, oldest first */
+    uint32_t fdwait_tail;
     char *alog;              /* access log lines waiting for the end of the iteration */
     uint32_t alog_len;
     int alog_fd;             /* -1: access log off */
@@ -244,10 +251,14 @@ void *lb_worker_main(void *arg);
 int lb_worker_init(struct lb_worker *w, struct lb_runtime *rt, int id, struct lb_err *err);
 void lb_worker_destroy(struct lb_worker *w);
 
-/* Prepares socket -> TCP_NODELAY -> connect -> link timeout for @c's srv side at fixed file
- * nconns + slot. The LB_OP_CONNECT completion tells the result. */
+/* Starts a backend connection for @c's srv side: a socket in a kernel-chosen fixed-file slot
+ * (LB_OP_SOCKET completes with it), then lb_conn_socket_done() chains TCP_NODELAY, connect
+ * and a link timeout; the LB_OP_CONNECT completion tells the result. */
 void lb_conn_connect(struct lb_worker *w, struct lb_conn *c, const struct conf_addr *a,
                      uint64_t timeout_ms);
+/* The LB_OP_SOCKET completion: 0 when the connect is on its way, or @res (< 0) when no
+ * socket could be made (the caller treats it as a failed connect). */
+int lb_conn_socket_done(struct lb_worker *w, struct lb_conn *c, int res);
 
 /* L7 (lb/http.c). */
 int lb_http_worker_init(struct lb_worker *w, struct lb_err *err);
@@ -261,6 +272,8 @@ void lb_http_tick(struct lb_worker *w, struct lb_conn *c);
 void lb_http_on_close(struct lb_worker *w, struct lb_conn *c);
 /* Releases what an L7 slot holds once it is free (header buffer). */
 void lb_http_on_free(struct lb_worker *w, struct lb_conn *c);
+/* A slot's sockets were closed: a request waiting for a file slot may go now. */
+void lb_http_fd_freed(struct lb_worker *w);
 /* Once per worker tick: cache expiry. */
 void lb_http_worker_tick(struct lb_worker *w);
 /* Writes buffered access log lines (end of each loop iteration). */

@@ -227,12 +227,12 @@ static void human_bytes(char *out, size_t len, double b)
         snprintf(out, len, "%.1f%c", b, unit[u]);
 }
 
-#define NCOLS 11
+#define NCOLS 12
 
 static void print_status(const struct ctl_json *v)
 {
     static const char *head[NCOLS] = {"CLUSTER", "SERVER", "ADDRESS", "STATE", "WEIGHT", "ACTIVE",
-                                      "RATE/s",  "PICKS",  "FAILS",   "IN",    "OUT"};
+                                      "RATE/s",  "PICKS",  "FAILS",   "IN",    "OUT",    "CHECK"};
     int width[NCOLS];
     char cell[NCOLS][80];
 
@@ -262,6 +262,12 @@ static void print_status(const struct ctl_json *v)
                 snprintf(cell[8], 80, "%.0f", ctl_json_num(s, "connect_failures", 0));
                 human_bytes(cell[9], 80, ctl_json_num(s, "bytes_in", 0));
                 human_bytes(cell[10], 80, ctl_json_num(s, "bytes_out", 0));
+                /* The last active probe and its latency; "-" before the first one. */
+                const char *chk = ctl_json_str(s, "last_check", "none");
+                if (!strcmp(chk, "none"))
+                    snprintf(cell[11], 80, "-");
+                else
+                    snprintf(cell[11], 80, "%s %.1fms", chk, ctl_json_num(s, "check_latency_ms", 0));
                 for (int k = 0; k < NCOLS; k++) {
                     if (pass == 0 && (int)strlen(cell[k]) > width[k])
                         width[k] = (int)strlen(cell[k]);

@@ -1045,13 +1045,7 @@ static void backend_acquire(struct lb_worker *w, struct lb_conn *c)
             }
             return;
         }
-        struct lb_server *srv = &cl->servers[idx];
-        c->server = idx;
-        if (c->tried.n < sizeof(c->tried.idx) / sizeof(c->tried.idx[0]))
-            c->tried.idx[c->tried.n++] = (uint32_t)idx;
-        c->attempts++;
-        lb_server_acquire(srv);
-        c->counted = 1;
+        struct lb_server *srv = lb_conn_commit(w, c, idx);
 
         struct lb_conn *b = pool_take(w, c->cluster, (uint32_t)idx);
         if (b) {

@@ -119,13 +119,7 @@ static void start_connect(struct lb_worker *w, struct lb_conn *c)
         lb_conn_close(w, c, "no usable server");
         return;
     }
-    struct lb_server *srv = &cl->servers[idx];
-    c->server = idx;
-    if (c->tried.n < sizeof(c->tried.idx) / sizeof(c->tried.idx[0]))
-        c->tried.idx[c->tried.n++] = (uint32_t)idx;
-    c->attempts++;
-    lb_server_acquire(srv);
-    c->counted = 1;
+    struct lb_server *srv = lb_conn_commit(w, c, idx);
     c->state = LB_CONN_CONNECTING;
 
     lb_conn_connect(w, c, &srv->cf->addr, conn_cluster(w, c)->cf->connect_timeout_ms);

@@ -233,6 +233,11 @@ static inline char *lb_buf_addr(const struct lb_worker *w, uint16_t bid)
     return w->buf_base + (size_t)bid * w->buf_size;
 }
 
+/* Commits @c to server @idx of its cluster: remembered as tried (a retry goes elsewhere),
+ * counted as an attempt, its active count taken (released by lb_conn_close or the caller).
+ * Returns the server. */
+static inline struct lb_server *lb_conn_commit(struct lb_worker *w, struct lb_conn *c, int idx);
+
 /* Takes a free slot (NULL when none): zeroed, its generation kept. */
 struct lb_conn *lb_conn_alloc(struct lb_worker *w);
 
@@ -285,5 +290,19 @@ void lb_tcp_on_cqe(struct lb_worker *w, struct lb_conn *c, enum lb_op kind,
                    const struct io_uring_cqe *cqe);
 void lb_tcp_on_starved(struct lb_worker *w, struct lb_conn *c);
 void lb_tcp_tick(struct lb_worker *w, struct lb_conn *c);
+
+#include "lb/runtime.h"
+
+static inline struct lb_server *lb_conn_commit(struct lb_worker *w, struct lb_conn *c, int idx)
+{
+    struct lb_server *srv = &w->rt->clusters[c->cluster].servers[idx];
+    c->server = idx;
+    if (c->tried.n < sizeof(c->tried.idx) / sizeof(c->tried.idx[0]))
+        c->tried.idx[c->tried.n++] = (uint32_t)idx;
+    c->attempts++;
+    lb_server_acquire(srv);
+    c->counted = 1;
+    return srv;
+}
 
 #endif

@@ -3,6 +3,7 @@
 #   make test            install missing packages, build everything, run every test
 #   make run             install missing packages, start the demo
 #   make fuzz            run each libFuzzer target for FUZZ_SECONDS (needs clang)
+#   make bench           side-by-side benchmarks into BENCHMARKS.md (~11 min; QUICK=1 ~2 min)
 #   make SAN=address,undefined test     the suite under sanitizers
 #   CI=1 make ...        warnings are errors
 

@@ -3,6 +3,7 @@
 #   make test            install missing packages, build everything, run every test
 #   make run             install missing packages, start the demo
 #   make fuzz            run each libFuzzer target for FUZZ_SECONDS (needs clang)
+#   make bench           side-by-side benchmarks into BENCHMARKS.md (~11 min; QUICK=1 ~2 min)
 #   make SAN=address,undefined test     the suite under sanitizers
 #   CI=1 make ...        warnings are errors
 
@@ -44,7 +45,8 @@ UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/fuzzobj/%.o)
-TOOL_BINS   := $(if $(wildcard tools/demo_backend.c),$(B)/demo-backend)
+TOOL_BINS   := $(if $(wildcard tools/demo_backend.c),$(B)/demo-backend) \
+               $(if $(wildcard tools/bench/stream.c),$(B)/bench-stream)
 
 .PHONY: all deps test check run fuzz fuzz-build clean bench
 all: $(B)/lb $(B)/lbctl $(TOOL_BINS)
@@ -63,6 +65,10 @@ $(B)/lbctl: $(CTL_SRCS:%.c=$(B)/obj/%.o) $(CONF_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
 
 $(B)/demo-backend: $(B)/obj/tools/demo_backend.o
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# The bulk-transfer client and server of tools/bench/l4_stream.sh.
+$(B)/bench-stream: $(B)/obj/tools/bench/stream.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB_OBJS)

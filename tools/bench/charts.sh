@@ -8,6 +8,7 @@
 #   reqs.png         requests/s per workload, one bar per target (median; min-max whiskers)
 #   cpu.png          proxy/server CPU µs per request per workload
 #   latency_W.png    p50/p99/p99.9 per target for workload W (log scale)
+#   stream.png       GB/s of the L4 1 GiB transfer per target
 #   idle_mem.png     bytes of memory per idle connection per proxy
 #   c10k.png         latency of 10,000 requests at once, one per held connection
 set -eu
@@ -24,6 +25,7 @@ label() {
     case $1 in
         direct) echo "direct" ;; lb) echo "lb" ;; haproxy) echo "HAProxy" ;; nginx) echo "nginx" ;;
         l7_c64) echo "L7 -c64" ;; l7_c1000) echo "L7 -c1000" ;; static) echo "static 2.4 KiB" ;;
+        l4_stream) echo "L4 1 GiB transfer" ;; l7_c64close) echo "L7 -c64, Connection: close" ;;
         l4_get) echo "L4 redis GET" ;; l4_set) echo "L4 redis SET" ;; l4) echo "L4 redis" ;;
         p50) echo "p50" ;; p99) echo "p99" ;; p999) echo "p99.9" ;;
         rss_per_conn) echo "RSS growth / conn" ;; rss_per_conn_marginal) echo "RSS, second half" ;;
@@ -93,19 +95,23 @@ chart() {
 
 has() { awk -v w="$1" '$1 == w { f = 1 } END { exit !f }' "$res"; }
 rps_groups="" cpu_groups=""
-for w in l7_c64 l7_c1000 static l4_get l4_set; do
+for w in l7_c64 l7_c1000 l7_c64close static l4_get l4_set; do
     has "$w" && rps_groups="$rps_groups $w:$w:rps"
 done
-for w in l7_c64 l7_c1000 static l4; do
+for w in l7_c64 l7_c1000 l7_c64close static l4; do
     has "$w" && cpu_groups="$cpu_groups $w:$w:cpu"
 done
 [ -z "$rps_groups" ] || chart reqs "Requests/s (median; whiskers: min to max)" "requests/s" lin "$rps_groups"
 [ -z "$cpu_groups" ] || chart cpu "Proxy or server CPU time per request (lower is better)" "µs per request" lin "$cpu_groups"
-for w in l7_c64 l7_c1000 static; do
+for w in l7_c64 l7_c1000 l7_c64close static; do
     has "$w" || continue
     chart "latency_$w" "Latency, $(label "$w") (log scale)" "µs" log \
         "p50:$w:p50 p99:$w:p99 p999:$w:p999"
 done
+if has l4_stream; then
+    chart stream "One 1 GiB transfer over one connection (GB/s, higher is better)" "GB/s" lin \
+        "l4_stream:l4_stream:gbps"
+fi
 if has idle_mem; then
     chart idle_mem "Memory per idle keep-alive client connection (lower is better)" "bytes" lin \
         "rss_per_conn:idle_mem:rss_per_conn rss_per_conn_marginal:idle_mem:rss_per_conn_marginal pss_per_conn:idle_mem:pss_per_conn"

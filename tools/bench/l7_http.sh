@@ -1,9 +1,11 @@
 #!/bin/sh
-# L7 benchmark: wrk with 64, then 1,000 keep-alive connections against one nginx origin
-# directly, through lb (one http listener, workers: 1), through HAProxy in mode http
-# (nbthread 1) and through nginx as a reverse proxy (worker_processes 1), on the same machine. The origin answers every
-# request with the same small body (about 100 bytes) and all three proxies keep connections
-# alive on both sides: to wrk, and pooled to the origin.
+# L7 benchmark: wrk with 64, then 1,000 keep-alive connections, then 64 connections that each
+# carry one request (wrk -H 'Connection: close': a new client connection per request) against
+# one nginx origin directly, through lb (one http listener, workers: 1), through HAProxy in mode
+# http (nbthread 1) and through nginx as a reverse proxy (worker_processes 1), on the same
+# machine. The origin answers every request with the same small body (100 bytes) and all three
+# proxies keep their connections to the origin alive and pooled in every variant; to wrk they
+# keep them alive except in the Connection: close variant.
 #
 # What it measures, per connection count, target and round: requests/s, p50 and p99 latency
 # as `wrk --latency` reports them, p99.9 from a wrk script's done() hook, and for the proxies their CPU time (utime+stime from
@@ -12,13 +14,14 @@
 # take turns within each round and the order rotates by one every round, so drift in machine
 # speed hits them alike. The table gives median, min and max over the rounds and lb/HAProxy and
 # lb/nginx ratios; DESIGN.md's target is lb's CPU per request at most 0.6 of HAProxy's with a
-# p99 no worse.
+# p99 no worse (keep-alive; the close variant has no target, it shows the cost of a connection).
 #
 # If build/lb cannot run (it exits or never listens), the script says why, measures the rest
 # and exits 3.
 #
 # Environment: ROUNDS (3; QUICK=1: 1), DURATION seconds per run (10; QUICK=1: 3),
-# CLIENTS connections (both variants, 64 and 1000, when unset; else that one), LB (path to lb).
+# CLIENTS connections (unset: keep-alive with 64 and 1000, then 64 with Connection: close; set:
+# that count keep-alive, then with Connection: close), LB (path to lb).
 # Output: markdown on stdout, progress on stderr.
 . "$(dirname "$0")/lib.sh"
 need wrk nginx haproxy pgrep python3 awk
@@ -28,8 +31,10 @@ if [ "${QUICK:-0}" = 1 ]; then
 else
     ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}
 fi
-VARIANTS=${CLIENTS:-64 1000}
-for c in $VARIANTS; do
+# A variant is a connection count, with "close" after it for the Connection: close runs.
+VARIANTS="${CLIENTS:-64 1000} ${CLIENTS:-64}close"
+for v in $VARIANTS; do
+    c=${v%close}
     [ $((c + 256)) -le "$NOFILE" ] ||
         die "$c connections need ulimit -n above $((c + 256)); the hard limit is $NOFILE"
 done
@@ -148,15 +153,16 @@ proxy_ticks() {
     esac
 }
 
-# run_once CONNS TARGET PORT ROUND: one wrk run with CONNS connections; appends a result line
-# "CONNS TARGET ROUND REQ_PER_S P50_US P99_US P999_US CPU_US_PER_REQUEST ERRORS" (CPU "-"
+# run_once VARIANT TARGET PORT ROUND: one wrk run with the VARIANT's connections (and the
+# Connection: close header when it ends in "close"); appends a result line "VARIANT TARGET ROUND REQ_PER_S P50_US P99_US P999_US CPU_US_PER_REQUEST ERRORS" (CPU "-"
 # without a proxy) to $BT/results, or nothing for ROUND 0 (a warm-up of WARMUP seconds).
 run_once() {
     conns=$1 target=$2 port=$3 round=$4
     d=$DURATION
     [ "$round" = 0 ] && d=$WARMUP
+    if [ "${conns%close}" != "$conns" ]; then set -- -H "Connection: close"; else set --; fi
     t0=$(proxy_ticks "$target")
-    if ! timeout $((d + 30)) wrk -t1 -c"$conns" -d"${d}s" --latency -s "$WRK_LUA" \
+    if ! timeout $((d + 30)) wrk -t1 -c"${conns%close}" -d"${d}s" --latency -s "$WRK_LUA" "$@" \
         "http://127.0.0.1:$port/" >"$BT/run.out" 2>"$BT/run.err"; then
         die "wrk -c$conns against $target failed: $(tail -n 3 "$BT/run.out" "$BT/run.err")"
     fi
@@ -185,7 +191,8 @@ runs() { [ "$1" != lb ] || [ -n "$lb_pid" ]; }
 TARGETS="direct lb haproxy nginx"
 : >"$BT/results"
 for conns in $VARIANTS; do
-    say "$conns connections, ${DURATION}s per run, $ROUNDS rounds; warming up"
+    mode="keep-alive"; [ "${conns%close}" = "$conns" ] || mode="Connection: close"
+    say "${conns%close} connections ($mode), ${DURATION}s per run, $ROUNDS rounds; warming up"
     for t in $TARGETS; do
         if runs "$t"; then run_once "$conns" "$t" "$(port_of "$t")" 0; fi
     done
@@ -234,22 +241,33 @@ ratio_row() { # CONNS LABEL PEER: lb / PEER for req/s, p99, p99.9 and CPU (media
         "$(ratio "$(med "$1" lb 8)" "$(med "$1" "$3" 8)")"
 }
 
+KA_VARIANTS=$(echo $VARIANTS | tr ' ' '\n' | grep -v close | tr '\n' ' ' | sed 's/ $//')
+CLOSE_VARIANTS=$(echo $VARIANTS | tr ' ' '\n' | grep close | sed 's/close$//' | tr '\n' ' ' |
+    sed 's/ $//')
 echo "### L7: wrk through an HTTP/1.1 keep-alive proxy"
 echo
 echo "One nginx origin answering \`200\` with a ${#BODY}-byte body;" \
-    "\`$WRK http://127.0.0.1:PORT/\` with CLIENTS = $(echo $VARIANTS | sed 's/ / and /g');" \
+    "\`$WRK http://127.0.0.1:PORT/\` with CLIENTS = $(echo $KA_VARIANTS | sed 's/ / and /g')," \
+    "then with CLIENTS = $CLOSE_VARIANTS and \`-H 'Connection: close'\`, so that every request" \
+    "comes on a new client connection (the proxy answers and closes; wrk connects again);" \
     "$ROUNDS rounds, targets taking turns within each round" \
     "and the order rotating by one every round, after a ${WARMUP}s warm-up of each." \
     "Requests/s and p50/p99 as wrk reports them; p99.9 from wrk's latency histogram," \
     "printed by the done() hook of p999.lua (below). Proxy CPU is the proxy's" \
     "utime+stime during a run divided by the requests wrk completed (clock ticks of" \
-    "1/${CLK_TCK}s); for nginx it is master + worker. Keep-alive on both sides everywhere;" \
+    "1/${CLK_TCK}s); for nginx it is master + worker. Keep-alive to the origin everywhere, and to" \
+    "wrk but in the Connection: close runs;" \
     "lb adds X-Forwarded-For, X-Forwarded-Proto and Via, so HAProxy (\`option forwardfor\`)" \
     "and nginx (\`proxy_set_header X-Forwarded-For\`) add X-Forwarded-For too." \
     "Open-file limit (ulimit -n) for every process: $NOFILE."
 for conns in $VARIANTS; do
     echo
-    echo "#### $conns connections (wrk -t1 -c$conns)"
+    if [ "${conns%close}" = "$conns" ]; then
+        echo "#### $conns keep-alive connections (wrk -t1 -c$conns)"
+    else
+        echo "#### ${conns%close} connections, a new one per request" \
+            "(wrk -t1 -c${conns%close} -H 'Connection: close')"
+    fi
     echo
     printf '| target | req/s median | min | max | p50 µs median | min | max |'
     printf ' p99 µs median | min | max | p99.9 µs median | min | max |'
@@ -263,6 +281,11 @@ for conns in $VARIANTS; do
         ratio_row "$conns" "lb / HAProxy" haproxy
         ratio_row "$conns" "lb / nginx" nginx
         echo
+        if [ "${conns%close}" != "$conns" ]; then
+            echo "No DESIGN.md target for this variant: it adds a TCP handshake, an accept and a" \
+                "close to every request, on the client side only."
+            continue
+        fi
         cpu_r=$(ratio "$(med "$conns" lb 8)" "$(med "$conns" haproxy 8)")
         p99_r=$(ratio "$(med "$conns" lb 6)" "$(med "$conns" haproxy 6)")
         verdict=$(awk -v c="$cpu_r" -v p="$p99_r" 'BEGIN {
@@ -284,7 +307,10 @@ echo "nginx -c proxy.conf -p /tmp/.../proxy -e /tmp/.../proxy/error.log        #
 echo "${LB#"$BENCH_ROOT"/} -c lb.yaml"
 echo "$WRK http://127.0.0.1:PORT/" \
     "   # PORT: $oport direct, $lport lb, $hport haproxy, $nport nginx;" \
-    "CLIENTS: $(echo $VARIANTS | sed 's/ /, /g')"
+    "CLIENTS: $(echo $KA_VARIANTS | sed 's/ /, /g')"
+for c in $CLOSE_VARIANTS; do
+    echo "$WRK -H 'Connection: close' http://127.0.0.1:PORT/    # CLIENTS: $c"
+done
 echo '```'
 echo
 echo "p999.lua:"

@@ -2,14 +2,21 @@
 # Runs the side-by-side benchmarks (`make bench`) and writes BENCHMARKS.md at the top of the
 # repository: the machine (CPU, cores, kernel, versions of the peers we compare against), how
 # this run was invoked, then each benchmark's own markdown, which ends with its exact commands
-# and generated configs, and last the charts: PNGs drawn by tools/bench/charts.sh (gnuplot)
-# into docs/bench/ from the figures the scripts recorded.
+# and generated configs; then "Where lb loses, and why" (tools/bench/profile.sh: the figures
+# where lb is behind a peer, and perf profiles of lb), and last the charts: PNGs drawn by
+# tools/bench/charts.sh (gnuplot) into docs/bench/ from the figures the scripts recorded. A
+# full run (no NAME, no QUICK) also rewrites README.md's headline block (headline.sh).
 #
 # Usage: tools/bench/run.sh [NAME...]   NAME: a script in tools/bench/ without .sh
-#        (default: every one present: idle_mem, l4_redis, l7_http, static)
+#        (default: every one present: idle_mem, l4_redis, l4_stream, l7_http, static, then
+#        profile)
+# Time on 2 shared cores: a full run takes about 11 minutes (l7_http 6.5, l4_redis 1.5,
+# idle_mem 1.5, static 1, l4_stream 0.5, profile 0.5); keep the scripts' defaults within 15.
+# QUICK=1 takes about 2 minutes with the same tables (one or two rounds, 3 s runs); the
+# report's Load section says how long the run took.
 # Environment passed through to the scripts: QUICK=1 (short runs), ROUNDS, N, CLIENTS,
-# DURATION, CONNS, LB. N is l4_redis's requests per test, DURATION l7_http's and static's
-# seconds per run, CONNS idle_mem's connection count; CLIENTS is the connection count of
+# DURATION, CONNS, BYTES, LB. N is l4_redis's requests per test, DURATION l7_http's, static's
+# and profile's seconds per run, BYTES l4_stream's transfer size, CONNS idle_mem's connection count; CLIENTS is the connection count of
 # l4_redis, l7_http and static alike, so leave it unset to get each one's default.
 # Exit status: 0 all measured, 3 some lb columns skipped (lb could not run), 1 a failure.
 set -u
@@ -22,14 +29,18 @@ export BENCH_DATA
 trap 'rm -f "$tmp" "$part"; rm -rf "$BENCH_DATA"' EXIT
 trap 'exit 1' INT TERM
 
+# profile.sh runs last, whatever the order asked, since it reads what the others recorded.
+profile=""
 if [ $# -gt 0 ]; then
     scripts=""
     for n in "$@"; do
         [ -f "tools/bench/$n.sh" ] || { echo "bench: no tools/bench/$n.sh" >&2; exit 1; }
-        scripts="$scripts tools/bench/$n.sh"
+        if [ "$n" = profile ]; then profile=1; else scripts="$scripts tools/bench/$n.sh"; fi
     done
 else
-    scripts=$(ls tools/bench/*.sh | grep -v -e '/lib\.sh$' -e '/run\.sh$' -e '/charts\.sh$')
+    scripts=$(ls tools/bench/*.sh | grep -v -e '/lib\.sh$' -e '/run\.sh$' -e '/charts\.sh$' \
+        -e '/headline\.sh$' -e '/profile\.sh$')
+    profile=1
 fi
 
 ver() { # first line of a version command, or "not installed"
@@ -41,7 +52,7 @@ mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 env_used=""
-for v in QUICK ROUNDS N CLIENTS DURATION CONNS LB; do
+for v in QUICK ROUNDS N CLIENTS DURATION CONNS BYTES LB; do
     eval "val=\${$v:-}"
     [ -n "$val" ] && env_used="$env_used $v=$val"
 done
@@ -63,6 +74,7 @@ done
     echo "- $(ver redis-server --version | awk '{print $1, $2, $3}')"
     echo "- $(ver redis-benchmark --version)"
     echo "- $(ver wrk -v | awk '{print $1, $2}')"
+    echo "- $(ver perf --version) (profiles)"
     echo "- $(ver gnuplot --version) (charts)"
     echo "- $(ver gcc --version)"
     echo "- Command: \`${env_used# }${env_used:+ }tools/bench/run.sh${*:+ $*}\`"
@@ -72,8 +84,10 @@ done
 } >"$tmp"
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+t_start=$(date +%s)
 rc=0
 for s in $scripts; do
+    t0=$(date +%s)
     name=$(basename "$s" .sh)
     echo "bench: running $name" >&2
     sh "$s" >"$part"
@@ -95,7 +109,22 @@ for s in $scripts; do
         3) [ $rc -eq 0 ] && rc=3 ;;
         *) rc=1 ;;
     esac
+    echo "bench: $name took $(( $(date +%s) - t0 ))s" >&2
 done
+
+if [ -n "$profile" ]; then
+    echo "bench: running profile" >&2
+    sh tools/bench/profile.sh >"$part"
+    src=$?
+    {
+        echo
+        echo "## Where lb loses, and why"
+        echo
+        [ $src = 0 ] || [ $src = 3 ] || { echo "> FAILED (exit $src); partial output follows."; echo; }
+        cat "$part"
+    } >>"$tmp"
+    [ $src = 0 ] || [ $src = 3 ] || rc=1
+fi
 
 # Other work on the machine (builds, fuzzers) skews rates far more than CPU per request:
 # say so in the file rather than let a reader trust noisy numbers.
@@ -104,7 +133,8 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
     echo
     echo "## Load"
     echo
-    echo "Load average (1, 5, 15 min) before: $load_before; after: $load_after."
+    echo "Load average (1, 5, 15 min) before: $load_before; after: $load_after." \
+        "The run took $(( $(date +%s) - t_start ))s."
     if awk -v l="${load_before%% *}" -v n="$(nproc)" 'BEGIN { exit !(l >= n / 4) }'; then
         echo "The machine was already busy before the run started: requests/s are noisy;"
         echo "proxy CPU per request is less affected."
@@ -129,4 +159,17 @@ fi
 
 cp "$tmp" "$out"
 echo "bench: wrote $out" >&2
+
+# README's headline figures come from full runs only: a QUICK run or a subset is too noisy or
+# too partial to show there.
+if [ "${QUICK:-0}" = 1 ] || [ $# -gt 0 ]; then
+    echo "bench: README.md headline figures left as they were (QUICK or a subset of scripts)" >&2
+elif [ $rc = 1 ]; then
+    echo "bench: README.md headline figures left as they were (a script failed)" >&2
+elif [ -s "$BENCH_DATA/results" ] && sh tools/bench/headline.sh "$BENCH_DATA/results" README.md; then
+    echo "bench: updated README.md's headline figures" >&2
+else
+    echo "bench: README.md headline figures not updated" >&2
+    rc=1
+fi
 exit $rc

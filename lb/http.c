@@ -79,6 +79,8 @@ enum lb_hphase {
 #define H_F_KEEPALIVE10 0x2000   /* HTTP/1.0 client asked for keep-alive */
 #define H_F_CONTINUE 0x4000      /* the request has Expect: 100-continue */
 #define H_F_FDWAIT 0x8000        /* queued for a free file slot (fdwait list) */
+#define H_F_CLIENT_CLOSE 0x10000 /* the client said it sends nothing more (Connection: close,
+                                    or HTTP/1.0 without keep-alive) */
 
 /* ---- small helpers ---- */
 
@@ -950,7 +952,7 @@ static void client_on_header(struct lb_worker *w, struct lb_conn *c)
     c->h.qvalid = 0;
     uint32_t f = 0;
     if (req.flags & LB_HTTP1_F_CLOSE)
-        f |= H_F_CLOSE;
+        f |= H_F_CLOSE | H_F_CLIENT_CLOSE;
     if (req.version_minor == 0 && (req.flags & LB_HTTP1_F_KEEPALIVE) &&
         !(req.flags & LB_HTTP1_F_CLOSE))
         f |= H_F_KEEPALIVE10;
@@ -1367,8 +1369,16 @@ static void client_close(struct lb_worker *w, struct lb_conn *c, const char *why
 static void client_next(struct lb_worker *w, struct lb_conn *c)
 {
     if (c->h.flags & H_F_CLOSE) {
-        /* Let the client read the answer before the socket closes: FIN now, close when
-         * it answers with its own or after LINGER_MS. */
+        /* The client asked for the close, its whole request was read and nothing more is
+         * queued: closing now sends FIN after the answer, and nothing unread can turn it
+         * into a reset. That saves the shutdown, which io_uring runs on a worker thread. */
+        if ((c->h.flags & H_F_CLIENT_CLOSE) && c->h.body.done && !c->cli.qbytes) {
+            hbuf_put(w, &c->h);
+            lb_conn_close(w, c, NULL);
+            return;
+        }
+        /* Otherwise let the client read the answer before the socket closes: FIN now,
+         * close when it answers with its own or after LINGER_MS. */
         c->h.phase = HC_LINGER;
         c->last_ms = w->now_ms;
         q_drop(w, &c->cli);

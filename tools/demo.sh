@@ -103,8 +103,12 @@ cat <<EOF
     curl -s localhost:8080/headers             # what the backend received from lb
     curl -s localhost:9002/admin/health/down   # app2 fails its health check...
     curl -s localhost:9002/admin/health/up     # ...and comes back
-    $LBCTL status
-    curl -s http://127.0.0.1:9100/metrics
+    $LBCTL status                             # servers, state, rate, last health check
+    $LBCTL drain app app1 --wait              # app1 takes no new requests ...
+    $LBCTL undrain app app1                   # ... and is back
+    $LBCTL explain GET http://localhost/      # where a request would go
+    $LBCTL reload                             # re-read $CONF, no connection dropped
+    curl -s http://127.0.0.1:9100/metrics     # Prometheus; the status page is http://127.0.0.1:9100/
     wrk -t1 -c16 -d5s http://127.0.0.1:8080/
     curl -s localhost:9001/stats               # a backend's own request count
 

@@ -100,6 +100,8 @@ const char *conf_quote(char *buf, size_t size, const char *s, size_t len)
  * back under it, so stopping there keeps a hostile file (thousands of long, similar names and
  * fifty references to none of them) from costing a full table per candidate.
  */
+_Thread_local uint64_t conf_suggest_rows;
+
 static size_t edit_distance(const char *a, const char *b, size_t max)
 {
     size_t la = strlen(a), lb = strlen(b);
@@ -125,6 +127,7 @@ static size_t edit_distance(const char *a, const char *b, size_t max)
             if (best < row_min)
                 row_min = best;
         }
+        conf_suggest_rows++;
         if (row_min > max)
             return SIZE_MAX;
     }

@@ -100,6 +100,10 @@ const char *conf_quote(char *buf, size_t size, const char *s, size_t len);
  * terminator) within an edit distance of 2, case-insensitive, or NULL. */
 const char *conf_suggest(const char *word, const char *const *cands, size_t n);
 
+/* Edit-distance rows computed by this thread's conf_suggest calls: the work a hostile file
+ * can cause, counted instead of timed so that tests can bound it on any machine. */
+extern _Thread_local uint64_t conf_suggest_rows;
+
 /* Path of the context, pushed and popped around nested values. */
 size_t conf_path_push(struct conf_ctx *x, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

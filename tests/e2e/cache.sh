@@ -12,19 +12,7 @@ need_uring
 
 N=$(free_port); D=$(free_port); L=$(free_port)
 mkdir -p "$T/nginx"
-cat >"$T/nginx.conf" <<EOC
-user root;
-worker_processes 1;
-daemon off;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log;
-events { worker_connections 1024; }
-http {
-    client_body_temp_path $T/nginx/body;
-    proxy_temp_path $T/nginx/proxy;
-    fastcgi_temp_path $T/nginx/fastcgi;
-    uwsgi_temp_path $T/nginx/uwsgi;
-    scgi_temp_path $T/nginx/scgi;
+nginx_conf "$(cat <<EOC
     log_format uri '\$request_uri \$http_accept_encoding';
     access_log $T/nginx/access.log uri;
     server {
@@ -36,8 +24,8 @@ http {
         location /short { add_header Cache-Control "max-age=1"; return 200 "short \$msec\n"; }
         location /vary { add_header Vary Accept-Encoding; return 200 "vary \$http_accept_encoding \$msec\n"; }
     }
-}
 EOC
+)" >"$T/nginx.conf"
 bg nginx nginx -c "$T/nginx.conf" -p "$T/nginx"
 bg demo "$DEMO" -l "127.0.0.1:$D" -n d1 -c "$T/demo.count" -t 4
 cat >"$T/lb.yaml" <<EOC

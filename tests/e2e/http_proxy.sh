@@ -23,19 +23,7 @@ SLOW=$(free_port); L=$(free_port); LE=$(free_port)
 
 mkdir -p "$T/www" "$T/nginx"
 head -c 10485760 /dev/urandom >"$T/www/big.bin"
-cat >"$T/nginx.conf" <<EOC
-user root;
-worker_processes 1;
-daemon off;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log;
-events { worker_connections 1024; }
-http {
-    client_body_temp_path $T/nginx/body;
-    proxy_temp_path $T/nginx/proxy;
-    fastcgi_temp_path $T/nginx/fastcgi;
-    uwsgi_temp_path $T/nginx/uwsgi;
-    scgi_temp_path $T/nginx/scgi;
+nginx_conf "$(cat <<EOC
     log_format conn '\$connection \$request_uri';
     access_log $T/nginx/access.log conn;
     keepalive_requests 100000;
@@ -49,8 +37,8 @@ http {
         listen 127.0.0.1:$N2;
         location / { return 200 "n2\n"; }
     }
-}
 EOC
+)" >"$T/nginx.conf"
 bg nginx nginx -c "$T/nginx.conf" -p "$T/nginx"
 bg d1 "$DEMO" -l "127.0.0.1:$D1" -n d1
 bg d2 "$DEMO" -l "127.0.0.1:$D2" -n d2

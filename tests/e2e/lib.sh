@@ -79,6 +79,29 @@ stop() {
     PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ')
 }
 
+# nginx_conf HTTP_BODY: prints an nginx.conf for a backend run as one foreground process
+# with everything under $T/nginx (pid, logs, temp files); HTTP_BODY goes inside http { }.
+# Start it with: bg nginx nginx -c "$T/nginx.conf" -p "$T/nginx"
+nginx_conf() {
+    mkdir -p "$T/nginx"
+    cat <<EOC
+user root;
+worker_processes 1;
+daemon off;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    client_body_temp_path $T/nginx/body;
+    proxy_temp_path $T/nginx/proxy;
+    fastcgi_temp_path $T/nginx/fastcgi;
+    uwsgi_temp_path $T/nginx/uwsgi;
+    scgi_temp_path $T/nginx/scgi;
+$1
+}
+EOC
+}
+
 # Skips when the kernel or sandbox refuses io_uring.
 need_uring() {
     if [ -r /proc/sys/kernel/io_uring_disabled ] && [ "$(cat /proc/sys/kernel/io_uring_disabled)" = 2 ]; then

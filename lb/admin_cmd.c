@@ -480,15 +480,14 @@ int lb_admin_exec(struct lb_runtime *rt, const double *const *rates, const struc
                        "{\"ok\":true,\"cluster\":\"%s\",\"server\":\"%s\",\"weight\":%u,"
                        "\"config_weight\":%u,\"previous\":%u",
                        cmd->cluster, cmd->server, cmd->weight, s->cf->weight, prev);
-        /* Maglev tables and rings are built once from the configured weights (immutable,
-         * shared by every worker); there the effective weight only says "takes nothing" (0)
-         * or "takes its table share", and 0 is not an operator weight. Say so rather than let
-         * people believe the share moved. */
-        if (conf_balance_is_hash(rt->conf->clusters[ci].balance))
-            lb_jbuf_printf(out,
-                           ",\"note\":\"%s builds its table from the configured weights: "
-                           "shares do not change until the config's weight changes\"",
-                           conf_balance_name(rt->conf->clusters[ci].balance));
+        /* Maglev tables and rings hold the weights: build them again (here, off the data
+         * path) and swap them in, so the key shares move as for the other balancers. */
+        if (conf_balance_is_hash(rt->conf->clusters[ci].balance)) {
+            struct lb_err e = {{0}};
+            if (lb_cluster_reweigh(&rt->clusters[ci], &e) < 0)
+                lb_jbuf_printf(out, ",\"note\":\"the table could not be rebuilt (%s): shares "
+                                    "stay as they were\"", e.msg);
+        }
         lb_jbuf_printf(out, "}");
         return prev != cmd->weight ? LB_ADMIN_R_CHANGED : 0;
     case LB_ADMIN_EXPLAIN:

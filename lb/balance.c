@@ -251,3 +251,13 @@ int lb_balancer_pick(const struct lb_balancer *b, struct lb_bal_state *st, uint6
     assert(st->n == b->n);
     return b->ops->pick(b, st, key, v);
 }
+
+struct lb_balancer *lb_balancer_next_retired(const struct lb_balancer *b)
+{
+    return b->next_retired;
+}
+
+void lb_balancer_set_next_retired(struct lb_balancer *b, struct lb_balancer *next)
+{
+    b->next_retired = next;
+}

@@ -60,6 +60,10 @@ struct lb_balancer *lb_balancer_new(enum conf_balance algo, const struct lb_bal_
 void lb_balancer_free(struct lb_balancer *b);
 
 uint32_t lb_balancer_size(const struct lb_balancer *b);
+
+/* A singly linked list of replaced balancers, kept until their cluster goes (lb/cluster.c). */
+struct lb_balancer *lb_balancer_next_retired(const struct lb_balancer *b);
+void lb_balancer_set_next_retired(struct lb_balancer *b, struct lb_balancer *next);
 enum conf_balance lb_balancer_algo(const struct lb_balancer *b);
 
 /* 0 or -ENOMEM. @seed makes workers' random streams differ. */

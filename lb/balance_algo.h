@@ -56,6 +56,7 @@ struct lb_balancer {
     uint32_t load_milli;           /* bounded_load x 1000; 0 = off */
     uint32_t total_weight;         /* sum of configured weights */
     struct lb_bal_server *servers; /* names point into the same allocation */
+    struct lb_balancer *next_retired; /* lb_cluster_reweigh's list of replaced tables */
     union {
         struct lb_maglev maglev;
         struct lb_ring ring;

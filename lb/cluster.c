@@ -65,6 +65,11 @@ fail:
 void lb_cluster_destroy(struct lb_cluster *c)
 {
     for (int t = 0; t < 2; t++) {
+        while (c->tiers[t].retired) {
+            struct lb_balancer *r = c->tiers[t].retired;
+            c->tiers[t].retired = lb_balancer_next_retired(r);
+            lb_balancer_free(r);
+        }
         if (c->tiers[t].bal)
             lb_balancer_free(c->tiers[t].bal);
         free(c->tiers[t].map);
@@ -171,12 +176,13 @@ int lb_cluster_pick(const struct lb_cluster *c, struct lb_cluster_wstate *ws, ui
 {
     for (int t = 0; t < 2; t++) {
         const struct lb_tier *tier = &c->tiers[t];
-        if (!tier->bal)
+        struct lb_balancer *bal = atomic_load_explicit(&tier->bal, memory_order_acquire);
+        if (!bal)
             continue;
         struct pick_view pv = {.c = c, .tier = tier, .ex = ex};
         struct lb_bal_view v = {
             .usable = view_usable, .active = view_active, .weight = view_weight, .arg = &pv};
-        int i = lb_balancer_pick(tier->bal, &ws->st[t], key, &v);
+        int i = lb_balancer_pick(bal, &ws->st[t], key, &v);
         if (i >= 0)
             return (int)tier->map[i];
     }
@@ -200,4 +206,38 @@ void lb_server_carry(struct lb_server *dst, const struct lb_server *src)
         atomic_store(&dst->resp[i], atomic_load(&src->resp[i]));
     atomic_store(&dst->probe_result, atomic_load(&src->probe_result));
     atomic_store(&dst->probe_latency_us, atomic_load(&src->probe_latency_us));
+}
+
+int lb_cluster_reweigh(struct lb_cluster *c, struct lb_err *err)
+{
+    if (!conf_balance_is_hash(c->cf->balance))
+        return 0;
+    struct lb_bal_server *bs = calloc(c->n ? c->n : 1, sizeof(*bs));
+    if (!bs) {
+        lb_err_set(err, "cluster %s: out of memory", c->cf->name);
+        return -ENOMEM;
+    }
+    int rc = 0;
+    for (int t = 0; t < 2 && !rc; t++) {
+        struct lb_tier *tier = &c->tiers[t];
+        if (!tier->n)
+            continue;
+        for (uint32_t k = 0; k < tier->n; k++) {
+            const struct lb_server *s = &c->servers[tier->map[k]];
+            uint32_t w = atomic_load(&s->op_weight);
+            bs[k].name = s->cf->name;
+            bs[k].weight = w ? w : s->cf->weight;
+        }
+        struct lb_balancer *nb = lb_balancer_new(c->cf->balance, bs, tier->n, c->cf->bounded_load,
+                                                 c->cf->table_size, err);
+        if (!nb) {
+            rc = -ENOMEM;
+            break;
+        }
+        struct lb_balancer *old = atomic_exchange_explicit(&tier->bal, nb, memory_order_acq_rel);
+        lb_balancer_set_next_retired(old, tier->retired);
+        tier->retired = old;
+    }
+    free(bs);
+    return rc;
 }

@@ -67,7 +67,11 @@ struct lb_latency {
 };
 
 struct lb_tier {
-    struct lb_balancer *bal; /* NULL when the tier is empty */
+    /* NULL when the tier is empty. Swapped whole (lb_cluster_reweigh) when an operator
+     * weight changes a hash balancer's table; pickers load it once per pick. */
+    struct lb_balancer *_Atomic bal;
+    struct lb_balancer *retired; /* replaced tables, freed with the cluster: a worker may
+                                    still be reading one (a few per operator change) */
     uint32_t *map;           /* tier index -> cluster server index */
     uint32_t n;
 };
@@ -112,6 +116,14 @@ int lb_cluster_pick(const struct lb_cluster *c, struct lb_cluster_wstate *ws, ui
                     const struct lb_exclude *ex);
 
 bool lb_server_usable(const struct lb_cluster *c, const struct lb_server *s);
+
+/*
+ * For hash balancers (maglev, ring_hash), whose tables hold the weights: builds the tables
+ * again from each server's operator weight (lbctl weight; the configured one when unset) and
+ * swaps them in, off the data path. Other balancers read weights live and need nothing.
+ * Control thread only. Returns 0 or -errno with a message in @err.
+ */
+int lb_cluster_reweigh(struct lb_cluster *c, struct lb_err *err);
 
 /* Reload: @dst (new generation) takes @src's down and drain flags, operator weight and
  * counters. Not its active count (connections stay with their generation) nor an

@@ -223,6 +223,7 @@ static void carry_state(struct lb_runtime *rt, const struct lb_runtime *prev)
             continue;
         struct lb_cluster *pc = &prev->clusters[pci];
         struct lb_cluster *nc = &rt->clusters[ci];
+        bool reweigh = false;
         for (uint32_t si = 0; si < nc->n; si++) {
             struct lb_server *ns = &nc->servers[si];
             for (uint32_t k = 0; k < pc->n; k++) {
@@ -230,12 +231,17 @@ static void carry_state(struct lb_runtime *rt, const struct lb_runtime *prev)
                 if (strcmp(ps->cf->name, ns->cf->name) || strcmp(ps->cf->addr.text, ns->cf->addr.text))
                     continue;
                 lb_server_carry(ns, ps);
+                if (atomic_load(&ns->op_weight))
+                    reweigh = true;
                 if ((atomic_load(&ns->flags) & LB_SRV_F_DOWN) &&
                     !hc_seed_down(rt->hc, (uint32_t)ci, si))
                     atomic_fetch_and(&ns->flags, ~(uint32_t)LB_SRV_F_DOWN);
                 break;
             }
         }
+        /* Operator weights carried into a hash cluster: its tables must hold them. */
+        if (reweigh)
+            lb_cluster_reweigh(nc, NULL);
     }
 }
 

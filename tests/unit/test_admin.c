@@ -33,7 +33,8 @@ static const char t_conf[] = "global: { workers: 1 }\n"
                              "      - { name: spare, address: 127.0.0.1:9003, backup: true }\n"
                              "  kv:\n"
                              "    balance: maglev\n"
-                             "    servers: [ { name: kv1, address: 127.0.0.1:9004 } ]\n";
+                             "    servers: [ { name: kv1, address: 127.0.0.1:9004 },\n"
+                             "               { name: kv2, address: 127.0.0.1:9005 } ]\n";
 
 struct t_rt {
     struct lb_runtime rt;
@@ -323,10 +324,12 @@ static void test_drain(void **state)
 
     struct lb_cluster_wstate kws;
     assert_int_equal(lb_cluster_wstate_init(&kws, &rt->clusters[1], 1), 0);
-    assert_int_equal(lb_cluster_pick(&rt->clusters[1], &kws, 42, NULL), 0);
-    v = t_exec(rt, "drain kv kv1", &bits);
+    int owner = lb_cluster_pick(&rt->clusters[1], &kws, 42, NULL);
+    assert_in_range(owner, 0, 1);
+    v = t_exec(rt, owner == 0 ? "drain kv kv1" : "drain kv kv2", &bits);
     ctl_json_free(v);
-    assert_int_equal(lb_cluster_pick(&rt->clusters[1], &kws, 42, NULL), -ENOENT);
+    /* The key moves to the other server, as if its own were down. */
+    assert_int_equal(lb_cluster_pick(&rt->clusters[1], &kws, 42, NULL), 1 - owner);
     lb_cluster_wstate_free(&kws);
     t_rt_free(rt);
 }
@@ -361,14 +364,27 @@ static void test_weight(void **state)
     assert_in_range(count[1], 295, 305);
     lb_cluster_wstate_free(&ws);
 
-    /* The same weight again changes nothing to persist; a hash cluster says what weight
-     * means there. */
+    /* The same weight again changes nothing to persist. */
     v = t_exec(rt, "weight app app2 3", &bits);
     assert_int_equal(bits, 0);
     ctl_json_free(v);
+
+    /* A hash cluster's table is rebuilt with the operator weight: kv1 at 9 against kv2 at 1
+     * owns about 90% of the keys instead of about half. */
+    struct lb_cluster *kv = &rt->clusters[1];
+    struct lb_cluster_wstate kws;
+    assert_int_equal(lb_cluster_wstate_init(&kws, kv, 1), 0);
+    int before = 0, after = 0;
+    for (uint64_t k = 0; k < 10000; k++)
+        before += lb_cluster_pick(kv, &kws, lb_hash64(&k, sizeof(k), 0), NULL) == 0;
     v = t_exec(rt, "weight kv kv1 9", &bits);
-    assert_non_null(ctl_json_str(v, "note", NULL));
+    assert_null(ctl_json_get(v, "note"));
     ctl_json_free(v);
+    for (uint64_t k = 0; k < 10000; k++)
+        after += lb_cluster_pick(kv, &kws, lb_hash64(&k, sizeof(k), 0), NULL) == 0;
+    lb_cluster_wstate_free(&kws);
+    assert_in_range(before, 4000, 6000);
+    assert_in_range(after, 8500, 9500);
     t_rt_free(rt);
 }
 

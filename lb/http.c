@@ -392,6 +392,9 @@ static void pool_put(struct lb_worker *w, struct lb_conn *b)
     /* A recv stays armed: it holds no buffer, and tells us at once when the server closes
      * the idle connection. */
     arm_recv(w, b, &b->srv);
+    /* A request queued for a file slot can have this connection instead. */
+    if (w->fdwait_head != NONE)
+        lb_http_fd_freed(w);
 }
 
 static struct lb_conn *pool_take(struct lb_worker *w, uint32_t cluster, uint32_t server)

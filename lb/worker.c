@@ -84,7 +84,9 @@ static void conn_free(struct lb_worker *w, struct lb_conn *c)
     c->state = LB_CONN_FREE;
     c->gen = (c->gen + 1) & 0xffffff;
     w->free_slots[w->nfree++] = lb_conn_slot(w, c);
-    if (w->fdwait_head != UINT32_MAX)
+    /* Only a slot whose sockets were closed gives table entries back: waking a waiter for
+     * any other would have it fail again at once, and again, while the table stays full. */
+    if (c->closed_fds && w->fdwait_head != UINT32_MAX)
         lb_http_fd_freed(w);
     atomic_store_explicit(&w->conns_open, w->nconns - w->nfree, memory_order_relaxed);
     /* A slot is back: listeners that stopped for lack of one may accept again. */
@@ -137,7 +139,9 @@ static void conn_reap(struct lb_worker *w, struct lb_conn *c)
         s->flags &= ~LB_SIDE_F_OPEN;
         closing = true;
     }
-    if (!closing)
+    if (closing)
+        c->closed_fds = 1;
+    else
         conn_free(w, c);
 }
 

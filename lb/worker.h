@@ -122,6 +122,7 @@ struct lb_conn {
     uint8_t listener;    /* index into the worker's listeners */
     uint8_t attempts;    /* connect attempts so far */
     uint8_t counted;     /* server->active was incremented */
+    uint8_t closed_fds;  /* teardown closed sockets: freeing the slot frees table entries */
     uint16_t inflight;   /* SQEs submitted and not yet completed */
     uint16_t cluster;
     int32_t server;      /* index in cluster, -1 none */

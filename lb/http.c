@@ -27,6 +27,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,14 +421,6 @@ static int client_ip_text(const struct lb_conn *c, char *out, size_t n)
     return 0;
 }
 
-static uint64_t client_ip_hash(const struct lb_conn *c)
-{
-    if (c->peer.v4.sin_family == AF_INET)
-        return lb_hash64(&c->peer.v4.sin_addr, 4, 0);
-    if (c->peer.v6.sin6_family == AF_INET6)
-        return lb_hash64(&c->peer.v6.sin6_addr, 16, 0);
-    return 0;
-}
 
 static bool hdr_is(const char *buf, const struct lb_http1_hdr *h, const char *name, size_t nl)
 {
@@ -595,17 +588,41 @@ static bool build_response(struct lb_worker *w, struct lb_conn *c, struct lb_con
 
 static void backend_acquire(struct lb_worker *w, struct lb_conn *c);
 
-static struct lb_http1_span hdr_value(const char *buf, const struct lb_http1_req *req,
-                                      const char *name)
-{
-    int i = lb_http1_find_hdr(buf, req->hdrs, req->nhdrs, name, 0);
-    return i >= 0 ? req->hdrs[i].value : (struct lb_http1_span){0, 0};
-}
-
 static struct snap_span snap_span_of(const char *buf, struct lb_http1_span s)
 {
     return (struct snap_span){s.len ? buf + s.off : NULL, s.len};
 }
+
+/* Fills @sr's conditional, range and encoding fields in one pass over the request's fields
+ * (the first of each name counts, as lb_http1_find_hdr would find it). */
+static void snap_req_fields(const char *buf, const struct lb_http1_req *req, struct snap_req *sr)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+        size_t off;
+    } want[] = {
+        {"if-none-match", 13, offsetof(struct snap_req, if_none_match)},
+        {"if-modified-since", 17, offsetof(struct snap_req, if_modified_since)},
+        {"range", 5, offsetof(struct snap_req, range)},
+        {"if-range", 8, offsetof(struct snap_req, if_range)},
+        {"accept-encoding", 15, offsetof(struct snap_req, accept_encoding)},
+    };
+    unsigned seen = 0;
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const struct lb_http1_hdr *h = &req->hdrs[i];
+        for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+            if (h->name.len != want[k].len || (seen & 1u << k) ||
+                strncasecmp(buf + h->name.off, want[k].name, want[k].len))
+                continue;
+            seen |= 1u << k;
+            /* An empty value reads as absent, as it always has. */
+            *(struct snap_span *)((char *)sr + want[k].off) = snap_span_of(buf, h->value);
+            break;
+        }
+    }
+}
+
 
 /* The worker's reference to static set @i, refreshed when the control thread published a
  * new one. Sends in flight hold their own references to the set they point into. */
@@ -705,12 +722,8 @@ static bool static_serve(struct lb_worker *w, struct lb_conn *c, const struct co
         .method = req->method == LB_HTTP1_M_GET    ? SNAP_M_GET
                   : req->method == LB_HTTP1_M_HEAD ? SNAP_M_HEAD
                                                    : SNAP_M_OTHER,
-        .if_none_match = snap_span_of(buf, hdr_value(buf, req, "if-none-match")),
-        .if_modified_since = snap_span_of(buf, hdr_value(buf, req, "if-modified-since")),
-        .range = snap_span_of(buf, hdr_value(buf, req, "range")),
-        .if_range = snap_span_of(buf, hdr_value(buf, req, "if-range")),
-        .accept_encoding = snap_span_of(buf, hdr_value(buf, req, "accept-encoding")),
     };
+    snap_req_fields(buf, req, &sr);
     uint32_t half = w->hbuf_size / 2;
     char *hdr_scratch = c->h.hbuf + half + 1024;
     struct snap_resp resp;
@@ -872,8 +885,8 @@ static void client_dispatch(struct lb_worker *w, struct lb_conn *c, struct lb_ht
     uint64_t key = 0;
     if (conf_balance_is_hash(w->rt->clusters[c->cluster].cf->balance))
         key = r->action == CONF_ACT_CLUSTER
-                  ? lb_route_key(r, buf, req, client_ip_hash(c), NULL, NULL)
-                  : client_ip_hash(c);
+                  ? lb_route_key(r, buf, req, lb_conn_client_hash(c), NULL, NULL)
+                  : lb_conn_client_hash(c);
     c->h.key = key;
     memset(&c->tried, 0, sizeof(c->tried));
     c->attempts = 0;
@@ -1756,16 +1769,7 @@ void lb_http_accepted(struct lb_worker *w, struct lb_conn *c)
     if (w->rt->has_peername) {
         /* The address is needed only when the request is forwarded, by which time this
          * completion is long in: it was submitted first. */
-        struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_PEERNAME, c, 0);
-        const struct conf_listener *lcf = lcf_of(w, c);
-        unsigned len = lcf->bind.ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                          : sizeof(struct sockaddr_in);
-        io_uring_prep_rw(IORING_OP_URING_CMD, sqe, c->cli.fidx, NULL, 0, 0);
-        sqe->flags = IOSQE_FIXED_FILE;
-        sqe->cmd_op = 2; /* SOCKET_URING_OP_GETSOCKOPT */
-        sqe->addr = (uint64_t)SOL_SOCKET | (uint64_t)28 /* SO_PEERNAME */ << 32;
-        sqe->addr3 = (uint64_t)(uintptr_t)&c->peer;
-        sqe->file_index = len;
+        lb_conn_ask_peername(w, c, lcf_of(w, c));
     }
     arm_recv(w, c, &c->cli);
 }

@@ -106,13 +106,7 @@ static void maybe_finish(struct lb_worker *w, struct lb_conn *c)
 static void start_connect(struct lb_worker *w, struct lb_conn *c)
 {
     struct lb_cluster *cl = conn_cluster(w, c);
-    uint64_t key = 0;
-    if (c->peer.v4.sin_family == AF_INET)
-        key = lb_hash64(&c->peer.v4.sin_addr, 4, 0);
-    else if (c->peer.v6.sin6_family == AF_INET6)
-        key = lb_hash64(&c->peer.v6.sin6_addr, 16, 0);
-
-    int idx = lb_cluster_pick(cl, &w->cws[c->cluster], key, &c->tried);
+    int idx = lb_cluster_pick(cl, &w->cws[c->cluster], lb_conn_client_hash(c), &c->tried);
     if (idx < 0) {
         lb_warn("no usable server", "listener=%s cluster=%s", w->ls[c->listener].cf->name,
                 cl->cf->name);
@@ -172,11 +166,25 @@ void lb_tcp_accepted(struct lb_worker *w, struct lb_conn *c)
         start_connect(w, c);
         return;
     }
+    lb_conn_ask_peername(w, c, lcf);
+}
+
+void lb_conn_ask_peername(struct lb_worker *w, struct lb_conn *c, const struct conf_listener *lcf)
+{
     struct io_uring_sqe *sqe = lb_sqe(w, LB_OP_PEERNAME, c, 0);
     unsigned len = lcf->bind.ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                       : sizeof(struct sockaddr_in);
     prep_sockopt(sqe, c->cli.fidx, LB_SOCKET_URING_OP_GETSOCKOPT, SOL_SOCKET, SO_PEERNAME,
                  &c->peer, len);
+}
+
+uint64_t lb_conn_client_hash(const struct lb_conn *c)
+{
+    if (c->peer.v4.sin_family == AF_INET)
+        return lb_hash64(&c->peer.v4.sin_addr, 4, 0);
+    if (c->peer.v6.sin6_family == AF_INET6)
+        return lb_hash64(&c->peer.v6.sin6_addr, 16, 0);
+    return 0;
 }
 
 static void on_connect(struct lb_worker *w, struct lb_conn *c, int res)

@@ -262,6 +262,11 @@ void lb_worker_destroy(struct lb_worker *w);
  * and a link timeout; the LB_OP_CONNECT completion tells the result. */
 void lb_conn_connect(struct lb_worker *w, struct lb_conn *c, const struct conf_addr *a,
                      uint64_t timeout_ms);
+/* Asks the kernel for the client's address into c->peer (LB_OP_PEERNAME completes); only
+ * when rt->has_peername. */
+void lb_conn_ask_peername(struct lb_worker *w, struct lb_conn *c, const struct conf_listener *lcf);
+/* The hash of the client's address (client_ip keys); 0 when it is unknown. */
+uint64_t lb_conn_client_hash(const struct lb_conn *c);
 /* The LB_OP_SOCKET completion: 0 when the connect is on its way, or @res (< 0) when no
  * socket could be made (the caller treats it as a failed connect). */
 int lb_conn_socket_done(struct lb_worker *w, struct lb_conn *c, int res);

@@ -348,15 +348,11 @@ echo '```'
 echo
 echo "proxy.conf (nginx as a proxy; origin.conf is the L7 section's with this body):"
 echo
-echo '```nginx'
-sed "s|$BT/|/tmp/.../|" "$BT/proxy.conf"
-echo '```'
+show_file nginx "$BT/proxy.conf"
 echo
 echo "lb.yaml:"
 echo
-echo '```yaml'
-sed "s|$BT/|/tmp/.../|" "$BT/lb.yaml"
-echo '```'
+show_file yaml "$BT/lb.yaml"
 
 [ -n "$lb_ran" ] || exit 3
 exit 0

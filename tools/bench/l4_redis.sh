@@ -203,9 +203,7 @@ echo '```'
 echo
 echo "lb.yaml:"
 echo
-echo '```yaml'
-sed "s|$BT/|/tmp/.../|" "$BT/lb.yaml"
-echo '```'
+show_file yaml "$BT/lb.yaml"
 
 [ -n "$lb_pid" ] || exit 3
 exit 0

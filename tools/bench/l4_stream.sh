@@ -78,11 +78,7 @@ EOF
     nginx -t -q -c "$BT/nginx.conf" -p "$BT/nginx" -e "$BT/nginx/error.log" \
         >"$BT/nginx-check.log" 2>&1 || die "nginx rejects nginx.conf: $(cat "$BT/nginx-check.log")"
     start nginx nginx -c "$BT/nginx.conf" -p "$BT/nginx" -e "$BT/nginx/error.log"
-    nginx_pid=$LAST_PID
-    wait_port "$nport" "$nginx_pid" 10 || die "nginx stream did not start: $(tail -n 5 "$BT/nginx.log")"
-    nginx_wpid=$(nginx_worker "$nginx_pid") || die "nginx stream has no worker"
-    # The worker is not our child, but we started it: the cleanup trap stops it too.
-    BENCH_PIDS="$BENCH_PIDS $nginx_wpid"
+    track_nginx "$nport" "nginx stream" nginx
 else
     nginx_why="no stream module ($NGINX_STREAM_MOD: Debian's libnginx-mod-stream is not installed)"
     say "nginx is skipped: $nginx_why"
@@ -228,16 +224,12 @@ if [ -n "$nginx_pid" ]; then
     echo
     echo "nginx.conf:"
     echo
-    echo '```nginx'
-    sed "s|$BT/|/tmp/.../|" "$BT/nginx.conf"
-    echo '```'
+    show_file nginx "$BT/nginx.conf"
 fi
 echo
 echo "lb.yaml:"
 echo
-echo '```yaml'
-sed "s|$BT/|/tmp/.../|" "$BT/lb.yaml"
-echo '```'
+show_file yaml "$BT/lb.yaml"
 
 [ -n "$lb_pid" ] || exit 3
 exit 0

@@ -115,12 +115,7 @@ wait_port "$hport" "$haproxy_pid" 10 || die "haproxy did not start: $(tail -n 5 
 EOF
 } >"$BT/proxy.conf"
 start_nginx proxy
-nginx_pid=$LAST_PID
-wait_port "$nport" "$nginx_pid" 10 || die "nginx proxy did not start: $(tail -n 5 "$BT/proxy.log")"
-nginx_wpid=$(nginx_worker "$nginx_pid") || die "nginx proxy has no worker"
-# The worker is not our child, but we started it: the cleanup trap stops it too, should the
-# master be gone first.
-BENCH_PIDS="$BENCH_PIDS $nginx_wpid"
+track_nginx "$nport" "nginx proxy" proxy
 
 # --- lb: the same shape, config format per DESIGN.md
 cat >"$BT/lb.yaml" <<EOF
@@ -321,9 +316,7 @@ echo '```'
 echo
 echo "origin.conf:"
 echo
-echo '```nginx'
-sed "s|$BT/|/tmp/.../|" "$BT/origin.conf"
-echo '```'
+show_file nginx "$BT/origin.conf"
 echo
 echo "haproxy.cfg:"
 echo
@@ -333,15 +326,11 @@ echo '```'
 echo
 echo "proxy.conf (nginx as a proxy):"
 echo
-echo '```nginx'
-sed "s|$BT/|/tmp/.../|" "$BT/proxy.conf"
-echo '```'
+show_file nginx "$BT/proxy.conf"
 echo
 echo "lb.yaml:"
 echo
-echo '```yaml'
-sed "s|$BT/|/tmp/.../|" "$BT/lb.yaml"
-echo '```'
+show_file yaml "$BT/lb.yaml"
 
 [ -n "$lb_pid" ] || exit 3
 exit 0

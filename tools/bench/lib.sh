@@ -176,6 +176,13 @@ http {
 EOF2
 }
 
+# show_file LANG FILE: FILE as a fenced block of the report, temp paths shortened to /tmp/...
+show_file() {
+    echo '```'"$1"
+    sed "s|$BT/|/tmp/.../|" "$2"
+    echo '```'
+}
+
 # start_nginx NAME: nginx -c $BT/NAME.conf, prefix and logs in $BT/NAME; sets LAST_PID
 # (the master).
 start_nginx() {
@@ -183,6 +190,16 @@ start_nginx() {
     nginx -t -q -c "$BT/$1.conf" -p "$BT/$1" -e "$BT/$1/error.log" >"$BT/$1-check.log" 2>&1 ||
         die "nginx rejects $1.conf: $(cat "$BT/$1-check.log")"
     start "$1" nginx -c "$BT/$1.conf" -p "$BT/$1" -e "$BT/$1/error.log"
+}
+
+# track_nginx PORT WHAT LOGNAME: after a start of an nginx master (LAST_PID), waits for PORT and its
+# worker; sets nginx_pid and nginx_wpid. The worker is not our child, but we started it: the
+# cleanup trap stops it too, should the master be gone first.
+track_nginx() {
+    nginx_pid=$LAST_PID
+    wait_port "$1" "$nginx_pid" 10 || die "$2 did not start: $(tail -n 5 "$BT/$3.log")"
+    nginx_wpid=$(nginx_worker "$nginx_pid") || die "$2 has no worker"
+    BENCH_PIDS="$BENCH_PIDS $nginx_wpid"
 }
 
 # nginx_worker MASTER: prints the PID of its one worker, once it has forked it.

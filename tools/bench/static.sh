@@ -68,11 +68,7 @@ SIZE=$(wc -c <"$BT/snap/catalog.json")
 EOF2
 } >"$BT/nginx.conf"
 start_nginx nginx
-nginx_pid=$LAST_PID
-wait_port "$nport" "$nginx_pid" 10 || die "nginx did not start: $(tail -n 5 "$BT/nginx.log")"
-nginx_wpid=$(nginx_worker "$nginx_pid") || die "nginx has no worker"
-# The worker is not our child, but we started it: the cleanup trap stops it too.
-BENCH_PIDS="$BENCH_PIDS $nginx_wpid"
+track_nginx "$nport" nginx nginx
 
 # --- lb: the set served from memory, nothing else
 cat >"$BT/lb.yaml" <<EOF2
@@ -216,15 +212,11 @@ echo '```'
 echo
 echo "nginx.conf:"
 echo
-echo '```nginx'
-sed "s|$BT/|/tmp/.../|" "$BT/nginx.conf"
-echo '```'
+show_file nginx "$BT/nginx.conf"
 echo
 echo "lb.yaml:"
 echo
-echo '```yaml'
-sed "s|$BT/|/tmp/.../|" "$BT/lb.yaml"
-echo '```'
+show_file yaml "$BT/lb.yaml"
 echo
 echo "p999.lua: as in the L7 section."
 

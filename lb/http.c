@@ -680,9 +680,8 @@ static void set_memory_answer(struct lb_worker *w, struct lb_conn *c, const char
     const char *tail = (c->h.flags & H_F_CLOSE) ? "Connection: close\r\n\r\n"
                                                 : "Connection: keep-alive\r\n\r\n";
     size_t tl = strlen(tail);
-    if (hl + tl > w->hbuf_size / 2) {
-        hl = 0; /* cannot happen: headers are bounded by the same limit */
-    }
+    /* Fits: snapshot headers are at most SNAP_HDR_MAX, cached ones leave 32 bytes of the
+     * half free (cache_fill_head). */
     memmove(o, hdr, hl);
     memcpy(o + hl, tail, tl);
     c->h.xp[0] = o;
@@ -1206,7 +1205,10 @@ static void cache_fill_head(struct lb_worker *w, struct lb_conn *c, struct lb_co
         rq ? lb_cache_policy_eval(c->h.hbuf, rq, b->h.hbuf, resp, r->cache.ttl_ms,
                                   lb_cache_item_max(w->cache), &p)
            : LB_CACHE_NS_METHOD;
+    /* A hit adds its client's Connection field to the stored header in the second half of
+     * hbuf (set_memory_answer): keep room for it. */
     if (v != LB_CACHE_OK || !build_response(w, c, b, resp, true) ||
+        b->h.out_len + 32 > w->hbuf_size / 2 ||
         lb_cache_fill_head(w->cache, c->h.fill, &p, c->h.hbuf, rq, b->h.hbuf + b->h.out_off,
                            b->h.out_len, w->now_ms) < 0) {
         cache_fill_abort(w, c);

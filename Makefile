@@ -34,7 +34,7 @@ LDLIBS  += -lpthread -lm
 CONF_SRCS   := $(wildcard conf/*.c)
 HEALTH_SRCS := $(wildcard health/*.c)
 STATIC_SRCS := $(wildcard static/*.c)
-LB_SRCS     := $(filter-out lb/main.c,$(wildcard lb/*.c))
+LB_SRCS     := $(filter-out lb/core/main.c,$(wildcard lb/*/*.c))
 LIB_SRCS    := $(CONF_SRCS) $(HEALTH_SRCS) $(STATIC_SRCS) $(LB_SRCS)
 CTL_SRCS    := $(wildcard tools/ctl_*.c) tools/lbctl.c
 LIB_OBJS    := $(LIB_SRCS:%.c=$(B)/obj/%.o)
@@ -58,7 +58,7 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/lb: $(B)/obj/lb/main.o $(LIB_OBJS)
+$(B)/lb: $(B)/obj/lb/core/main.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
 
 $(B)/lbctl: $(CTL_SRCS:%.c=$(B)/obj/%.o) $(CONF_OBJS)

@@ -3,7 +3,7 @@
  * up/down/ejected state they decide for every server of every cluster.
  *
  * health/ knows clusters and servers only by their indices in the configuration (struct conf)
- * and never includes lb/ headers: whoever runs it (lb/health.c) passes a table of callbacks
+ * and never includes lb/ headers: whoever runs it (lb/core/health.c) passes a table of callbacks
  * that turn each decision into server flags, effective weights and log lines. Dependencies
  * point one way, lb -> health -> conf.
  *

@@ -160,14 +160,14 @@ checks = [
     ("gone is down", total("lb_server_state", server="gone", state="down") == 1),
     ("gone is not up", total("lb_server_up", server="gone") == 0),
     ("d1 weight", total("lb_server_config_weight", server="d1") == 2),
-    # These move once lb/http.c calls lb_server_count_status, lb_listener_count_status and
-    # lb_cluster_observe_latency for every response it finishes.
-    ("2xx requests (lb_server_count_status wired in lb/http.c)",
+    # These move once lb/http/proxy.c calls cl_server_count_status, metrics_listener_count_status and
+    # cl_cluster_observe_latency for every response it finishes.
+    ("2xx requests (cl_server_count_status wired in lb/http/proxy.c)",
      total("lb_requests_total", listener="web", cluster="app", code="2xx") >= n),
     ("2xx to cluster other", total("lb_requests_total", cluster="other", code="2xx") == 1),
-    ("listener 2xx responses (lb_listener_count_status wired in lb/http.c)",
+    ("listener 2xx responses (metrics_listener_count_status wired in lb/http/proxy.c)",
      total("lb_listener_responses_total", listener="web", code="2xx") >= n + 1),
-    ("latency histogram count (lb_cluster_observe_latency wired in lb/http.c)",
+    ("latency histogram count (cl_cluster_observe_latency wired in lb/http/proxy.c)",
      total("lb_request_duration_seconds_count", cluster="app") >= n),
 ]
 bad = [what for what, ok in checks if not ok]

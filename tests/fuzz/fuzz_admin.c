@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the admin socket's command path: every input line goes through
- * lb_admin_parse(); lines that parse are run by lb_admin_exec() against a small runtime,
+ * admin_parse(); lines that parse are run by admin_exec() against a small runtime,
  * and every answer must be a JSON object that lbctl's reader (tools/ctl_json.c, included
  * here because lbctl is not part of the lb library) accepts. The whole input is also fed
  * to that reader as JSON. Any crash, sanitizer report or unreadable answer is a bug.
@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lb/admin.h"
-#include "lb/log.h"
-#include "lb/runtime.h"
+#include "lb/admin/admin.h"
+#include "lb/core/log.h"
+#include "lb/core/runtime.h"
 #include "tools/ctl_json.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -45,7 +45,7 @@ static struct lb_runtime *runtime(void)
     }
     rt.clusters = calloc(rt.conf->nclusters, sizeof(*rt.clusters));
     for (size_t i = 0; i < rt.conf->nclusters; i++)
-        if (!rt.clusters || lb_cluster_init(&rt.clusters[i], &rt.conf->clusters[i], NULL) < 0)
+        if (!rt.clusters || cl_cluster_init(&rt.clusters[i], &rt.conf->clusters[i], NULL) < 0)
             abort();
     return &rt;
 }
@@ -66,19 +66,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *s = (const char *)data;
     struct lb_jbuf j;
 
-    lb_jbuf_init(&j, LB_ADMIN_ANSWER_MAX);
+    lb_jbuf_init(&j, ADMIN_ANSWER_MAX);
     for (size_t pos = 0; pos <= size;) {
         const char *nl = memchr(s + pos, '\n', size - pos);
         size_t len = nl ? (size_t)(nl - (s + pos)) : size - pos;
-        struct lb_admin_cmd cmd;
+        struct admin_cmd cmd;
         struct lb_err err = {{0}};
         lb_jbuf_reset(&j);
-        if (lb_admin_parse(s + pos, len, &cmd, &err) < 0) {
+        if (admin_parse(s + pos, len, &cmd, &err) < 0) {
             if (!err.msg[0])
                 abort(); /* every refusal says why */
-            lb_admin_error(&j, err.msg);
+            admin_error(&j, err.msg);
         } else {
-            lb_admin_exec(rt, NULL, &cmd, &j);
+            admin_exec(rt, NULL, &cmd, &j);
         }
         check_answer(&j);
         pos += len + 1;

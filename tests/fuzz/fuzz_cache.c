@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the L1 cache's cacheability decision (lb_cache_policy_eval(): the
+ * libFuzzer target for the L1 cache's cacheability decision (cache_policy_eval(): the
  * Cache-Control and Vary parsers above all) and for the Vary record a fill builds from it.
  *
  * Input: request field lines, an empty line, then response field lines, separated by '\n'
@@ -8,7 +8,7 @@
  * HTTP parser refuses are skipped.
  *
  * Checked beyond "no crash, no sanitizer report": a verdict is a known one; an accepted
- * response has 0 < ttl <= the route ttl, at most LB_CACHE_MAX_VARY distinct lowercase Vary
+ * response has 0 < ttl <= the route ttl, at most CACHE_MAX_VARY distinct lowercase Vary
  * names packed exactly in vary_len, no Set-Cookie, and no bare "no-store" / "private" /
  * "no-cache" directive in an unquoted Cache-Control value; and once stored it is found again
  * by the very request that filled it, byte for byte.
@@ -18,12 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lb/cache.h"
+#include "lb/cache/cache.h"
 
 #define FZ_TTL 60000
 #define FZ_MAX_BODY 4096
 
-static struct lb_cache *fz_cache;
+static struct cache *fz_cache;
 static uint64_t fz_now;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -31,7 +31,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    if (lb_cache_create(1 << 20, &fz_cache) != 0)
+    if (cache_create(1 << 20, &fz_cache) != 0)
         abort();
     return 0;
 }
@@ -63,11 +63,11 @@ static bool fz_lower_tchar(char ch)
 }
 
 /* True when an unquoted Cache-Control value of @resp lists @directive on its own. */
-static bool fz_cc_has(const char *buf, const struct lb_http1_resp *resp, const char *directive)
+static bool fz_cc_has(const char *buf, const struct http_resp *resp, const char *directive)
 {
     size_t dl = strlen(directive);
-    for (int i = lb_http1_find_hdr(buf, resp->hdrs, resp->nhdrs, "cache-control", 0); i >= 0;
-         i = lb_http1_find_hdr(buf, resp->hdrs, resp->nhdrs, "cache-control", i + 1u)) {
+    for (int i = http_find_hdr(buf, resp->hdrs, resp->nhdrs, "cache-control", 0); i >= 0;
+         i = http_find_hdr(buf, resp->hdrs, resp->nhdrs, "cache-control", i + 1u)) {
         const char *v = buf + resp->hdrs[i].value.off;
         size_t len = resp->hdrs[i].value.len;
         if (memchr(v, '"', len))
@@ -90,16 +90,16 @@ static bool fz_cc_has(const char *buf, const struct lb_http1_resp *resp, const c
     return false;
 }
 
-static void fz_wake(void *arg, uint64_t waiter, struct lb_cache_entry *e)
+static void fz_wake(void *arg, uint64_t waiter, struct cache_entry *e)
 {
     (void)arg;
     (void)waiter;
     (void)e;
 }
 
-static void fz_check_policy(const struct lb_cache_policy *p)
+static void fz_check_policy(const struct cache_policy *p)
 {
-    if (p->ttl_ms == 0 || p->ttl_ms > FZ_TTL || p->nvary > LB_CACHE_MAX_VARY)
+    if (p->ttl_ms == 0 || p->ttl_ms > FZ_TTL || p->nvary > CACHE_MAX_VARY)
         abort();
     if (p->has_length && p->content_length > FZ_MAX_BODY)
         abort();
@@ -120,42 +120,42 @@ static void fz_check_policy(const struct lb_cache_policy *p)
         abort();
 }
 
-static void fz_store_and_find(const char *qbuf, const struct lb_http1_req *req, const char *sbuf,
-                              size_t slen, const struct lb_cache_policy *p)
+static void fz_store_and_find(const char *qbuf, const struct http_req *req, const char *sbuf,
+                              size_t slen, const struct cache_policy *p)
 {
     static char body[FZ_MAX_BODY];
     size_t blen = p->has_length ? (size_t)p->content_length : 100;
-    struct lb_cache_fill *f;
+    struct cache_fill *f;
     fz_now += 1000;
-    int rc = lb_cache_fill_begin(fz_cache, qbuf, req, 0, &f);
-    if (rc != LB_CACHE_FILL_NEW)
+    int rc = cache_fill_begin(fz_cache, qbuf, req, 0, &f);
+    if (rc != CACHE_FILL_NEW)
         abort(); /* nothing else is pending, and the request was accepted */
-    rc = lb_cache_fill_head(fz_cache, f, p, qbuf, req, sbuf, slen, fz_now);
+    rc = cache_fill_head(fz_cache, f, p, qbuf, req, sbuf, slen, fz_now);
     if (rc == -EFBIG) {
-        lb_cache_fill_abort(fz_cache, f, fz_wake, NULL);
+        cache_fill_abort(fz_cache, f, fz_wake, NULL);
         return;
     }
     memset(body, 'b', blen);
-    if (rc != 0 || lb_cache_fill_append(fz_cache, f, body, blen) != 0 ||
-        lb_cache_fill_commit(fz_cache, f, fz_wake, NULL) != 0)
+    if (rc != 0 || cache_fill_append(fz_cache, f, body, blen) != 0 ||
+        cache_fill_commit(fz_cache, f, fz_wake, NULL) != 0)
         abort();
-    struct lb_cache_entry *e = lb_cache_lookup(fz_cache, qbuf, req, fz_now);
-    if (!e || !lb_cache_entry_match(e, qbuf, req))
+    struct cache_entry *e = cache_lookup(fz_cache, qbuf, req, fz_now);
+    if (!e || !cache_entry_match(e, qbuf, req))
         abort();
     size_t hl, bl;
-    const char *h = lb_cache_entry_hdr(e, &hl);
-    const char *b = lb_cache_entry_body(e, &bl);
+    const char *h = cache_entry_hdr(e, &hl);
+    const char *b = cache_entry_body(e, &bl);
     if (hl != slen || memcmp(h, sbuf, slen) != 0 || bl != blen || memcmp(b, body, blen) != 0)
         abort();
-    lb_cache_entry_unref(e);
+    cache_entry_unref(e);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static char qbuf[8192], sbuf[8192];
-    static struct lb_http1_req req;
-    static struct lb_http1_resp resp;
+    static struct http_req req;
+    static struct http_resp resp;
     const char *in = (const char *)data;
     if (size > 4096 || memchr(in, '\r', size))
         return 0;
@@ -181,24 +181,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&req, 0, sizeof(req));
     memset(&resp, 0, sizeof(resp));
-    if (lb_http1_parse_request(qbuf, ql, sizeof(qbuf), sizeof(qbuf), &req) != (int)ql)
+    if (http_parse_request(qbuf, ql, sizeof(qbuf), sizeof(qbuf), &req) != (int)ql)
         return 0;
-    if (lb_http1_parse_response(sbuf, sl, sizeof(sbuf), LB_HTTP1_M_GET, &resp) != (int)sl)
+    if (http_parse_response(sbuf, sl, sizeof(sbuf), HTTP_M_GET, &resp) != (int)sl)
         return 0;
 
-    struct lb_cache_policy p;
-    enum lb_cache_verdict v =
-        lb_cache_policy_eval(qbuf, &req, sbuf, &resp, FZ_TTL, FZ_MAX_BODY, &p);
-    if ((unsigned)v > LB_CACHE_NS_TOO_BIG)
+    struct cache_policy p;
+    enum cache_verdict v =
+        cache_policy_eval(qbuf, &req, sbuf, &resp, FZ_TTL, FZ_MAX_BODY, &p);
+    if ((unsigned)v > CACHE_NS_TOO_BIG)
         abort();
-    if (v != LB_CACHE_OK)
+    if (v != CACHE_OK)
         return 0;
     fz_check_policy(&p);
-    if (lb_http1_find_hdr(sbuf, resp.hdrs, resp.nhdrs, "set-cookie", 0) >= 0 ||
+    if (http_find_hdr(sbuf, resp.hdrs, resp.nhdrs, "set-cookie", 0) >= 0 ||
         fz_cc_has(sbuf, &resp, "no-store") || fz_cc_has(sbuf, &resp, "private") ||
         fz_cc_has(sbuf, &resp, "no-cache"))
         abort();
-    if (lb_http1_find_hdr(qbuf, req.hdrs, req.nhdrs, "authorization", 0) < 0)
+    if (http_find_hdr(qbuf, req.hdrs, req.nhdrs, "authorization", 0) < 0)
         fz_store_and_find(qbuf, &req, sbuf, sl, &p);
     else
         abort(); /* Authorization must have been refused */

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for lb/http1.c: request and response header parsing and body framing.
+ * libFuzzer target for lb/http/h1_parse.c: request and response header parsing and body framing.
  *
  * Input layout: byte 0 picks what to parse (bit 0: request or response; bits 1-4: the
  * request method a response answers), byte 1 seeds the split points, byte 2 picks the
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lb/http1.h"
+#include "lb/http/h1.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -38,14 +38,14 @@ static uint32_t next_rand(uint32_t *s)
     return *s;
 }
 
-static void check_span(struct lb_http1_span sp, size_t end)
+static void check_span(struct http_span sp, size_t end)
 {
     CHECK(sp.off <= end && sp.len <= end - sp.off);
 }
 
-static void check_hdrs(const char *buf, const struct lb_http1_hdr *h, uint32_t n, size_t end)
+static void check_hdrs(const char *buf, const struct http_hdr *h, uint32_t n, size_t end)
 {
-    CHECK(n <= LB_HTTP1_MAX_HDRS);
+    CHECK(n <= HTTP_MAX_HDRS);
     for (uint32_t i = 0; i < n; i++) {
         check_span(h[i].name, end);
         check_span(h[i].value, end);
@@ -55,29 +55,29 @@ static void check_hdrs(const char *buf, const struct lb_http1_hdr *h, uint32_t n
         if (h[i].name.len < sizeof(name)) {
             memcpy(name, buf + h[i].name.off, h[i].name.len);
             name[h[i].name.len] = '\0';
-            int k = lb_http1_find_hdr(buf, h, n, name, 0);
+            int k = http_find_hdr(buf, h, n, name, 0);
             CHECK(k >= 0 && (uint32_t)k <= i);
         }
-        (void)lb_http1_list_has(buf + h[i].value.off, h[i].value.len, "close");
+        (void)http_list_has(buf + h[i].value.off, h[i].value.len, "close");
     }
 }
 
 static int parse(bool request, const char *buf, size_t len, size_t max_len, size_t max_target,
-                 enum lb_http1_method m, void *msg)
+                 enum http_method m, void *msg)
 {
     char *copy = malloc(len ? len : 1);
     if (!copy)
         abort();
     memcpy(copy, buf, len);
-    int rc = request ? lb_http1_parse_request(copy, len, max_len, max_target, msg)
-                     : lb_http1_parse_response(copy, len, max_len, m, msg);
+    int rc = request ? http_parse_request(copy, len, max_len, max_target, msg)
+                     : http_parse_response(copy, len, max_len, m, msg);
     free(copy);
     return rc;
 }
 
 /* Feeds @len body bytes in pieces (all at once when @seed is NULL) and returns what the
  * message took, or the error. */
-static ssize_t feed(struct lb_http1_body b, const char *buf, size_t len, uint32_t *seed,
+static ssize_t feed(struct http_body b, const char *buf, size_t len, uint32_t *seed,
                     bool *done)
 {
     size_t off = 0;
@@ -92,7 +92,7 @@ static ssize_t feed(struct lb_http1_body b, const char *buf, size_t len, uint32_
         if (!copy)
             abort();
         memcpy(copy, buf + off, n);
-        rc = lb_http1_body_feed(&b, copy, n);
+        rc = http_body_feed(&b, copy, n);
         free(copy);
         if (rc < 0)
             break;
@@ -106,15 +106,15 @@ static ssize_t feed(struct lb_http1_body b, const char *buf, size_t len, uint32_
     return rc < 0 ? rc : (ssize_t)off;
 }
 
-static struct lb_http1_req req_whole, req_inc;
-static struct lb_http1_resp resp_whole, resp_inc;
+static struct http_req req_whole, req_inc;
+static struct http_resp resp_whole, resp_inc;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 3)
         return 0;
     bool request = !(data[0] & 1);
-    enum lb_http1_method m = (enum lb_http1_method)((data[0] >> 1) % (LB_HTTP1_M_TRACE + 1));
+    enum http_method m = (enum http_method)((data[0] >> 1) % (HTTP_M_TRACE + 1));
     uint32_t seed = 0x9e3779b9u ^ data[1];
     size_t max_len = data[2] & 0x80 ? 16384 : 16 + (size_t)(data[2] & 0x7f) * 8;
     size_t max_target = data[2] & 0x40 ? 8192 : 4 + (size_t)(data[2] & 0x3f) * 4;
@@ -132,13 +132,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* The same bytes arriving in pieces: AGAIN until the same answer. */
     size_t have = 0;
-    int ri = LB_HTTP1_AGAIN;
+    int ri = HTTP_AGAIN;
     while (have < len) {
         have += 1 + next_rand(&seed) % 64;
         if (have > len)
             have = len;
         ri = parse(request, msg, have, max_len, max_target, m, inc);
-        if (ri != LB_HTTP1_AGAIN)
+        if (ri != HTTP_AGAIN)
             break;
     }
     if (len == 0)
@@ -147,7 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc <= 0)
         return 0;
 
-    struct lb_http1_body body;
+    struct http_body body;
     if (request) {
         CHECK(req_whole.header_len == (uint32_t)rc && req_inc.header_len == (uint32_t)rc);
         CHECK(req_whole.flags == req_inc.flags && req_whole.nhdrs == req_inc.nhdrs);
@@ -159,17 +159,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_span(req_whole.path, (size_t)rc);
         check_span(req_whole.host, (size_t)rc);
         check_hdrs(msg, req_whole.hdrs, req_whole.nhdrs, (size_t)rc);
-        CHECK(!((req_whole.flags & LB_HTTP1_F_CHUNKED) && (req_whole.flags & LB_HTTP1_F_LENGTH)));
-        lb_http1_body_init_req(&body, &req_whole);
+        CHECK(!((req_whole.flags & HTTP_F_CHUNKED) && (req_whole.flags & HTTP_F_LENGTH)));
+        http_body_init_req(&body, &req_whole);
     } else {
         CHECK(resp_whole.header_len == (uint32_t)rc && resp_inc.header_len == (uint32_t)rc);
         CHECK(resp_whole.flags == resp_inc.flags && resp_whole.status == resp_inc.status);
         CHECK(resp_whole.status >= 100 && resp_whole.status <= 999);
         check_span(resp_whole.reason, (size_t)rc);
         check_hdrs(msg, resp_whole.hdrs, resp_whole.nhdrs, (size_t)rc);
-        CHECK(!((resp_whole.flags & LB_HTTP1_F_CHUNKED) &&
-                (resp_whole.flags & LB_HTTP1_F_LENGTH)));
-        lb_http1_body_init_resp(&body, &resp_whole);
+        CHECK(!((resp_whole.flags & HTTP_F_CHUNKED) &&
+                (resp_whole.flags & HTTP_F_LENGTH)));
+        http_body_init_resp(&body, &resp_whole);
     }
 
     /* The body: whole, byte by byte and in random pieces must agree. */
@@ -184,9 +184,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ssize_t fb = feed(body, b, blen, &one, &done_bytes);
         CHECK(fw == fb && done_whole == done_bytes);
     }
-    if (fw >= 0 && body.mode == LB_HTTP1_BODY_CLOSE)
+    if (fw >= 0 && body.mode == HTTP_BODY_CLOSE)
         CHECK((size_t)fw == blen && !done_whole);
-    if (fw >= 0 && done_whole && body.mode == LB_HTTP1_BODY_LENGTH)
+    if (fw >= 0 && done_whole && body.mode == HTTP_BODY_LENGTH)
         CHECK((uint64_t)fw == body.remaining);
     return 0;
 }

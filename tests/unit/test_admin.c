@@ -1,5 +1,5 @@
 /*
- * Admin commands (lb/admin_cmd.c): the line parser accepts what lbctl sends and refuses the
+ * Admin commands (lb/admin/cmd.c): the line parser accepts what lbctl sends and refuses the
  * rest with a reason; answers are JSON that lbctl's reader (tools/ctl_json.c, included: lbctl
  * is not in the lb library) reads back; drain and weight change what picks do at once; the
  * state file round-trips and skips servers that no longer exist.
@@ -17,9 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lb/admin.h"
-#include "lb/log.h"
-#include "lb/runtime.h"
+#include "lb/admin/admin.h"
+#include "lb/core/log.h"
+#include "lb/core/runtime.h"
 #include "tools/ctl_json.c"
 
 static const char t_conf[] = "global: { workers: 1 }\n"
@@ -52,36 +52,36 @@ static struct lb_runtime *t_rt_new(void)
     t->rt.clusters = calloc(t->rt.conf->nclusters, sizeof(*t->rt.clusters));
     assert_non_null(t->rt.clusters);
     for (size_t i = 0; i < t->rt.conf->nclusters; i++)
-        assert_int_equal(lb_cluster_init(&t->rt.clusters[i], &t->rt.conf->clusters[i], NULL), 0);
+        assert_int_equal(cl_cluster_init(&t->rt.clusters[i], &t->rt.conf->clusters[i], NULL), 0);
     return &t->rt;
 }
 
 static void t_rt_free(struct lb_runtime *rt)
 {
     for (size_t i = 0; i < rt->conf->nclusters; i++)
-        lb_cluster_destroy(&rt->clusters[i]);
+        cl_cluster_destroy(&rt->clusters[i]);
     free(rt->clusters);
     conf_free(rt->conf);
     free((struct t_rt *)rt); /* rt is the first member */
 }
 
-static int t_parse(const char *line, struct lb_admin_cmd *cmd, struct lb_err *err)
+static int t_parse(const char *line, struct admin_cmd *cmd, struct lb_err *err)
 {
     memset(err, 0, sizeof(*err));
-    return lb_admin_parse(line, strlen(line), cmd, err);
+    return admin_parse(line, strlen(line), cmd, err);
 }
 
 /* Runs @line, checks the answer parses as a JSON object; returns it and the result bits. */
 static struct ctl_json *t_exec(struct lb_runtime *rt, const char *line, int *bits)
 {
-    struct lb_admin_cmd cmd;
+    struct admin_cmd cmd;
     struct lb_err err;
     struct lb_jbuf j;
     char jerr[128];
 
     assert_int_equal(t_parse(line, &cmd, &err), 0);
-    lb_jbuf_init(&j, LB_ADMIN_ANSWER_MAX);
-    *bits = lb_admin_exec(rt, NULL, &cmd, &j);
+    lb_jbuf_init(&j, ADMIN_ANSWER_MAX);
+    *bits = admin_exec(rt, NULL, &cmd, &j);
     assert_false(j.overflow);
     struct ctl_json *v = ctl_json_parse(j.p, j.len, jerr, sizeof(jerr));
     if (!v)
@@ -95,18 +95,18 @@ static struct ctl_json *t_exec(struct lb_runtime *rt, const char *line, int *bit
 static void test_parse_explain(void **state)
 {
     (void)state;
-    struct lb_admin_cmd c;
+    struct admin_cmd c;
     struct lb_err e;
     const char *line = "explain GET http://api.test:8080/x?y=1 X-User: alice  smith Cookie: a=b";
-    assert_int_equal(lb_admin_parse(line, strlen(line), &c, &e), 0);
-    assert_int_equal(c.verb, LB_ADMIN_EXPLAIN);
+    assert_int_equal(admin_parse(line, strlen(line), &c, &e), 0);
+    assert_int_equal(c.verb, ADMIN_EXPLAIN);
     const char *want = "GET /x?y=1 HTTP/1.1\r\nX-User: alice smith\r\nCookie: a=b\r\n"
                        "Host: api.test:8080\r\n\r\n";
     assert_int_equal(c.request_len, strlen(want));
     assert_memory_equal(c.request, want, strlen(want));
 
     line = "explain HEAD /p Host: other";
-    assert_int_equal(lb_admin_parse(line, strlen(line), &c, &e), 0);
+    assert_int_equal(admin_parse(line, strlen(line), &c, &e), 0);
     want = "HEAD /p HTTP/1.1\r\nHost: other\r\n\r\n";
     assert_int_equal(c.request_len, strlen(want));
     assert_memory_equal(c.request, want, strlen(want));
@@ -114,33 +114,33 @@ static void test_parse_explain(void **state)
     static const char *bad[] = {"explain", "explain GET", "explain GET ftp://x/",
                                 "explain GET /p notaname"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(lb_admin_parse(bad[i], strlen(bad[i]), &c, &e), -EINVAL);
+        assert_int_equal(admin_parse(bad[i], strlen(bad[i]), &c, &e), -EINVAL);
 }
 
 static void test_parse_ok(void **state)
 {
-    struct lb_admin_cmd c;
+    struct admin_cmd c;
     struct lb_err e;
 
     assert_int_equal(t_parse("status", &c, &e), 0);
-    assert_int_equal(c.verb, LB_ADMIN_STATUS);
+    assert_int_equal(c.verb, ADMIN_STATUS);
     assert_int_equal(t_parse("  status \r", &c, &e), 0); /* CRLF and stray blanks */
     assert_int_equal(t_parse("drain app app1", &c, &e), 0);
-    assert_int_equal(c.verb, LB_ADMIN_DRAIN);
+    assert_int_equal(c.verb, ADMIN_DRAIN);
     assert_string_equal(c.cluster, "app");
     assert_string_equal(c.server, "app1");
     assert_int_equal(t_parse("undrain\tapp \t a-b_c.9", &c, &e), 0);
-    assert_int_equal(c.verb, LB_ADMIN_UNDRAIN);
+    assert_int_equal(c.verb, ADMIN_UNDRAIN);
     assert_string_equal(c.server, "a-b_c.9");
     assert_int_equal(t_parse("weight app app2 256", &c, &e), 0);
-    assert_int_equal(c.verb, LB_ADMIN_WEIGHT);
+    assert_int_equal(c.verb, ADMIN_WEIGHT);
     assert_int_equal(c.weight, 256);
     assert_int_equal(t_parse("weight app app2 1", &c, &e), 0);
     assert_int_equal(c.weight, 1);
     assert_int_equal(t_parse("reload", &c, &e), 0);
-    assert_int_equal(c.verb, LB_ADMIN_RELOAD);
+    assert_int_equal(c.verb, ADMIN_RELOAD);
     assert_int_equal(t_parse("snapshots reload", &c, &e), 0);
-    assert_int_equal(c.verb, LB_ADMIN_SNAPSHOTS_RELOAD);
+    assert_int_equal(c.verb, ADMIN_SNAPSHOTS_RELOAD);
     assert_string_equal(c.set, "");
     assert_int_equal(t_parse("snapshots reload catalog", &c, &e), 0);
     assert_string_equal(c.set, "catalog");
@@ -185,7 +185,7 @@ static void test_parse_errors(void **state)
         "snapshots reload .x",
         "a b c d e f g",
     };
-    struct lb_admin_cmd c;
+    struct admin_cmd c;
     struct lb_err e;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -199,7 +199,7 @@ static void test_parse_errors(void **state)
     memset(line + strlen(line), 'a', CONF_NAME_MAX);
     assert_int_equal(t_parse(line, &c, &e), -EINVAL);
     /* Bytes that are not printable ASCII, including a NUL inside the line. */
-    assert_int_equal(lb_admin_parse("status\0x", 8, &c, &e), -EINVAL);
+    assert_int_equal(admin_parse("status\0x", 8, &c, &e), -EINVAL);
     assert_int_equal(t_parse("drain app \xc3\xa9", &c, &e), -EINVAL);
     assert_int_equal(t_parse("status\n", &c, &e), -EINVAL);
 }
@@ -245,7 +245,7 @@ static void test_status(void **state)
 
     atomic_store(&rt->clusters[0].servers[1].active, 7);
     atomic_store(&rt->clusters[0].servers[1].bytes_in, 12345);
-    atomic_store(&rt->clusters[0].servers[0].flags, LB_SRV_F_DOWN);
+    atomic_store(&rt->clusters[0].servers[0].flags, CL_SRV_F_DOWN);
     struct ctl_json *v = t_exec(rt, "status", &bits);
     assert_int_equal(bits, 0);
     assert_true(ctl_json_bool(v, "ok", false));
@@ -271,10 +271,10 @@ static void test_status(void **state)
     /* Rates come from the caller (the admin thread's samples). */
     double r0[3] = {1.5, 2.5, 0}, r1[1] = {4};
     const double *rates[2] = {r0, r1};
-    struct lb_admin_cmd cmd = {.verb = LB_ADMIN_STATUS};
+    struct admin_cmd cmd = {.verb = ADMIN_STATUS};
     struct lb_jbuf j;
     lb_jbuf_init(&j, 1 << 20);
-    lb_admin_exec(rt, rates, &cmd, &j);
+    admin_exec(rt, rates, &cmd, &j);
     v = ctl_json_parse(j.p, j.len, NULL, 0);
     assert_non_null(v);
     s2 = ctl_json_get(ctl_json_get(v, "clusters")->child, "servers")->child->next;
@@ -287,31 +287,31 @@ static void test_status(void **state)
 static void test_drain(void **state)
 {
     struct lb_runtime *rt = t_rt_new();
-    struct lb_cluster *app = &rt->clusters[0];
-    struct lb_cluster_wstate ws;
+    struct cl_cluster *app = &rt->clusters[0];
+    struct cl_cluster_wstate ws;
     int bits;
 
-    assert_int_equal(lb_cluster_wstate_init(&ws, app, 1), 0);
+    assert_int_equal(cl_cluster_wstate_init(&ws, app, 1), 0);
     struct ctl_json *v = t_exec(rt, "drain app app1", &bits);
-    assert_int_equal(bits, LB_ADMIN_R_CHANGED);
+    assert_int_equal(bits, ADMIN_R_CHANGED);
     assert_true(ctl_json_bool(v, "ok", false));
     assert_string_equal(ctl_json_str(v, "state", ""), "draining");
     ctl_json_free(v);
-    assert_false(lb_server_usable(app, &app->servers[0]));
+    assert_false(cl_server_usable(app, &app->servers[0]));
     for (int i = 0; i < 1000; i++)
-        assert_int_equal(lb_cluster_pick(app, &ws, (uint64_t)i, NULL), 1);
+        assert_int_equal(cl_cluster_pick(app, &ws, (uint64_t)i, NULL), 1);
 
     v = t_exec(rt, "drain app app1", &bits); /* again: fine, nothing to persist */
     assert_int_equal(bits, 0);
     ctl_json_free(v);
 
     /* A drain keeps other flags (health owns DOWN), and undrain clears only its own. */
-    atomic_fetch_or(&app->servers[0].flags, LB_SRV_F_DOWN);
+    atomic_fetch_or(&app->servers[0].flags, CL_SRV_F_DOWN);
     v = t_exec(rt, "undrain app app1", &bits);
-    assert_int_equal(bits, LB_ADMIN_R_CHANGED);
+    assert_int_equal(bits, ADMIN_R_CHANGED);
     assert_string_equal(ctl_json_str(v, "state", ""), "down");
     ctl_json_free(v);
-    assert_int_equal(atomic_load(&app->servers[0].flags), LB_SRV_F_DOWN);
+    assert_int_equal(atomic_load(&app->servers[0].flags), CL_SRV_F_DOWN);
     atomic_store(&app->servers[0].flags, 0);
 
     /* Draining every primary sends traffic to the backup; hash clusters drain too. */
@@ -319,38 +319,38 @@ static void test_drain(void **state)
     ctl_json_free(v);
     v = t_exec(rt, "drain app app2", &bits);
     ctl_json_free(v);
-    assert_int_equal(lb_cluster_pick(app, &ws, 0, NULL), 2);
-    lb_cluster_wstate_free(&ws);
+    assert_int_equal(cl_cluster_pick(app, &ws, 0, NULL), 2);
+    cl_cluster_wstate_free(&ws);
 
-    struct lb_cluster_wstate kws;
-    assert_int_equal(lb_cluster_wstate_init(&kws, &rt->clusters[1], 1), 0);
-    int owner = lb_cluster_pick(&rt->clusters[1], &kws, 42, NULL);
+    struct cl_cluster_wstate kws;
+    assert_int_equal(cl_cluster_wstate_init(&kws, &rt->clusters[1], 1), 0);
+    int owner = cl_cluster_pick(&rt->clusters[1], &kws, 42, NULL);
     assert_in_range(owner, 0, 1);
     v = t_exec(rt, owner == 0 ? "drain kv kv1" : "drain kv kv2", &bits);
     ctl_json_free(v);
     /* The key moves to the other server, as if its own were down. */
-    assert_int_equal(lb_cluster_pick(&rt->clusters[1], &kws, 42, NULL), 1 - owner);
-    lb_cluster_wstate_free(&kws);
+    assert_int_equal(cl_cluster_pick(&rt->clusters[1], &kws, 42, NULL), 1 - owner);
+    cl_cluster_wstate_free(&kws);
     t_rt_free(rt);
 }
 
 static void test_weight(void **state)
 {
     struct lb_runtime *rt = t_rt_new();
-    struct lb_cluster *app = &rt->clusters[0];
-    struct lb_cluster_wstate ws;
+    struct cl_cluster *app = &rt->clusters[0];
+    struct cl_cluster_wstate ws;
     int bits, count[3] = {0};
 
     /* Smooth round robin reads the effective weight on every pick: 1:1 gives exact halves. */
     struct ctl_json *v = t_exec(rt, "weight app app1 1", &bits);
-    assert_int_equal(bits, LB_ADMIN_R_CHANGED);
+    assert_int_equal(bits, ADMIN_R_CHANGED);
     assert_true(ctl_json_num(v, "previous", 0) == 3);
     assert_true(ctl_json_num(v, "config_weight", 0) == 3);
     assert_null(ctl_json_get(v, "note"));
     ctl_json_free(v);
-    assert_int_equal(lb_cluster_wstate_init(&ws, app, 0), 0);
+    assert_int_equal(cl_cluster_wstate_init(&ws, app, 0), 0);
     for (int i = 0; i < 200; i++)
-        count[lb_cluster_pick(app, &ws, 0, NULL)]++;
+        count[cl_cluster_pick(app, &ws, 0, NULL)]++;
     assert_int_equal(count[0], 100);
     assert_int_equal(count[1], 100);
 
@@ -358,11 +358,11 @@ static void test_weight(void **state)
     ctl_json_free(v);
     count[0] = count[1] = 0;
     for (int i = 0; i < 400; i++)
-        count[lb_cluster_pick(app, &ws, 0, NULL)]++;
+        count[cl_cluster_pick(app, &ws, 0, NULL)]++;
     /* The first picks after the change settle the old round; then exactly 1:3. */
     assert_in_range(count[0], 95, 105);
     assert_in_range(count[1], 295, 305);
-    lb_cluster_wstate_free(&ws);
+    cl_cluster_wstate_free(&ws);
 
     /* The same weight again changes nothing to persist. */
     v = t_exec(rt, "weight app app2 3", &bits);
@@ -371,18 +371,18 @@ static void test_weight(void **state)
 
     /* A hash cluster's table is rebuilt with the operator weight: kv1 at 9 against kv2 at 1
      * owns about 90% of the keys instead of about half. */
-    struct lb_cluster *kv = &rt->clusters[1];
-    struct lb_cluster_wstate kws;
-    assert_int_equal(lb_cluster_wstate_init(&kws, kv, 1), 0);
+    struct cl_cluster *kv = &rt->clusters[1];
+    struct cl_cluster_wstate kws;
+    assert_int_equal(cl_cluster_wstate_init(&kws, kv, 1), 0);
     int before = 0, after = 0;
     for (uint64_t k = 0; k < 10000; k++)
-        before += lb_cluster_pick(kv, &kws, lb_hash64(&k, sizeof(k), 0), NULL) == 0;
+        before += cl_cluster_pick(kv, &kws, lb_hash64(&k, sizeof(k), 0), NULL) == 0;
     v = t_exec(rt, "weight kv kv1 9", &bits);
     assert_null(ctl_json_get(v, "note"));
     ctl_json_free(v);
     for (uint64_t k = 0; k < 10000; k++)
-        after += lb_cluster_pick(kv, &kws, lb_hash64(&k, sizeof(k), 0), NULL) == 0;
-    lb_cluster_wstate_free(&kws);
+        after += cl_cluster_pick(kv, &kws, lb_hash64(&k, sizeof(k), 0), NULL) == 0;
+    cl_cluster_wstate_free(&kws);
     assert_in_range(before, 4000, 6000);
     assert_in_range(after, 8500, 9500);
     t_rt_free(rt);
@@ -394,7 +394,7 @@ static void test_unknown_names_and_stubs(void **state)
     int bits;
 
     struct ctl_json *v = t_exec(rt, "drain app nope", &bits);
-    assert_int_equal(bits, LB_ADMIN_R_ERROR);
+    assert_int_equal(bits, ADMIN_R_ERROR);
     assert_false(ctl_json_bool(v, "ok", true));
     const struct ctl_json *names = ctl_json_get(v, "servers");
     assert_non_null(names);
@@ -403,7 +403,7 @@ static void test_unknown_names_and_stubs(void **state)
     ctl_json_free(v);
 
     v = t_exec(rt, "weight nope app1 2", &bits);
-    assert_int_equal(bits, LB_ADMIN_R_ERROR);
+    assert_int_equal(bits, ADMIN_R_ERROR);
     names = ctl_json_get(v, "clusters");
     assert_non_null(names);
     assert_string_equal(names->child->str, "app");
@@ -413,13 +413,13 @@ static void test_unknown_names_and_stubs(void **state)
     /* This runtime's config came from memory ("t.yaml" is not on disk): the reload is
      * checked first and refused with the loader's errors, and nothing is signalled. */
     v = t_exec(rt, "reload", &bits);
-    assert_int_equal(bits, LB_ADMIN_R_ERROR);
+    assert_int_equal(bits, ADMIN_R_ERROR);
     assert_non_null(strstr(ctl_json_str(v, "error", ""), "the running one stays"));
     assert_non_null(ctl_json_get(v, "errors"));
     ctl_json_free(v);
     /* This runtime has no snapshot sets: an unknown set is an error naming the sets. */
     v = t_exec(rt, "snapshots reload catalog", &bits);
-    assert_int_equal(bits, LB_ADMIN_R_ERROR);
+    assert_int_equal(bits, ADMIN_R_ERROR);
     assert_non_null(strstr(ctl_json_str(v, "error", ""), "no snapshot set named catalog"));
     ctl_json_free(v);
     v = t_exec(rt, "snapshots reload", &bits);
@@ -437,7 +437,7 @@ static void test_state_file(void **state)
     struct lb_err err = {{0}};
     int bits;
 
-    assert_int_equal(lb_admin_state_load(rt, path, &err), 0); /* no file yet */
+    assert_int_equal(admin_state_load(rt, path, &err), 0); /* no file yet */
     struct ctl_json *v = t_exec(rt, "drain app app2", &bits);
     ctl_json_free(v);
     v = t_exec(rt, "weight app app1 9", &bits);
@@ -446,7 +446,7 @@ static void test_state_file(void **state)
     ctl_json_free(v);
     v = t_exec(rt, "undrain kv kv1", &bits); /* undone: not saved */
     ctl_json_free(v);
-    assert_int_equal(lb_admin_state_save(rt, path, &err), 0);
+    assert_int_equal(admin_state_save(rt, path, &err), 0);
     t_rt_free(rt);
 
     /* Add entries for servers that are gone, and a line that is not lb's. */
@@ -457,15 +457,15 @@ static void test_state_file(void **state)
 
     rt = t_rt_new();
     lb_log_level = CONF_LOG_ERROR; /* the skipped lines warn */
-    assert_int_equal(lb_admin_state_load(rt, path, &err), 2);
+    assert_int_equal(admin_state_load(rt, path, &err), 2);
     lb_log_level = CONF_LOG_INFO;
-    assert_int_equal(atomic_load(&rt->clusters[0].servers[1].flags), LB_SRV_F_DRAINING);
+    assert_int_equal(atomic_load(&rt->clusters[0].servers[1].flags), CL_SRV_F_DRAINING);
     assert_int_equal(atomic_load(&rt->clusters[0].servers[0].weight), 9);
     assert_int_equal(atomic_load(&rt->clusters[0].servers[0].flags), 0);
     assert_int_equal(atomic_load(&rt->clusters[1].servers[0].flags), 0);
 
     /* Saving is atomic: no temp file is left behind. */
-    assert_int_equal(lb_admin_state_save(rt, path, &err), 0);
+    assert_int_equal(admin_state_save(rt, path, &err), 0);
     char tmp[160];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     assert_int_not_equal(access(tmp, F_OK), 0);
@@ -474,7 +474,7 @@ static void test_state_file(void **state)
     /* An unwritable place is an error with a message. */
     snprintf(path, sizeof(path), "%s/no/such/dir/state", dir);
     rt = t_rt_new();
-    assert_true(lb_admin_state_save(rt, path, &err) < 0);
+    assert_true(admin_state_save(rt, path, &err) < 0);
     assert_non_null(strstr(err.msg, "state file"));
     t_rt_free(rt);
 

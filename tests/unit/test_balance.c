@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "lb/balance.h"
+#include "lb/cluster/balance.h"
 
 /* Every test binary links all of lb/, and lb/proxy.o calls conf_free(); in a tree where the
  * conf module has not landed this weak stand-in lets the test link. The real one wins. */
@@ -78,9 +78,9 @@ static uint32_t t_weight(const void *arg, uint32_t i)
     return t->weight[i];
 }
 
-static struct lb_bal_view t_bind(const struct t_view *t)
+static struct cl_bal_view t_bind(const struct t_view *t)
 {
-    return (struct lb_bal_view){
+    return (struct cl_bal_view){
         .usable = t_usable, .active = t_active, .weight = t_weight, .arg = t};
 }
 
@@ -88,7 +88,7 @@ static char t_names[T_MAX + 1][16];
 
 /* Servers "srv-0".."srv-(n-1)" with weights @w (NULL: all 1), skipping index @skip (or
  * n to skip none): the latter is "the same config with one server removed". */
-static uint32_t t_servers(struct lb_bal_server *out, uint32_t n, const uint32_t *w, uint32_t skip)
+static uint32_t t_servers(struct cl_bal_server *out, uint32_t n, const uint32_t *w, uint32_t skip)
 {
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -102,13 +102,13 @@ static uint32_t t_servers(struct lb_bal_server *out, uint32_t n, const uint32_t 
     return k;
 }
 
-static struct lb_balancer *t_new(enum conf_balance algo, uint32_t n, const uint32_t *w,
+static struct cl_balancer *t_new(enum conf_balance algo, uint32_t n, const uint32_t *w,
                                  double bounded_load, struct t_view *tv)
 {
-    struct lb_bal_server s[T_MAX];
+    struct cl_bal_server s[T_MAX];
     struct lb_err err = {{0}};
     uint32_t k = t_servers(s, n, w, n);
-    struct lb_balancer *b = lb_balancer_new(algo, s, k, bounded_load, 0, &err);
+    struct cl_balancer *b = cl_balancer_new(algo, s, k, bounded_load, 0, &err);
     if (!b)
         fprintf(stderr, "lb_balancer_new(%s): %s\n", t_algo_name(algo), err.msg);
     assert_non_null(b);
@@ -132,27 +132,27 @@ static uint64_t t_key(uint32_t i)
  * load-aware algorithms see a realistic steady state (hold connections in flight). @hold 0
  * holds nothing. Hash balancers get key t_key(p).
  */
-static void t_run(const struct lb_balancer *b, struct t_view *tv, uint64_t seed, uint32_t picks,
+static void t_run(const struct cl_balancer *b, struct t_view *tv, uint64_t seed, uint32_t picks,
                   uint32_t hold, uint32_t *count)
 {
     static int q[T_HOLD_MAX];
-    struct lb_bal_state st = {0};
-    struct lb_bal_view v = t_bind(tv);
+    struct cl_bal_state st = {0};
+    struct cl_bal_view v = t_bind(tv);
 
     assert_true(hold <= T_HOLD_MAX);
-    assert_int_equal(lb_bal_state_init(&st, b, seed), 0);
+    assert_int_equal(cl_bal_state_init(&st, b, seed), 0);
     for (uint32_t p = 0; p < picks; p++) {
         if (hold && p >= hold)
             tv->active[q[p % hold]]--;
-        int s = lb_balancer_pick(b, &st, t_key(p), &v);
-        assert_true(s >= 0 && (uint32_t)s < lb_balancer_size(b));
+        int s = cl_balancer_pick(b, &st, t_key(p), &v);
+        assert_true(s >= 0 && (uint32_t)s < cl_balancer_size(b));
         count[s]++;
         if (hold) {
             tv->active[s]++;
             q[p % hold] = s;
         }
     }
-    lb_bal_state_free(&st);
+    cl_bal_state_free(&st);
     assert_null(st.current);
 }
 
@@ -216,28 +216,28 @@ static void test_swrr_sequence(void **state)
 {
     const uint32_t w[] = {5, 1, 1};
     struct t_view tv;
-    struct lb_balancer *b = t_new(CONF_BAL_ROUND_ROBIN, 3, w, 0, &tv);
-    struct lb_bal_view v = t_bind(&tv);
-    struct lb_bal_state st = {0};
+    struct cl_balancer *b = t_new(CONF_BAL_ROUND_ROBIN, 3, w, 0, &tv);
+    struct cl_bal_view v = t_bind(&tv);
+    struct cl_bal_state st = {0};
     char seq[15] = {0};
 
-    assert_int_equal(lb_bal_state_init(&st, b, 0), 0);
+    assert_int_equal(cl_bal_state_init(&st, b, 0), 0);
     for (int i = 0; i < 14; i++)
-        seq[i] = (char)('a' + lb_balancer_pick(b, &st, 0, &v));
+        seq[i] = (char)('a' + cl_balancer_pick(b, &st, 0, &v));
     printf("  swrr 5,1,1: %s\n", seq);
     assert_string_equal(seq, "aabacaaaabacaa");
-    lb_bal_state_free(&st);
+    cl_bal_state_free(&st);
 
     /* Another seed starts elsewhere in the cycle but keeps exact shares per cycle. */
     uint32_t count[3] = {0};
-    assert_int_equal(lb_bal_state_init(&st, b, 3), 0);
+    assert_int_equal(cl_bal_state_init(&st, b, 3), 0);
     for (int i = 0; i < 70; i++)
-        count[lb_balancer_pick(b, &st, 0, &v)]++;
+        count[cl_balancer_pick(b, &st, 0, &v)]++;
     assert_int_equal(count[0], 50);
     assert_int_equal(count[1], 10);
     assert_int_equal(count[2], 10);
-    lb_bal_state_free(&st);
-    lb_balancer_free(b);
+    cl_bal_state_free(&st);
+    cl_balancer_free(b);
 }
 
 /* ---- shares ----------------------------------------------------------------------------- */
@@ -267,12 +267,12 @@ static void test_weight_ratios(void **state)
         enum conf_balance algo = t_all_algos[a];
         struct t_view tv;
         uint32_t count[4] = {0};
-        struct lb_balancer *b = t_new(algo, 4, w, 0, &tv);
+        struct cl_balancer *b = t_new(algo, 4, w, 0, &tv);
         uint32_t hold = algo == CONF_BAL_LEAST_CONN || algo == CONF_BAL_RANDOM_TWO ? 100 : 0;
 
         t_run(b, &tv, 1, T_PICKS, hold, count);
         assert_true(t_share_error(t_algo_name(algo), count, w, 4) <= tol[algo]);
-        lb_balancer_free(b);
+        cl_balancer_free(b);
     }
 }
 
@@ -286,17 +286,17 @@ static void test_hash_weighted_shares(void **state)
     for (size_t a = 0; a < 2; a++) {
         struct t_view tv;
         uint32_t count[6] = {0};
-        struct lb_balancer *b = t_new(algos[a], 6, w, 0, &tv);
+        struct cl_balancer *b = t_new(algos[a], 6, w, 0, &tv);
         t_run(b, &tv, 1, 1000000, 0, count);
         assert_true(t_share_error(t_algo_name(algos[a]), count, w, 6) <= tol[a]);
-        lb_balancer_free(b);
+        cl_balancer_free(b);
     }
 }
 
 static void test_least_conn_rotates_ties(void **state)
 {
     struct t_view tv;
-    struct lb_balancer *b = t_new(CONF_BAL_LEAST_CONN, 4, NULL, 0, &tv);
+    struct cl_balancer *b = t_new(CONF_BAL_LEAST_CONN, 4, NULL, 0, &tv);
     uint32_t count[4] = {0};
 
     /* Idle cluster, nothing held: every ratio is 0 and the ties must be shared. */
@@ -305,36 +305,36 @@ static void test_least_conn_rotates_ties(void **state)
         assert_int_equal(count[i], 100);
 
     /* Equal ratios go to the heavier server. */
-    lb_balancer_free(b);
+    cl_balancer_free(b);
     const uint32_t w[] = {1, 2};
     b = t_new(CONF_BAL_LEAST_CONN, 2, w, 0, &tv);
-    struct lb_bal_view v = t_bind(&tv);
-    struct lb_bal_state st = {0};
-    assert_int_equal(lb_bal_state_init(&st, b, 0), 0);
+    struct cl_bal_view v = t_bind(&tv);
+    struct cl_bal_state st = {0};
+    assert_int_equal(cl_bal_state_init(&st, b, 0), 0);
     tv.active[0] = 3;
     tv.active[1] = 6;
     for (int i = 0; i < 4; i++)
-        assert_int_equal(lb_balancer_pick(b, &st, 0, &v), 1);
+        assert_int_equal(cl_balancer_pick(b, &st, 0, &v), 1);
     tv.active[1] = 7;
-    assert_int_equal(lb_balancer_pick(b, &st, 0, &v), 0);
-    lb_bal_state_free(&st);
-    lb_balancer_free(b);
+    assert_int_equal(cl_balancer_pick(b, &st, 0, &v), 0);
+    cl_bal_state_free(&st);
+    cl_balancer_free(b);
 }
 
 static void test_random_two_prefers_less_loaded(void **state)
 {
     struct t_view tv;
-    struct lb_balancer *b = t_new(CONF_BAL_RANDOM_TWO, 2, NULL, 0, &tv);
-    struct lb_bal_view v = t_bind(&tv);
-    struct lb_bal_state st = {0};
+    struct cl_balancer *b = t_new(CONF_BAL_RANDOM_TWO, 2, NULL, 0, &tv);
+    struct cl_bal_view v = t_bind(&tv);
+    struct cl_bal_state st = {0};
 
     /* With two servers both are always the candidates, so the lighter one always wins. */
-    assert_int_equal(lb_bal_state_init(&st, b, 9), 0);
+    assert_int_equal(cl_bal_state_init(&st, b, 9), 0);
     tv.active[0] = 10;
     for (int i = 0; i < 1000; i++)
-        assert_int_equal(lb_balancer_pick(b, &st, 0, &v), 1);
-    lb_bal_state_free(&st);
-    lb_balancer_free(b);
+        assert_int_equal(cl_balancer_pick(b, &st, 0, &v), 1);
+    cl_bal_state_free(&st);
+    cl_balancer_free(b);
 
     /* Idle (nothing held, every load 0): ties keep the first, weighted, draw. */
     const uint32_t w[] = {1, 2, 3, 4};
@@ -342,7 +342,7 @@ static void test_random_two_prefers_less_loaded(void **state)
     b = t_new(CONF_BAL_RANDOM_TWO, 4, w, 0, &tv);
     t_run(b, &tv, 3, T_PICKS, 0, count);
     assert_true(t_share_error("random_two idle", count, w, 4) <= 0.03);
-    lb_balancer_free(b);
+    cl_balancer_free(b);
 }
 
 /* ---- health and effective weight ------------------------------------------------------- */
@@ -354,14 +354,14 @@ static void test_unusable_never_picked(void **state)
     for (size_t a = 0; a < T_NALGOS; a++) {
         struct t_view tv;
         uint32_t count[5] = {0};
-        struct lb_balancer *b = t_new(t_all_algos[a], 5, w, 0, &tv);
+        struct cl_balancer *b = t_new(t_all_algos[a], 5, w, 0, &tv);
         tv.down[1] = true;
         tv.down[4] = true;
         t_run(b, &tv, 2, 20000, 50, count);
         assert_int_equal(count[1], 0);
         assert_int_equal(count[4], 0);
         assert_true(count[0] > 0 && count[2] > 0 && count[3] > 0);
-        lb_balancer_free(b);
+        cl_balancer_free(b);
 
         /* The same with bounded load, for the hash balancers. */
         if (t_all_algos[a] != CONF_BAL_MAGLEV && t_all_algos[a] != CONF_BAL_RING_HASH)
@@ -372,7 +372,7 @@ static void test_unusable_never_picked(void **state)
         tv.down[4] = true;
         t_run(b, &tv, 2, 20000, 50, count);
         assert_int_equal(count[1] + count[4], 0);
-        lb_balancer_free(b);
+        cl_balancer_free(b);
     }
 }
 
@@ -381,28 +381,28 @@ static void test_all_unusable_enoent(void **state)
     for (size_t a = 0; a < T_NALGOS; a++) {
         for (int bounded = 0; bounded < 2; bounded++) {
             struct t_view tv;
-            struct lb_balancer *b = t_new(t_all_algos[a], 5, NULL, bounded ? 1.5 : 0, &tv);
-            struct lb_bal_view v = t_bind(&tv);
-            struct lb_bal_state st = {0};
+            struct cl_balancer *b = t_new(t_all_algos[a], 5, NULL, bounded ? 1.5 : 0, &tv);
+            struct cl_bal_view v = t_bind(&tv);
+            struct cl_bal_state st = {0};
 
-            assert_int_equal(lb_bal_state_init(&st, b, 1), 0);
+            assert_int_equal(cl_bal_state_init(&st, b, 1), 0);
             for (int i = 0; i < 5; i++)
                 tv.down[i] = true;
             for (uint32_t k = 0; k < 1000; k++)
-                assert_int_equal(lb_balancer_pick(b, &st, t_key(k), &v), -ENOENT);
+                assert_int_equal(cl_balancer_pick(b, &st, t_key(k), &v), -ENOENT);
             /* Usable but all at effective weight 0 is the same. */
             for (int i = 0; i < 5; i++) {
                 tv.down[i] = false;
                 tv.weight[i] = 0;
             }
             for (uint32_t k = 0; k < 1000; k++)
-                assert_int_equal(lb_balancer_pick(b, &st, t_key(k), &v), -ENOENT);
+                assert_int_equal(cl_balancer_pick(b, &st, t_key(k), &v), -ENOENT);
             /* One back: it takes everything. */
             tv.weight[3] = 1;
             for (uint32_t k = 0; k < 1000; k++)
-                assert_int_equal(lb_balancer_pick(b, &st, t_key(k), &v), 3);
-            lb_bal_state_free(&st);
-            lb_balancer_free(b);
+                assert_int_equal(cl_balancer_pick(b, &st, t_key(k), &v), 3);
+            cl_bal_state_free(&st);
+            cl_balancer_free(b);
         }
     }
 }
@@ -412,46 +412,46 @@ static void test_weight_zero_takes_nothing(void **state)
     for (size_t a = 0; a < T_NALGOS; a++) {
         struct t_view tv;
         uint32_t count[4] = {0};
-        struct lb_balancer *b = t_new(t_all_algos[a], 4, NULL, 0, &tv);
+        struct cl_balancer *b = t_new(t_all_algos[a], 4, NULL, 0, &tv);
         tv.weight[2] = 0; /* e.g. slow start at zero, or `lbctl weight app 2 0` */
         t_run(b, &tv, 4, 20000, 40, count);
         printf("  %-12s weight 1,1,0,1: %u %u %u %u\n", t_algo_name(t_all_algos[a]), count[0],
                count[1], count[2], count[3]);
         assert_int_equal(count[2], 0);
-        lb_balancer_free(b);
+        cl_balancer_free(b);
     }
 
     /* Effective weights, not configured ones, set the non-hash shares. */
     struct t_view tv;
     uint32_t count[2] = {0};
-    struct lb_balancer *b = t_new(CONF_BAL_ROUND_ROBIN, 2, NULL, 0, &tv);
+    struct cl_balancer *b = t_new(CONF_BAL_ROUND_ROBIN, 2, NULL, 0, &tv);
     tv.weight[1] = 3;
     t_run(b, &tv, 0, 400, 0, count);
     assert_int_equal(count[0], 100);
     assert_int_equal(count[1], 300);
-    lb_balancer_free(b);
+    cl_balancer_free(b);
 }
 
 /* ---- consistent hashing ---------------------------------------------------------------- */
 
 static int t_map[T_KEYS];
 
-static void t_map_keys(const struct lb_balancer *b, struct t_view *tv, int *out)
+static void t_map_keys(const struct cl_balancer *b, struct t_view *tv, int *out)
 {
-    struct lb_bal_view v = t_bind(tv);
-    struct lb_bal_state st = {0};
+    struct cl_bal_view v = t_bind(tv);
+    struct cl_bal_state st = {0};
 
-    assert_int_equal(lb_bal_state_init(&st, b, 0), 0);
+    assert_int_equal(cl_bal_state_init(&st, b, 0), 0);
     for (uint32_t k = 0; k < T_KEYS; k++)
-        out[k] = lb_balancer_pick(b, &st, t_key(k), &v);
-    lb_bal_state_free(&st);
+        out[k] = cl_balancer_pick(b, &st, t_key(k), &v);
+    cl_bal_state_free(&st);
 }
 
 static void t_check_down_moves_only_its_keys(enum conf_balance algo, uint32_t n)
 {
     static int after[T_KEYS];
     struct t_view tv;
-    struct lb_balancer *b = t_new(algo, n, NULL, 0, &tv);
+    struct cl_balancer *b = t_new(algo, n, NULL, 0, &tv);
     uint32_t down = n / 2, gained[T_MAX] = {0}, moved = 0;
 
     t_map_keys(b, &tv, t_map);
@@ -484,7 +484,7 @@ static void t_check_down_moves_only_its_keys(enum conf_balance algo, uint32_t n)
     tv.down[down] = false;
     t_map_keys(b, &tv, after);
     assert_memory_equal(after, t_map, sizeof(t_map));
-    lb_balancer_free(b);
+    cl_balancer_free(b);
 }
 
 static void test_hash_unusable_moves_only_its_keys(void **state)
@@ -498,13 +498,13 @@ static void test_hash_unusable_moves_only_its_keys(void **state)
 static void t_check_removal(enum conf_balance algo, uint32_t n, uint32_t removed)
 {
     static int after[T_KEYS];
-    struct lb_bal_server s[T_MAX];
+    struct cl_bal_server s[T_MAX];
     struct t_view tv, tv2;
-    struct lb_balancer *b = t_new(algo, n, NULL, 0, &tv);
+    struct cl_balancer *b = t_new(algo, n, NULL, 0, &tv);
 
     t_map_keys(b, &tv, t_map);
     uint32_t k2 = t_servers(s, n, NULL, removed);
-    struct lb_balancer *b2 = lb_balancer_new(algo, s, k2, 0, 0, NULL);
+    struct cl_balancer *b2 = cl_balancer_new(algo, s, k2, 0, 0, NULL);
     assert_non_null(b2);
     memset(&tv2, 0, sizeof(tv2));
     for (uint32_t i = 0; i < k2; i++)
@@ -526,8 +526,8 @@ static void t_check_removal(enum conf_balance algo, uint32_t n, uint32_t removed
            "between survivors\n",
            t_algo_name(algo), n, removed, frac * 100, (1.0 / n + 0.02) * 100, extra);
     assert_true(frac <= 1.0 / n + 0.02);
-    lb_balancer_free(b2);
-    lb_balancer_free(b);
+    cl_balancer_free(b2);
+    cl_balancer_free(b);
 }
 
 static void test_hash_remove_from_config(void **state)
@@ -540,37 +540,37 @@ static void test_hash_remove_from_config(void **state)
 
 static void test_maglev_table_size(void **state)
 {
-    struct lb_bal_server s[T_MAX];
+    struct cl_bal_server s[T_MAX];
     struct lb_err err = {{0}};
     uint32_t n = t_servers(s, 10, NULL, 10);
-    struct lb_balancer *b;
+    struct cl_balancer *b;
 
-    b = lb_balancer_new(CONF_BAL_MAGLEV, s, n, 0, 0, &err); /* default 65537 */
+    b = cl_balancer_new(CONF_BAL_MAGLEV, s, n, 0, 0, &err); /* default 65537 */
     assert_non_null(b);
-    lb_balancer_free(b);
-    b = lb_balancer_new(CONF_BAL_MAGLEV, s, n, 0, 1009, &err); /* prime, >= 100 x 10 */
+    cl_balancer_free(b);
+    b = cl_balancer_new(CONF_BAL_MAGLEV, s, n, 0, 1009, &err); /* prime, >= 100 x 10 */
     assert_non_null(b);
-    lb_balancer_free(b);
+    cl_balancer_free(b);
 
     const uint32_t bad[] = {65536, 1001, 997, 1, 2, 4294967291u};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err.msg[0] = 0;
-        assert_null(lb_balancer_new(CONF_BAL_MAGLEV, s, n, 0, bad[i], &err));
+        assert_null(cl_balancer_new(CONF_BAL_MAGLEV, s, n, 0, bad[i], &err));
         printf("  table_size %u: %s\n", bad[i], err.msg);
         assert_true(err.msg[0] != 0);
     }
 
     /* 700 servers need 70000 slots: the default table is too small. */
-    static struct lb_bal_server many[700];
+    static struct cl_bal_server many[700];
     static char names[700][8];
     for (int i = 0; i < 700; i++) {
         snprintf(names[i], sizeof(names[i]), "m%d", i);
-        many[i] = (struct lb_bal_server){.name = names[i], .weight = 1};
+        many[i] = (struct cl_bal_server){.name = names[i], .weight = 1};
     }
-    assert_null(lb_balancer_new(CONF_BAL_MAGLEV, many, 700, 0, 0, &err));
-    b = lb_balancer_new(CONF_BAL_MAGLEV, many, 700, 0, 70001, &err);
+    assert_null(cl_balancer_new(CONF_BAL_MAGLEV, many, 700, 0, 0, &err));
+    b = cl_balancer_new(CONF_BAL_MAGLEV, many, 700, 0, 70001, &err);
     assert_non_null(b);
-    lb_balancer_free(b);
+    cl_balancer_free(b);
 }
 
 /* ---- bounded load ---------------------------------------------------------------------- */
@@ -600,25 +600,25 @@ static void t_check_bounded(enum conf_balance algo, uint32_t n, uint32_t hot_pct
     static int q[T_HOLD_MAX];
     const uint32_t hold = 200, picks = 200000;
     struct t_view tv, home_tv;
-    struct lb_balancer *b = t_new(algo, n, NULL, 1.25, &tv);
-    struct lb_balancer *home = t_new(algo, n, NULL, 0, &home_tv); /* where keys belong */
-    struct lb_bal_view v = t_bind(&tv), hv = t_bind(&home_tv);
-    struct lb_bal_state st = {0}, hst = {0};
+    struct cl_balancer *b = t_new(algo, n, NULL, 1.25, &tv);
+    struct cl_balancer *home = t_new(algo, n, NULL, 0, &home_tv); /* where keys belong */
+    struct cl_bal_view v = t_bind(&tv), hv = t_bind(&home_tv);
+    struct cl_bal_state st = {0}, hst = {0};
     uint32_t stuck = 0, peak = 0, peak_cap = 0;
 
     tv.down[n - 1] = true; /* a down server counts neither in the total nor the divisor */
     home_tv.down[n - 1] = true;
-    assert_int_equal(lb_bal_state_init(&st, b, 0), 0);
-    assert_int_equal(lb_bal_state_init(&hst, home, 0), 0);
+    assert_int_equal(cl_bal_state_init(&st, b, 0), 0);
+    assert_int_equal(cl_bal_state_init(&hst, home, 0), 0);
     for (uint32_t p = 0; p < picks; p++) {
         if (p >= hold)
             tv.active[q[p % hold]]--;
         uint64_t key = t_mixed_key(p, hot_pct);
         uint32_t cap = t_cap_125(&tv, n);
-        int s = lb_balancer_pick(b, &st, key, &v);
+        int s = cl_balancer_pick(b, &st, key, &v);
         assert_true(s >= 0 && s != (int)(n - 1));
         assert_true(tv.active[s] + 1 <= cap);
-        stuck += s == lb_balancer_pick(home, &hst, key, &hv);
+        stuck += s == cl_balancer_pick(home, &hst, key, &hv);
         tv.active[s]++;
         q[p % hold] = s;
         if (tv.active[s] > peak) {
@@ -631,10 +631,10 @@ static void t_check_bounded(enum conf_balance algo, uint32_t n, uint32_t hot_pct
            "avg %.1f), %.1f%% of picks on their home server\n",
            t_algo_name(algo), n, hot_pct, peak, peak_cap, (double)hold / (n - 1), stick * 100);
     assert_true(stick >= min_stick);
-    lb_bal_state_free(&hst);
-    lb_bal_state_free(&st);
-    lb_balancer_free(home);
-    lb_balancer_free(b);
+    cl_bal_state_free(&hst);
+    cl_bal_state_free(&st);
+    cl_balancer_free(home);
+    cl_balancer_free(b);
 }
 
 static void test_bounded_load(void **state)
@@ -655,7 +655,7 @@ static void test_bounded_load(void **state)
     static int after[T_KEYS];
     for (size_t a = 0; a < 2; a++) {
         struct t_view tv;
-        struct lb_balancer *b = t_new(algos[a], 5, NULL, 1.25, &tv);
+        struct cl_balancer *b = t_new(algos[a], 5, NULL, 1.25, &tv);
         t_map_keys(b, &tv, t_map);
         tv.active[1] = 40; /* cap = ceil(1.25 * 41 / 5) = 11 */
         t_map_keys(b, &tv, after);
@@ -665,7 +665,7 @@ static void test_bounded_load(void **state)
             else
                 assert_int_equal(after[k], t_map[k]);
         }
-        lb_balancer_free(b);
+        cl_balancer_free(b);
     }
 }
 
@@ -673,46 +673,46 @@ static void test_bounded_load(void **state)
 
 static void test_new_errors(void **state)
 {
-    struct lb_bal_server s[T_MAX];
+    struct cl_bal_server s[T_MAX];
     struct lb_err err;
     uint32_t n = t_servers(s, 3, NULL, 3);
 
-    assert_null(lb_balancer_new(CONF_BAL_ROUND_ROBIN, s, 0, 0, 0, &err));
-    assert_null(lb_balancer_new((enum conf_balance)42, s, n, 0, 0, &err));
-    assert_null(lb_balancer_new(CONF_BAL_MAGLEV, s, n, 0.5, 0, &err));
-    assert_null(lb_balancer_new(CONF_BAL_RING_HASH, s, n, 1.0, 0, &err));
-    assert_null(lb_balancer_new(CONF_BAL_RING_HASH, s, n, NAN, 0, &err));
-    assert_null(lb_balancer_new(CONF_BAL_RING_HASH, s, n, 0.5, 0, NULL)); /* NULL err is fine */
+    assert_null(cl_balancer_new(CONF_BAL_ROUND_ROBIN, s, 0, 0, 0, &err));
+    assert_null(cl_balancer_new((enum conf_balance)42, s, n, 0, 0, &err));
+    assert_null(cl_balancer_new(CONF_BAL_MAGLEV, s, n, 0.5, 0, &err));
+    assert_null(cl_balancer_new(CONF_BAL_RING_HASH, s, n, 1.0, 0, &err));
+    assert_null(cl_balancer_new(CONF_BAL_RING_HASH, s, n, NAN, 0, &err));
+    assert_null(cl_balancer_new(CONF_BAL_RING_HASH, s, n, 0.5, 0, NULL)); /* NULL err is fine */
     s[1].weight = 0;
-    assert_null(lb_balancer_new(CONF_BAL_ROUND_ROBIN, s, n, 0, 0, &err));
+    assert_null(cl_balancer_new(CONF_BAL_ROUND_ROBIN, s, n, 0, 0, &err));
     printf("  weight 0: %s\n", err.msg);
     s[1].weight = 257;
-    assert_null(lb_balancer_new(CONF_BAL_LEAST_CONN, s, n, 0, 0, &err));
+    assert_null(cl_balancer_new(CONF_BAL_LEAST_CONN, s, n, 0, 0, &err));
     s[1].weight = 256;
     s[2].name = NULL;
-    assert_null(lb_balancer_new(CONF_BAL_MAGLEV, s, n, 0, 0, &err));
+    assert_null(cl_balancer_new(CONF_BAL_MAGLEV, s, n, 0, 0, &err));
     printf("  no name: %s\n", err.msg);
 
     /* Names are copied; non-hash balancers need none and ignore bounded_load. */
-    struct lb_balancer *b = lb_balancer_new(CONF_BAL_ROUND_ROBIN, s, n, 0.5, 0, &err);
+    struct cl_balancer *b = cl_balancer_new(CONF_BAL_ROUND_ROBIN, s, n, 0.5, 0, &err);
     assert_non_null(b);
-    assert_int_equal(lb_balancer_size(b), 3);
-    assert_int_equal(lb_balancer_algo(b), CONF_BAL_ROUND_ROBIN);
-    lb_balancer_free(b);
-    lb_balancer_free(NULL);
+    assert_int_equal(cl_balancer_size(b), 3);
+    assert_int_equal(cl_balancer_algo(b), CONF_BAL_ROUND_ROBIN);
+    cl_balancer_free(b);
+    cl_balancer_free(NULL);
 
     char name[8] = "temp";
-    struct lb_bal_server one = {.name = name, .weight = 1};
-    b = lb_balancer_new(CONF_BAL_RING_HASH, &one, 1, 0, 0, &err);
+    struct cl_bal_server one = {.name = name, .weight = 1};
+    b = cl_balancer_new(CONF_BAL_RING_HASH, &one, 1, 0, 0, &err);
     assert_non_null(b);
     memset(name, 'x', sizeof(name) - 1); /* the caller's config may go away */
     struct t_view tv = {.weight = {1}};
-    struct lb_bal_view v = t_bind(&tv);
-    struct lb_bal_state st = {0};
-    assert_int_equal(lb_bal_state_init(&st, b, 0), 0);
-    assert_int_equal(lb_balancer_pick(b, &st, 123, &v), 0);
-    lb_bal_state_free(&st);
-    lb_balancer_free(b);
+    struct cl_bal_view v = t_bind(&tv);
+    struct cl_bal_state st = {0};
+    assert_int_equal(cl_bal_state_init(&st, b, 0), 0);
+    assert_int_equal(cl_balancer_pick(b, &st, 123, &v), 0);
+    cl_bal_state_free(&st);
+    cl_balancer_free(b);
 }
 
 /* ---- cost (printed, never asserted: timing belongs to tools/bench) ---------------------- */
@@ -724,16 +724,16 @@ static void test_pick_cost(void **state)
 
     for (size_t a = 0; a < T_NALGOS; a++) {
         struct t_view tv;
-        struct lb_balancer *b = t_new(t_all_algos[a], 10, w, 0, &tv);
-        struct lb_bal_view v = t_bind(&tv);
-        struct lb_bal_state st = {0};
+        struct cl_balancer *b = t_new(t_all_algos[a], 10, w, 0, &tv);
+        struct cl_bal_view v = t_bind(&tv);
+        struct cl_bal_state st = {0};
         struct timespec t0, t1;
         uint64_t sink = 0;
 
-        assert_int_equal(lb_bal_state_init(&st, b, 0), 0);
+        assert_int_equal(cl_bal_state_init(&st, b, 0), 0);
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (uint32_t p = 0; p < picks; p++) {
-            int s = lb_balancer_pick(b, &st, lb_hash64(&p, sizeof(p), 0), &v);
+            int s = cl_balancer_pick(b, &st, lb_hash64(&p, sizeof(p), 0), &v);
             tv.active[s] = (tv.active[s] + 1) & 63; /* some churn for the load-aware ones */
             sink += (uint64_t)s;
         }
@@ -742,8 +742,8 @@ static void test_pick_cost(void **state)
             ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / picks;
         printf("  %-12s N=10: %.1f ns per pick (incl. lb_hash64 of the key)%s\n",
                t_algo_name(t_all_algos[a]), ns, sink ? "" : " ");
-        lb_bal_state_free(&st);
-        lb_balancer_free(b);
+        cl_bal_state_free(&st);
+        cl_balancer_free(b);
     }
 }
 

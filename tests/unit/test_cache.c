@@ -1,5 +1,5 @@
 /*
- * L1 response cache (lb/cache.c): hits and misses, expiry with time passed in, LRU eviction
+ * L1 response cache (lb/cache/cache.c): hits and misses, expiry with time passed in, LRU eviction
  * by bytes, Vary variants, the Cache-Control decision, references outliving eviction, and
  * miss coalescing (one fill for a thousand waiters; abort; fills over the size limit).
  */
@@ -15,14 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lb/cache.h"
+#include "lb/cache/cache.h"
 
 #define T_TTL 10000 /* route ttl, ms */
 
 /* A request parsed from a string kept alive in the struct. */
 struct t_req {
     char buf[2048];
-    struct lb_http1_req req;
+    struct http_req req;
 };
 
 static void t_req_parse(struct t_req *r, const char *text)
@@ -31,12 +31,12 @@ static void t_req_parse(struct t_req *r, const char *text)
     assert_true(n < sizeof(r->buf));
     memcpy(r->buf, text, n + 1);
     memset(&r->req, 0, sizeof(r->req));
-    assert_int_equal(lb_http1_parse_request(r->buf, n, 16384, 8192, &r->req), (int)n);
+    assert_int_equal(http_parse_request(r->buf, n, 16384, 8192, &r->req), (int)n);
 }
 
 struct t_resp {
     char buf[2048];
-    struct lb_http1_resp resp;
+    struct http_resp resp;
 };
 
 static void t_resp_parse(struct t_resp *r, const char *text)
@@ -45,17 +45,17 @@ static void t_resp_parse(struct t_resp *r, const char *text)
     assert_true(n < sizeof(r->buf));
     memcpy(r->buf, text, n + 1);
     memset(&r->resp, 0, sizeof(r->resp));
-    assert_int_equal(lb_http1_parse_response(r->buf, n, 16384, LB_HTTP1_M_GET, &r->resp), (int)n);
+    assert_int_equal(http_parse_response(r->buf, n, 16384, HTTP_M_GET, &r->resp), (int)n);
 }
 
-static enum lb_cache_verdict t_eval(const char *req, const char *resp, uint64_t ttl,
-                                    struct lb_cache_policy *p)
+static enum cache_verdict t_eval(const char *req, const char *resp, uint64_t ttl,
+                                    struct cache_policy *p)
 {
     struct t_req q;
     struct t_resp s;
     t_req_parse(&q, req);
     t_resp_parse(&s, resp);
-    return lb_cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, ttl, 1 << 20, p);
+    return cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, ttl, 1 << 20, p);
 }
 
 /* Waiters woken, in order, with whether they got an entry. */
@@ -63,12 +63,12 @@ struct t_woken {
     uint32_t n;
     uint32_t with_entry;
     uint64_t sum;
-    struct lb_cache *c;
+    struct cache *c;
     int begin_again; /* a wake that begins a new fill for the key: its result */
     struct t_req *req;
 };
 
-static void t_wake(void *arg, uint64_t waiter, struct lb_cache_entry *e)
+static void t_wake(void *arg, uint64_t waiter, struct cache_entry *e)
 {
     struct t_woken *w = arg;
     w->n++;
@@ -76,7 +76,7 @@ static void t_wake(void *arg, uint64_t waiter, struct lb_cache_entry *e)
     if (e) {
         w->with_entry++;
         if (w->req)
-            assert_true(lb_cache_entry_match(e, w->req->buf, &w->req->req));
+            assert_true(cache_entry_match(e, w->req->buf, &w->req->req));
     }
 }
 
@@ -84,53 +84,53 @@ static void t_wake(void *arg, uint64_t waiter, struct lb_cache_entry *e)
  * Runs a whole miss: begin, head with the response @hdr, the body in two appends, commit.
  * Returns commit's result, or the policy verdict as a positive number when not cacheable.
  */
-static int t_store(struct lb_cache *c, const char *req, const char *hdr, const char *body,
+static int t_store(struct cache *c, const char *req, const char *hdr, const char *body,
                    size_t body_len, uint64_t now)
 {
     struct t_req q;
     struct t_resp s;
-    struct lb_cache_policy p;
-    struct lb_cache_fill *f;
+    struct cache_policy p;
+    struct cache_fill *f;
     t_req_parse(&q, req);
     t_resp_parse(&s, hdr);
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 0, &f), LB_CACHE_FILL_NEW);
-    enum lb_cache_verdict v =
-        lb_cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL, lb_cache_item_max(c), &p);
-    if (v != LB_CACHE_OK) {
-        lb_cache_fill_abort(c, f, NULL, NULL);
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 0, &f), CACHE_FILL_NEW);
+    enum cache_verdict v =
+        cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL, cache_item_max(c), &p);
+    if (v != CACHE_OK) {
+        cache_fill_abort(c, f, NULL, NULL);
         return (int)v;
     }
-    int rc = lb_cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), now);
+    int rc = cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), now);
     if (rc == 0)
-        rc = lb_cache_fill_append(c, f, body, body_len / 2);
+        rc = cache_fill_append(c, f, body, body_len / 2);
     if (rc == 0)
-        rc = lb_cache_fill_append(c, f, body + body_len / 2, body_len - body_len / 2);
+        rc = cache_fill_append(c, f, body + body_len / 2, body_len - body_len / 2);
     if (rc != 0) {
-        lb_cache_fill_abort(c, f, NULL, NULL);
+        cache_fill_abort(c, f, NULL, NULL);
         return rc;
     }
-    return lb_cache_fill_commit(c, f, NULL, NULL);
+    return cache_fill_commit(c, f, NULL, NULL);
 }
 
 /* Looks @req up; returns the body's first byte (or -1 on a miss) and drops the ref. */
-static int t_get(struct lb_cache *c, const char *req, uint64_t now)
+static int t_get(struct cache *c, const char *req, uint64_t now)
 {
     struct t_req q;
     t_req_parse(&q, req);
-    struct lb_cache_entry *e = lb_cache_lookup(c, q.buf, &q.req, now);
+    struct cache_entry *e = cache_lookup(c, q.buf, &q.req, now);
     if (!e)
         return -1;
     size_t len;
-    const char *b = lb_cache_entry_body(e, &len);
+    const char *b = cache_entry_body(e, &len);
     int r = len ? (uint8_t)b[0] : 0;
-    lb_cache_entry_unref(e);
+    cache_entry_unref(e);
     return r;
 }
 
-static struct lb_cache_stats t_stats(struct lb_cache *c)
+static struct cache_stats t_stats(struct cache *c)
 {
-    struct lb_cache_stats st;
-    lb_cache_stats_get(c, &st);
+    struct cache_stats st;
+    cache_stats_get(c, &st);
     return st;
 }
 
@@ -140,24 +140,24 @@ static struct lb_cache_stats t_stats(struct lb_cache *c)
 static void test_hit_miss(void **state)
 {
     (void)state;
-    struct lb_cache *c;
-    assert_int_equal(lb_cache_create(1 << 20, &c), 0);
+    struct cache *c;
+    assert_int_equal(cache_create(1 << 20, &c), 0);
     assert_int_equal(t_get(c, REQ_A, 0), -1);
     assert_int_equal(t_store(c, REQ_A, RESP_5, "hello", 5, 0), 0);
 
     struct t_req q;
     t_req_parse(&q, REQ_A);
-    struct lb_cache_entry *e = lb_cache_lookup(c, q.buf, &q.req, 10);
+    struct cache_entry *e = cache_lookup(c, q.buf, &q.req, 10);
     assert_non_null(e);
     size_t len;
-    const char *h = lb_cache_entry_hdr(e, &len);
+    const char *h = cache_entry_hdr(e, &len);
     assert_int_equal(len, strlen(RESP_5));
     assert_memory_equal(h, RESP_5, len);
-    const char *b = lb_cache_entry_body(e, &len);
+    const char *b = cache_entry_body(e, &len);
     assert_int_equal(len, 5);
     assert_memory_equal(b, "hello", 5);
-    assert_int_equal(lb_cache_entry_age_ms(e, 10), 10);
-    lb_cache_entry_unref(e);
+    assert_int_equal(cache_entry_age_ms(e, 10), 10);
+    cache_entry_unref(e);
 
     /* host letter case does not matter, the target does */
     assert_int_equal(t_get(c, "GET /a?x=1 HTTP/1.1\r\nHost: EXAMPLE.com\r\n\r\n", 1), 'h');
@@ -168,7 +168,7 @@ static void test_hit_miss(void **state)
     assert_int_equal(
         t_get(c, "GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nAuthorization: x\r\n\r\n", 1), -1);
 
-    struct lb_cache_stats st = t_stats(c);
+    struct cache_stats st = t_stats(c);
     assert_int_equal(st.hits, 2);
     assert_int_equal(st.misses, 3);
     assert_int_equal(st.entries, 1);
@@ -179,18 +179,18 @@ static void test_hit_miss(void **state)
     assert_int_equal(t_store(c, REQ_A, RESP_5, "world", 5, 20), 0);
     assert_int_equal(t_get(c, REQ_A, 21), 'w');
     assert_int_equal(t_stats(c).entries, 1);
-    lb_cache_destroy(c);
+    cache_destroy(c);
 }
 
 static void test_ttl_expiry(void **state)
 {
     (void)state;
-    struct lb_cache *c;
-    assert_int_equal(lb_cache_create(1 << 20, &c), 0);
+    struct cache *c;
+    assert_int_equal(cache_create(1 << 20, &c), 0);
     assert_int_equal(t_store(c, REQ_A, RESP_5, "hello", 5, 100), 0);
     assert_int_equal(t_get(c, REQ_A, 100 + T_TTL - 1), 'h');
     assert_int_equal(t_get(c, REQ_A, 100 + T_TTL), -1);
-    struct lb_cache_stats st = t_stats(c);
+    struct cache_stats st = t_stats(c);
     assert_int_equal(st.expired, 1);
     assert_int_equal(st.entries, 0);
     assert_int_equal(st.bytes, 0);
@@ -211,20 +211,20 @@ static void test_ttl_expiry(void **state)
         assert_int_equal(t_store(c, req, RESP_5, "hello", 5, 1000), 0);
     }
     assert_int_equal(t_stats(c).entries, 50);
-    assert_int_equal(lb_cache_tick(c, 1000 + T_TTL - 1), 0);
-    assert_int_equal(lb_cache_tick(c, 1000 + T_TTL), 50);
+    assert_int_equal(cache_tick(c, 1000 + T_TTL - 1), 0);
+    assert_int_equal(cache_tick(c, 1000 + T_TTL), 50);
     st = t_stats(c);
     assert_int_equal(st.entries, 0);
     assert_int_equal(st.bytes, 0);
-    lb_cache_destroy(c);
+    cache_destroy(c);
 }
 
 static void test_lru_eviction(void **state)
 {
     (void)state;
-    struct lb_cache *c;
+    struct cache *c;
     const size_t max = 64 * 1024;
-    assert_int_equal(lb_cache_create(max, &c), 0);
+    assert_int_equal(cache_create(max, &c), 0);
     static char body[4000];
     char req[128];
     char hdr[128];
@@ -237,7 +237,7 @@ static void test_lru_eviction(void **state)
         assert_int_equal(t_get(c, "GET /e/0 HTTP/1.1\r\nHost: h\r\n\r\n", 1), 'a');
         assert_true(t_stats(c).bytes <= max);
     }
-    struct lb_cache_stats st = t_stats(c);
+    struct cache_stats st = t_stats(c);
     assert_true(st.evictions > 20);
     assert_int_equal(st.entries + st.evictions, 40);
     assert_true(st.bytes + sizeof(body) + 200 > max); /* full, not over-evicted */
@@ -248,8 +248,8 @@ static void test_lru_eviction(void **state)
     static char big[9000];
     snprintf(hdr, sizeof(hdr), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", sizeof(big));
     assert_int_equal(t_store(c, "GET /big HTTP/1.1\r\nHost: h\r\n\r\n", hdr, big, sizeof(big), 0),
-                     LB_CACHE_NS_TOO_BIG);
-    lb_cache_destroy(c);
+                     CACHE_NS_TOO_BIG);
+    cache_destroy(c);
 }
 
 #define VARY_RESP "HTTP/1.1 200 OK\r\nVary: Accept-Encoding\r\nContent-Length: 1\r\n\r\n"
@@ -258,8 +258,8 @@ static void test_lru_eviction(void **state)
 static void test_vary(void **state)
 {
     (void)state;
-    struct lb_cache *c;
-    assert_int_equal(lb_cache_create(1 << 20, &c), 0);
+    struct cache *c;
+    assert_int_equal(cache_create(1 << 20, &c), 0);
     assert_int_equal(t_store(c, REQ_V("Accept-Encoding: gzip\r\n"), VARY_RESP, "g", 1, 0), 0);
     assert_int_equal(t_get(c, REQ_V("accept-encoding: gzip\r\n"), 1), 'g');
     assert_int_equal(t_get(c, REQ_V("Accept-Encoding: br\r\n"), 1), -1);
@@ -292,86 +292,86 @@ static void test_vary(void **state)
     assert_int_equal(t_stats(c).entries, 1);
     assert_int_equal(t_get(c, REQ_V("Accept-Encoding: br\r\n"), 8), 'p');
 
-    /* at most LB_CACHE_MAX_VARIANTS per URL: the oldest goes */
+    /* at most CACHE_MAX_VARIANTS per URL: the oldest goes */
     char req[128];
-    for (int i = 0; i < LB_CACHE_MAX_VARIANTS + 4; i++) {
+    for (int i = 0; i < CACHE_MAX_VARIANTS + 4; i++) {
         snprintf(req, sizeof(req), REQ_V("X-V: %d\r\n"), i);
         assert_int_equal(t_store(c, req,
                                  "HTTP/1.1 200 OK\r\nVary: x-v, X-V\r\nContent-Length: 1\r\n\r\n",
                                  "v", 1, 10 + (uint64_t)i),
                          0);
     }
-    assert_int_equal(t_stats(c).entries, LB_CACHE_MAX_VARIANTS);
+    assert_int_equal(t_stats(c).entries, CACHE_MAX_VARIANTS);
     snprintf(req, sizeof(req), REQ_V("X-V: %d\r\n"), 0);
     assert_int_equal(t_get(c, req, 30), -1);
-    snprintf(req, sizeof(req), REQ_V("X-V: %d\r\n"), LB_CACHE_MAX_VARIANTS + 3);
+    snprintf(req, sizeof(req), REQ_V("X-V: %d\r\n"), CACHE_MAX_VARIANTS + 3);
     assert_int_equal(t_get(c, req, 30), 'v');
-    lb_cache_destroy(c);
+    cache_destroy(c);
 }
 
 static void test_policy(void **state)
 {
     (void)state;
-    struct lb_cache_policy p;
+    struct cache_policy p;
     const char *get = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
 #define R200(fields) "HTTP/1.1 200 OK\r\n" fields "Content-Length: 0\r\n\r\n"
     static const struct {
         const char *resp;
-        enum lb_cache_verdict v;
+        enum cache_verdict v;
         uint64_t ttl;
     } cases[] = {
-        {R200(""), LB_CACHE_OK, T_TTL},
-        {R200("Cache-Control: public\r\n"), LB_CACHE_OK, T_TTL},
-        {R200("Cache-Control: no-store\r\n"), LB_CACHE_NS_NO_STORE, 0},
-        {R200("Cache-Control: max-age=60, NO-STORE\r\n"), LB_CACHE_NS_NO_STORE, 0},
-        {R200("Cache-Control: private\r\n"), LB_CACHE_NS_PRIVATE, 0},
-        {R200("Cache-Control: private=\"Set-Cookie, X-A\"\r\n"), LB_CACHE_NS_PRIVATE, 0},
-        {R200("Cache-Control: no-cache\r\n"), LB_CACHE_NS_NO_CACHE, 0},
-        {R200("Cache-Control: x=\"no-store, private\", max-age=3\r\n"), LB_CACHE_OK, 3000},
-        {R200("Cache-Control: max-age=5\r\n"), LB_CACHE_OK, 5000},
-        {R200("Cache-Control: MAX-AGE = 5\r\n"), LB_CACHE_OK, 5000},
-        {R200("Cache-Control: max-age=\"4\"\r\n"), LB_CACHE_OK, 4000},
-        {R200("Cache-Control: max-age=60\r\n"), LB_CACHE_OK, T_TTL},
-        {R200("Cache-Control: max-age=99999999999999999999999\r\n"), LB_CACHE_OK, T_TTL},
-        {R200("Cache-Control: max-age=5, s-maxage=2\r\n"), LB_CACHE_OK, 2000},
-        {R200("Cache-Control: s-maxage=8, max-age=1\r\n"), LB_CACHE_OK, 8000},
-        {R200("Cache-Control: max-age=7\r\nCache-Control: max-age=3\r\n"), LB_CACHE_OK, 3000},
-        {R200("Cache-Control: max-age=0\r\n"), LB_CACHE_NS_STALE, 0},
-        {R200("Cache-Control: max-age=abc\r\n"), LB_CACHE_NS_STALE, 0},
-        {R200("Cache-Control: max-age=-1\r\n"), LB_CACHE_NS_STALE, 0},
-        {R200("Cache-Control: max-age\r\n"), LB_CACHE_NS_STALE, 0},
-        {R200("Cache-Control: max-age=5 junk\r\n"), LB_CACHE_NS_STALE, 0},
-        {R200("Cache-Control: s-maxage=0, max-age=9\r\n"), LB_CACHE_NS_STALE, 0},
-        {R200("Cache-Control: public\r\nCache-Control: private\r\n"), LB_CACHE_NS_PRIVATE, 0},
-        {R200("Set-Cookie: a=b\r\n"), LB_CACHE_NS_SET_COOKIE, 0},
-        {R200("Vary: *\r\n"), LB_CACHE_NS_VARY, 0},
-        {R200("Vary: Accept-Encoding, *\r\n"), LB_CACHE_NS_VARY, 0},
-        {R200("Vary: a,b,c,d,e,f,g,h,i\r\n"), LB_CACHE_NS_VARY, 0},
-        {R200("Vary: a,b,c,d,e,f,g,h,a\r\n"), LB_CACHE_OK, T_TTL},
-        {"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", LB_CACHE_NS_STATUS, 0},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", LB_CACHE_OK, T_TTL},
-        {"HTTP/1.1 200 OK\r\nX: y\r\n\r\n", LB_CACHE_NS_FRAMING, 0},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n", LB_CACHE_NS_TOO_BIG, 0},
+        {R200(""), CACHE_OK, T_TTL},
+        {R200("Cache-Control: public\r\n"), CACHE_OK, T_TTL},
+        {R200("Cache-Control: no-store\r\n"), CACHE_NS_NO_STORE, 0},
+        {R200("Cache-Control: max-age=60, NO-STORE\r\n"), CACHE_NS_NO_STORE, 0},
+        {R200("Cache-Control: private\r\n"), CACHE_NS_PRIVATE, 0},
+        {R200("Cache-Control: private=\"Set-Cookie, X-A\"\r\n"), CACHE_NS_PRIVATE, 0},
+        {R200("Cache-Control: no-cache\r\n"), CACHE_NS_NO_CACHE, 0},
+        {R200("Cache-Control: x=\"no-store, private\", max-age=3\r\n"), CACHE_OK, 3000},
+        {R200("Cache-Control: max-age=5\r\n"), CACHE_OK, 5000},
+        {R200("Cache-Control: MAX-AGE = 5\r\n"), CACHE_OK, 5000},
+        {R200("Cache-Control: max-age=\"4\"\r\n"), CACHE_OK, 4000},
+        {R200("Cache-Control: max-age=60\r\n"), CACHE_OK, T_TTL},
+        {R200("Cache-Control: max-age=99999999999999999999999\r\n"), CACHE_OK, T_TTL},
+        {R200("Cache-Control: max-age=5, s-maxage=2\r\n"), CACHE_OK, 2000},
+        {R200("Cache-Control: s-maxage=8, max-age=1\r\n"), CACHE_OK, 8000},
+        {R200("Cache-Control: max-age=7\r\nCache-Control: max-age=3\r\n"), CACHE_OK, 3000},
+        {R200("Cache-Control: max-age=0\r\n"), CACHE_NS_STALE, 0},
+        {R200("Cache-Control: max-age=abc\r\n"), CACHE_NS_STALE, 0},
+        {R200("Cache-Control: max-age=-1\r\n"), CACHE_NS_STALE, 0},
+        {R200("Cache-Control: max-age\r\n"), CACHE_NS_STALE, 0},
+        {R200("Cache-Control: max-age=5 junk\r\n"), CACHE_NS_STALE, 0},
+        {R200("Cache-Control: s-maxage=0, max-age=9\r\n"), CACHE_NS_STALE, 0},
+        {R200("Cache-Control: public\r\nCache-Control: private\r\n"), CACHE_NS_PRIVATE, 0},
+        {R200("Set-Cookie: a=b\r\n"), CACHE_NS_SET_COOKIE, 0},
+        {R200("Vary: *\r\n"), CACHE_NS_VARY, 0},
+        {R200("Vary: Accept-Encoding, *\r\n"), CACHE_NS_VARY, 0},
+        {R200("Vary: a,b,c,d,e,f,g,h,i\r\n"), CACHE_NS_VARY, 0},
+        {R200("Vary: a,b,c,d,e,f,g,h,a\r\n"), CACHE_OK, T_TTL},
+        {"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", CACHE_NS_STATUS, 0},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", CACHE_OK, T_TTL},
+        {"HTTP/1.1 200 OK\r\nX: y\r\n\r\n", CACHE_NS_FRAMING, 0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n", CACHE_NS_TOO_BIG, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        enum lb_cache_verdict v = t_eval(get, cases[i].resp, T_TTL, &p);
-        if (v != cases[i].v || (v == LB_CACHE_OK && p.ttl_ms != cases[i].ttl))
+        enum cache_verdict v = t_eval(get, cases[i].resp, T_TTL, &p);
+        if (v != cases[i].v || (v == CACHE_OK && p.ttl_ms != cases[i].ttl))
             fail_msg("case %zu (%s): verdict %d ttl %llu, want %d %llu", i, cases[i].resp, (int)v,
-                     (unsigned long long)(v == LB_CACHE_OK ? p.ttl_ms : 0), (int)cases[i].v,
+                     (unsigned long long)(v == CACHE_OK ? p.ttl_ms : 0), (int)cases[i].v,
                      (unsigned long long)cases[i].ttl);
     }
 
     assert_int_equal(
         t_eval("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", R200(""), T_TTL, &p),
-        LB_CACHE_NS_METHOD);
+        CACHE_NS_METHOD);
     assert_int_equal(t_eval("GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Basic eA==\r\n\r\n",
                             R200(""), T_TTL, &p),
-                     LB_CACHE_NS_AUTH);
-    assert_int_equal(t_eval(get, R200(""), 0, &p), LB_CACHE_NS_STALE);
+                     CACHE_NS_AUTH);
+    assert_int_equal(t_eval(get, R200(""), 0, &p), CACHE_NS_STALE);
 
     assert_int_equal(
         t_eval(get, R200("Vary: Accept-Encoding\r\nvary: X-A ,accept-encoding\r\n"), T_TTL, &p),
-        LB_CACHE_OK);
+        CACHE_OK);
     assert_int_equal(p.nvary, 2);
     assert_memory_equal(p.vary, "accept-encoding\0x-a\0", p.vary_len);
     assert_true(p.has_length);
@@ -382,14 +382,14 @@ static void test_policy(void **state)
 static void test_ref_outlives_eviction(void **state)
 {
     (void)state;
-    struct lb_cache *c;
-    assert_int_equal(lb_cache_create(16 * 1024, &c), 0);
+    struct cache *c;
+    assert_int_equal(cache_create(16 * 1024, &c), 0);
     assert_int_equal(t_store(c, REQ_A, RESP_5, "hello", 5, 0), 0);
     struct t_req q;
     t_req_parse(&q, REQ_A);
-    struct lb_cache_entry *held = lb_cache_lookup(c, q.buf, &q.req, 1);
+    struct cache_entry *held = cache_lookup(c, q.buf, &q.req, 1);
     assert_non_null(held);
-    lb_cache_entry_ref(held); /* a second send */
+    cache_entry_ref(held); /* a second send */
 
     /* replaced, then pushed out by others: the held bytes stay readable */
     assert_int_equal(t_store(c, REQ_A, RESP_5, "world", 5, 2), 0);
@@ -404,196 +404,196 @@ static void test_ref_outlives_eviction(void **state)
     assert_true(t_stats(c).evictions > 0);
     assert_int_equal(t_get(c, REQ_A, 4), -1);
     size_t len;
-    const char *b = lb_cache_entry_body(held, &len);
+    const char *b = cache_entry_body(held, &len);
     assert_int_equal(len, 5);
     assert_memory_equal(b, "hello", 5);
-    lb_cache_entry_unref(held);
-    b = lb_cache_entry_body(held, &len);
+    cache_entry_unref(held);
+    b = cache_entry_body(held, &len);
     assert_memory_equal(b, "hello", 5);
-    lb_cache_entry_unref(held); /* freed here: ASan would see a use after this */
+    cache_entry_unref(held); /* freed here: ASan would see a use after this */
 
     /* and an entry still held when the cache goes away */
     assert_int_equal(t_store(c, REQ_A, RESP_5, "again", 5, 5), 0);
-    held = lb_cache_lookup(c, q.buf, &q.req, 6);
+    held = cache_lookup(c, q.buf, &q.req, 6);
     assert_non_null(held);
-    lb_cache_destroy(c);
-    b = lb_cache_entry_body(held, &len);
+    cache_destroy(c);
+    b = cache_entry_body(held, &len);
     assert_memory_equal(b, "again", 5);
-    lb_cache_entry_unref(held);
+    cache_entry_unref(held);
 }
 
 static void test_coalesce_commit(void **state)
 {
     (void)state;
-    struct lb_cache *c;
-    assert_int_equal(lb_cache_create(1 << 20, &c), 0);
+    struct cache *c;
+    assert_int_equal(cache_create(1 << 20, &c), 0);
     struct t_req q;
     t_req_parse(&q, REQ_A);
-    assert_null(lb_cache_lookup(c, q.buf, &q.req, 0));
+    assert_null(cache_lookup(c, q.buf, &q.req, 0));
 
-    struct lb_cache_fill *f, *f2;
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 0, &f), LB_CACHE_FILL_NEW);
+    struct cache_fill *f, *f2;
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 0, &f), CACHE_FILL_NEW);
     uint64_t want = 0;
     for (uint64_t w = 1; w <= 1000; w++) {
         /* each waiter looked up first and missed */
-        assert_null(lb_cache_lookup(c, q.buf, &q.req, 1));
-        assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, w << 32 | w, &f2),
-                         LB_CACHE_FILL_WAIT);
+        assert_null(cache_lookup(c, q.buf, &q.req, 1));
+        assert_int_equal(cache_fill_begin(c, q.buf, &q.req, w << 32 | w, &f2),
+                         CACHE_FILL_WAIT);
         assert_ptr_equal(f2, f);
         want += w << 32 | w;
     }
-    assert_int_equal(lb_cache_fill_waiters(f), 1000);
-    struct lb_cache_stats st = t_stats(c);
+    assert_int_equal(cache_fill_waiters(f), 1000);
+    struct cache_stats st = t_stats(c);
     assert_int_equal(st.coalesced, 1000);
     assert_int_equal(st.misses, 1001);
 
     struct t_resp s;
-    struct lb_cache_policy p;
+    struct cache_policy p;
     t_resp_parse(&s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
     assert_int_equal(
-        lb_cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL, lb_cache_item_max(c), &p),
-        LB_CACHE_OK);
-    assert_int_equal(lb_cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), 2), 0);
-    assert_int_equal(lb_cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), 2),
+        cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL, cache_item_max(c), &p),
+        CACHE_OK);
+    assert_int_equal(cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), 2), 0);
+    assert_int_equal(cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), 2),
                      -EALREADY);
-    assert_int_equal(lb_cache_fill_append(c, f, "5\r\nhello\r\n", 10), 0);
-    assert_int_equal(lb_cache_fill_append(c, f, "0\r\n\r\n", 5), 0);
+    assert_int_equal(cache_fill_append(c, f, "5\r\nhello\r\n", 10), 0);
+    assert_int_equal(cache_fill_append(c, f, "0\r\n\r\n", 5), 0);
     struct t_woken wk = {.c = c, .req = &q};
-    assert_int_equal(lb_cache_fill_commit(c, f, t_wake, &wk), 0);
+    assert_int_equal(cache_fill_commit(c, f, t_wake, &wk), 0);
     assert_int_equal(wk.n, 1000);
     assert_int_equal(wk.with_entry, 1000);
     assert_int_equal(wk.sum, want);
 
     /* woken waiters are then served from the entry */
-    struct lb_cache_entry *e = lb_cache_lookup(c, q.buf, &q.req, 3);
+    struct cache_entry *e = cache_lookup(c, q.buf, &q.req, 3);
     assert_non_null(e);
     size_t len;
-    const char *b = lb_cache_entry_body(e, &len);
+    const char *b = cache_entry_body(e, &len);
     assert_int_equal(len, 15);
     assert_memory_equal(b, "5\r\nhello\r\n0\r\n\r\n", 15);
-    lb_cache_entry_unref(e);
+    cache_entry_unref(e);
     st = t_stats(c);
     assert_int_equal(st.fills, 1);
     assert_int_equal(st.hits, 1);
     /* the fill is gone: the next miss begins a new one */
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 0, &f), LB_CACHE_FILL_NEW);
-    lb_cache_fill_abort(c, f, NULL, NULL);
-    lb_cache_destroy(c);
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 0, &f), CACHE_FILL_NEW);
+    cache_fill_abort(c, f, NULL, NULL);
+    cache_destroy(c);
 }
 
 /* A wake callback that re-enters the cache: the first woken waiter begins the next fill. */
-static void t_wake_refill(void *arg, uint64_t waiter, struct lb_cache_entry *e)
+static void t_wake_refill(void *arg, uint64_t waiter, struct cache_entry *e)
 {
     struct t_woken *w = arg;
     t_wake(arg, waiter, e);
     if (w->n == 1) {
-        struct lb_cache_fill *f;
-        w->begin_again = lb_cache_fill_begin(w->c, w->req->buf, &w->req->req, waiter, &f);
-        lb_cache_fill_abort(w->c, f, NULL, NULL);
+        struct cache_fill *f;
+        w->begin_again = cache_fill_begin(w->c, w->req->buf, &w->req->req, waiter, &f);
+        cache_fill_abort(w->c, f, NULL, NULL);
     }
 }
 
 static void test_coalesce_abort(void **state)
 {
     (void)state;
-    struct lb_cache *c;
-    assert_int_equal(lb_cache_create(1 << 20, &c), 0);
+    struct cache *c;
+    assert_int_equal(cache_create(1 << 20, &c), 0);
     struct t_req q;
     t_req_parse(&q, REQ_A);
-    struct lb_cache_fill *f, *f2;
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 0, &f), LB_CACHE_FILL_NEW);
+    struct cache_fill *f, *f2;
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 0, &f), CACHE_FILL_NEW);
     for (uint64_t w = 1; w <= 1000; w++)
-        assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, w, &f2), LB_CACHE_FILL_WAIT);
+        assert_int_equal(cache_fill_begin(c, q.buf, &q.req, w, &f2), CACHE_FILL_WAIT);
     /* another key is not coalesced with it */
     struct t_req o;
     t_req_parse(&o, "GET /other HTTP/1.1\r\nHost: example.com\r\n\r\n");
-    assert_int_equal(lb_cache_fill_begin(c, o.buf, &o.req, 0, &f2), LB_CACHE_FILL_NEW);
-    lb_cache_fill_abort(c, f2, NULL, NULL);
+    assert_int_equal(cache_fill_begin(c, o.buf, &o.req, 0, &f2), CACHE_FILL_NEW);
+    cache_fill_abort(c, f2, NULL, NULL);
 
     struct t_woken wk = {.c = c, .req = &q, .begin_again = -1};
-    lb_cache_fill_abort(c, f, t_wake_refill, &wk);
+    cache_fill_abort(c, f, t_wake_refill, &wk);
     assert_int_equal(wk.n, 1000);
     assert_int_equal(wk.with_entry, 0);
     assert_int_equal(wk.sum, 1000 * 1001 / 2);
-    assert_int_equal(wk.begin_again, LB_CACHE_FILL_NEW);
+    assert_int_equal(wk.begin_again, CACHE_FILL_NEW);
     assert_int_equal(t_stats(c).fill_aborts, 3);
     assert_int_equal(t_stats(c).entries, 0);
 
     /* requests that cannot be cached get no fill */
     struct t_req a;
     t_req_parse(&a, "GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nAuthorization: x\r\n\r\n");
-    assert_int_equal(lb_cache_fill_begin(c, a.buf, &a.req, 0, &f), -EINVAL);
+    assert_int_equal(cache_fill_begin(c, a.buf, &a.req, 0, &f), -EINVAL);
 
     /* the waiter bound */
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 0, &f), LB_CACHE_FILL_NEW);
-    for (uint64_t w = 1; w <= LB_CACHE_MAX_WAITERS; w++)
-        assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, w, &f2), LB_CACHE_FILL_WAIT);
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 0, &f2), -ENOSPC);
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 0, &f), CACHE_FILL_NEW);
+    for (uint64_t w = 1; w <= CACHE_MAX_WAITERS; w++)
+        assert_int_equal(cache_fill_begin(c, q.buf, &q.req, w, &f2), CACHE_FILL_WAIT);
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 0, &f2), -ENOSPC);
     wk = (struct t_woken){0};
-    lb_cache_fill_abort(c, f, t_wake, &wk);
-    assert_int_equal(wk.n, LB_CACHE_MAX_WAITERS);
-    lb_cache_destroy(c);
+    cache_fill_abort(c, f, t_wake, &wk);
+    assert_int_equal(wk.n, CACHE_MAX_WAITERS);
+    cache_destroy(c);
 }
 
 static void test_fill_limits(void **state)
 {
     (void)state;
-    struct lb_cache *c;
-    assert_int_equal(lb_cache_create(64 * 1024, &c), 0);
-    size_t max = lb_cache_item_max(c);
+    struct cache *c;
+    assert_int_equal(cache_create(64 * 1024, &c), 0);
+    size_t max = cache_item_max(c);
     assert_int_equal(max, 8 * 1024);
     struct t_req q;
     struct t_resp s;
-    struct lb_cache_policy p;
-    struct lb_cache_fill *f, *f2;
+    struct cache_policy p;
+    struct cache_fill *f, *f2;
     t_req_parse(&q, REQ_A);
 
     /* chunked: grows until the limit, then -EFBIG; the abort releases the waiters */
     t_resp_parse(&s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-    assert_int_equal(lb_cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL, max, &p),
-                     LB_CACHE_OK);
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 0, &f), LB_CACHE_FILL_NEW);
-    assert_int_equal(lb_cache_fill_append(c, f, "x", 1), -EPROTO); /* before the head */
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 7, &f2), LB_CACHE_FILL_WAIT);
-    assert_int_equal(lb_cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), 0), 0);
+    assert_int_equal(cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL, max, &p),
+                     CACHE_OK);
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 0, &f), CACHE_FILL_NEW);
+    assert_int_equal(cache_fill_append(c, f, "x", 1), -EPROTO); /* before the head */
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 7, &f2), CACHE_FILL_WAIT);
+    assert_int_equal(cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), 0), 0);
     static char chunk[1000];
     int rc = 0, n = 0;
-    while ((rc = lb_cache_fill_append(c, f, chunk, sizeof(chunk))) == 0)
+    while ((rc = cache_fill_append(c, f, chunk, sizeof(chunk))) == 0)
         n++;
     assert_int_equal(rc, -EFBIG);
     assert_true(n >= 6 && n <= 8);
     struct t_woken wk = {0};
-    lb_cache_fill_abort(c, f, t_wake, &wk);
+    cache_fill_abort(c, f, t_wake, &wk);
     assert_int_equal(wk.n, 1);
     assert_int_equal(wk.sum, 7);
 
     /* Content-Length: a body longer, or shorter at commit, is refused */
     t_resp_parse(&s, RESP_5);
-    assert_int_equal(lb_cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL, max, &p),
-                     LB_CACHE_OK);
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 0, &f), LB_CACHE_FILL_NEW);
-    assert_int_equal(lb_cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), 0), 0);
-    assert_int_equal(lb_cache_fill_append(c, f, "hello!", 6), -EFBIG);
-    assert_int_equal(lb_cache_fill_append(c, f, "hell", 4), 0);
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 9, &f2), LB_CACHE_FILL_WAIT);
+    assert_int_equal(cache_policy_eval(q.buf, &q.req, s.buf, &s.resp, T_TTL, max, &p),
+                     CACHE_OK);
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 0, &f), CACHE_FILL_NEW);
+    assert_int_equal(cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), 0), 0);
+    assert_int_equal(cache_fill_append(c, f, "hello!", 6), -EFBIG);
+    assert_int_equal(cache_fill_append(c, f, "hell", 4), 0);
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 9, &f2), CACHE_FILL_WAIT);
     wk = (struct t_woken){0};
-    assert_int_equal(lb_cache_fill_commit(c, f, t_wake, &wk), -EPROTO);
+    assert_int_equal(cache_fill_commit(c, f, t_wake, &wk), -EPROTO);
     assert_int_equal(wk.n, 1);
     assert_int_equal(wk.with_entry, 0);
     assert_int_equal(t_stats(c).entries, 0);
 
     /* commit without a head */
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 0, &f), LB_CACHE_FILL_NEW);
-    assert_int_equal(lb_cache_fill_commit(c, f, NULL, NULL), -EPROTO);
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 0, &f), CACHE_FILL_NEW);
+    assert_int_equal(cache_fill_commit(c, f, NULL, NULL), -EPROTO);
 
     /* a header that alone passes the limit */
-    assert_int_equal(lb_cache_fill_begin(c, q.buf, &q.req, 0, &f), LB_CACHE_FILL_NEW);
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 0, &f), CACHE_FILL_NEW);
     static char hdr[9000];
     memset(hdr, 'h', sizeof(hdr));
-    assert_int_equal(lb_cache_fill_head(c, f, &p, q.buf, &q.req, hdr, sizeof(hdr), 0), -EFBIG);
-    lb_cache_fill_abort(c, f, NULL, NULL);
+    assert_int_equal(cache_fill_head(c, f, &p, q.buf, &q.req, hdr, sizeof(hdr), 0), -EFBIG);
+    cache_fill_abort(c, f, NULL, NULL);
     assert_int_equal(t_stats(c).fill_aborts, 4);
-    lb_cache_destroy(c);
+    cache_destroy(c);
 }
 
 int main(void)

@@ -1,5 +1,5 @@
 /*
- * HTTP/1.1 parsing (lb/http1.c): valid requests and responses come out as the right spans
+ * HTTP/1.1 parsing (lb/http/h1_parse.c): valid requests and responses come out as the right spans
  * and flags, every class of malformed or ambiguous message gets its exact status, and no
  * result depends on how the bytes were split: every split point of the header section and
  * byte-by-byte and random splits of bodies give the same answer as one whole buffer. Each
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lb/http1.h"
+#include "lb/http/h1.h"
 
 /* Every test binary links all of lb/, and lb/proxy.o calls conf_free(); in a tree where the
  * conf module has not landed this weak stand-in lets the test link. The real one wins. */
@@ -41,16 +41,16 @@ static char *t_copy(const char *s, size_t len)
 }
 
 static int t_req_once(const char *s, size_t len, size_t max_len, size_t max_target,
-                      struct lb_http1_req *req)
+                      struct http_req *req)
 {
     char *p = t_copy(s, len);
-    int rc = lb_http1_parse_request(p, len, max_len, max_target, req);
+    int rc = http_parse_request(p, len, max_len, max_target, req);
     free(p);
     return rc;
 }
 
 /* Compares what two parses of the same request produced (the scan state may differ). */
-static void t_same_req(const struct lb_http1_req *a, const struct lb_http1_req *b)
+static void t_same_req(const struct http_req *a, const struct http_req *b)
 {
     assert_int_equal(a->method, b->method);
     assert_memory_equal(&a->method_text, &b->method_text, sizeof(a->method_text));
@@ -71,16 +71,16 @@ static void t_same_req(const struct lb_http1_req *a, const struct lb_http1_req *
  * that prefix answers, AGAIN until the end, then the same result as the whole buffer.
  */
 static void t_req_lim(const char *s, size_t max_len, size_t max_target, int expect,
-                      struct lb_http1_req *out)
+                      struct http_req *out)
 {
     size_t n = strlen(s);
-    struct lb_http1_req whole = {0}, inc = {0}, fresh;
+    struct http_req whole = {0}, inc = {0}, fresh;
     int rc = t_req_once(s, n, max_len, max_target, &whole);
     if (rc != expect)
         print_error("request %.200s: got %d, expected %d\n", s, rc, expect);
     assert_int_equal(rc, expect);
 
-    int last = LB_HTTP1_AGAIN;
+    int last = HTTP_AGAIN;
     for (size_t k = 0; k <= n; k++) {
         memset(&fresh, 0, sizeof(fresh));
         int rk = t_req_once(s, k, max_len, max_target, &inc);
@@ -89,7 +89,7 @@ static void t_req_lim(const char *s, size_t max_len, size_t max_target, int expe
             print_error("request %.200s: prefix %zu: incremental %d, fresh %d\n", s, k, rk, rf);
         assert_int_equal(rk, rf);
         last = rk;
-        if (rk != LB_HTTP1_AGAIN)
+        if (rk != HTTP_AGAIN)
             break;
     }
     assert_int_equal(last, expect);
@@ -103,12 +103,12 @@ static void t_req_lim(const char *s, size_t max_len, size_t max_target, int expe
         *out = whole;
 }
 
-static void t_req(const char *s, int expect, struct lb_http1_req *out)
+static void t_req(const char *s, int expect, struct http_req *out)
 {
     t_req_lim(s, T_MAX_LEN, T_MAX_TARGET, expect, out);
 }
 
-static bool t_span_is(const char *buf, struct lb_http1_span sp, const char *want)
+static bool t_span_is(const char *buf, struct http_span sp, const char *want)
 {
     return sp.len == strlen(want) && memcmp(buf + sp.off, want, sp.len) == 0;
 }
@@ -125,7 +125,7 @@ static bool t_span_is(const char *buf, struct lb_http1_span sp, const char *want
 
 static void test_req_simple(void **state)
 {
-    static struct lb_http1_req r;
+    static struct http_req r;
     const char *s = "GET /a/b?x=1&y HTTP/1.1\r\n"
                     "Host: example.com:8080\r\n"
                     "User-Agent:  curl/8 \t\r\n"
@@ -133,7 +133,7 @@ static void test_req_simple(void **state)
                     "Accept: */*\r\n"
                     "\r\n";
     t_req(s, (int)strlen(s), &r);
-    assert_int_equal(r.method, LB_HTTP1_M_GET);
+    assert_int_equal(r.method, HTTP_M_GET);
     assert_span(s, r.method_text, "GET");
     assert_span(s, r.target, "/a/b?x=1&y");
     assert_span(s, r.path, "/a/b");
@@ -154,18 +154,18 @@ static void test_req_methods(void **state)
 {
     static const struct {
         const char *m;
-        enum lb_http1_method e;
+        enum http_method e;
     } t[] = {
-        {"GET", LB_HTTP1_M_GET},         {"HEAD", LB_HTTP1_M_HEAD},
-        {"POST", LB_HTTP1_M_POST},       {"PUT", LB_HTTP1_M_PUT},
-        {"DELETE", LB_HTTP1_M_DELETE},   {"OPTIONS", LB_HTTP1_M_OPTIONS},
-        {"PATCH", LB_HTTP1_M_PATCH},     {"TRACE", LB_HTTP1_M_TRACE},
-        {"PROPFIND", LB_HTTP1_M_OTHER},  {"get", LB_HTTP1_M_OTHER},
-        {"M-SEARCH", LB_HTTP1_M_OTHER},  {"X!#$%&'*+-.^_`|~9", LB_HTTP1_M_OTHER},
+        {"GET", HTTP_M_GET},         {"HEAD", HTTP_M_HEAD},
+        {"POST", HTTP_M_POST},       {"PUT", HTTP_M_PUT},
+        {"DELETE", HTTP_M_DELETE},   {"OPTIONS", HTTP_M_OPTIONS},
+        {"PATCH", HTTP_M_PATCH},     {"TRACE", HTTP_M_TRACE},
+        {"PROPFIND", HTTP_M_OTHER},  {"get", HTTP_M_OTHER},
+        {"M-SEARCH", HTTP_M_OTHER},  {"X!#$%&'*+-.^_`|~9", HTTP_M_OTHER},
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         char s[256];
-        static struct lb_http1_req r;
+        static struct http_req r;
         int n = snprintf(s, sizeof(s), "%s / HTTP/1.1\r\nHost: h\r\n\r\n", t[i].m);
         t_req(s, n, &r);
         assert_int_equal(r.method, t[i].e);
@@ -175,21 +175,21 @@ static void test_req_methods(void **state)
 
 static void test_req_leading_empty_lines(void **state)
 {
-    static struct lb_http1_req r;
+    static struct http_req r;
     const char *s = "\r\n\r\nPOST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n";
     t_req(s, (int)strlen(s), &r);
     assert_int_equal(r.header_len, strlen(s));
     assert_span(s, r.method_text, "POST");
-    assert_int_equal(r.flags, LB_HTTP1_F_LENGTH);
+    assert_int_equal(r.flags, HTTP_F_LENGTH);
     assert_int_equal(r.content_length, 3);
     /* Only empty lines so far: more is needed, however many there are. */
-    t_req("\r\n", LB_HTTP1_AGAIN, NULL);
-    t_req("\r\n\r\n\r\n", LB_HTTP1_AGAIN, NULL);
+    t_req("\r\n", HTTP_AGAIN, NULL);
+    t_req("\r\n\r\n\r\n", HTTP_AGAIN, NULL);
 }
 
 static void test_req_target_forms(void **state)
 {
-    static struct lb_http1_req r;
+    static struct http_req r;
     const char *s = "GET http://Example.com:81/p/q?z HTTP/1.1\r\nHost: other\r\n\r\n";
     t_req(s, (int)strlen(s), &r);
     assert_span(s, r.host, "Example.com:81");
@@ -208,7 +208,7 @@ static void test_req_target_forms(void **state)
 
     s = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
     t_req(s, (int)strlen(s), &r);
-    assert_int_equal(r.method, LB_HTTP1_M_CONNECT);
+    assert_int_equal(r.method, HTTP_M_CONNECT);
     assert_span(s, r.target, "example.com:443");
     assert_span(s, r.host, "example.com:443");
 
@@ -227,7 +227,7 @@ static void test_req_hosts(void **state)
                                "127.0.0.1:65535", "xn--bcher-kva.example", "a%41b", ""};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         char s[256];
-        static struct lb_http1_req r;
+        static struct http_req r;
         int n = snprintf(s, sizeof(s), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", ok[i]);
         t_req(s, n, &r);
         assert_span(s, r.host, ok[i]);
@@ -237,7 +237,7 @@ static void test_req_hosts(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char s[256];
         snprintf(s, sizeof(s), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", bad[i]);
-        t_req(s, -LB_HTTP1_E_BAD, NULL);
+        t_req(s, -HTTP_E_BAD, NULL);
     }
 }
 
@@ -247,32 +247,32 @@ static void test_req_connection_flags(void **state)
         const char *s;
         uint32_t flags;
     } t[] = {
-        {"GET / HTTP/1.0\r\n\r\n", LB_HTTP1_F_CLOSE},
-        {"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", LB_HTTP1_F_KEEPALIVE},
+        {"GET / HTTP/1.0\r\n\r\n", HTTP_F_CLOSE},
+        {"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", HTTP_F_KEEPALIVE},
         {"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
-         LB_HTTP1_F_KEEPALIVE | LB_HTTP1_F_CLOSE},
-        {"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", LB_HTTP1_F_CLOSE},
+         HTTP_F_KEEPALIVE | HTTP_F_CLOSE},
+        {"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", HTTP_F_CLOSE},
         {"GET / HTTP/1.1\r\nHost: h\r\nconnection: foo\r\nCONNECTION: Close\r\n\r\n",
-         LB_HTTP1_F_CLOSE},
+         HTTP_F_CLOSE},
         {"GET / HTTP/1.1\r\nHost: h\r\nConnection: closed\r\n\r\n", 0},
-        {"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", LB_HTTP1_F_KEEPALIVE},
+        {"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", HTTP_F_KEEPALIVE},
         {"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n",
-         LB_HTTP1_F_EXPECT_CONTINUE | LB_HTTP1_F_LENGTH},
+         HTTP_F_EXPECT_CONTINUE | HTTP_F_LENGTH},
         {"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
-         LB_HTTP1_F_CLOSE | LB_HTTP1_F_LENGTH},
+         HTTP_F_CLOSE | HTTP_F_LENGTH},
         {"GET / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n", 0},
         {"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade"
          "\r\n\r\n",
-         LB_HTTP1_F_UPGRADE_WS | LB_HTTP1_F_KEEPALIVE},
+         HTTP_F_UPGRADE_WS | HTTP_F_KEEPALIVE},
         {"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
          "\r\n",
-         LB_HTTP1_F_UPGRADE_OTHER},
-        {"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n", LB_HTTP1_F_UPGRADE_OTHER},
+         HTTP_F_UPGRADE_OTHER},
+        {"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n", HTTP_F_UPGRADE_OTHER},
         {"GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-         LB_HTTP1_F_CLOSE},
+         HTTP_F_CLOSE},
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        static struct lb_http1_req r;
+        static struct http_req r;
         t_req(t[i].s, (int)strlen(t[i].s), &r);
         if (r.flags != t[i].flags)
             print_error("%s: flags %#x, expected %#x\n", t[i].s, r.flags, t[i].flags);
@@ -287,21 +287,21 @@ static void test_req_framing_accepted(void **state)
         uint32_t flags;
         uint64_t cl;
     } t[] = {
-        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", LB_HTTP1_F_LENGTH, 0},
-        {"POST / HTTP/1.1\r\nHost: h\r\ncontent-LENGTH: 0042\r\n\r\n", LB_HTTP1_F_LENGTH, 42},
-        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n", LB_HTTP1_F_LENGTH, 5},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", HTTP_F_LENGTH, 0},
+        {"POST / HTTP/1.1\r\nHost: h\r\ncontent-LENGTH: 0042\r\n\r\n", HTTP_F_LENGTH, 42},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n", HTTP_F_LENGTH, 5},
         {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n",
-         LB_HTTP1_F_LENGTH, 5},
+         HTTP_F_LENGTH, 5},
         {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9223372036854775807\r\n\r\n",
-         LB_HTTP1_F_LENGTH, 9223372036854775807ull},
-        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", LB_HTTP1_F_CHUNKED,
+         HTTP_F_LENGTH, 9223372036854775807ull},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", HTTP_F_CHUNKED,
          0},
         {"POST / HTTP/1.1\r\nHost: h\r\nTRANSFER-ENCODING:  Chunked \r\n\r\n",
-         LB_HTTP1_F_CHUNKED, 0},
+         HTTP_F_CHUNKED, 0},
         {"GET / HTTP/1.1\r\nHost: h\r\n\r\n", 0, 0},
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        static struct lb_http1_req r;
+        static struct http_req r;
         t_req(t[i].s, (int)strlen(t[i].s), &r);
         assert_int_equal(r.flags, t[i].flags);
         assert_int_equal(r.content_length, t[i].cl);
@@ -311,7 +311,7 @@ static void test_req_framing_accepted(void **state)
 static void test_req_value_bytes(void **state)
 {
     /* HTAB and obs-text are allowed inside values and whitespace around them is stripped. */
-    static struct lb_http1_req r;
+    static struct http_req r;
     const char *s = "GET / HTTP/1.1\r\nHost: h\r\nX-A:\t a\tb \xc3\xa9\xff \t\r\n\r\n";
     t_req(s, (int)strlen(s), &r);
     assert_span(s, r.hdrs[1].value, "a\tb \xc3\xa9\xff");
@@ -327,7 +327,7 @@ static void test_req_value_bytes(void **state)
 static void test_req_every_byte_everywhere(void **state)
 {
     static char s[256];
-    static struct lb_http1_req r;
+    static struct http_req r;
     for (int c = 0; c < 256; c++) {
         bool in_value = (c >= 0x20 && c != 0x7f) || c == '\t';
         bool in_target = c > 0x20 && c < 0x7f && c != '#';
@@ -348,7 +348,7 @@ static void test_req_every_byte_everywhere(void **state)
                 print_error("value byte %#x at %d: %d\n", c, pos, rc);
             assert_int_equal(rc == n, in_value);
             if (!in_value)
-                assert_int_equal(rc, -LB_HTTP1_E_BAD);
+                assert_int_equal(rc, -HTTP_E_BAD);
 
             n = snprintf(s, sizeof(s), "GET /");
             memcpy(s + n, run, 24);
@@ -380,7 +380,7 @@ static void t_cases(const struct t_case *t, size_t n)
 }
 
 #define H "Host: h\r\n"
-#define BAD (-LB_HTTP1_E_BAD)
+#define BAD (-HTTP_E_BAD)
 
 static void test_req_reject_content_length(void **state)
 {
@@ -429,12 +429,12 @@ static void test_req_reject_transfer_encoding(void **state)
         {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", BAD},
         /* Well-formed, final chunked, but a coding lb does not implement. */
         {"POST / HTTP/1.1\r\n" H "Transfer-Encoding: gzip, chunked\r\n\r\n",
-         -LB_HTTP1_E_CODING},
+         -HTTP_E_CODING},
         {"POST / HTTP/1.1\r\n" H "Transfer-Encoding: x-foo;a=\"b,c\"\r\nTransfer-Encoding: "
          "chunked\r\n\r\n",
-         -LB_HTTP1_E_CODING},
+         -HTTP_E_CODING},
         {"POST / HTTP/1.1\r\n" H "Transfer-Encoding: identity, chunked\r\n\r\n",
-         -LB_HTTP1_E_CODING},
+         -HTTP_E_CODING},
     };
     t_cases(t, sizeof(t) / sizeof(t[0]));
 
@@ -490,7 +490,7 @@ static void test_req_reject_fields(void **state)
     /* strlen would cut these, so they are fed with their real length. */
     static const char nul[] = "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n";
     static const char nul_name[] = "GET / HTTP/1.1\r\nHost: h\r\nX\0A: a\r\n\r\n";
-    static struct lb_http1_req r;
+    static struct http_req r;
     memset(&r, 0, sizeof(r));
     assert_int_equal(t_req_once(nul, sizeof(nul) - 1, T_MAX_LEN, T_MAX_TARGET, &r), BAD);
     memset(&r, 0, sizeof(r));
@@ -544,10 +544,10 @@ static void test_req_reject_request_line(void **state)
         {"GET http://u:p@h/ HTTP/1.1\r\n" H "\r\n", BAD},
         {"GET http://h:x/ HTTP/1.1\r\n" H "\r\n", BAD},
         /* versions */
-        {"GET / HTTP/2.0\r\n" H "\r\n", -LB_HTTP1_E_VERSION},
-        {"GET / HTTP/1.2\r\n" H "\r\n", -LB_HTTP1_E_VERSION},
-        {"GET / HTTP/0.9\r\n\r\n", -LB_HTTP1_E_VERSION},
-        {"GET / HTTP/9.9\r\n" H "\r\n", -LB_HTTP1_E_VERSION},
+        {"GET / HTTP/2.0\r\n" H "\r\n", -HTTP_E_VERSION},
+        {"GET / HTTP/1.2\r\n" H "\r\n", -HTTP_E_VERSION},
+        {"GET / HTTP/0.9\r\n\r\n", -HTTP_E_VERSION},
+        {"GET / HTTP/9.9\r\n" H "\r\n", -HTTP_E_VERSION},
         /* Host */
         {"GET / HTTP/1.1\r\n\r\n", BAD},
         {"GET / HTTP/1.1\r\nX-Host: h\r\n\r\n", BAD},
@@ -565,52 +565,52 @@ static void test_req_limits(void **state)
      * overflows the section before it ends. */
     static const char ten[] = "GET /0123456789 HTTP/1.1\r\n" H "\r\n";
     t_req_lim(ten, 1024, 11, (int)sizeof(ten) - 1, NULL);
-    t_req_lim(ten, 1024, 10, -LB_HTTP1_E_TARGET, NULL);
-    t_req_lim("GET /0123456789012345678901234567890123456789", 32, 10, -LB_HTTP1_E_TARGET, NULL);
-    t_req_lim("\r\nGET /0123456789012345678901234567890123456789", 32, 10, -LB_HTTP1_E_TARGET,
+    t_req_lim(ten, 1024, 10, -HTTP_E_TARGET, NULL);
+    t_req_lim("GET /0123456789012345678901234567890123456789", 32, 10, -HTTP_E_TARGET, NULL);
+    t_req_lim("\r\nGET /0123456789012345678901234567890123456789", 32, 10, -HTTP_E_TARGET,
               NULL);
     /* 431: the section does not fit max_len (it must fit whole, final CRLF included). */
     const char *s = "GET / HTTP/1.1\r\n" H "X-A: 0123456789\r\n\r\n";
     size_t n = strlen(s);
     t_req_lim(s, n, 64, (int)n, NULL);
-    t_req_lim(s, n - 1, 64, -LB_HTTP1_E_TOO_BIG, NULL);
-    t_req_lim(s, 20, 64, -LB_HTTP1_E_TOO_BIG, NULL);
-    t_req_lim("GET /0123456789012345678901234567890123456789", 32, 1000, -LB_HTTP1_E_TOO_BIG,
+    t_req_lim(s, n - 1, 64, -HTTP_E_TOO_BIG, NULL);
+    t_req_lim(s, 20, 64, -HTTP_E_TOO_BIG, NULL);
+    t_req_lim("GET /0123456789012345678901234567890123456789", 32, 1000, -HTTP_E_TOO_BIG,
               NULL);
-    t_req_lim("\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n", 8, 1000, -LB_HTTP1_E_TOO_BIG, NULL);
+    t_req_lim("\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n", 8, 1000, -HTTP_E_TOO_BIG, NULL);
 
     /* 100 fields fit, 101 do not. */
     static char big[8192];
     size_t off = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\n" H);
-    for (int i = 1; i < LB_HTTP1_MAX_HDRS; i++)
+    for (int i = 1; i < HTTP_MAX_HDRS; i++)
         off += (size_t)snprintf(big + off, sizeof(big) - off, "X-%d: %d\r\n", i, i);
     strcpy(big + off, "\r\n");
-    static struct lb_http1_req r;
+    static struct http_req r;
     t_req(big, (int)(off + 2), &r);
-    assert_int_equal(r.nhdrs, LB_HTTP1_MAX_HDRS);
+    assert_int_equal(r.nhdrs, HTTP_MAX_HDRS);
     snprintf(big + off, sizeof(big) - off, "X-Last: 1\r\n\r\n");
-    t_req(big, -LB_HTTP1_E_TOO_BIG, NULL);
+    t_req(big, -HTTP_E_TOO_BIG, NULL);
 }
 
 /* ---- responses ---- */
 
-static int t_resp(const char *s, enum lb_http1_method m, struct lb_http1_resp *out)
+static int t_resp(const char *s, enum http_method m, struct http_resp *out)
 {
     size_t n = strlen(s);
-    static struct lb_http1_resp whole, inc, fresh;
+    static struct http_resp whole, inc, fresh;
     memset(&whole, 0, sizeof(whole));
     memset(&inc, 0, sizeof(inc));
     char *p = t_copy(s, n);
-    int rc = lb_http1_parse_response(p, n, T_MAX_LEN, m, &whole);
+    int rc = http_parse_response(p, n, T_MAX_LEN, m, &whole);
     free(p);
     for (size_t k = 0; k <= n; k++) {
         memset(&fresh, 0, sizeof(fresh));
         p = t_copy(s, k);
-        int rk = lb_http1_parse_response(p, k, T_MAX_LEN, m, &inc);
-        int rf = lb_http1_parse_response(p, k, T_MAX_LEN, m, &fresh);
+        int rk = http_parse_response(p, k, T_MAX_LEN, m, &inc);
+        int rf = http_parse_response(p, k, T_MAX_LEN, m, &fresh);
         free(p);
         assert_int_equal(rk, rf);
-        if (rk != LB_HTTP1_AGAIN) {
+        if (rk != HTTP_AGAIN) {
             assert_int_equal(rk, rc);
             if (rc > 0) {
                 assert_int_equal(inc.flags, whole.flags);
@@ -629,49 +629,49 @@ static void test_resp_valid(void **state)
 {
     static const struct {
         const char *s;
-        enum lb_http1_method m;
+        enum http_method m;
         uint16_t status;
         uint32_t flags;
         uint64_t cl;
     } t[] = {
-        {"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", LB_HTTP1_M_GET, 200,
-         LB_HTTP1_F_LENGTH, 12},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", LB_HTTP1_M_POST, 200,
-         LB_HTTP1_F_CHUNKED, 0},
-        {"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", LB_HTTP1_M_GET, 200, LB_HTTP1_F_UNTIL_CLOSE,
+        {"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", HTTP_M_GET, 200,
+         HTTP_F_LENGTH, 12},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", HTTP_M_POST, 200,
+         HTTP_F_CHUNKED, 0},
+        {"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", HTTP_M_GET, 200, HTTP_F_UNTIL_CLOSE,
          0},
-        {"HTTP/1.0 200 OK\r\n\r\n", LB_HTTP1_M_GET, 200,
-         LB_HTTP1_F_UNTIL_CLOSE | LB_HTTP1_F_CLOSE, 0},
+        {"HTTP/1.0 200 OK\r\n\r\n", HTTP_M_GET, 200,
+         HTTP_F_UNTIL_CLOSE | HTTP_F_CLOSE, 0},
         {"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
-         LB_HTTP1_M_GET, 200, LB_HTTP1_F_LENGTH | LB_HTTP1_F_KEEPALIVE, 1},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", LB_HTTP1_M_HEAD, 200,
-         LB_HTTP1_F_LENGTH | LB_HTTP1_F_NO_BODY, 12},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", LB_HTTP1_M_HEAD, 200,
-         LB_HTTP1_F_CHUNKED | LB_HTTP1_F_NO_BODY, 0},
-        {"HTTP/1.1 200 OK\r\n\r\n", LB_HTTP1_M_HEAD, 200, LB_HTTP1_F_NO_BODY, 0},
-        {"HTTP/1.1 204 No Content\r\n\r\n", LB_HTTP1_M_GET, 204, LB_HTTP1_F_NO_BODY, 0},
-        {"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", LB_HTTP1_M_GET, 204,
-         LB_HTTP1_F_NO_BODY | LB_HTTP1_F_LENGTH, 0},
-        {"HTTP/1.1 304 Not Modified\r\nContent-Length: 500\r\n\r\n", LB_HTTP1_M_GET, 304,
-         LB_HTTP1_F_NO_BODY | LB_HTTP1_F_LENGTH, 500},
-        {"HTTP/1.1 304 Not Modified\r\n\r\n", LB_HTTP1_M_GET, 304, LB_HTTP1_F_NO_BODY, 0},
-        {"HTTP/1.1 100 Continue\r\n\r\n", LB_HTTP1_M_POST, 100, LB_HTTP1_F_NO_BODY, 0},
+         HTTP_M_GET, 200, HTTP_F_LENGTH | HTTP_F_KEEPALIVE, 1},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", HTTP_M_HEAD, 200,
+         HTTP_F_LENGTH | HTTP_F_NO_BODY, 12},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", HTTP_M_HEAD, 200,
+         HTTP_F_CHUNKED | HTTP_F_NO_BODY, 0},
+        {"HTTP/1.1 200 OK\r\n\r\n", HTTP_M_HEAD, 200, HTTP_F_NO_BODY, 0},
+        {"HTTP/1.1 204 No Content\r\n\r\n", HTTP_M_GET, 204, HTTP_F_NO_BODY, 0},
+        {"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", HTTP_M_GET, 204,
+         HTTP_F_NO_BODY | HTTP_F_LENGTH, 0},
+        {"HTTP/1.1 304 Not Modified\r\nContent-Length: 500\r\n\r\n", HTTP_M_GET, 304,
+         HTTP_F_NO_BODY | HTTP_F_LENGTH, 500},
+        {"HTTP/1.1 304 Not Modified\r\n\r\n", HTTP_M_GET, 304, HTTP_F_NO_BODY, 0},
+        {"HTTP/1.1 100 Continue\r\n\r\n", HTTP_M_POST, 100, HTTP_F_NO_BODY, 0},
         {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-         LB_HTTP1_M_GET, 101, LB_HTTP1_F_NO_BODY | LB_HTTP1_F_UPGRADE_WS, 0},
-        {"HTTP/1.1 200 Connection established\r\n\r\n", LB_HTTP1_M_CONNECT, 200,
-         LB_HTTP1_F_NO_BODY, 0},
-        {"HTTP/1.1 407 Auth\r\nContent-Length: 2\r\n\r\n", LB_HTTP1_M_CONNECT, 407,
-         LB_HTTP1_F_LENGTH, 2},
-        {"HTTP/1.1 200\r\nContent-Length: 1\r\n\r\n", LB_HTTP1_M_GET, 200, LB_HTTP1_F_LENGTH, 1},
-        {"HTTP/1.1 599 \r\nContent-Length: 1\r\n\r\n", LB_HTTP1_M_GET, 599, LB_HTTP1_F_LENGTH,
+         HTTP_M_GET, 101, HTTP_F_NO_BODY | HTTP_F_UPGRADE_WS, 0},
+        {"HTTP/1.1 200 Connection established\r\n\r\n", HTTP_M_CONNECT, 200,
+         HTTP_F_NO_BODY, 0},
+        {"HTTP/1.1 407 Auth\r\nContent-Length: 2\r\n\r\n", HTTP_M_CONNECT, 407,
+         HTTP_F_LENGTH, 2},
+        {"HTTP/1.1 200\r\nContent-Length: 1\r\n\r\n", HTTP_M_GET, 200, HTTP_F_LENGTH, 1},
+        {"HTTP/1.1 599 \r\nContent-Length: 1\r\n\r\n", HTTP_M_GET, 599, HTTP_F_LENGTH,
          1},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n", LB_HTTP1_M_GET,
-         200, LB_HTTP1_F_LENGTH | LB_HTTP1_F_CLOSE, 1},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\ncontent-length: 7\r\n\r\n", LB_HTTP1_M_GET,
-         200, LB_HTTP1_F_LENGTH, 7},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n", HTTP_M_GET,
+         200, HTTP_F_LENGTH | HTTP_F_CLOSE, 1},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\ncontent-length: 7\r\n\r\n", HTTP_M_GET,
+         200, HTTP_F_LENGTH, 7},
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        static struct lb_http1_resp r;
+        static struct http_resp r;
         int rc = t_resp(t[i].s, t[i].m, &r);
         if (rc != (int)strlen(t[i].s) || r.flags != t[i].flags)
             print_error("%s: rc %d flags %#x, expected flags %#x\n", t[i].s, rc, r.flags,
@@ -681,9 +681,9 @@ static void test_resp_valid(void **state)
         assert_int_equal(r.flags, t[i].flags);
         assert_int_equal(r.content_length, t[i].cl);
     }
-    static struct lb_http1_resp r;
+    static struct http_resp r;
     const char *s = "HTTP/1.1 404 Not  Found\r\nX-A: b\r\n\r\n";
-    assert_int_equal(t_resp(s, LB_HTTP1_M_GET, &r), strlen(s));
+    assert_int_equal(t_resp(s, HTTP_M_GET, &r), strlen(s));
     assert_span(s, r.reason, "Not  Found");
     assert_int_equal(r.version_minor, 1);
     assert_int_equal(r.nhdrs, 1);
@@ -724,54 +724,54 @@ static void test_resp_reject(void **state)
         "HTTP/1.1 200 OK\r\n\r",
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        int rc = t_resp(t[i], LB_HTTP1_M_GET, NULL);
-        int expect = strcmp(t[i], "HTTP/1.1 200 OK\r\n\r") ? -502 : LB_HTTP1_AGAIN;
+        int rc = t_resp(t[i], HTTP_M_GET, NULL);
+        int expect = strcmp(t[i], "HTTP/1.1 200 OK\r\n\r") ? -502 : HTTP_AGAIN;
         if (rc != expect)
             print_error("%s: got %d\n", t[i], rc);
         assert_int_equal(rc, expect);
     }
     /* Over max_len. */
-    static struct lb_http1_resp r;
+    static struct http_resp r;
     const char *s = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n";
-    assert_int_equal(lb_http1_parse_response(s, strlen(s), 20, LB_HTTP1_M_GET, &r), -502);
+    assert_int_equal(http_parse_response(s, strlen(s), 20, HTTP_M_GET, &r), -502);
 }
 
 static void test_find_hdr_list_has(void **state)
 {
-    static struct lb_http1_req r;
+    static struct http_req r;
     const char *s = "GET / HTTP/1.1\r\nHost: h\r\nX-Id: 1\r\nx-id: 2\r\nAccept: a, B ,c\r\n\r\n";
     t_req(s, (int)strlen(s), &r);
-    assert_int_equal(lb_http1_find_hdr(s, r.hdrs, r.nhdrs, "X-ID", 0), 1);
-    assert_int_equal(lb_http1_find_hdr(s, r.hdrs, r.nhdrs, "x-id", 2), 2);
-    assert_int_equal(lb_http1_find_hdr(s, r.hdrs, r.nhdrs, "x-id", 3), -1);
-    assert_int_equal(lb_http1_find_hdr(s, r.hdrs, r.nhdrs, "x-i", 0), -1);
-    assert_int_equal(lb_http1_find_hdr(s, r.hdrs, r.nhdrs, "host", 0), 0);
+    assert_int_equal(http_find_hdr(s, r.hdrs, r.nhdrs, "X-ID", 0), 1);
+    assert_int_equal(http_find_hdr(s, r.hdrs, r.nhdrs, "x-id", 2), 2);
+    assert_int_equal(http_find_hdr(s, r.hdrs, r.nhdrs, "x-id", 3), -1);
+    assert_int_equal(http_find_hdr(s, r.hdrs, r.nhdrs, "x-i", 0), -1);
+    assert_int_equal(http_find_hdr(s, r.hdrs, r.nhdrs, "host", 0), 0);
     const char *v = s + r.hdrs[3].value.off;
-    assert_true(lb_http1_list_has(v, r.hdrs[3].value.len, "b"));
-    assert_true(lb_http1_list_has(v, r.hdrs[3].value.len, "A"));
-    assert_true(lb_http1_list_has(v, r.hdrs[3].value.len, "c"));
-    assert_false(lb_http1_list_has(v, r.hdrs[3].value.len, "d"));
-    assert_false(lb_http1_list_has(v, r.hdrs[3].value.len, "a, B"));
-    assert_false(lb_http1_list_has("", 0, "a"));
-    assert_false(lb_http1_list_has("ab", 2, "a"));
-    assert_true(lb_http1_list_has(",,  x\t,", 7, "x"));
+    assert_true(http_list_has(v, r.hdrs[3].value.len, "b"));
+    assert_true(http_list_has(v, r.hdrs[3].value.len, "A"));
+    assert_true(http_list_has(v, r.hdrs[3].value.len, "c"));
+    assert_false(http_list_has(v, r.hdrs[3].value.len, "d"));
+    assert_false(http_list_has(v, r.hdrs[3].value.len, "a, B"));
+    assert_false(http_list_has("", 0, "a"));
+    assert_false(http_list_has("ab", 2, "a"));
+    assert_true(http_list_has(",,  x\t,", 7, "x"));
 }
 
 /* ---- bodies ---- */
 
-static void t_body_chunked(struct lb_http1_body *b)
+static void t_body_chunked(struct http_body *b)
 {
-    static struct lb_http1_req r;
+    static struct http_req r;
     memset(&r, 0, sizeof(r));
-    r.flags = LB_HTTP1_F_CHUNKED;
-    lb_http1_body_init_req(b, &r);
-    assert_int_equal(b->mode, LB_HTTP1_BODY_CHUNKED);
+    r.flags = HTTP_F_CHUNKED;
+    http_body_init_req(b, &r);
+    assert_int_equal(b->mode, HTTP_BODY_CHUNKED);
     assert_false(b->done);
 }
 
 /* Feeds @len bytes to @b in pieces given by @next_piece; stops at the end or an error.
  * Returns the total consumed or the error. */
-static ssize_t t_feed_pieces(struct lb_http1_body *b, const char *s, size_t len, uint32_t *seed,
+static ssize_t t_feed_pieces(struct http_body *b, const char *s, size_t len, uint32_t *seed,
                              size_t piece)
 {
     size_t off = 0;
@@ -784,7 +784,7 @@ static ssize_t t_feed_pieces(struct lb_http1_body *b, const char *s, size_t len,
         if (n > len - off)
             n = len - off;
         char *p = t_copy(s + off, n);
-        ssize_t rc = lb_http1_body_feed(b, p, n);
+        ssize_t rc = http_body_feed(b, p, n);
         free(p);
         if (rc < 0)
             return rc;
@@ -803,7 +803,7 @@ static ssize_t t_feed_pieces(struct lb_http1_body *b, const char *s, size_t len,
  */
 static void t_chunked(const char *s, size_t len, ssize_t expect, bool done)
 {
-    struct lb_http1_body b;
+    struct http_body b;
     t_body_chunked(&b);
     ssize_t whole = t_feed_pieces(&b, s, len, NULL, len ? len : 1);
     if (whole != expect || b.done != done)
@@ -825,7 +825,7 @@ static void t_chunked(const char *s, size_t len, ssize_t expect, bool done)
 }
 
 #define T_CHUNKED_OK(s) t_chunked((s), sizeof(s) - 1, (ssize_t)(sizeof(s) - 1), true)
-#define T_CHUNKED_BAD(s) t_chunked((s), sizeof(s) - 1, -LB_HTTP1_E_BAD, false)
+#define T_CHUNKED_BAD(s) t_chunked((s), sizeof(s) - 1, -HTTP_E_BAD, false)
 
 static void test_body_chunked_valid(void **state)
 {
@@ -842,9 +842,9 @@ static void test_body_chunked_valid(void **state)
     /* the data itself may hold anything, CR and LF included */
     T_CHUNKED_OK("4\r\n\r\n\r\n\r\n0\r\n\r\n");
     /* a chunk size up to 2^62 is accepted (not fed here) */
-    struct lb_http1_body b;
+    struct http_body b;
     t_body_chunked(&b);
-    assert_int_equal(lb_http1_body_feed(&b, "4000000000000000\r\nab", 20), 20);
+    assert_int_equal(http_body_feed(&b, "4000000000000000\r\nab", 20), 20);
     assert_int_equal(b.remaining, ((uint64_t)1 << 62) - 2);
 }
 
@@ -904,36 +904,36 @@ static void test_body_chunked_invalid(void **state)
     /* an oversized chunk-size line, and an oversized trailer field and section */
     static char s[40000];
     size_t n = (size_t)snprintf(s, sizeof(s), "5;a=\"");
-    memset(s + n, 'x', LB_HTTP1_MAX_CHUNK_LINE);
-    n += LB_HTTP1_MAX_CHUNK_LINE;
+    memset(s + n, 'x', HTTP_MAX_CHUNK_LINE);
+    n += HTTP_MAX_CHUNK_LINE;
     n += (size_t)snprintf(s + n, sizeof(s) - n, "\"\r\nhello\r\n0\r\n\r\n");
-    t_chunked(s, n, -LB_HTTP1_E_BAD, false);
+    t_chunked(s, n, -HTTP_E_BAD, false);
     /* a leading-zero run is part of the line, so it cannot dodge the bound either */
-    memset(s, '0', LB_HTTP1_MAX_CHUNK_LINE + 1);
-    memcpy(s + LB_HTTP1_MAX_CHUNK_LINE + 1, "\r\n\r\n", 4);
-    t_chunked(s, LB_HTTP1_MAX_CHUNK_LINE + 5, -LB_HTTP1_E_BAD, false);
-    memset(s, '0', LB_HTTP1_MAX_CHUNK_LINE - 2);
-    memcpy(s + LB_HTTP1_MAX_CHUNK_LINE - 2, "\r\n\r\n", 4);
-    t_chunked(s, LB_HTTP1_MAX_CHUNK_LINE + 2, LB_HTTP1_MAX_CHUNK_LINE + 2, true);
+    memset(s, '0', HTTP_MAX_CHUNK_LINE + 1);
+    memcpy(s + HTTP_MAX_CHUNK_LINE + 1, "\r\n\r\n", 4);
+    t_chunked(s, HTTP_MAX_CHUNK_LINE + 5, -HTTP_E_BAD, false);
+    memset(s, '0', HTTP_MAX_CHUNK_LINE - 2);
+    memcpy(s + HTTP_MAX_CHUNK_LINE - 2, "\r\n\r\n", 4);
+    t_chunked(s, HTTP_MAX_CHUNK_LINE + 2, HTTP_MAX_CHUNK_LINE + 2, true);
 
     n = (size_t)snprintf(s, sizeof(s), "0\r\nX-A: ");
-    memset(s + n, 'v', LB_HTTP1_MAX_CHUNK_LINE);
-    n += LB_HTTP1_MAX_CHUNK_LINE;
+    memset(s + n, 'v', HTTP_MAX_CHUNK_LINE);
+    n += HTTP_MAX_CHUNK_LINE;
     n += (size_t)snprintf(s + n, sizeof(s) - n, "\r\n\r\n");
-    t_chunked(s, n, -LB_HTTP1_E_BAD, false);
+    t_chunked(s, n, -HTTP_E_BAD, false);
 
     n = (size_t)snprintf(s, sizeof(s), "0\r\n");
-    while (n < 3 + LB_HTTP1_MAX_TRAILERS)
+    while (n < 3 + HTTP_MAX_TRAILERS)
         n += (size_t)snprintf(s + n, sizeof(s) - n, "X-Trailer-Field: 0123456789\r\n");
     n += (size_t)snprintf(s + n, sizeof(s) - n, "\r\n");
-    t_chunked(s, n, -LB_HTTP1_E_BAD, false);
+    t_chunked(s, n, -HTTP_E_BAD, false);
 
     /* an error sticks */
-    struct lb_http1_body b;
+    struct http_body b;
     t_body_chunked(&b);
-    assert_int_equal(lb_http1_body_feed(&b, "x", 1), -LB_HTTP1_E_BAD);
-    assert_int_equal(lb_http1_body_feed(&b, "0\r\n\r\n", 5), -LB_HTTP1_E_BAD);
-    assert_int_equal(lb_http1_body_feed(&b, "", 0), -LB_HTTP1_E_BAD);
+    assert_int_equal(http_body_feed(&b, "x", 1), -HTTP_E_BAD);
+    assert_int_equal(http_body_feed(&b, "0\r\n\r\n", 5), -HTTP_E_BAD);
+    assert_int_equal(http_body_feed(&b, "", 0), -HTTP_E_BAD);
 }
 
 static void test_body_pipelined(void **state)
@@ -941,51 +941,51 @@ static void test_body_pipelined(void **state)
     /* A chunked body followed by the next request: feed stops at the end of the body. */
     static const char s[] = "3\r\nabc\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
     size_t body = sizeof("3\r\nabc\r\n0\r\nT: 1\r\n\r\n") - 1;
-    struct lb_http1_body b;
+    struct http_body b;
     t_body_chunked(&b);
-    assert_int_equal(lb_http1_body_feed(&b, s, sizeof(s) - 1), body);
+    assert_int_equal(http_body_feed(&b, s, sizeof(s) - 1), body);
     assert_true(b.done);
-    assert_int_equal(lb_http1_body_feed(&b, s + body, sizeof(s) - 1 - body), 0);
+    assert_int_equal(http_body_feed(&b, s + body, sizeof(s) - 1 - body), 0);
     t_chunked(s, sizeof(s) - 1, (ssize_t)body, true);
 
     /* The same through the request parser: header, body, then the second request. */
     static const char two[] = "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
                               "GET /b HTTP/1.1\r\nHost: h\r\n\r\n";
-    static struct lb_http1_req r;
+    static struct http_req r;
     memset(&r, 0, sizeof(r));
-    int hl = lb_http1_parse_request(two, sizeof(two) - 1, T_MAX_LEN, T_MAX_TARGET, &r);
+    int hl = http_parse_request(two, sizeof(two) - 1, T_MAX_LEN, T_MAX_TARGET, &r);
     assert_int_equal(hl, sizeof("POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n") - 1);
-    lb_http1_body_init_req(&b, &r);
-    assert_int_equal(b.mode, LB_HTTP1_BODY_LENGTH);
-    assert_int_equal(lb_http1_body_feed(&b, two + hl, 3), 3);
+    http_body_init_req(&b, &r);
+    assert_int_equal(b.mode, HTTP_BODY_LENGTH);
+    assert_int_equal(http_body_feed(&b, two + hl, 3), 3);
     assert_false(b.done);
-    assert_int_equal(lb_http1_body_feed(&b, two + hl + 3, sizeof(two) - 1 - (size_t)hl - 3), 2);
+    assert_int_equal(http_body_feed(&b, two + hl + 3, sizeof(two) - 1 - (size_t)hl - 3), 2);
     assert_true(b.done);
     const char *next = two + hl + 5;
     memset(&r, 0, sizeof(r));
-    int hl2 = lb_http1_parse_request(next, strlen(next), T_MAX_LEN, T_MAX_TARGET, &r);
+    int hl2 = http_parse_request(next, strlen(next), T_MAX_LEN, T_MAX_TARGET, &r);
     assert_int_equal(hl2, strlen(next));
     assert_span(next, r.path, "/b");
 }
 
 static void test_body_modes(void **state)
 {
-    struct lb_http1_body b;
-    static struct lb_http1_req rq;
-    static struct lb_http1_resp rs;
+    struct http_body b;
+    static struct http_req rq;
+    static struct http_resp rs;
 
     memset(&rq, 0, sizeof(rq));
-    lb_http1_body_init_req(&b, &rq);
-    assert_int_equal(b.mode, LB_HTTP1_BODY_NONE);
+    http_body_init_req(&b, &rq);
+    assert_int_equal(b.mode, HTTP_BODY_NONE);
     assert_true(b.done);
-    assert_int_equal(lb_http1_body_feed(&b, "GET", 3), 0);
+    assert_int_equal(http_body_feed(&b, "GET", 3), 0);
 
-    rq.flags = LB_HTTP1_F_LENGTH;
+    rq.flags = HTTP_F_LENGTH;
     rq.content_length = 0;
-    lb_http1_body_init_req(&b, &rq);
-    assert_int_equal(b.mode, LB_HTTP1_BODY_LENGTH);
+    http_body_init_req(&b, &rq);
+    assert_int_equal(b.mode, HTTP_BODY_LENGTH);
     assert_true(b.done);
-    assert_int_equal(lb_http1_body_feed(&b, "GET", 3), 0);
+    assert_int_equal(http_body_feed(&b, "GET", 3), 0);
 
     /* LENGTH fed byte by byte and in random splits */
     rq.content_length = 1000;
@@ -993,7 +993,7 @@ static void test_body_modes(void **state)
     static char data[1200];
     memset(data, 'z', sizeof(data));
     for (int i = 0; i < 50; i++) {
-        lb_http1_body_init_req(&b, &rq);
+        http_body_init_req(&b, &rq);
         assert_int_equal(t_feed_pieces(&b, data, sizeof(data), i ? &seed : NULL, 1), 1000);
         assert_true(b.done);
     }
@@ -1001,45 +1001,45 @@ static void test_body_modes(void **state)
     /* Responses: HEAD, 204, 304 and 1xx carry no body whatever the fields say. */
     static const struct {
         const char *s;
-        enum lb_http1_method m;
-        enum lb_http1_body_mode mode;
+        enum http_method m;
+        enum http_body_mode mode;
     } t[] = {
-        {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", LB_HTTP1_M_HEAD, LB_HTTP1_BODY_NONE},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", LB_HTTP1_M_HEAD,
-         LB_HTTP1_BODY_NONE},
-        {"HTTP/1.1 204 No Content\r\n\r\n", LB_HTTP1_M_GET, LB_HTTP1_BODY_NONE},
-        {"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", LB_HTTP1_M_GET,
-         LB_HTTP1_BODY_NONE},
-        {"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", LB_HTTP1_M_GET, LB_HTTP1_BODY_NONE},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", LB_HTTP1_M_GET, LB_HTTP1_BODY_LENGTH},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", LB_HTTP1_M_GET, LB_HTTP1_BODY_LENGTH},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", LB_HTTP1_M_GET,
-         LB_HTTP1_BODY_CHUNKED},
-        {"HTTP/1.1 200 OK\r\n\r\n", LB_HTTP1_M_GET, LB_HTTP1_BODY_CLOSE},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", HTTP_M_HEAD, HTTP_BODY_NONE},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", HTTP_M_HEAD,
+         HTTP_BODY_NONE},
+        {"HTTP/1.1 204 No Content\r\n\r\n", HTTP_M_GET, HTTP_BODY_NONE},
+        {"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", HTTP_M_GET,
+         HTTP_BODY_NONE},
+        {"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", HTTP_M_GET, HTTP_BODY_NONE},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", HTTP_M_GET, HTTP_BODY_LENGTH},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", HTTP_M_GET, HTTP_BODY_LENGTH},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", HTTP_M_GET,
+         HTTP_BODY_CHUNKED},
+        {"HTTP/1.1 200 OK\r\n\r\n", HTTP_M_GET, HTTP_BODY_CLOSE},
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         memset(&rs, 0, sizeof(rs));
-        int rc = lb_http1_parse_response(t[i].s, strlen(t[i].s), T_MAX_LEN, t[i].m, &rs);
+        int rc = http_parse_response(t[i].s, strlen(t[i].s), T_MAX_LEN, t[i].m, &rs);
         assert_int_equal(rc, strlen(t[i].s));
-        lb_http1_body_init_resp(&b, &rs);
+        http_body_init_resp(&b, &rs);
         assert_int_equal(b.mode, t[i].mode);
-        ssize_t fed = lb_http1_body_feed(&b, "0123456789HTTP/1.1", 18);
+        ssize_t fed = http_body_feed(&b, "0123456789HTTP/1.1", 18);
         switch (t[i].mode) {
-        case LB_HTTP1_BODY_NONE:
+        case HTTP_BODY_NONE:
             assert_true(b.done);
             assert_int_equal(fed, 0);
             break;
-        case LB_HTTP1_BODY_LENGTH:
+        case HTTP_BODY_LENGTH:
             assert_true(b.done);
             assert_int_equal(fed, rs.content_length);
             break;
-        case LB_HTTP1_BODY_CHUNKED:
-            assert_int_equal(fed, -LB_HTTP1_E_BAD); /* "0123456789H" is no chunk size */
+        case HTTP_BODY_CHUNKED:
+            assert_int_equal(fed, -HTTP_E_BAD); /* "0123456789H" is no chunk size */
             break;
-        case LB_HTTP1_BODY_CLOSE:
+        case HTTP_BODY_CLOSE:
             assert_false(b.done);
             assert_int_equal(fed, 18);
-            assert_int_equal(lb_http1_body_feed(&b, "x", 1), 1);
+            assert_int_equal(http_body_feed(&b, "x", 1), 1);
             break;
         }
     }

@@ -1,5 +1,5 @@
 /*
- * The metrics endpoint's answers (lb/metrics.c) without a socket: label escaping; the
+ * The metrics endpoint's answers (lb/metrics/metrics.c) without a socket: label escaping; the
  * Prometheus text checked line by line against the exposition grammar (every sample has a
  * TYPE before it, families are contiguous, histograms are cumulative and end with +Inf equal
  * to _count); counters bumped through the data-path helpers show up under the right labels;
@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lb/admin.h"
-#include "lb/metrics.h"
-#include "lb/runtime.h"
+#include "lb/admin/admin.h"
+#include "lb/metrics/metrics.h"
+#include "lb/core/runtime.h"
 #include "tools/ctl_json.c"
 
 static const char t_conf[] = "global: { workers: 1 }\n"
@@ -58,9 +58,9 @@ static struct lb_runtime *t_rt_new(void)
     assert_non_null(t->rt.clusters);
     assert_non_null(t->rt.lstats);
     for (size_t i = 0; i < t->rt.conf->nclusters; i++) {
-        assert_int_equal(lb_cluster_init(&t->rt.clusters[i], &t->rt.conf->clusters[i], NULL), 0);
+        assert_int_equal(cl_cluster_init(&t->rt.clusters[i], &t->rt.conf->clusters[i], NULL), 0);
         assert_int_equal(
-            lb_cluster_stats_init(&t->rt.clusters[i], (uint32_t)t->rt.conf->nlisteners), 0);
+            cl_cluster_stats_init(&t->rt.clusters[i], (uint32_t)t->rt.conf->nlisteners), 0);
     }
     return &t->rt;
 }
@@ -68,7 +68,7 @@ static struct lb_runtime *t_rt_new(void)
 static void t_rt_free(struct lb_runtime *rt)
 {
     for (size_t i = 0; i < rt->conf->nclusters; i++)
-        lb_cluster_destroy(&rt->clusters[i]);
+        cl_cluster_destroy(&rt->clusters[i]);
     free(rt->clusters);
     free(rt->lstats);
     conf_free(rt->conf);
@@ -80,13 +80,13 @@ static void test_label_escaping(void **state)
     struct lb_jbuf j;
     lb_jbuf_init(&j, 1024);
     static const char in[] = "a\"b\\c\nd\xc3\xa9{}=,";
-    lb_metrics_label_value(&j, in, sizeof(in) - 1);
+    metrics_label_value(&j, in, sizeof(in) - 1);
     assert_false(j.overflow);
     assert_string_equal(j.p, "a\\\"b\\\\c\\nd\xc3\xa9{}=,");
     lb_jbuf_reset(&j);
-    lb_metrics_label_value(&j, "", 0);
+    metrics_label_value(&j, "", 0);
     assert_int_equal(j.len, 0);
-    lb_metrics_label_value(&j, "\\\\", 2);
+    metrics_label_value(&j, "\\\\", 2);
     assert_string_equal(j.p, "\\\\\\\\");
     lb_jbuf_free(&j);
 }
@@ -277,7 +277,7 @@ static size_t prom_check(const char *text)
     return p.samples;
 }
 
-static struct lb_server *srv(struct lb_runtime *rt, size_t ci, uint32_t si)
+static struct cl_server *srv(struct lb_runtime *rt, size_t ci, uint32_t si)
 {
     return &rt->clusters[ci].servers[si];
 }
@@ -294,10 +294,10 @@ static void test_prometheus_text(void **state)
 {
     struct lb_runtime *rt = t_rt_new();
     struct lb_jbuf j;
-    lb_jbuf_init(&j, LB_METRICS_ANSWER_MAX);
+    lb_jbuf_init(&j, METRICS_ANSWER_MAX);
 
     /* An idle lb: already well-formed, series at zero. */
-    lb_metrics_prom(rt, &j);
+    metrics_prom(rt, &j);
     assert_false(j.overflow);
     assert_true(prom_check(j.p) > 40);
     assert_has_line(j.p, "lb_requests_total{listener=\"web\",cluster=\"app\",server=\"app1\","
@@ -306,28 +306,28 @@ static void test_prometheus_text(void **state)
     assert_null(strstr(j.p, "listener=\"raw\",cluster"));
 
     /* Traffic, through the helpers the data path calls. */
-    lb_server_count_status(srv(rt, 0, 0), 0, 200);
-    lb_server_count_status(srv(rt, 0, 0), 0, 204);
-    lb_server_count_status(srv(rt, 0, 1), 0, 503);
-    lb_server_count_status(srv(rt, 0, 1), 0, 99);  /* out of range: ignored */
-    lb_server_count_status(srv(rt, 0, 1), 0, 600); /* likewise */
-    lb_server_count_status(srv(rt, 1, 0), 7, 200); /* no such listener: total only */
-    lb_listener_count_status(&rt->lstats[0], 404);
-    lb_server_count_retry(srv(rt, 0, 1));
+    cl_server_count_status(srv(rt, 0, 0), 0, 200);
+    cl_server_count_status(srv(rt, 0, 0), 0, 204);
+    cl_server_count_status(srv(rt, 0, 1), 0, 503);
+    cl_server_count_status(srv(rt, 0, 1), 0, 99);  /* out of range: ignored */
+    cl_server_count_status(srv(rt, 0, 1), 0, 600); /* likewise */
+    cl_server_count_status(srv(rt, 1, 0), 7, 200); /* no such listener: total only */
+    metrics_listener_count_status(&rt->lstats[0], 404);
+    cl_server_count_retry(srv(rt, 0, 1));
     atomic_fetch_add(&srv(rt, 0, 0)->picks, 5);
     atomic_fetch_add(&srv(rt, 0, 0)->bytes_in, 1234);
-    atomic_fetch_or(&srv(rt, 0, 1)->flags, LB_SRV_F_DRAINING);
-    atomic_fetch_or(&srv(rt, 0, 2)->flags, LB_SRV_F_DOWN);
-    atomic_store(&srv(rt, 0, 0)->probe_result, LB_PROBE_OK);
+    atomic_fetch_or(&srv(rt, 0, 1)->flags, CL_SRV_F_DRAINING);
+    atomic_fetch_or(&srv(rt, 0, 2)->flags, CL_SRV_F_DOWN);
+    atomic_store(&srv(rt, 0, 0)->probe_result, CL_PROBE_OK);
     atomic_store(&srv(rt, 0, 0)->probe_latency_us, 1500);
     atomic_store(&srv(rt, 0, 0)->weight, 2);
     atomic_fetch_add(&rt->lstats[1].accepted, 3);
     uint64_t lat[] = {999, 1000, 1001, 60000, 20000000};
     for (size_t i = 0; i < sizeof(lat) / sizeof(lat[0]); i++)
-        lb_cluster_observe_latency(&rt->clusters[0], lat[i]);
+        cl_cluster_observe_latency(&rt->clusters[0], lat[i]);
 
     lb_jbuf_reset(&j);
-    lb_metrics_prom(rt, &j);
+    metrics_prom(rt, &j);
     assert_false(j.overflow);
     prom_check(j.p);
     assert_has_line(j.p, "lb_requests_total{listener=\"web\",cluster=\"app\",server=\"app1\","
@@ -369,10 +369,10 @@ static void test_stats_json(void **state)
     struct lb_runtime *rt = t_rt_new();
     struct lb_jbuf j;
     char jerr[128];
-    lb_jbuf_init(&j, LB_METRICS_ANSWER_MAX);
-    lb_server_count_status(srv(rt, 0, 0), 0, 200);
-    atomic_store(&srv(rt, 0, 0)->probe_result, LB_PROBE_FAIL);
-    lb_metrics_json(rt, NULL, &j);
+    lb_jbuf_init(&j, METRICS_ANSWER_MAX);
+    cl_server_count_status(srv(rt, 0, 0), 0, 200);
+    atomic_store(&srv(rt, 0, 0)->probe_result, CL_PROBE_FAIL);
+    metrics_json(rt, NULL, &j);
     assert_false(j.overflow);
     struct ctl_json *v = ctl_json_parse(j.p, j.len, jerr, sizeof(jerr));
     if (!v)
@@ -393,7 +393,7 @@ static void test_stats_json(void **state)
 
     /* The page embeds the same JSON and names every server. */
     lb_jbuf_reset(&j);
-    lb_metrics_page(rt, NULL, &j);
+    metrics_page(rt, NULL, &j);
     assert_false(j.overflow);
     assert_non_null(strstr(j.p, "<script>"));
     assert_non_null(strstr(j.p, "\"app2\""));
@@ -406,7 +406,7 @@ static void test_stats_json(void **state)
 static int t_answer(struct lb_runtime *rt, const char *req, struct lb_jbuf *out)
 {
     lb_jbuf_reset(out);
-    int st = lb_metrics_answer(rt, NULL, req, strlen(req), out);
+    int st = metrics_answer(rt, NULL, req, strlen(req), out);
     assert_false(out->overflow);
     /* Every answer is a whole response that closes. */
     char sl[32];
@@ -426,7 +426,7 @@ static void test_http(void **state)
 {
     struct lb_runtime *rt = t_rt_new();
     struct lb_jbuf j;
-    lb_jbuf_init(&j, LB_METRICS_ANSWER_MAX + 4096);
+    lb_jbuf_init(&j, METRICS_ANSWER_MAX + 4096);
 
     assert_int_equal(t_answer(rt, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &j), 200);
     assert_non_null(strstr(j.p, "Content-Type: text/plain; version=0.0.4"));

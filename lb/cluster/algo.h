@@ -1,0 +1,131 @@
+/*
+ * Private to lb/balance*.c: the balancer object, the per-algorithm ops table and the small
+ * helpers the algorithms share (candidate test, bounded-load cap, hash mixing, random numbers).
+ * Nothing outside the balance files includes this; everyone else sees only balance.h.
+ */
+#ifndef CL_ALGO_H
+#define CL_ALGO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf/err.h"
+#include "lb/cluster/balance.h"
+
+/* Maglev and ring tables store server indexes as uint16_t; 0xffff marks an empty slot. */
+#define CL_BAL_MAX_SERVERS 65535u
+#define CL_BAL_MAX_WEIGHT 256u
+/* bounded_load is kept as an integer in thousandths, so 1.25 is exact and the cap needs no
+ * floating point on the data path; 100 is far above any useful factor. */
+#define CL_BAL_MAX_LOAD 100.0
+
+struct cl_balancer;
+
+struct cl_bal_ops {
+    /* Builds the algorithm's immutable tables from b->servers (control thread). May be NULL.
+     * Returns 0 or -errno with a message in @err. */
+    int (*build)(struct cl_balancer *b, uint32_t table_size, struct lb_err *err);
+    /* Frees what build allocated. May be NULL. */
+    void (*destroy)(struct cl_balancer *b);
+    /* Optional per-worker set-up after the common fields are filled. */
+    void (*state_init)(const struct cl_balancer *b, struct cl_bal_state *st, uint64_t seed);
+    int (*pick)(const struct cl_balancer *b, struct cl_bal_state *st, uint64_t key,
+                const struct cl_bal_view *v);
+    bool per_server_state; /* st->current holds one int64_t per server */
+};
+
+struct cl_maglev {
+    uint16_t *table; /* server index per slot */
+    uint32_t size;   /* prime */
+};
+
+struct cl_ring_point {
+    uint32_t hash;
+    uint32_t server;
+};
+
+struct cl_ring {
+    struct cl_ring_point *points; /* sorted by hash */
+    uint32_t npoints;
+};
+
+struct cl_balancer {
+    const struct cl_bal_ops *ops;
+    enum conf_balance algo;
+    uint32_t n;
+    uint32_t load_milli;           /* bounded_load x 1000; 0 = off */
+    uint32_t total_weight;         /* sum of configured weights */
+    struct cl_bal_server *servers; /* names point into the same allocation */
+    struct cl_balancer *next_retired; /* cl_cluster_reweigh's list of replaced tables */
+    union {
+        struct cl_maglev maglev;
+        struct cl_ring ring;
+    } u;
+};
+
+extern const struct cl_bal_ops cl_bal_rr_ops;
+extern const struct cl_bal_ops cl_bal_least_conn_ops;
+extern const struct cl_bal_ops cl_bal_random_two_ops;
+extern const struct cl_bal_ops cl_bal_maglev_ops;
+extern const struct cl_bal_ops cl_bal_ring_hash_ops;
+
+/* A bijective 64-bit finaliser (the splitmix64 constants): every input bit affects every
+ * output bit. Used to derive per-attempt keys and to seed random generators. */
+static inline uint64_t cl_bal_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+/* xorshift64*: tiny, fast, and plenty for spreading load; the state is never 0. */
+static inline uint64_t cl_bal_rand(struct cl_bal_state *st)
+{
+    uint64_t x = st->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    st->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* A number in [0, bound) for bound < 2^32, by multiply-shift: no division, and the bias
+ * (at most bound / 2^32) is far below anything a load balancer could notice. */
+static inline uint32_t cl_bal_rand_below(struct cl_bal_state *st, uint32_t bound)
+{
+    return (uint32_t)(((cl_bal_rand(st) >> 32) * (uint64_t)bound) >> 32);
+}
+
+/* Effective weight of server @i for this pick: 0 when it must take nothing. */
+static inline uint32_t cl_bal_weight(const struct cl_bal_view *v, uint32_t i)
+{
+    if (!v->usable(v->arg, i))
+        return 0;
+    return v->weight(v->arg, i);
+}
+
+/*
+ * Bounded load (hash balancers): the most connections a candidate may already hold plus the
+ * new one, ceil(C * (total active of usable + 1) / usable), where "usable" also requires a
+ * non-zero effective weight. Returns 0 when bounded load is off (no cap); sets *n_usable
+ * when it is on (so the caller can answer -ENOENT at once when it is 0).
+ */
+uint32_t cl_bal_load_cap(const struct cl_balancer *b, const struct cl_bal_view *v,
+                         uint32_t *n_usable);
+
+/* Whether server @i may take the key now: usable, weighted, and under @cap (0 = no cap). */
+static inline bool cl_bal_candidate(const struct cl_bal_view *v, uint32_t i, uint32_t cap)
+{
+    if (cl_bal_weight(v, i) == 0)
+        return false;
+    return cap == 0 || (uint64_t)v->active(v->arg, i) + 1 <= cap;
+}
+
+/* Whether any server could take a key under @cap: the slow, exact answer a hash balancer
+ * asks only after its fast walk found nothing. */
+bool cl_bal_any_candidate(const struct cl_balancer *b, const struct cl_bal_view *v, uint32_t cap);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * Runtime clusters: the shared server table and server selection.
+ *
+ * Each server's live state (up/down/draining/ejected flags, effective weight, active
+ * connections, counters) is a set of atomics in one table shared by all workers and the
+ * control thread: workers read it on every pick and bump the counters, health checks and
+ * lbctl write the flags and weights. Nothing on this path takes a lock.
+ *
+ * A cluster owns two balancer tiers (lb/cluster/balance.h): its primaries and its backups. A pick
+ * asks the primaries first; only when none is usable does it ask the backups, so backups
+ * get traffic exactly while no primary can take it and give it back as soon as one can.
+ */
+#ifndef CL_CLUSTER_H
+#define CL_CLUSTER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf/conf.h"
+#include "lb/cluster/balance.h"
+
+#define CL_SRV_F_DOWN 0x0001     /* active health checks failed (fall reached) */
+#define CL_SRV_F_DRAINING 0x0002 /* operator drain: no new connections or requests */
+#define CL_SRV_F_EJECTED 0x0004  /* passive detection: too many consecutive failures */
+
+struct cl_server {
+    const struct conf_server *cf; /* name, address, configured weight, backup */
+    uint32_t idx;                 /* in its cluster */
+    _Atomic uint32_t flags;       /* CL_SRV_F_*; 0 means usable */
+    _Atomic uint32_t weight;      /* effective weight (lbctl weight, slow start) */
+    _Atomic uint32_t op_weight;   /* lbctl weight; 0: the configured weight. Slow start ramps
+                                     toward this, so neither overwrites the other */
+    _Atomic uint32_t active;      /* connections (L4) or requests (L7) in flight */
+    _Atomic uint32_t consecutive_failures;
+    _Atomic uint64_t picks;           /* times chosen */
+    _Atomic uint64_t connect_failures;
+    _Atomic uint64_t bytes_in, bytes_out;
+    _Atomic uint64_t retries;         /* requests that failed here and were sent again */
+    _Atomic uint64_t resp[5];         /* responses from this server by class: 1xx..5xx */
+    /* [listener][class]: the same responses split by the listener that took the request, so
+     * that /metrics can label them as DESIGN.md's example does. NULL until
+     * cl_cluster_stats_init() (unit tests that never call it just lose the split). */
+    _Atomic uint64_t (*resp_by_listener)[5];
+    uint32_t nlisteners;
+    /* The last active probe as the health thread saw it (lb/core/health.c writes these so that
+     * other threads need not ask health/, whose tables are the health thread's own). */
+    _Atomic uint32_t probe_result;     /* CL_PROBE_* */
+    _Atomic uint32_t probe_latency_us;
+};
+
+#define CL_PROBE_NONE 0 /* no probe yet, or the cluster has no active checks */
+#define CL_PROBE_OK 1
+#define CL_PROBE_FAIL 2
+
+/*
+ * Request latency histogram buckets, upper bounds in microseconds (Prometheus's "le", shown
+ * in seconds). Fixed so that every cluster's histogram aggregates with every other's; the
+ * last, implicit bucket is +Inf.
+ */
+#define CL_LAT_NBUCKETS 14
+extern const uint64_t cl_lat_bounds_us[CL_LAT_NBUCKETS];
+
+struct cl_latency {
+    _Atomic uint64_t bucket[CL_LAT_NBUCKETS + 1]; /* not cumulative; [CL_LAT_NBUCKETS]: +Inf */
+    _Atomic uint64_t sum_us;
+};
+
+struct cl_tier {
+    /* NULL when the tier is empty. Swapped whole (cl_cluster_reweigh) when an operator
+     * weight changes a hash balancer's table; pickers load it once per pick. */
+    struct cl_balancer *_Atomic bal;
+    struct cl_balancer *retired; /* replaced tables, freed with the cluster: a worker may
+                                    still be reading one (a few per operator change) */
+    uint32_t *map;           /* tier index -> cluster server index */
+    uint32_t n;
+};
+
+struct cl_cluster {
+    const struct conf_cluster *cf;
+    struct cl_server *servers;
+    uint32_t n;
+    struct cl_tier tiers[2]; /* [0] primaries, [1] backups */
+    struct cl_latency latency; /* requests answered by this cluster's servers */
+};
+
+/* One per worker and cluster: the balancers' mutable state. */
+struct cl_cluster_wstate {
+    struct cl_bal_state st[2];
+};
+
+/* Builds @c from @cf. Returns 0 or -errno with a message in @err. */
+int cl_cluster_init(struct cl_cluster *c, const struct conf_cluster *cf, struct lb_err *err);
+void cl_cluster_destroy(struct cl_cluster *c);
+
+/* Gives every server of @c its per-listener response counters (@nlisteners of them).
+ * Startup only. Returns 0 or -ENOMEM. */
+int cl_cluster_stats_init(struct cl_cluster *c, uint32_t nlisteners);
+
+int cl_cluster_wstate_init(struct cl_cluster_wstate *ws, const struct cl_cluster *c,
+                           uint64_t seed);
+void cl_cluster_wstate_free(struct cl_cluster_wstate *ws);
+
+/* Servers a pick must not return (already tried by this request or connection). */
+struct cl_exclude {
+    uint32_t idx[8];
+    uint32_t n;
+};
+
+/*
+ * Picks a usable server not in @ex (may be NULL) for hash @key. Returns the server index,
+ * or -ENOENT when no primary or backup can take it. Does not touch the active count: the
+ * caller increments it when it commits to the server (cl_server_acquire).
+ */
+int cl_cluster_pick(const struct cl_cluster *c, struct cl_cluster_wstate *ws, uint64_t key,
+                    const struct cl_exclude *ex);
+
+bool cl_server_usable(const struct cl_cluster *c, const struct cl_server *s);
+
+/*
+ * For hash balancers (maglev, ring_hash), whose tables hold the weights: builds the tables
+ * again from each server's operator weight (lbctl weight; the configured one when unset) and
+ * swaps them in, off the data path. Other balancers read weights live and need nothing.
+ * Control thread only. Returns 0 or -errno with a message in @err.
+ */
+int cl_cluster_reweigh(struct cl_cluster *c, struct lb_err *err);
+
+/* Reload: @dst (new generation) takes @src's down and drain flags, operator weight and
+ * counters. Not its active count (connections stay with their generation) nor an
+ * ejection (passive detection starts over). */
+void cl_server_carry(struct cl_server *dst, const struct cl_server *src);
+
+/* "draining", "down", "ejected", "backup" or "up": the state people see (lbctl, metrics). */
+const char *cl_server_state(const struct cl_server *s);
+
+static inline void cl_server_acquire(struct cl_server *s)
+{
+    atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->picks, 1, memory_order_relaxed);
+}
+
+static inline void cl_server_release(struct cl_server *s)
+{
+    atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+}
+
+/*
+ * Data path, L7: server @s sent the final response @status (100..599) to a request that came
+ * in on listener @listener (index in conf->listeners). Relaxed atomics, no lock. Statuses
+ * outside 100..599 are not counted.
+ */
+static inline void cl_server_count_status(struct cl_server *s, uint32_t listener, int status)
+{
+    if (status < 100 || status > 599)
+        return;
+    uint32_t k = (uint32_t)status / 100 - 1;
+    atomic_fetch_add_explicit(&s->resp[k], 1, memory_order_relaxed);
+    if (s->resp_by_listener && listener < s->nlisteners)
+        atomic_fetch_add_explicit(&s->resp_by_listener[listener][k], 1, memory_order_relaxed);
+}
+
+/* Data path: a request that failed on @s is being retried (on another server). */
+static inline void cl_server_count_retry(struct cl_server *s)
+{
+    atomic_fetch_add_explicit(&s->retries, 1, memory_order_relaxed);
+}
+
+/* Data path: one request answered by a server of @c took @us microseconds, from its first
+ * byte to the end of the response. Two relaxed atomic adds. */
+static inline void cl_cluster_observe_latency(struct cl_cluster *c, uint64_t us)
+{
+    uint32_t i = 0;
+    while (i < CL_LAT_NBUCKETS && us > cl_lat_bounds_us[i])
+        i++;
+    atomic_fetch_add_explicit(&c->latency.bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->latency.sum_us, us, memory_order_relaxed);
+}
+
+#endif

@@ -1,0 +1,594 @@
+/*
+ * The running proxy: checks that io_uring can do what lb needs (and says exactly why not
+ * when it cannot), builds the runtime from the config, opens one SO_REUSEPORT socket per
+ * worker and listener, starts the workers, and waits for signals on the main thread,
+ * which is the control thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "health/hc.h"
+#include "lb/admin/admin.h"
+#include "lb/core/health.h"
+#include "lb/core/log.h"
+#include "lb/core/proxy.h"
+#include "lb/core/runtime.h"
+#include "lb/core/snapshots.h"
+#include "lb/io/worker.h"
+
+#ifndef SO_PEERNAME
+#define SO_PEERNAME 28
+#endif
+
+static void uring_unavailable(int rc)
+{
+    fprintf(stderr, "lb: io_uring is not available: io_uring_setup failed: %s\n", strerror(-rc));
+    if (rc == -ENOSYS)
+        fprintf(stderr, "lb: this kernel has no io_uring (older than 5.1 or built without "
+                        "CONFIG_IO_URING); lb needs Linux 6.0 or later\n");
+    else if (rc == -EPERM || rc == -EACCES)
+        fprintf(stderr,
+                "lb: io_uring is blocked: by the sysctl kernel.io_uring_disabled (check: "
+                "sysctl kernel.io_uring_disabled; 0 allows it, 1 only for the group in "
+                "kernel.io_uring_group, 2 for nobody), or by a seccomp filter of the "
+                "container runtime (check: grep Seccomp /proc/self/status; Docker needs "
+                "a profile that allows io_uring_setup, io_uring_enter, io_uring_register)\n");
+    else if (rc == -ENOMEM)
+        fprintf(stderr, "lb: the kernel refused memory for the ring (check ulimit -l)\n");
+}
+
+/* Creates and destroys a ring with the flags workers will use; learns what works. */
+static int probe_uring(struct lb_runtime *rt)
+{
+    struct io_uring ring;
+    unsigned flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    int rc = io_uring_queue_init(8, &ring, flags);
+    if (rc == -EINVAL) {
+        /* Kernels before 6.1 lack DEFER_TASKRUN; COOP_TASKRUN is the next best. */
+        flags = IORING_SETUP_COOP_TASKRUN;
+        rc = io_uring_queue_init(8, &ring, flags);
+    }
+    if (rc < 0) {
+        uring_unavailable(rc);
+        return rc;
+    }
+    rt->ring_flags = flags;
+
+    static const struct {
+        int op;
+        const char *name;
+    } need[] = {
+        {IORING_OP_ACCEPT, "accept"},   {IORING_OP_RECV, "recv"},
+        {IORING_OP_SEND, "send"},       {IORING_OP_CONNECT, "connect"},
+        {IORING_OP_SOCKET, "socket"},   {IORING_OP_SHUTDOWN, "shutdown"},
+        {IORING_OP_CLOSE, "close"},     {IORING_OP_ASYNC_CANCEL, "cancel"},
+        {IORING_OP_LINK_TIMEOUT, "link_timeout"},
+    };
+    struct io_uring_probe *p = io_uring_get_probe_ring(&ring);
+    for (size_t i = 0; p && i < sizeof(need) / sizeof(need[0]); i++) {
+        if (!io_uring_opcode_supported(p, need[i].op)) {
+            fprintf(stderr, "lb: this kernel's io_uring lacks the %s operation; lb needs "
+                            "Linux 6.0 or later (uname -r)\n", need[i].name);
+            rc = -EOPNOTSUPP;
+        }
+    }
+    /* Multishot accept and recv, and provided buffer rings, arrived in 5.19 and 6.0 and
+     * cannot be probed by opcode: check the version. */
+    struct utsname u;
+    int major = 0, minor = 0;
+    if (uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 && major < 6) {
+        fprintf(stderr, "lb: kernel %s is too old: lb needs Linux 6.0 or later for "
+                        "multishot accept/recv and buffer rings\n", u.release);
+        rc = -EOPNOTSUPP;
+    }
+
+    /* SO_PEERNAME through uring_cmd (6.7+) gives the client address of a socket that lives
+     * only in the fixed-file table. Try it on a real connected pair. */
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int cs = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    if (ls >= 0 && cs >= 0 && bind(ls, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        listen(ls, 1) == 0 && getsockname(ls, (struct sockaddr *)&a, &al) == 0 &&
+        connect(cs, (struct sockaddr *)&a, sizeof(a)) == 0) {
+        struct sockaddr_in peer = {0};
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_rw(IORING_OP_URING_CMD, sqe, cs, NULL, 0, 0);
+        sqe->cmd_op = 2; /* SOCKET_URING_OP_GETSOCKOPT */
+        sqe->addr = (uint64_t)SOL_SOCKET | (uint64_t)SO_PEERNAME << 32;
+        sqe->addr3 = (uint64_t)(uintptr_t)&peer;
+        sqe->file_index = sizeof(peer);
+        struct io_uring_cqe *cqe;
+        if (io_uring_submit_and_wait(&ring, 1) >= 0 && io_uring_peek_cqe(&ring, &cqe) == 0) {
+            rt->has_peername = cqe->res > 0 && peer.sin_family == AF_INET;
+            io_uring_cqe_seen(&ring, cqe);
+        }
+    }
+    if (ls >= 0)
+        close(ls);
+    if (cs >= 0)
+        close(cs);
+    if (p)
+        io_uring_free_probe(p);
+    io_uring_queue_exit(&ring);
+    return rc;
+}
+
+static int open_listener(const struct conf_listener *l)
+{
+    int fd = socket(l->bind.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* TCP_NODELAY is inherited by accepted sockets, which exist only in the fixed-file
+     * table and so cannot be given socket options one by one. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &(int){1}, sizeof(int)) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int)) < 0 ||
+        bind(fd, (const struct sockaddr *)&l->bind.ss, l->bind.len) < 0 ||
+        listen(fd, 4096) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+/* Fixed-file tables count against RLIMIT_NOFILE (each register call is checked against
+ * it), so lift the limit as far as allowed; returns the soft limit in force. */
+static uint64_t raise_nofile(uint64_t want)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) < 0)
+        return 1024;
+    if (r.rlim_cur >= want)
+        return r.rlim_cur;
+    struct rlimit nr = {.rlim_cur = want, .rlim_max = want > r.rlim_max ? want : r.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &nr) == 0) /* root may raise the hard limit too */
+        return want;
+    r.rlim_cur = r.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &r) == 0)
+        return r.rlim_max;
+    getrlimit(RLIMIT_NOFILE, &r);
+    return r.rlim_cur;
+}
+
+static void runtime_free(struct lb_runtime *rt)
+{
+    /* First: the health thread writes into the clusters freed below. */
+    lb_health_free(rt);
+    if (rt->workers)
+        for (uint32_t i = 0; i < rt->nworkers_built; i++)
+            io_worker_destroy(&rt->workers[i]);
+    free(rt->threads);
+    free(rt->workers);
+    if (rt->listen_fds) {
+        for (uint32_t i = 0; i < rt->nworkers; i++) {
+            for (size_t j = 0; rt->listen_fds[i] && j < rt->conf->nlisteners; j++)
+                if (rt->listen_fds[i][j] >= 0)
+                    close(rt->listen_fds[i][j]);
+            free(rt->listen_fds[i]);
+        }
+        free(rt->listen_fds);
+    }
+    if (rt->clusters)
+        for (size_t i = 0; i < rt->nclusters_built; i++)
+            cl_cluster_destroy(&rt->clusters[i]);
+    free(rt->clusters);
+    free(rt->lstats);
+    if (rt->access_fd > STDERR_FILENO)
+        close(rt->access_fd);
+    for (size_t i = 0; i < rt->nsnap_slots; i++)
+        snap_slot_destroy(&rt->snap_slots[i]);
+    free(rt->snap_slots);
+    conf_free(rt->conf);
+}
+
+/* Listening socket of @prev's worker @wi for an address like @l's, or -1. */
+static int prev_listen_fd(const struct lb_runtime *prev, uint32_t wi, const struct conf_listener *l)
+{
+    if (!prev || wi >= prev->nworkers || !prev->workers)
+        return -1;
+    const struct io_worker *pw = &prev->workers[wi];
+    for (uint32_t j = 0; j < pw->nls; j++) {
+        const struct conf_listener *o = pw->ls[j].cf;
+        if (pw->ls[j].fd >= 0 && o->bind.len == l->bind.len &&
+            !memcmp(&o->bind.ss, &l->bind.ss, l->bind.len))
+            return pw->ls[j].fd;
+    }
+    return -1;
+}
+
+/* Carries what the running generation knows of a server into the new one, for servers whose
+ * cluster, name and address did not change: health and drain state, operator weight,
+ * counters. Ejections are not carried: passive detection starts over. */
+static void carry_state(struct lb_runtime *rt, const struct lb_runtime *prev)
+{
+    for (size_t ci = 0; ci < rt->conf->nclusters; ci++) {
+        const char *cname = rt->conf->clusters[ci].name;
+        int pci = conf_cluster_find(prev->conf, cname);
+        if (pci < 0)
+            continue;
+        struct cl_cluster *pc = &prev->clusters[pci];
+        struct cl_cluster *nc = &rt->clusters[ci];
+        bool reweigh = false;
+        for (uint32_t si = 0; si < nc->n; si++) {
+            struct cl_server *ns = &nc->servers[si];
+            for (uint32_t k = 0; k < pc->n; k++) {
+                struct cl_server *ps = &pc->servers[k];
+                if (strcmp(ps->cf->name, ns->cf->name) || strcmp(ps->cf->addr.text, ns->cf->addr.text))
+                    continue;
+                cl_server_carry(ns, ps);
+                if (atomic_load(&ns->op_weight))
+                    reweigh = true;
+                if ((atomic_load(&ns->flags) & CL_SRV_F_DOWN) &&
+                    !hc_seed_down(rt->hc, (uint32_t)ci, si))
+                    atomic_fetch_and(&ns->flags, ~(uint32_t)CL_SRV_F_DOWN);
+                break;
+            }
+        }
+        /* Operator weights carried into a hash cluster: its tables must hold them. */
+        if (reweigh)
+            cl_cluster_reweigh(nc, NULL);
+    }
+}
+
+/*
+ * Builds one generation from @c (taken, freed on failure): clusters, snapshot sets,
+ * listening sockets (the running generation's own socket for an address it already has, so
+ * nothing queued on it is lost), health checker and workers, none started. NULL with a
+ * message in @err on failure.
+ */
+static struct lb_runtime *rt_build(struct conf *c, const char *file, const struct lb_runtime *tmpl,
+                                   const struct lb_runtime *prev, struct lb_err *err)
+{
+    struct lb_runtime *rt = calloc(1, sizeof(*rt));
+    if (!rt) {
+        conf_free(c);
+        lb_err_set(err, "out of memory");
+        return NULL;
+    }
+    rt->conf = c;
+    rt->access_fd = -1;
+    rt->ring_flags = tmpl->ring_flags;
+    rt->has_peername = tmpl->has_peername;
+    rt->file = file;
+
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        const struct conf_listener *l = &c->listeners[i];
+        if (l->tls.enabled) {
+            lb_err_set(err, "%s: listener %s: tls is not built yet in this version", file,
+                       l->name);
+            goto fail;
+        }
+        for (size_t j = 0; j < l->nroutes; j++) {
+            const struct conf_route *r = &l->routes[j];
+            if (r->action == CONF_ACT_ENQUEUE) {
+                lb_err_set(err, "%s:%u:%u: listener %s: enqueue routes (Redis) are not built "
+                           "yet in this version", file, r->pos.line, r->pos.col, l->name);
+                goto fail;
+            }
+        }
+    }
+    if (c->global.access == CONF_ACCESS_STDERR) {
+        rt->access_fd = STDERR_FILENO;
+    } else if (c->global.access == CONF_ACCESS_FILE) {
+        rt->access_fd = open(c->global.access_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (rt->access_fd < 0) {
+            lb_err_set(err, "cannot open the access log %s: %s", c->global.access_file,
+                       strerror(errno));
+            goto fail;
+        }
+    }
+
+    rt->nworkers = c->global.workers;
+    if (!rt->nworkers) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        rt->nworkers = n > 0 ? (uint32_t)n : 1;
+    }
+    rt->conns_per_worker = c->global.max_connections / rt->nworkers;
+    if (rt->conns_per_worker < 64)
+        rt->conns_per_worker = 64;
+    /* Two table entries per slot when the limit allows (an L4 connection holds two
+     * sockets). The kernel checks each ring's table against RLIMIT_NOFILE on its own. */
+    uint64_t want = (uint64_t)rt->conns_per_worker * 2;
+    uint64_t nofile = raise_nofile(want + 1024);
+    uint64_t fit = nofile > 1024 + 128 ? nofile - 1024 : 128;
+    rt->files_per_worker = (uint32_t)(want < fit ? want : fit);
+    if (want > fit && !prev)
+        lb_warn("open file limit below two sockets per connection: the fixed-file table is "
+                "smaller; accepts pause when it is full", "nofile=%lu files_per_worker=%u "
+                "max_connections=%u hint=\"raise ulimit -n (hard limit)\"",
+                (unsigned long)nofile, rt->files_per_worker,
+                rt->conns_per_worker * rt->nworkers);
+
+    /* Snapshot sets: loaded whole before anything listens, so a broken directory stops the
+     * start (or the reload) with the file named, not a worker at its first request. */
+    rt->snap_slots = calloc(c->nstatics ? c->nstatics : 1, sizeof(*rt->snap_slots));
+    if (!rt->snap_slots)
+        goto nomem;
+    for (size_t i = 0; i < c->nstatics; i++) {
+        snap_slot_init(&rt->snap_slots[i]);
+        rt->nsnap_slots = i + 1;
+        struct snap_set *set = NULL;
+        struct lb_err e = {{0}};
+        if (snap_set_load(&c->statics[i], &set, &e) < 0) {
+            lb_err_set(err, "%s:%u:%u: %s", file, c->statics[i].pos.line, c->statics[i].pos.col,
+                       e.msg);
+            goto fail;
+        }
+        struct snap_stats st;
+        snap_set_stats(set, &st);
+        lb_info("snapshots loaded", "set=%s files=%lu bytes=%lu memory=%lu", c->statics[i].name,
+                (unsigned long)st.files, (unsigned long)st.body_bytes,
+                (unsigned long)st.memory_bytes);
+        snap_slot_publish(&rt->snap_slots[i], set);
+    }
+
+    rt->clusters = calloc(c->nclusters ? c->nclusters : 1, sizeof(*rt->clusters));
+    if (!rt->clusters)
+        goto nomem;
+    for (size_t i = 0; i < c->nclusters; i++) {
+        struct lb_err e = {{0}};
+        if (cl_cluster_init(&rt->clusters[i], &c->clusters[i], &e) < 0) {
+            lb_err_set(err, "%s: %s", file, e.msg);
+            goto fail;
+        }
+        rt->nclusters_built = i + 1;
+        if (cl_cluster_stats_init(&rt->clusters[i], (uint32_t)c->nlisteners) < 0)
+            goto nomem;
+    }
+    rt->lstats = calloc(c->nlisteners ? c->nlisteners : 1, sizeof(*rt->lstats));
+    if (!rt->lstats)
+        goto nomem;
+
+    rt->listen_fds = calloc(rt->nworkers, sizeof(*rt->listen_fds));
+    if (!rt->listen_fds)
+        goto nomem;
+    for (uint32_t wi = 0; wi < rt->nworkers; wi++) {
+        rt->listen_fds[wi] = malloc((c->nlisteners ? c->nlisteners : 1) * sizeof(int));
+        if (!rt->listen_fds[wi])
+            goto nomem;
+        for (size_t j = 0; j < c->nlisteners; j++)
+            rt->listen_fds[wi][j] = -1;
+        for (size_t j = 0; j < c->nlisteners; j++) {
+            /* The same socket (a dup of it), not a new one: connections waiting in its
+             * queue are accepted by whichever generation asks first, none is refused. */
+            int old = prev_listen_fd(prev, wi, &c->listeners[j]);
+            int fd = old >= 0 ? fcntl(old, F_DUPFD_CLOEXEC, 0) : open_listener(&c->listeners[j]);
+            if (old >= 0 && fd < 0)
+                fd = -errno;
+            if (fd < 0) {
+                lb_err_set(err, "listener %s: cannot listen on %s: %s", c->listeners[j].name,
+                           c->listeners[j].bind.text, strerror(-fd));
+                goto fail;
+            }
+            rt->listen_fds[wi][j] = fd;
+        }
+    }
+
+    if (lb_health_init(rt, err) < 0)
+        goto fail;
+    if (prev)
+        carry_state(rt, prev);
+
+    rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
+    rt->threads = calloc(rt->nworkers, sizeof(*rt->threads));
+    if (!rt->workers || !rt->threads)
+        goto nomem;
+    for (uint32_t wi = 0; wi < rt->nworkers; wi++) {
+        if (io_worker_init(&rt->workers[wi], rt, (int)wi, err) < 0)
+            goto fail;
+        rt->nworkers_built = wi + 1;
+        /* The worker owns its listening sockets from here on. */
+        for (size_t j = 0; j < c->nlisteners; j++)
+            rt->listen_fds[wi][j] = -1;
+    }
+    return rt;
+nomem:
+    lb_err_set(err, "out of memory");
+fail:
+    runtime_free(rt);
+    free(rt);
+    return NULL;
+}
+
+/* Starts the workers and the health thread. Signals must be blocked already. */
+static int rt_start(struct lb_runtime *rt, struct lb_err *err)
+{
+    for (; rt->started < rt->nworkers; rt->started++) {
+        if (pthread_create(&rt->threads[rt->started], NULL, io_worker_main,
+                           &rt->workers[rt->started])) {
+            lb_err_set(err, "cannot start worker %u", rt->started);
+            atomic_store(&rt->stop, 2);
+            return -EAGAIN;
+        }
+    }
+    lb_info("lb started", "config=%s workers=%u max_connections=%u listeners=%zu", rt->file,
+            rt->nworkers, rt->conns_per_worker * rt->nworkers, rt->conf->nlisteners);
+    /* After the workers, with signals blocked: the health thread must not take them. */
+    if (lb_health_start(rt, err) < 0) {
+        atomic_store(&rt->stop, 2);
+        return -EAGAIN;
+    }
+    return 0;
+}
+
+/* True once every worker of a stopping generation has finished (joins them). */
+static bool rt_reap(struct lb_runtime *rt)
+{
+    for (uint32_t i = 0; i < rt->started; i++) {
+        if (!rt->threads[i])
+            continue;
+        if (pthread_tryjoin_np(rt->threads[i], NULL) != 0)
+            return false;
+        rt->threads[i] = 0;
+    }
+    return true;
+}
+
+static void rt_destroy(struct lb_runtime *rt)
+{
+    for (uint32_t i = 0; i < rt->started; i++)
+        if (rt->threads[i])
+            pthread_join(rt->threads[i], NULL);
+    runtime_free(rt);
+    free(rt);
+}
+
+#define CL_MAX_DRAINING 16
+
+/*
+ * SIGHUP (lbctl reload raises it): a new generation from the file, built and checked whole
+ * before anything changes. On any error the running generation stays and the reason is
+ * logged. Otherwise the new one starts (on the same listening sockets where addresses did
+ * not change), then the old one stops accepting and finishes its connections, bounded by
+ * global.shutdown_timeout. Returns the generation now running.
+ */
+static struct lb_runtime *reload(struct lb_runtime *cur, struct admin **admin,
+                                 struct lb_runtime **draining, size_t *ndraining)
+{
+    const char *file = cur->file;
+    struct conf_diags *d = calloc(1, sizeof(*d));
+    if (!d) {
+        lb_error("reload failed: out of memory; the running configuration stays", "");
+        return cur;
+    }
+    struct conf *c = conf_load(file, d);
+    if (!c) {
+        lb_error("reload failed: the configuration has errors; the running one stays",
+                 "config=%s errors=%zu", file, d->n + d->dropped);
+        conf_diags_print(d, file, stderr);
+        free(d);
+        return cur;
+    }
+    free(d);
+    if (*ndraining >= CL_MAX_DRAINING) {
+        lb_error("reload refused: too many generations still draining", "draining=%zu",
+                 *ndraining);
+        conf_free(c);
+        return cur;
+    }
+    struct lb_err err = {{0}};
+    struct lb_runtime *rt = rt_build(c, file, cur, cur, &err);
+    if (!rt) {
+        lb_error("reload failed; the running configuration stays", "err=\"%s\"", err.msg);
+        return cur;
+    }
+    /* The admin socket follows the new generation (its state file re-applies drains). */
+    admin_stop(*admin);
+    *admin = admin_start(rt, &err);
+    if (!*admin)
+        lb_error("admin socket not restarted after reload", "err=\"%s\"", err.msg);
+    /* The old health thread stops first: only the new one may change server state now.
+     * Its memory stays until the old workers are gone: they still report to it. */
+    hc_stop(cur->hc);
+    if (rt_start(rt, &err) < 0) {
+        lb_error("reload: the new generation failed to start; stopping", "err=\"%s\"", err.msg);
+        atomic_store(&cur->stop, 2);
+        draining[(*ndraining)++] = cur;
+        return rt;
+    }
+    atomic_store(&cur->stop, 1);
+    draining[(*ndraining)++] = cur;
+    lb_info("reloaded: the previous generation drains", "draining=%zu", *ndraining);
+    return rt;
+}
+
+int lb_proxy_run(struct conf *c, const char *file)
+{
+    struct lb_runtime probe = {0};
+    struct lb_err err = {{0}};
+    int rc = 1;
+    struct admin *admin = NULL;
+    struct lb_runtime *rt = NULL;
+    struct lb_runtime *draining[CL_MAX_DRAINING];
+    size_t ndraining = 0;
+
+    lb_log_level = c->global.log_level;
+    if (probe_uring(&probe) < 0) {
+        conf_free(c);
+        return 1;
+    }
+    if (!probe.has_peername)
+        lb_warn("kernel lacks uring_cmd getsockopt (Linux < 6.7): client addresses unknown, "
+                "client_ip hashing sends every client to one server", "");
+
+    /* Workers inherit a full signal mask; only this thread takes signals. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    rt = rt_build(c, file, &probe, NULL, &err);
+    if (!rt) {
+        fprintf(stderr, "lb: %s\n", err.msg);
+        return 1;
+    }
+    /* Before the workers: another lb answering on the admin socket most likely holds our
+     * addresses too, and a drain restored from the state file must hold from the first
+     * connection. */
+    admin = admin_start(rt, &err);
+    if (!admin) {
+        fprintf(stderr, "lb: %s\n", err.msg);
+        goto out;
+    }
+    if (rt_start(rt, &err) < 0)
+        lb_error("cannot start: stopping", "err=\"%s\"", err.msg);
+
+    struct timespec tmo = {.tv_sec = 0, .tv_nsec = 200 * 1000000L};
+    while (!atomic_load(&rt->stop)) {
+        siginfo_t si;
+        int sig = sigtimedwait(&set, &si, &tmo);
+        if (sig == SIGTERM || sig == SIGINT) {
+            lb_info("signal received: stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+            atomic_store(&rt->stop, 1);
+        } else if (sig == SIGHUP) {
+            lb_info("SIGHUP: reloading", "config=%s from_pid=%d", file, (int)si.si_pid);
+            rt = reload(rt, &admin, draining, &ndraining);
+        }
+        for (size_t i = 0; i < ndraining;) {
+            if (rt_reap(draining[i])) {
+                lb_info("previous generation finished draining", "");
+                rt_destroy(draining[i]);
+                draining[i] = draining[--ndraining];
+            } else {
+                i++;
+            }
+        }
+    }
+    for (size_t i = 0; i < ndraining; i++) {
+        if (atomic_load(&draining[i]->stop) == 0)
+            atomic_store(&draining[i]->stop, 1);
+    }
+    for (uint32_t i = 0; i < rt->started; i++) {
+        pthread_join(rt->threads[i], NULL);
+        rt->threads[i] = 0;
+    }
+    rc = atomic_load(&rt->stop) == 1 ? 0 : 1;
+    for (size_t i = 0; i < ndraining; i++)
+        rt_destroy(draining[i]);
+    ndraining = 0;
+    lb_info("lb stopped", "exit=%d", rc);
+out:
+    admin_stop(admin);
+    for (size_t i = 0; i < ndraining; i++)
+        rt_destroy(draining[i]);
+    rt_destroy(rt);
+    return rc;
+}

@@ -1,0 +1,610 @@
+/*
+ * The metrics endpoint's answers: the Prometheus text, the /stats JSON, the status page and
+ * the request line parser. No sockets here (lb/metrics/http.c); see metrics.h.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lb/admin/admin.h"
+#include "lb/metrics/metrics.h"
+#include "lb/core/runtime.h"
+#include "lb/io/worker.h"
+
+#ifndef LB_VERSION
+#define LB_VERSION "0.1-dev"
+#endif
+
+/* ---- Prometheus text ------------------------------------------------------------------- */
+
+void metrics_label_value(struct lb_jbuf *out, const char *s, size_t len)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *esc = s[i] == '\\'   ? "\\\\"
+                          : s[i] == '"'  ? "\\\""
+                          : s[i] == '\n' ? "\\n"
+                                         : NULL;
+        if (!esc)
+            continue;
+        lb_jbuf_printf(out, "%.*s%s", (int)(i - start), s + start, esc);
+        start = i + 1;
+    }
+    lb_jbuf_printf(out, "%.*s", (int)(len - start), s + start);
+}
+
+struct label {
+    const char *k, *v;
+};
+
+static void family(struct lb_jbuf *o, const char *name, const char *type, const char *help)
+{
+    /* HELP text needs \\ and \n escaped; ours is fixed ASCII prose without either. */
+    lb_jbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void labels(struct lb_jbuf *o, const struct label *l, size_t n)
+{
+    if (!n)
+        return;
+    lb_jbuf_printf(o, "{");
+    for (size_t i = 0; i < n; i++) {
+        lb_jbuf_printf(o, "%s%s=\"", i ? "," : "", l[i].k);
+        metrics_label_value(o, l[i].v, strlen(l[i].v));
+        lb_jbuf_printf(o, "\"");
+    }
+    lb_jbuf_printf(o, "}");
+}
+
+static void sample_u64(struct lb_jbuf *o, const char *name, const struct label *l, size_t n,
+                       uint64_t v)
+{
+    lb_jbuf_printf(o, "%s", name);
+    labels(o, l, n);
+    lb_jbuf_printf(o, " %llu\n", (unsigned long long)v);
+}
+
+static void sample_f(struct lb_jbuf *o, const char *name, const struct label *l, size_t n, double v)
+{
+    lb_jbuf_printf(o, "%s", name);
+    labels(o, l, n);
+    lb_jbuf_printf(o, " %.9g\n", v);
+}
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define NL(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const code_names[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+/* Whether requests on http listener @l can reach cluster @ci (a route to it, or a static
+ * route whose set falls back to it): then its lb_requests_total series exist from the start
+ * at 0, as Prometheus prefers, instead of appearing with the first response. */
+static bool reaches(const struct conf *cf, const struct conf_listener *l, size_t ci)
+{
+    if (l->protocol != CONF_PROTO_HTTP)
+        return false;
+    for (size_t r = 0; r < l->nroutes; r++) {
+        const struct conf_route *rt = &l->routes[r];
+        if (rt->action == CONF_ACT_CLUSTER && rt->target_idx == (int)ci)
+            return true;
+        if (rt->action == CONF_ACT_STATIC && rt->target_idx >= 0 &&
+            (size_t)rt->target_idx < cf->nstatics &&
+            cf->statics[rt->target_idx].fallback_idx == (int)ci)
+            return true;
+    }
+    return false;
+}
+
+static void prom_process(struct lb_runtime *rt, struct lb_jbuf *o)
+{
+    family(o, "lb_build_info", "gauge", "Always 1; the labels say which lb this is.");
+    sample_u64(o, "lb_build_info", (struct label[]){{"version", LB_VERSION}}, 1, 1);
+    family(o, "lb_workers", "gauge", "Worker threads, each with its own io_uring ring.");
+    sample_u64(o, "lb_workers", NULL, 0, rt->nworkers);
+    family(o, "lb_connections_active", "gauge",
+           "Connection slots in use per worker: client connections and L7 backend connections.");
+    for (uint32_t i = 0; rt->workers && i < rt->nworkers; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "%u", i);
+        sample_u64(o, "lb_connections_active", (struct label[]){{"worker", id}}, 1,
+                   LOAD(rt->workers[i].conns_open));
+    }
+    family(o, "lb_connections_max", "gauge", "Connection slots per worker (max_connections).");
+    sample_u64(o, "lb_connections_max", NULL, 0, rt->conns_per_worker);
+}
+
+static void prom_listeners(struct lb_runtime *rt, struct lb_jbuf *o)
+{
+    const struct conf *cf = rt->conf;
+    if (!rt->lstats || !cf->nlisteners)
+        return;
+    family(o, "lb_listener_connections_total", "counter", "Client connections accepted.");
+    for (size_t i = 0; i < cf->nlisteners; i++)
+        sample_u64(o, "lb_listener_connections_total",
+                   (struct label[]){{"listener", cf->listeners[i].name},
+                                    {"protocol", conf_protocol_name(cf->listeners[i].protocol)}},
+                   2, LOAD(rt->lstats[i].accepted));
+    family(o, "lb_listener_connections_active", "gauge", "Client connections open.");
+    for (size_t i = 0; i < cf->nlisteners; i++)
+        sample_u64(o, "lb_listener_connections_active",
+                   (struct label[]){{"listener", cf->listeners[i].name},
+                                    {"protocol", conf_protocol_name(cf->listeners[i].protocol)}},
+                   2, LOAD(rt->lstats[i].active));
+    family(o, "lb_listener_responses_total", "counter",
+           "HTTP responses sent to clients by status class, lb's own answers included.");
+    for (size_t i = 0; i < cf->nlisteners; i++) {
+        if (cf->listeners[i].protocol != CONF_PROTO_HTTP)
+            continue;
+        for (int k = 0; k < 5; k++)
+            sample_u64(
+                o, "lb_listener_responses_total",
+                (struct label[]){{"listener", cf->listeners[i].name}, {"code", code_names[k]}}, 2,
+                LOAD(rt->lstats[i].resp[k]));
+    }
+}
+
+static void prom_requests(struct lb_runtime *rt, struct lb_jbuf *o)
+{
+    const struct conf *cf = rt->conf;
+    family(o, "lb_requests_total", "counter",
+           "HTTP requests answered by a server, by listener and response status class.");
+    for (size_t ci = 0; ci < cf->nclusters; ci++) {
+        for (uint32_t si = 0; si < rt->clusters[ci].n; si++) {
+            const struct cl_server *s = &rt->clusters[ci].servers[si];
+            for (size_t li = 0; li < cf->nlisteners; li++) {
+                uint64_t v[5] = {0}, any = 0;
+                for (int k = 0; s->resp_by_listener && li < s->nlisteners && k < 5; k++)
+                    any |= v[k] = LOAD(s->resp_by_listener[li][k]);
+                if (!any && !reaches(cf, &cf->listeners[li], ci))
+                    continue;
+                for (int k = 0; k < 5; k++)
+                    sample_u64(o, "lb_requests_total",
+                               (struct label[]){{"listener", cf->listeners[li].name},
+                                                {"cluster", cf->clusters[ci].name},
+                                                {"server", s->cf->name},
+                                                {"code", code_names[k]}},
+                               4, v[k]);
+            }
+        }
+    }
+}
+
+/* The per-server families with one plain value each, in the order they are written. */
+enum srv_field {
+    F_PICKS,
+    F_ACTIVE,
+    F_BYTES_IN,
+    F_BYTES_OUT,
+    F_CONNECT_ERRORS,
+    F_RETRIES,
+    F_UP,
+    F_WEIGHT,
+    F_CONFIG_WEIGHT,
+};
+
+static const struct {
+    const char *name, *type, *help;
+    enum srv_field field;
+} srv_families[] = {
+    {"lb_server_picks_total", "counter",
+     "Times the balancer chose the server (connections for tcp, requests for http).", F_PICKS},
+    {"lb_server_active", "gauge", "Connections (tcp) or requests (http) in flight on the server.",
+     F_ACTIVE},
+    {"lb_server_received_bytes_total", "counter", "Bytes received from the server.", F_BYTES_IN},
+    {"lb_server_sent_bytes_total", "counter", "Bytes sent to the server.", F_BYTES_OUT},
+    {"lb_server_connect_errors_total", "counter",
+     "Connections to the server that failed or timed out.", F_CONNECT_ERRORS},
+    {"lb_server_retries_total", "counter",
+     "Requests that failed on the server and were sent again.", F_RETRIES},
+    {"lb_server_up", "gauge",
+     "1 unless health checks took the server down or passive detection ejected it.", F_UP},
+    {"lb_server_weight", "gauge", "Effective weight (operator weight, slow start).", F_WEIGHT},
+    {"lb_server_config_weight", "gauge", "Weight in the configuration file.", F_CONFIG_WEIGHT},
+};
+
+static uint64_t srv_value(const struct cl_server *s, enum srv_field f)
+{
+    switch (f) {
+    case F_PICKS:
+        return LOAD(s->picks);
+    case F_ACTIVE:
+        return LOAD(s->active);
+    case F_BYTES_IN:
+        return LOAD(s->bytes_in);
+    case F_BYTES_OUT:
+        return LOAD(s->bytes_out);
+    case F_CONNECT_ERRORS:
+        return LOAD(s->connect_failures);
+    case F_RETRIES:
+        return LOAD(s->retries);
+    case F_UP:
+        return !(LOAD(s->flags) & (CL_SRV_F_DOWN | CL_SRV_F_EJECTED));
+    case F_WEIGHT:
+        return LOAD(s->weight);
+    case F_CONFIG_WEIGHT:
+        return s->cf->weight;
+    }
+    return 0;
+}
+
+static void prom_servers(struct lb_runtime *rt, struct lb_jbuf *o)
+{
+    static const char *const states[] = {"up", "backup", "draining", "down", "ejected"};
+    const struct conf *cf = rt->conf;
+
+    for (size_t fi = 0; fi < NL(srv_families); fi++) {
+        family(o, srv_families[fi].name, srv_families[fi].type, srv_families[fi].help);
+        for (size_t ci = 0; ci < cf->nclusters; ci++) {
+            for (uint32_t si = 0; si < rt->clusters[ci].n; si++) {
+                const struct cl_server *s = &rt->clusters[ci].servers[si];
+                struct label l[] = {{"cluster", cf->clusters[ci].name}, {"server", s->cf->name}};
+                sample_u64(o, srv_families[fi].name, l, 2, srv_value(s, srv_families[fi].field));
+            }
+        }
+    }
+
+    family(o, "lb_server_state", "gauge",
+           "1 for the state the server is in: draining wins over down, down over ejected.");
+    for (size_t ci = 0; ci < cf->nclusters; ci++) {
+        for (uint32_t si = 0; si < rt->clusters[ci].n; si++) {
+            const struct cl_server *s = &rt->clusters[ci].servers[si];
+            const char *cur = cl_server_state(s);
+            for (size_t k = 0; k < NL(states); k++) {
+                struct label l[] = {{"cluster", cf->clusters[ci].name},
+                                    {"server", s->cf->name},
+                                    {"state", states[k]}};
+                sample_u64(o, "lb_server_state", l, 3, !strcmp(cur, states[k]));
+            }
+        }
+    }
+
+    /* Health check results exist only for servers that have been probed. */
+    family(o, "lb_server_check_success", "gauge",
+           "1 if the last active health check passed, 0 if it failed.");
+    for (size_t ci = 0; ci < cf->nclusters; ci++) {
+        for (uint32_t si = 0; si < rt->clusters[ci].n; si++) {
+            const struct cl_server *s = &rt->clusters[ci].servers[si];
+            uint32_t pr = LOAD(s->probe_result);
+            struct label l[] = {{"cluster", cf->clusters[ci].name}, {"server", s->cf->name}};
+            if (pr != CL_PROBE_NONE)
+                sample_u64(o, "lb_server_check_success", l, 2, pr == CL_PROBE_OK);
+        }
+    }
+    family(o, "lb_server_check_duration_seconds", "gauge", "How long the last health check took.");
+    for (size_t ci = 0; ci < cf->nclusters; ci++) {
+        for (uint32_t si = 0; si < rt->clusters[ci].n; si++) {
+            const struct cl_server *s = &rt->clusters[ci].servers[si];
+            struct label l[] = {{"cluster", cf->clusters[ci].name}, {"server", s->cf->name}};
+            if (LOAD(s->probe_result) != CL_PROBE_NONE)
+                sample_f(o, "lb_server_check_duration_seconds", l, 2,
+                         LOAD(s->probe_latency_us) / 1e6);
+        }
+    }
+}
+
+/* Reads a cluster's histogram once: the cumulative counts and _count come from the same
+ * reads, so that +Inf equals _count even while workers keep adding. */
+static uint64_t latency_read(const struct cl_latency *h, uint64_t cum[CL_LAT_NBUCKETS + 1])
+{
+    uint64_t total = 0;
+    for (int i = 0; i <= CL_LAT_NBUCKETS; i++) {
+        total += LOAD(h->bucket[i]);
+        cum[i] = total;
+    }
+    return total;
+}
+
+static void prom_latency(struct lb_runtime *rt, struct lb_jbuf *o)
+{
+    const char *name = "lb_request_duration_seconds";
+    family(o, name, "histogram",
+           "HTTP requests answered by the cluster's servers: first request byte to last "
+           "response byte.");
+    for (size_t ci = 0; ci < rt->conf->nclusters; ci++) {
+        const char *cn = rt->conf->clusters[ci].name;
+        uint64_t cum[CL_LAT_NBUCKETS + 1];
+        uint64_t count = latency_read(&rt->clusters[ci].latency, cum);
+        for (int i = 0; i <= CL_LAT_NBUCKETS; i++) {
+            char le[32];
+            if (i < CL_LAT_NBUCKETS)
+                snprintf(le, sizeof(le), "%g", cl_lat_bounds_us[i] / 1e6);
+            else
+                snprintf(le, sizeof(le), "+Inf");
+            sample_u64(o, "lb_request_duration_seconds_bucket",
+                       (struct label[]){{"cluster", cn}, {"le", le}}, 2, cum[i]);
+        }
+        sample_f(o, "lb_request_duration_seconds_sum", (struct label[]){{"cluster", cn}}, 1,
+                 LOAD(rt->clusters[ci].latency.sum_us) / 1e6);
+        sample_u64(o, "lb_request_duration_seconds_count", (struct label[]){{"cluster", cn}}, 1,
+                   count);
+    }
+}
+
+void metrics_prom(struct lb_runtime *rt, struct lb_jbuf *out)
+{
+    prom_process(rt, out);
+    prom_listeners(rt, out);
+    prom_requests(rt, out);
+    prom_servers(rt, out);
+    prom_latency(rt, out);
+}
+
+/* ---- JSON ------------------------------------------------------------------------------ */
+
+static void jstr(struct lb_jbuf *o, const char *s)
+{
+    lb_jbuf_str(o, s, strlen(s));
+}
+
+void metrics_json(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out)
+{
+    const struct conf *cf = rt->conf;
+    lb_jbuf_printf(out, "{\"ok\":true,\"version\":\"%s\",\"workers\":[", LB_VERSION);
+    for (uint32_t i = 0; rt->workers && i < rt->nworkers; i++)
+        lb_jbuf_printf(out, "%s{\"id\":%u,\"connections\":%u}", i ? "," : "", i,
+                       LOAD(rt->workers[i].conns_open));
+    lb_jbuf_printf(out, "],\"listeners\":[");
+    for (size_t i = 0; i < cf->nlisteners; i++) {
+        const struct conf_listener *l = &cf->listeners[i];
+        lb_jbuf_printf(out, "%s{\"name\":", i ? "," : "");
+        jstr(out, l->name);
+        lb_jbuf_printf(out, ",\"bind\":");
+        jstr(out, l->bind.text);
+        lb_jbuf_printf(out, ",\"protocol\":\"%s\"", conf_protocol_name(l->protocol));
+        if (rt->lstats) {
+            const struct metrics_listener_stats *ls = &rt->lstats[i];
+            lb_jbuf_printf(out, ",\"accepted\":%llu,\"active\":%u,\"responses\":{",
+                           (unsigned long long)LOAD(ls->accepted), LOAD(ls->active));
+            for (int k = 0; k < 5; k++)
+                lb_jbuf_printf(out, "%s\"%s\":%llu", k ? "," : "", code_names[k],
+                               (unsigned long long)LOAD(ls->resp[k]));
+            lb_jbuf_printf(out, "}");
+        }
+        lb_jbuf_printf(out, "}");
+    }
+    lb_jbuf_printf(out, "],");
+    admin_status_clusters(rt, rates, out);
+    lb_jbuf_printf(out, ",\"latency\":[");
+    for (size_t ci = 0; ci < cf->nclusters; ci++) {
+        uint64_t cum[CL_LAT_NBUCKETS + 1];
+        uint64_t count = latency_read(&rt->clusters[ci].latency, cum);
+        lb_jbuf_printf(out, "%s{\"cluster\":", ci ? "," : "");
+        jstr(out, cf->clusters[ci].name);
+        lb_jbuf_printf(out, ",\"count\":%llu,\"sum_ms\":%.3f,\"buckets_ms\":[",
+                       (unsigned long long)count, LOAD(rt->clusters[ci].latency.sum_us) / 1000.0);
+        for (int i = 0; i < CL_LAT_NBUCKETS; i++)
+            lb_jbuf_printf(out, "%s[%g,%llu]", i ? "," : "", cl_lat_bounds_us[i] / 1000.0,
+                           (unsigned long long)cum[i]);
+        lb_jbuf_printf(out, "]}");
+    }
+    lb_jbuf_printf(out, "],\"snapshots\":[");
+    for (size_t i = 0; i < rt->nsnap_slots && i < cf->nstatics; i++) {
+        lb_jbuf_printf(out, "%s{\"name\":", i ? "," : "");
+        jstr(out, cf->statics[i].name);
+        struct snap_set *set = snap_slot_get(&rt->snap_slots[i]);
+        lb_jbuf_printf(out, ",\"generation\":%llu",
+                       (unsigned long long)snap_slot_gen(&rt->snap_slots[i]));
+        if (set) {
+            struct snap_stats st;
+            snap_set_stats(set, &st);
+            snap_set_unref(set);
+            lb_jbuf_printf(out,
+                           ",\"files\":%llu,\"gzip\":%llu,\"body_bytes\":%llu,"
+                           "\"memory_bytes\":%llu,\"skipped\":%llu",
+                           (unsigned long long)st.files, (unsigned long long)st.gzip,
+                           (unsigned long long)st.body_bytes, (unsigned long long)st.memory_bytes,
+                           (unsigned long long)st.skipped);
+        }
+        lb_jbuf_printf(out, "}");
+    }
+    lb_jbuf_printf(out, "]}");
+}
+
+/* ---- status page ----------------------------------------------------------------------- */
+
+/* The page renders the JSON embedded in it at once, then fetches /stats every 2 s. Single
+ * quotes throughout keep the C string readable. */
+static const char page_head[] =
+    "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>\n"
+    "<meta name='viewport' content='width=device-width,initial-scale=1'>\n"
+    "<title>lb status</title>\n<style>\n"
+    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\n"
+    "h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}\n"
+    "small,#upd{color:#666;font-weight:normal}\n"
+    "table{border-collapse:collapse;background:#fff;min-width:60%}\n"
+    "th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}\n"
+    "th{background:#eee}\n"
+    "td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}\n"
+    ".st{display:inline-block;padding:0 .5em;border-radius:.6em;color:#fff;font-weight:600}\n"
+    ".up{background:#2e7d32}.backup{background:#1565c0}.draining{background:#ef6c00}\n"
+    ".down{background:#c62828}.ejected{background:#6a1b9a}\n"
+    ".ok{color:#2e7d32}.fail{color:#c62828}.none{color:#999}\n"
+    "#err{color:#c62828}\n"
+    "</style></head>\n<body>\n<h1>lb status</h1><div><span id='upd'>from the page load</span> "
+    "<span id='err'></span></div>\n<div id='listeners'></div><div id='clusters'></div>\n"
+    "<script>\nvar initial = ";
+
+static const char page_tail[] =
+    ";\n"
+    "function esc(s){return String(s).replace(/[&<>\"']/g,function(c){return "
+    "'&#'+c.charCodeAt(0)+';';});}\n"
+    "function sum(o){var n=0;for(var k in o)n+=o[k];return n;}\n"
+    "function render(d){\n"
+    " var h='<h2>Listeners</h2><table><tr><th>listener</th><th>bind</th><th>protocol</th>'+\n"
+    "  '<th>connections</th><th>open</th><th>2xx</th><th>4xx</th><th>5xx</th></tr>';\n"
+    " d.listeners.forEach(function(l){var r=l.responses||{};h+='<tr><td>'+esc(l.name)+\n"
+    "  '</td><td>'+esc(l.bind)+'</td><td>'+esc(l.protocol)+'</td><td>'+(l.accepted||0)+\n"
+    "  '</td><td>'+(l.active||0)+'</td><td>'+(r['2xx']||0)+'</td><td>'+(r['4xx']||0)+\n"
+    "  '</td><td>'+(r['5xx']||0)+'</td></tr>';});\n"
+    " document.getElementById('listeners').innerHTML=h+'</table>';\n"
+    " h='';\n"
+    " d.clusters.forEach(function(c){\n"
+    "  h+='<h2>'+esc(c.name)+' <small>'+esc(c.balance)+', health check '+esc(c.health_check)+\n"
+    "   '</small></h2><table><tr><th>server</th><th>address</th><th>state</th><th>weight</th>'+\n"
+    "   '<th>active</th><th>req/s</th><th>responses</th><th>5xx</th><th>connect errors</th>'+\n"
+    "   '<th>retries</th><th>last check</th></tr>';\n"
+    "  c.servers.forEach(function(s){\n"
+    "   var w=s.weight==s.config_weight?s.weight:s.weight+' / '+s.config_weight;\n"
+    "   var chk=s.last_check=='none'?'-':s.last_check+' '+s.check_latency_ms.toFixed(1)+' ms';\n"
+    "   h+='<tr class=\"server\" data-server=\"'+esc(s.name)+'\"><td>'+esc(s.name)+'</td><td>'+\n"
+    "    esc(s.address)+'</td><td><span class=\"st '+esc(s.state)+'\">'+esc(s.state)+\n"
+    "    '</span></td><td>'+esc(w)+'</td><td>'+s.active+'</td><td>'+s.rate.toFixed(1)+\n"
+    "    '</td><td>'+sum(s.responses)+'</td><td>'+s.responses['5xx']+'</td><td>'+\n"
+    "    s.connect_failures+'</td><td>'+s.retries+'</td><td class=\"'+esc(s.last_check)+\n"
+    "    '\">'+esc(chk)+'</td></tr>';});\n"
+    "  h+='</table>';});\n"
+    " document.getElementById('clusters').innerHTML=h;\n"
+    "}\n"
+    "render(initial);\n"
+    "var fetches=0;\n"
+    "function refresh(){\n"
+    " fetch('/stats',{cache:'no-store'}).then(function(r){\n"
+    "  if(!r.ok)throw new Error('HTTP '+r.status);return r.json();\n"
+    " }).then(function(d){render(d);fetches++;document.body.setAttribute('data-fetches',fetches);\n"
+    "  document.getElementById('upd').textContent='updated '+new Date().toLocaleTimeString();\n"
+    "  document.getElementById('err').textContent='';\n"
+    " }).catch(function(e){document.getElementById('err').textContent='refresh failed: '+e;});\n"
+    "}\n"
+    "setInterval(refresh,2000);\n"
+    "</script>\n</body></html>\n";
+
+void metrics_page(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out)
+{
+    struct lb_jbuf json;
+    lb_jbuf_init(&json, out->max);
+    metrics_json(rt, rates, &json);
+    if (json.overflow) {
+        out->overflow = true;
+        lb_jbuf_free(&json);
+        return;
+    }
+    lb_jbuf_printf(out, "%s", page_head);
+    /* Inside <script>, "</" could end the element early; JSON may spell it "<\/". Names are
+     * restricted by the config, but the page should not depend on that. */
+    size_t start = 0;
+    for (size_t i = 0; i + 1 < json.len; i++) {
+        if (json.p[i] == '<' && json.p[i + 1] == '/') {
+            lb_jbuf_printf(out, "%.*s<\\", (int)(i - start), json.p + start);
+            start = i + 1;
+        }
+    }
+    lb_jbuf_printf(out, "%.*s%s", (int)(json.len - start), json.p + start, page_tail);
+    lb_jbuf_free(&json);
+}
+
+/* ---- HTTP ------------------------------------------------------------------------------ */
+
+static bool tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    }
+    return "Error";
+}
+
+static int respond(struct lb_jbuf *out, int status, const char *type, const struct lb_jbuf *body,
+                   const char *text, bool head, const char *extra)
+{
+    size_t blen = body ? body->len : strlen(text);
+    lb_jbuf_printf(out,
+                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                   "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+                   status, reason(status), type, blen, extra ? extra : "");
+    if (!head)
+        lb_jbuf_printf(out, "%.*s", (int)blen, body ? body->p : text);
+    return status;
+}
+
+static int respond_text(struct lb_jbuf *out, int status, bool head, const char *extra)
+{
+    char text[64];
+    snprintf(text, sizeof(text), "%d %s\n", status, reason(status));
+    return respond(out, status, "text/plain; charset=utf-8", NULL, text, head, extra);
+}
+
+int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char *req,
+                      size_t len, struct lb_jbuf *out)
+{
+    /* request-line = method SP request-target SP HTTP-version CRLF (RFC 9112 3); a bare LF
+     * is accepted as the line end, as 9112 2.2 allows. Only origin-form targets. */
+    const char *eol = memchr(req, '\n', len);
+    if (!eol)
+        return respond_text(out, 400, false, NULL);
+    size_t ll = (size_t)(eol - req);
+    if (ll && req[ll - 1] == '\r')
+        ll--;
+    size_t i = 0;
+    while (i < ll && tchar((unsigned char)req[i]))
+        i++;
+    size_t mlen = i;
+    if (!mlen || i >= ll || req[i] != ' ')
+        return respond_text(out, 400, false, NULL);
+    size_t tstart = ++i;
+    while (i < ll && (unsigned char)req[i] > 0x20 && (unsigned char)req[i] < 0x7f)
+        i++;
+    size_t tlen = i - tstart;
+    if (!tlen || req[tstart] != '/' || i >= ll || req[i] != ' ')
+        return respond_text(out, 400, false, NULL);
+    const char *ver = req + i + 1;
+    size_t vlen = ll - (i + 1);
+    if (vlen != 8 || memcmp(ver, "HTTP/", 5) || ver[6] != '.' || ver[5] < '0' || ver[5] > '9' ||
+        ver[7] < '0' || ver[7] > '9')
+        return respond_text(out, 400, false, NULL);
+    if (ver[5] != '1')
+        return respond_text(out, 505, false, NULL);
+
+    bool head = mlen == 4 && !memcmp(req, "HEAD", 4);
+    if (!head && !(mlen == 3 && !memcmp(req, "GET", 3)))
+        return respond_text(out, 405, false, "Allow: GET, HEAD\r\n");
+    const char *q = memchr(req + tstart, '?', tlen);
+    size_t plen = q ? (size_t)(q - (req + tstart)) : tlen;
+    const char *path = req + tstart;
+
+    struct lb_jbuf body;
+    const char *type;
+    lb_jbuf_init(&body, METRICS_ANSWER_MAX);
+    if (plen == 8 && !memcmp(path, "/metrics", 8)) {
+        type = "text/plain; version=0.0.4; charset=utf-8";
+        metrics_prom(rt, &body);
+    } else if (plen == 6 && !memcmp(path, "/stats", 6)) {
+        type = "application/json";
+        metrics_json(rt, rates, &body);
+    } else if (plen == 1) {
+        type = "text/html; charset=utf-8";
+        metrics_page(rt, rates, &body);
+    } else {
+        lb_jbuf_free(&body);
+        return respond_text(out, 404, head, NULL);
+    }
+    int status;
+    if (body.overflow)
+        status = respond_text(out, 500, head, NULL);
+    else
+        status = respond(out, 200, type, &body, NULL, head, NULL);
+    lb_jbuf_free(&body);
+    return status;
+}

@@ -1,0 +1,28 @@
+/*
+ * Per-listener counters: a small table of atomics beside the server table (lb/cluster/cluster.h),
+ * one entry per configured listener, bumped by every worker and read by the admin thread
+ * for /metrics and /stats. Relaxed atomics only: the numbers are for people and Prometheus,
+ * and nothing is decided from them.
+ */
+#ifndef METRICS_STATS_H
+#define METRICS_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct metrics_listener_stats {
+    _Atomic uint64_t accepted; /* client connections accepted */
+    _Atomic uint32_t active;   /* client connections open now */
+    _Atomic uint64_t resp[5];  /* L7: responses sent by class 1xx..5xx, including lb's own
+                                  (static snapshots, 404 no route, 502, 503...) */
+};
+
+/* Data path, L7: a response with @status (100..599) went to a client of this listener.
+ * Statuses outside 100..599 are not counted. */
+static inline void metrics_listener_count_status(struct metrics_listener_stats *ls, int status)
+{
+    if (status >= 100 && status <= 599)
+        atomic_fetch_add_explicit(&ls->resp[status / 100 - 1], 1, memory_order_relaxed);
+}
+
+#endif

@@ -1,6 +1,7 @@
 /*
  * The worker loop: ring setup, provided buffers, connection slots, accept, dispatch,
- * timers and the stop sequence. Protocol logic lives in tcp.c (L4).
+ * timers and the stop sequence. Protocols plug in through their connection kinds
+ * (struct io_conn_ops) and modules (struct io_module); nothing here knows one.
  *
  * One iteration: make returned buffers visible to the kernel, submit everything prepared
  * and wait for at least one completion (or the tick), dispatch every completion, then
@@ -15,10 +16,26 @@
 
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
+#include "lb/core/protocols.h"
+#include "lb/io/internal.h"
 #include "lb/io/worker.h"
 
 #define TICK_MS 100
-#define NOT_STARVED 0xfffffffeu
+
+/* The protocols' per-worker state, registered at startup (io_module_register). */
+static struct io_module *mods[IO_MAX_MODULES];
+static unsigned nmods;
+
+void io_module_register(struct io_module *m)
+{
+    for (unsigned i = 0; i < nmods; i++)
+        if (mods[i] == m)
+            return;
+    if (nmods == IO_MAX_MODULES)
+        abort(); /* a startup invariant: IO_MAX_MODULES is sized for the protocols we have */
+    m->id = nmods;
+    mods[nmods++] = m;
+}
 #define LIST_END 0xffffffffu
 
 static uint64_t mono_ms(void)
@@ -39,7 +56,7 @@ struct io_uring_sqe *io_sqe(struct io_worker *w, enum io_op kind, struct io_conn
     }
     if (c) {
         c->inflight++;
-        sqe->user_data = io_ud(kind, c->gen, io_conn_slot(w, c));
+        sqe->user_data = io_ud(kind, c->gen, c->slot);
     } else {
         sqe->user_data = io_ud(kind, 0, slot);
     }
@@ -53,116 +70,6 @@ void io_buf_put(struct io_worker *w, uint16_t bid)
     w->bufs_free++;
 }
 
-/* ---- slots ---- */
-
-struct io_conn *io_conn_alloc(struct io_worker *w)
-{
-    if (!w->nfree)
-        return NULL;
-    struct io_conn *c = &w->conns[w->free_slots[--w->nfree]];
-    atomic_store_explicit(&w->conns_open, w->nconns - w->nfree, memory_order_relaxed);
-    uint32_t gen = c->gen;
-    memset(c, 0, sizeof(*c));
-    c->gen = gen;
-    c->server = -1;
-    c->cli.fidx = c->srv.fidx = -1;
-    c->cli.qhead = c->cli.qtail = c->srv.qhead = c->srv.qtail = IO_NOBUF;
-    c->next_starved = NOT_STARVED;
-    c->last_ms = w->now_ms;
-    return c;
-}
-
-static void arm_accept(struct io_worker *w, uint32_t li);
-
-static void conn_free(struct io_worker *w, struct io_conn *c)
-{
-    if (c->kind != IO_CK_L4)
-        http_on_free(w, c);
-    /* Every slot but an L7 backend connection was an accepted client (on_accept). */
-    if (c->kind != IO_CK_HSRV && w->rt->lstats)
-        atomic_fetch_sub_explicit(&w->rt->lstats[c->listener].active, 1, memory_order_relaxed);
-    c->state = IO_CONN_FREE;
-    c->gen = (c->gen + 1) & 0xffffff;
-    w->free_slots[w->nfree++] = io_conn_slot(w, c);
-    /* Only a slot whose sockets were closed gives table entries back: waking a waiter for
-     * any other would have it fail again at once, and again, while the table stays full. */
-    if (c->closed_fds && w->fdwait_head != UINT32_MAX)
-        http_fd_freed(w);
-    atomic_store_explicit(&w->conns_open, w->nconns - w->nfree, memory_order_relaxed);
-    /* A slot is back: listeners that stopped for lack of one may accept again. */
-    for (uint32_t i = 0; i < w->nls; i++) {
-        if (w->ls[i].full && !w->stopping) {
-            w->ls[i].full = false;
-            arm_accept(w, i);
-        }
-    }
-}
-
-static void side_drop_queue(struct io_worker *w, struct io_side *s)
-{
-    while (s->qhead != IO_NOBUF) {
-        uint16_t b = s->qhead;
-        s->qhead = w->buf_next[b];
-        io_buf_put(w, b);
-    }
-    s->qtail = IO_NOBUF;
-    s->qbytes = 0;
-}
-
-/* Cancels what is in flight on @s and returns its queued buffers. The socket itself stays in
- * its fixed slot until every operation of the connection has completed (conn_reap): an
- * operation that the kernel punted to a worker thread (shutdown, for one) resolves its fixed
- * file only when it runs, so closing the slot earlier would let it act on whatever socket the
- * next accept put in that slot. */
-static void side_cancel(struct io_worker *w, struct io_conn *c, struct io_side *s)
-{
-    if (s->flags & IO_SIDE_F_OPEN) {
-        struct io_uring_sqe *sqe = io_sqe(w, IO_OP_AUX, c, 0);
-        io_uring_prep_cancel_fd(sqe, s->fidx, IORING_ASYNC_CANCEL_ALL |
-                                                  IORING_ASYNC_CANCEL_FD_FIXED);
-    }
-    side_drop_queue(w, s);
-}
-
-/* Called when a closing connection has nothing in flight: closes its sockets (their slots
- * are free once the closes complete), or frees the slot when they are closed already. */
-static void conn_reap(struct io_worker *w, struct io_conn *c)
-{
-    bool closing = false;
-    struct io_side *sides[2] = {&c->cli, &c->srv};
-    for (int i = 0; i < 2; i++) {
-        struct io_side *s = sides[i];
-        if (!(s->flags & IO_SIDE_F_OPEN))
-            continue;
-        struct io_uring_sqe *sqe = io_sqe(w, IO_OP_AUX, c, 0);
-        io_uring_prep_close_direct(sqe, (unsigned)s->fidx);
-        s->flags &= ~IO_SIDE_F_OPEN;
-        closing = true;
-    }
-    if (closing)
-        c->closed_fds = 1;
-    else
-        conn_free(w, c);
-}
-
-void io_conn_close(struct io_worker *w, struct io_conn *c, const char *why)
-{
-    if (c->state == IO_CONN_CLOSING || c->state == IO_CONN_FREE)
-        return;
-    lb_debug("connection closed", "slot=%u reason=\"%s\"", io_conn_slot(w, c), why ? why : "done");
-    c->state = IO_CONN_CLOSING;
-    if (c->kind != IO_CK_L4)
-        http_on_close(w, c);
-    side_cancel(w, c, &c->cli);
-    side_cancel(w, c, &c->srv);
-    if (c->counted) {
-        cl_server_release(&w->rt->clusters[c->cluster].servers[c->server]);
-        c->counted = 0;
-    }
-    if (!c->inflight)
-        conn_reap(w, c);
-}
-
 /* ---- accept ---- */
 
 static void arm_accept(struct io_worker *w, uint32_t li)
@@ -173,6 +80,16 @@ static void arm_accept(struct io_worker *w, uint32_t li)
     struct io_uring_sqe *sqe = io_sqe(w, IO_OP_ACCEPT, NULL, li);
     io_uring_prep_multishot_accept_direct(sqe, l->fd, NULL, NULL, 0);
     l->accepting = true;
+}
+
+void io_listeners_rearm(struct io_worker *w)
+{
+    for (uint32_t i = 0; i < w->nls; i++) {
+        if (w->ls[i].full && !w->stopping) {
+            w->ls[i].full = false;
+            arm_accept(w, i);
+        }
+    }
 }
 
 static void on_accept(struct io_worker *w, const struct io_uring_cqe *cqe)
@@ -191,7 +108,7 @@ static void on_accept(struct io_worker *w, const struct io_uring_cqe *cqe)
             lb_warn("accept failed", "listener=%s err=%s", l->cf->name, strerror(-cqe->res));
         }
     } else {
-        struct io_conn *c = io_conn_alloc(w);
+        struct io_conn *c = io_conn_alloc(w, l->ops);
         if (!c) {
             /* Shed this one connection, never the process. */
             w->rejected++;
@@ -202,18 +119,13 @@ static void on_accept(struct io_worker *w, const struct io_uring_cqe *cqe)
         } else {
             w->accepted++;
             c->listener = (uint8_t)li;
+            c->flags |= IO_CONN_F_ACCEPTED;
             if (w->rt->lstats) {
                 atomic_fetch_add_explicit(&w->rt->lstats[li].accepted, 1, memory_order_relaxed);
                 atomic_fetch_add_explicit(&w->rt->lstats[li].active, 1, memory_order_relaxed);
             }
-            c->cli.fidx = cqe->res;
-            c->cli.flags = IO_SIDE_F_OPEN | IO_SIDE_F_CONNECTED;
-            if (l->cf->protocol == CONF_PROTO_HTTP) {
-                c->kind = IO_CK_HCLI;
-                http_accepted(w, c);
-            } else {
-                l4_accepted(w, c);
-            }
+            io_stream_accepted(io_conn_stream(c, 0), cqe->res);
+            c->ops->accepted(w, c);
         }
     }
     if (!l->accepting && !l->full)
@@ -228,15 +140,83 @@ static void on_orphan(struct io_worker *w, const struct io_uring_cqe *cqe)
     (void)cqe;
 }
 
+static void conn_recv(struct io_worker *w, struct io_conn *c, const struct io_uring_cqe *cqe)
+{
+    struct io_stream *s = io_conn_stream(c, io_ud_kind(cqe->user_data) - IO_OP_RECV0);
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        s->flags &= (uint16_t)~IO_ST_F_RECV;
+    int res = cqe->res;
+    if (res > 0) {
+        io_stream_push(w, s, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT), (uint32_t)res);
+        c->last_ms = w->now_ms;
+        c->ops->on_recv(w, c, s, res);
+    } else if (res == 0) {
+        s->flags |= IO_ST_F_EOF;
+        c->ops->on_recv(w, c, s, 0);
+    } else if (res == -ENOBUFS) {
+        s->flags |= IO_ST_F_STARVED;
+        io_worker_starve(w, c);
+    } else if (res != -ECANCELED) {
+        c->ops->on_recv(w, c, s, res);
+    }
+    io_stream_arm_recv(w, c, s);
+}
+
+static void conn_sent(struct io_worker *w, struct io_conn *c, const struct io_uring_cqe *cqe)
+{
+    struct io_stream *s = io_conn_stream(c, io_ud_kind(cqe->user_data) - IO_OP_SEND0);
+    s->flags &= (uint16_t)~IO_ST_F_SENDING;
+    if (cqe->res > 0)
+        c->last_ms = w->now_ms;
+    c->ops->on_sent(w, c, s, cqe->res);
+}
+
+static struct io_connect *conn_cx(struct io_conn *c)
+{
+    return (struct io_connect *)((char *)c + c->ops->connect_off);
+}
+
+static void conn_socket(struct io_worker *w, struct io_conn *c, const struct io_uring_cqe *cqe)
+{
+    struct io_stream *s = io_conn_stream(c, c->ops->connect_stream);
+    if (io_conn_socket_done(w, c, s, conn_cx(c), cqe->res) < 0)
+        c->ops->on_connect(w, c, s, cqe->res); /* no socket: a failed connect */
+}
+
+static void conn_connect(struct io_worker *w, struct io_conn *c, const struct io_uring_cqe *cqe)
+{
+    struct io_stream *s = io_conn_stream(c, c->ops->connect_stream);
+    if (cqe->res == 0) {
+        s->flags |= IO_ST_F_CONNECTED;
+        c->last_ms = w->now_ms;
+    }
+    c->ops->on_connect(w, c, s, cqe->res);
+}
+
+static void conn_peername(struct io_worker *w, struct io_conn *c, const struct io_uring_cqe *cqe)
+{
+    c->ops->on_peername(w, c, cqe->res);
+}
+
+typedef void io_conn_cqe_fn(struct io_worker *w, struct io_conn *c,
+                            const struct io_uring_cqe *cqe);
+
+static io_conn_cqe_fn *const conn_handlers[IO_OP__COUNT] = {
+    [IO_OP_RECV0] = conn_recv,       [IO_OP_RECV1] = conn_recv,
+    [IO_OP_SEND0] = conn_sent,       [IO_OP_SEND1] = conn_sent,
+    [IO_OP_SOCKET] = conn_socket,    [IO_OP_CONNECT] = conn_connect,
+    [IO_OP_PEERNAME] = conn_peername,
+};
+
 static void on_conn_cqe(struct io_worker *w, const struct io_uring_cqe *cqe)
 {
     uint32_t slot = io_ud_slot(cqe->user_data);
-    enum io_op kind = io_ud_kind(cqe->user_data);
-    struct io_conn *c = slot < w->nconns ? &w->conns[slot] : NULL;
+    enum io_op op = io_ud_kind(cqe->user_data);
+    struct io_conn *c = slot < w->nconns ? w->slots[slot] : NULL;
 
     if (cqe->flags & IORING_CQE_F_BUFFER)
         w->bufs_free--;
-    if (!c || c->state == IO_CONN_FREE || c->gen != io_ud_gen(cqe->user_data)) {
+    if (!c || c->gen != io_ud_gen(cqe->user_data)) {
         /* Cannot happen while slots are freed only at inflight == 0; count it and make
          * sure a buffer it carries is not lost. */
         w->stale_cqes++;
@@ -250,27 +230,26 @@ static void on_conn_cqe(struct io_worker *w, const struct io_uring_cqe *cqe)
     if (c->state == IO_CONN_CLOSING) {
         if (cqe->flags & IORING_CQE_F_BUFFER)
             io_buf_put(w, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
-        /* A socket made for a connection already closing: conn_reap closes it. */
-        if (kind == IO_OP_SOCKET && cqe->res >= 0) {
-            c->srv.fidx = cqe->res;
-            c->srv.flags |= IO_SIDE_F_OPEN;
+        /* A socket made for a connection already closing: io_conn_reap closes it. */
+        if (op == IO_OP_SOCKET && cqe->res >= 0) {
+            struct io_stream *s = io_conn_stream(c, c->ops->connect_stream);
+            s->fidx = cqe->res;
+            s->flags |= IO_ST_F_OPEN;
         }
-    } else if (c->kind == IO_CK_L4) {
-        l4_on_cqe(w, c, kind, cqe);
-    } else {
-        http_on_cqe(w, c, kind, cqe);
+    } else if (conn_handlers[op]) {
+        conn_handlers[op](w, c, cqe);
     }
     if (c->state == IO_CONN_CLOSING && !c->inflight)
-        conn_reap(w, c);
+        io_conn_reap(w, c);
 }
 
 typedef void io_cqe_fn(struct io_worker *w, const struct io_uring_cqe *cqe);
 
 static io_cqe_fn *const handlers[IO_OP__COUNT] = {
     [IO_OP_ACCEPT] = on_accept,     [IO_OP_ORPHAN] = on_orphan,
-    [IO_OP_PEERNAME] = on_conn_cqe, [IO_OP_RECV_CLI] = on_conn_cqe,
-    [IO_OP_RECV_SRV] = on_conn_cqe, [IO_OP_SEND_CLI] = on_conn_cqe,
-    [IO_OP_SEND_SRV] = on_conn_cqe, [IO_OP_SOCKET] = on_conn_cqe,
+    [IO_OP_PEERNAME] = on_conn_cqe, [IO_OP_RECV0] = on_conn_cqe,
+    [IO_OP_RECV1] = on_conn_cqe,    [IO_OP_SEND0] = on_conn_cqe,
+    [IO_OP_SEND1] = on_conn_cqe,    [IO_OP_SOCKET] = on_conn_cqe,
     [IO_OP_CONNECT] = on_conn_cqe,  [IO_OP_AUX] = on_conn_cqe,
 };
 
@@ -292,14 +271,6 @@ static void grow_bufs(struct io_worker *w)
     w->bufs_added += n;
 }
 
-void io_worker_starve(struct io_worker *w, struct io_conn *c)
-{
-    if (c->next_starved != NOT_STARVED)
-        return;
-    c->next_starved = w->starved_head;
-    w->starved_head = io_conn_slot(w, c);
-}
-
 /* Re-arms receivers that hit ENOBUFS once a useful share of the buffers is back. */
 static void feed_starved(struct io_worker *w)
 {
@@ -307,19 +278,7 @@ static void feed_starved(struct io_worker *w)
         grow_bufs(w);
     if (w->starved_head == LIST_END || w->bufs_free < w->bufs_added / 8)
         return;
-    uint32_t i = w->starved_head;
-    w->starved_head = LIST_END;
-    while (i != LIST_END) {
-        struct io_conn *c = &w->conns[i];
-        i = c->next_starved;
-        c->next_starved = NOT_STARVED;
-        if (c->state == IO_CONN_FREE || c->state == IO_CONN_CLOSING)
-            continue;
-        if (c->kind == IO_CK_L4)
-            l4_on_starved(w, c);
-        else
-            http_on_starved(w, c);
-    }
+    io_feed_starved(w);
 }
 
 /* ---- timers and stop ---- */
@@ -344,19 +303,19 @@ static void begin_stop(struct io_worker *w)
 static void tick(struct io_worker *w)
 {
     bool expired = w->stopping && w->now_ms >= w->stop_deadline_ms;
-    http_worker_tick(w);
+    for (unsigned m = 0; m < nmods; m++)
+        if (mods[m]->tick)
+            mods[m]->tick(w, w->mod[m]);
     if (w->nfree == w->nconns)
         return;
     for (uint32_t i = 0; i < w->nconns; i++) {
-        struct io_conn *c = &w->conns[i];
-        if (c->state == IO_CONN_FREE || c->state == IO_CONN_CLOSING)
+        struct io_conn *c = w->slots[i];
+        if (!c || c->state == IO_CONN_CLOSING)
             continue;
         if (expired)
             io_conn_close(w, c, "shutdown timeout");
-        else if (c->kind == IO_CK_L4)
-            l4_tick(w, c);
-        else
-            http_tick(w, c);
+        else if (c->ops->tick)
+            c->ops->tick(w, c);
     }
 }
 
@@ -373,6 +332,7 @@ static bool accept_in_flight(const struct io_worker *w)
 int io_worker_init(struct io_worker *w, struct lb_runtime *rt, int id, struct lb_err *err)
 {
     memset(w, 0, sizeof(*w));
+    lb_protocols_init();
     w->id = id;
     w->rt = rt;
     w->nconns = rt->conns_per_worker;
@@ -384,7 +344,9 @@ int io_worker_init(struct io_worker *w, struct lb_runtime *rt, int id, struct lb
     w->nbufs = 4096;
     w->br_mask = w->nbufs - 1;
 
-    w->conns = calloc(w->nconns, sizeof(*w->conns));
+    w->fdwait_head = w->fdwait_tail = LIST_END;
+    w->slots = calloc(w->nconns, sizeof(*w->slots));
+    w->slot_gen = calloc(w->nconns, sizeof(*w->slot_gen));
     w->free_slots = calloc(w->nconns, sizeof(*w->free_slots));
     w->buf_next = calloc(w->nbufs, sizeof(*w->buf_next));
     w->buf_off = calloc(w->nbufs, sizeof(*w->buf_off));
@@ -396,7 +358,7 @@ int io_worker_init(struct io_worker *w, struct lb_runtime *rt, int id, struct lb
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (w->buf_base == MAP_FAILED)
         w->buf_base = NULL;
-    if (!w->conns || !w->free_slots || !w->buf_next || !w->buf_off || !w->buf_len || !w->ls ||
+    if (!w->slots || !w->slot_gen || !w->free_slots || !w->buf_next || !w->buf_off || !w->buf_len || !w->ls ||
         !w->cws || !w->buf_base) {
         lb_err_set(err, "worker %d: out of memory for %u connections", id, w->nconns);
         goto fail;
@@ -407,6 +369,7 @@ int io_worker_init(struct io_worker *w, struct lb_runtime *rt, int id, struct lb
     for (uint32_t i = 0; i < w->nls; i++) {
         w->ls[i].cf = &rt->conf->listeners[i];
         w->ls[i].fd = rt->listen_fds[id][i];
+        w->ls[i].ops = lb_listener_ops(w->ls[i].cf);
     }
     for (uint32_t i = 0; i < rt->conf->nclusters; i++) {
         if (cl_cluster_wstate_init(&w->cws[i], &rt->clusters[i], (uint64_t)id * 7919 + i) < 0) {
@@ -414,8 +377,9 @@ int io_worker_init(struct io_worker *w, struct lb_runtime *rt, int id, struct lb
             goto fail;
         }
     }
-    if (http_worker_init(w, err) < 0)
-        goto fail;
+    for (unsigned m = 0; m < nmods; m++)
+        if (mods[m]->init && mods[m]->init(w, &w->mod[m], err) < 0)
+            goto fail;
     return 0;
 fail:
     io_worker_destroy(w);
@@ -424,7 +388,13 @@ fail:
 
 void io_worker_destroy(struct io_worker *w)
 {
-    http_worker_destroy(w);
+    for (unsigned m = 0; m < nmods; m++) {
+        if (mods[m]->destroy && w->mod[m])
+            mods[m]->destroy(w, w->mod[m]);
+        w->mod[m] = NULL;
+    }
+    /* Objects of connections still open at exit (none after a clean stop). */
+    io_pools_free(w);
     /* Listening sockets a worker never got to close (it did not start). */
     for (uint32_t i = 0; w->ls && i < w->nls; i++) {
         if (w->ls[i].fd >= 0)
@@ -449,12 +419,14 @@ void io_worker_destroy(struct io_worker *w)
     free(w->buf_off);
     free(w->buf_next);
     free(w->free_slots);
-    free(w->conns);
+    free(w->slots);
+    free(w->slot_gen);
     w->cws = NULL;
     w->ls = NULL;
     w->buf_len = w->buf_off = w->buf_next = NULL;
     w->free_slots = NULL;
-    w->conns = NULL;
+    w->slots = NULL;
+    w->slot_gen = NULL;
 }
 
 /* Ring, fixed files and buffer ring: done on the worker thread, because a
@@ -547,8 +519,9 @@ void *io_worker_main(void *arg)
         io_uring_cq_advance(&w->ring, n);
 
         feed_starved(w);
-        if (w->alog_len)
-            http_flush_log(w);
+        for (unsigned m = 0; m < nmods; m++)
+            if (mods[m]->loop_end)
+                mods[m]->loop_end(w, w->mod[m]);
         if (w->now_ms >= w->next_tick_ms) {
             w->next_tick_ms = w->now_ms + TICK_MS;
             tick(w);

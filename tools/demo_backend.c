@@ -542,17 +542,10 @@ static size_t find_head_end(const char *p, size_t len, size_t *scan)
     return 0;
 }
 
-/* Validates the head in @p (@len bytes, through the blank line) and fills c->req. Returns 0,
- * or the status to answer with, and *why says what was wrong. */
-static int parse_head(struct conn *c, const char *p, size_t len, const char **why)
+/* request-line = method SP request-target SP HTTP-version, @ll bytes without the line end.
+ * Fills the request-line part of @r. Returns 0, or the status to answer with and *why. */
+static int parse_request_line(struct req *r, const char *p, size_t ll, const char **why)
 {
-    struct req *r = &c->req;
-    const char *nl = memchr(p, '\n', len);
-    size_t ll = (size_t)(nl - p);
-    if (ll > 0 && p[ll - 1] == '\r')
-        ll--;
-
-    /* request-line = method SP request-target SP HTTP-version */
     const char *sp1 = memchr(p, ' ', ll);
     if (!sp1 || !is_token(p, (size_t)(sp1 - p))) {
         *why = "bad method";
@@ -585,9 +578,125 @@ static int parse_head(struct conn *c, const char *p, size_t len, const char **wh
     r->is_head = (size_t)(sp1 - p) == 4 && memcmp(p, "HEAD", 4) == 0;
     r->target_off = (size_t)(t - p);
     r->target_len = (size_t)(sp2 - t);
+    return 0;
+}
 
-    bool conn_close = false, conn_keep = false, chunked = false, have_length = false;
-    int hosts = 0, fields = 0;
+/* What the header fields said about framing and the connection, gathered field by field. */
+struct head_seen {
+    bool conn_close, conn_keep, chunked, have_length;
+    int hosts;
+};
+
+/* Notes a field that matters to us: framing, Host, Connection, Expect. The others are only
+ * checked for syntax. Returns 0, or the status to answer with and *why. */
+static int note_field(struct req *r, struct head_seen *s, const char *name, size_t nlen,
+                      const char *val, size_t vlen, const char **why)
+{
+    if (eq_nocase(name, nlen, "content-length")) {
+        uint64_t n;
+        if (parse_u64(val, vlen, UINT64_MAX / 2, &n) < 0 ||
+            (s->have_length && n != r->content_length)) {
+            *why = "bad Content-Length";
+            return 400;
+        }
+        s->have_length = true;
+        r->content_length = n;
+    } else if (eq_nocase(name, nlen, "transfer-encoding")) {
+        if (s->chunked) {
+            *why = "chunked applied twice";
+            return 400;
+        }
+        if (!eq_nocase(val, vlen, "chunked")) {
+            *why = "only the chunked transfer coding is supported";
+            return 501;
+        }
+        s->chunked = true;
+    } else if (eq_nocase(name, nlen, "host")) {
+        s->hosts++;
+    } else if (eq_nocase(name, nlen, "connection")) {
+        s->conn_close |= list_has(val, vlen, "close");
+        s->conn_keep |= list_has(val, vlen, "keep-alive");
+    } else if (eq_nocase(name, nlen, "expect")) {
+        if (!eq_nocase(val, vlen, "100-continue")) {
+            *why = "unknown expectation";
+            return 417;
+        }
+        r->expect_continue = true;
+    }
+    return 0;
+}
+
+/* Checks one field line @q (@ll bytes without the line end) and notes it. Returns 0, or the
+ * status to answer with and *why. */
+static int parse_field(struct req *r, struct head_seen *s, const char *q, size_t ll,
+                       const char **why)
+{
+    /* obs-fold is obsolete and a smuggling vector: RFC 9112 5.2 lets us reject it. */
+    if (q[0] == ' ' || q[0] == '\t') {
+        *why = "obsolete line folding";
+        return 400;
+    }
+    const char *colon = memchr(q, ':', ll);
+    if (!colon || !is_token(q, (size_t)(colon - q))) {
+        *why = "bad header field name";
+        return 400;
+    }
+    const char *val = colon + 1, *vend = q + ll;
+    while (val < vend && (*val == ' ' || *val == '\t'))
+        val++;
+    while (vend > val && (vend[-1] == ' ' || vend[-1] == '\t'))
+        vend--;
+    for (const char *x = val; x < vend; x++) {
+        unsigned char ch = (unsigned char)*x;
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+            *why = "control character in header field";
+            return 400;
+        }
+    }
+    return note_field(r, s, q, (size_t)(colon - q), val, (size_t)(vend - val), why);
+}
+
+/* Checks what the fields said together and settles framing and keep-alive. Returns 0, or the
+ * status to answer with and *why. */
+static int check_framing(struct req *r, const struct head_seen *s, const char **why)
+{
+    /* Both framings at once is how requests get smuggled past a proxy: refuse it. */
+    if (s->chunked && s->have_length) {
+        *why = "both Transfer-Encoding and Content-Length";
+        return 400;
+    }
+    if (s->chunked && r->minor == 0) {
+        *why = "Transfer-Encoding in an HTTP/1.0 request";
+        return 400;
+    }
+    if (r->minor == 1 && s->hosts != 1) {
+        *why = s->hosts ? "more than one Host" : "missing Host";
+        return 400;
+    }
+    if (r->content_length > BODY_MAX) {
+        *why = "body too large";
+        return 413;
+    }
+    r->chunked_body = s->chunked;
+    r->keep_alive = r->minor == 1 ? !s->conn_close : s->conn_keep && !s->conn_close;
+    return 0;
+}
+
+/* Validates the head in @p (@len bytes, through the blank line) and fills c->req. Returns 0,
+ * or the status to answer with, and *why says what was wrong. */
+static int parse_head(struct conn *c, const char *p, size_t len, const char **why)
+{
+    struct req *r = &c->req;
+    const char *nl = memchr(p, '\n', len);
+    size_t ll = (size_t)(nl - p);
+    if (ll > 0 && p[ll - 1] == '\r')
+        ll--;
+    int status = parse_request_line(r, p, ll, why);
+    if (status)
+        return status;
+
+    struct head_seen seen = {0};
+    int fields = 0;
     const char *q = nl + 1;
     const char *end = p + len;
     for (;;) {
@@ -601,85 +710,103 @@ static int parse_head(struct conn *c, const char *p, size_t len, const char **wh
             *why = "too many header fields";
             return 431;
         }
-        /* obs-fold is obsolete and a smuggling vector: RFC 9112 5.2 lets us reject it. */
-        if (q[0] == ' ' || q[0] == '\t') {
-            *why = "obsolete line folding";
-            return 400;
-        }
-        const char *colon = memchr(q, ':', ll);
-        if (!colon || !is_token(q, (size_t)(colon - q))) {
-            *why = "bad header field name";
-            return 400;
-        }
-        size_t nlen = (size_t)(colon - q);
-        const char *val = colon + 1, *vend = q + ll;
-        while (val < vend && (*val == ' ' || *val == '\t'))
-            val++;
-        while (vend > val && (vend[-1] == ' ' || vend[-1] == '\t'))
-            vend--;
-        for (const char *x = val; x < vend; x++) {
-            unsigned char ch = (unsigned char)*x;
-            if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-                *why = "control character in header field";
-                return 400;
-            }
-        }
-        size_t vlen = (size_t)(vend - val);
-
-        if (eq_nocase(q, nlen, "content-length")) {
-            uint64_t n;
-            if (parse_u64(val, vlen, UINT64_MAX / 2, &n) < 0 ||
-                (have_length && n != r->content_length)) {
-                *why = "bad Content-Length";
-                return 400;
-            }
-            have_length = true;
-            r->content_length = n;
-        } else if (eq_nocase(q, nlen, "transfer-encoding")) {
-            if (chunked) {
-                *why = "chunked applied twice";
-                return 400;
-            }
-            if (!eq_nocase(val, vlen, "chunked")) {
-                *why = "only the chunked transfer coding is supported";
-                return 501;
-            }
-            chunked = true;
-        } else if (eq_nocase(q, nlen, "host")) {
-            hosts++;
-        } else if (eq_nocase(q, nlen, "connection")) {
-            conn_close |= list_has(val, vlen, "close");
-            conn_keep |= list_has(val, vlen, "keep-alive");
-        } else if (eq_nocase(q, nlen, "expect")) {
-            if (!eq_nocase(val, vlen, "100-continue")) {
-                *why = "unknown expectation";
-                return 417;
-            }
-            r->expect_continue = true;
-        }
+        status = parse_field(r, &seen, q, ll, why);
+        if (status)
+            return status;
         q = nl + 1;
     }
+    return check_framing(r, &seen, why);
+}
 
-    /* Both framings at once is how requests get smuggled past a proxy: refuse it. */
-    if (chunked && have_length) {
-        *why = "both Transfer-Encoding and Content-Length";
-        return 400;
+/* What one step of the chunked decoder did. */
+enum chunk_step {
+    STEP_MORE, /* needs more input */
+    STEP_ON,   /* made progress: take another step */
+    STEP_DONE, /* the blank line after the trailers: the body is complete */
+};
+
+/* CHUNK_DATA: moves what has arrived of the chunk (@n raw bytes at @p) down to the end of the
+ * decoded bytes. */
+static int chunk_data(char *base, struct req *r, const char *p, size_t n)
+{
+    size_t take = n < r->chunk_left ? n : (size_t)r->chunk_left;
+    if (take == 0)
+        return STEP_MORE;
+    memmove(base + r->head_len + r->dec_len, p, take);
+    r->dec_len += take;
+    r->raw_pos += take;
+    r->chunk_left -= take;
+    if (r->chunk_left == 0)
+        r->chunk = CHUNK_DATA_END;
+    return STEP_ON;
+}
+
+/* CHUNK_DATA_END: the line end after the chunk bytes (LF, or CRLF). */
+static int chunk_data_end(struct req *r, const char *p, size_t n)
+{
+    if (n >= 1 && p[0] == '\n')
+        r->raw_pos += 1;
+    else if (n >= 2 && p[0] == '\r' && p[1] == '\n')
+        r->raw_pos += 2;
+    else if (n == 0 || (n == 1 && p[0] == '\r'))
+        return STEP_MORE;
+    else
+        return -EBADMSG;
+    r->chunk = CHUNK_SIZE;
+    return STEP_ON;
+}
+
+/* chunk-size = 1*HEXDIG, then optional whitespace and extensions, in the line @p (@ll bytes
+ * without the line end). Returns 0 or -EBADMSG. */
+static int parse_chunk_size(const char *p, size_t ll, uint64_t *out)
+{
+    uint64_t size = 0;
+    size_t i = 0;
+    for (; i < ll && isxdigit((unsigned char)p[i]); i++) {
+        if (i == 15)
+            return -EBADMSG; /* would overflow; no real chunk is that big */
+        int d = p[i] <= '9' ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10;
+        size = size * 16 + (uint64_t)d;
     }
-    if (chunked && r->minor == 0) {
-        *why = "Transfer-Encoding in an HTTP/1.0 request";
-        return 400;
-    }
-    if (r->minor == 1 && hosts != 1) {
-        *why = hosts ? "more than one Host" : "missing Host";
-        return 400;
-    }
-    if (r->content_length > BODY_MAX) {
-        *why = "body too large";
-        return 413;
-    }
-    r->chunked_body = chunked;
-    r->keep_alive = r->minor == 1 ? !conn_close : conn_keep && !conn_close;
+    if (i == 0)
+        return -EBADMSG;
+    while (i < ll && (p[i] == ' ' || p[i] == '\t'))
+        i++;
+    if (i < ll && p[i] != ';')
+        return -EBADMSG; /* only chunk extensions may follow the size */
+    *out = size;
     return 0;
+}
+
+/* CHUNK_SIZE and CHUNK_TRAILER: one whole line of the @n raw bytes at @p. */
+static int chunk_line(struct req *r, const char *p, size_t n)
+{
+    const char *nl = memchr(p, '\n', n);
+    if (!nl)
+        return n > HEAD_MAX ? -EBADMSG : STEP_MORE;
+    size_t ll = (size_t)(nl - p);
+    if (ll > 0 && p[ll - 1] == '\r')
+        ll--;
+    for (size_t i = 0; i < ll; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return -EBADMSG;
+    }
+    r->raw_pos += (size_t)(nl - p) + 1;
+    if (r->chunk == CHUNK_TRAILER)
+        return ll == 0 ? STEP_DONE : STEP_ON; /* trailer fields are allowed and ignored */
+    uint64_t size;
+    if (parse_chunk_size(p, ll, &size) < 0)
+        return -EBADMSG;
+    if (size == 0) {
+        r->chunk = CHUNK_TRAILER;
+        return STEP_ON;
+    }
+    if (r->dec_len + size > BODY_MAX)
+        return -EMSGSIZE;
+    r->chunk_left = size;
+    r->chunk = CHUNK_DATA;
+    return STEP_ON;
 }
 
 /* Advances the in-place chunked decoder over what has arrived. Returns 1 when the body is
@@ -690,92 +817,30 @@ static int chunked_step(struct conn *c)
     struct req *r = &c->req;
     char *base = c->in + c->in_off;
     size_t avail = c->in_len - c->in_off;
-    int rc = 0;
+    int step;
 
-    for (;;) {
-        char *p = base + r->raw_pos;
+    do {
+        const char *p = base + r->raw_pos;
         size_t n = avail - r->raw_pos;
-        if (r->chunk == CHUNK_DATA) {
-            size_t take = n < r->chunk_left ? n : (size_t)r->chunk_left;
-            if (take == 0)
-                break;
-            memmove(base + r->head_len + r->dec_len, p, take);
-            r->dec_len += take;
-            r->raw_pos += take;
-            r->chunk_left -= take;
-            if (r->chunk_left == 0)
-                r->chunk = CHUNK_DATA_END;
-            continue;
-        }
-        if (r->chunk == CHUNK_DATA_END) {
-            if (n >= 1 && p[0] == '\n') {
-                r->raw_pos += 1;
-            } else if (n >= 2 && p[0] == '\r' && p[1] == '\n') {
-                r->raw_pos += 2;
-            } else if (n == 0 || (n == 1 && p[0] == '\r')) {
-                break;
-            } else {
-                return -EBADMSG;
-            }
-            r->chunk = CHUNK_SIZE;
-            continue;
-        }
-        /* CHUNK_SIZE and CHUNK_TRAILER work on whole lines. */
-        char *nl = memchr(p, '\n', n);
-        if (!nl) {
-            if (n > HEAD_MAX)
-                return -EBADMSG;
-            break;
-        }
-        size_t ll = (size_t)(nl - p);
-        if (ll > 0 && p[ll - 1] == '\r')
-            ll--;
-        for (size_t i = 0; i < ll; i++) {
-            unsigned char ch = (unsigned char)p[i];
-            if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-                return -EBADMSG;
-        }
-        r->raw_pos += (size_t)(nl - p) + 1;
-        if (r->chunk == CHUNK_TRAILER) {
-            if (ll == 0) {
-                rc = 1;
-                break;
-            }
-            continue; /* trailer fields are allowed and ignored */
-        }
-        uint64_t size = 0;
-        size_t i = 0;
-        for (; i < ll && isxdigit((unsigned char)p[i]); i++) {
-            if (i == 15)
-                return -EBADMSG; /* would overflow; no real chunk is that big */
-            int d = p[i] <= '9' ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10;
-            size = size * 16 + (uint64_t)d;
-        }
-        if (i == 0)
-            return -EBADMSG;
-        while (i < ll && (p[i] == ' ' || p[i] == '\t'))
-            i++;
-        if (i < ll && p[i] != ';')
-            return -EBADMSG; /* only chunk extensions may follow the size */
-        if (size == 0) {
-            r->chunk = CHUNK_TRAILER;
-            continue;
-        }
-        if (r->dec_len + size > BODY_MAX)
-            return -EMSGSIZE;
-        r->chunk_left = size;
-        r->chunk = CHUNK_DATA;
-    }
+        if (r->chunk == CHUNK_DATA)
+            step = chunk_data(base, r, p, n);
+        else if (r->chunk == CHUNK_DATA_END)
+            step = chunk_data_end(r, p, n);
+        else
+            step = chunk_line(r, p, n);
+        if (step < 0)
+            return step;
+    } while (step == STEP_ON);
 
     /* Squeeze out the raw bytes already decoded, so a long upload in small chunks needs no
      * more buffer than its decoded size plus what is still unparsed. */
     size_t gap = r->raw_pos - (r->head_len + r->dec_len);
-    if (gap > 0 && rc == 0) {
+    if (gap > 0 && step == STEP_MORE) {
         memmove(base + r->head_len + r->dec_len, base + r->raw_pos, avail - r->raw_pos);
         c->in_len -= gap;
         r->raw_pos -= gap;
     }
-    return rc;
+    return step == STEP_DONE;
 }
 
 /* ---- endpoints ------------------------------------------------------------------------- */
@@ -811,20 +876,12 @@ static void respond_name(struct conn *c)
     respond(c, 200, "text/plain", body, (size_t)n);
 }
 
-/* Answers one complete request. @head is its head (c->req.head_len bytes), @body its decoded
- * body. A /delay answer is left to the worker's timer, a /bytes or /chunked body to
- * gen_fill(); in both cases no later request is parsed until that one is done. */
-static void dispatch(struct worker *w, struct conn *c, const char *head, const char *body,
-                     size_t body_len)
+/* The path of the request target in @head: absolute-form (what a client sends to a forward
+ * proxy) keeps only its path, and the query is left out. */
+static void target_path(const char *head, const struct req *r, const char **path, size_t *len)
 {
-    struct req *r = &c->req;
     const char *p = head + r->target_off;
     size_t n = r->target_len;
-    const char *arg;
-    size_t arg_len;
-    uint64_t v;
-
-    /* absolute-form (what a client sends to a forward proxy): keep only the path. */
     const char *scheme = n > 3 ? memmem(p, n, "://", 3) : NULL;
     if (scheme && p[0] != '/') {
         const char *auth = scheme + 3;
@@ -835,6 +892,74 @@ static void dispatch(struct worker *w, struct conn *c, const char *head, const c
     const char *query = memchr(p, '?', n);
     if (query)
         n = (size_t)(query - p);
+    *path = p;
+    *len = n;
+}
+
+/* /status/NNN: an answer with that status and NNN as its body (none for 204 and 304). */
+static void route_status(struct conn *c, const char *arg, size_t arg_len)
+{
+    uint64_t v;
+    if (arg_len != 3 || parse_u64(arg, arg_len, 599, &v) < 0 || v < 200) {
+        respond_text(c, 400, "usage: /status/NNN with NNN in 200..599\n");
+        return;
+    }
+    char text[8];
+    int tl = snprintf(text, sizeof(text), "%u\n", (unsigned)v);
+    respond(c, (int)v, "text/plain", text, (size_t)tl);
+}
+
+/* /delay/MS: the name, MS milliseconds later (the worker's timer answers). */
+static void route_delay(struct worker *w, struct conn *c, const char *arg, size_t arg_len)
+{
+    uint64_t v;
+    if (parse_u64(arg, arg_len, DELAY_MAX_MS, &v) < 0)
+        respond_text(c, 400, "usage: /delay/MS with MS at most 600000\n");
+    else if (v == 0)
+        respond_name(c);
+    else
+        timer_set(w, c, WAIT_DELAY, now_ms() + v);
+}
+
+/* /bytes/N and /chunked/N: N bytes of PATTERN, produced by gen_fill(). */
+static void route_bytes(struct conn *c, const char *arg, size_t arg_len, bool chunked)
+{
+    uint64_t v;
+    if (parse_u64(arg, arg_len, BYTES_MAX, &v) < 0) {
+        respond_text(c, 400, "usage: /bytes/N or /chunked/N with N at most 2^40\n");
+        return;
+    }
+    respond_head(c, 200, "application/octet-stream", chunked ? BODY_CHUNKED : (int64_t)v);
+    if (!c->req.is_head && (v > 0 || chunked)) {
+        c->gen_active = true;
+        c->gen_chunked = chunked;
+        c->gen_left = v;
+        c->gen_pos = 0;
+    }
+}
+
+/* /stats: the process-wide counters as JSON. */
+static void route_stats(struct conn *c)
+{
+    char json[256];
+    int jl = snprintf(json, sizeof(json),
+                      "{\"name\":\"%s\",\"requests\":%" PRIuFAST64 ",\"connections\":%" PRIuFAST64
+                      ",\"active\":%" PRIuFAST64 ",\"healthy\":%s}\n",
+                      g_name, atomic_load(&g_requests), atomic_load(&g_connections),
+                      atomic_load(&g_active), health_is_down() ? "false" : "true");
+    respond(c, 200, "application/json", json, (size_t)jl);
+}
+
+/* Answers one complete request. @head is its head (c->req.head_len bytes), @body its decoded
+ * body. A /delay answer is left to the worker's timer, a /bytes or /chunked body to
+ * gen_fill(); in both cases no later request is parsed until that one is done. */
+static void dispatch(struct worker *w, struct conn *c, const char *head, const char *body,
+                     size_t body_len)
+{
+    struct req *r = &c->req;
+    const char *p, *arg;
+    size_t n, arg_len;
+    target_path(head, r, &p, &n);
 
     if (path_is(p, n, "/healthz")) {
         if (health_is_down())
@@ -848,115 +973,95 @@ static void dispatch(struct worker *w, struct conn *c, const char *head, const c
         atomic_store(&g_health_down, false);
         respond_text(c, 200, "health: up\n");
     } else if (path_after(p, n, "/status/", &arg, &arg_len)) {
-        if (arg_len != 3 || parse_u64(arg, arg_len, 599, &v) < 0 || v < 200) {
-            respond_text(c, 400, "usage: /status/NNN with NNN in 200..599\n");
-        } else {
-            char text[8];
-            int tl = snprintf(text, sizeof(text), "%u\n", (unsigned)v);
-            respond(c, (int)v, "text/plain", text, (size_t)tl);
-        }
+        route_status(c, arg, arg_len);
     } else if (path_after(p, n, "/delay/", &arg, &arg_len)) {
-        if (parse_u64(arg, arg_len, DELAY_MAX_MS, &v) < 0)
-            respond_text(c, 400, "usage: /delay/MS with MS at most 600000\n");
-        else if (v == 0)
-            respond_name(c);
-        else
-            timer_set(w, c, WAIT_DELAY, now_ms() + v);
-    } else if (path_after(p, n, "/bytes/", &arg, &arg_len) ||
-               path_after(p, n, "/chunked/", &arg, &arg_len)) {
-        bool chunked = arg[-2] == 'd' && r->minor == 1; /* HTTP/1.0 cannot take chunks */
-        if (parse_u64(arg, arg_len, BYTES_MAX, &v) < 0) {
-            respond_text(c, 400, "usage: /bytes/N or /chunked/N with N at most 2^40\n");
-            return;
-        }
-        respond_head(c, 200, "application/octet-stream", chunked ? BODY_CHUNKED : (int64_t)v);
-        if (!r->is_head && (v > 0 || chunked)) {
-            c->gen_active = true;
-            c->gen_chunked = chunked;
-            c->gen_left = v;
-            c->gen_pos = 0;
-        }
+        route_delay(w, c, arg, arg_len);
+    } else if (path_after(p, n, "/bytes/", &arg, &arg_len)) {
+        route_bytes(c, arg, arg_len, false);
+    } else if (path_after(p, n, "/chunked/", &arg, &arg_len)) {
+        route_bytes(c, arg, arg_len, r->minor == 1); /* HTTP/1.0 cannot take chunks */
     } else if (path_is(p, n, "/echo")) {
         respond(c, 200, "application/octet-stream", body, body_len);
     } else if (path_is(p, n, "/headers")) {
         respond(c, 200, "text/plain", head, r->head_len);
     } else if (path_is(p, n, "/stats")) {
-        char json[256];
-        int jl =
-            snprintf(json, sizeof(json),
-                     "{\"name\":\"%s\",\"requests\":%" PRIuFAST64 ",\"connections\":%" PRIuFAST64
-                     ",\"active\":%" PRIuFAST64 ",\"healthy\":%s}\n",
-                     g_name, atomic_load(&g_requests), atomic_load(&g_connections),
-                     atomic_load(&g_active), health_is_down() ? "false" : "true");
-        respond(c, 200, "application/json", json, (size_t)jl);
+        route_stats(c);
     } else {
         respond_name(c);
     }
 }
 
-/* Reads, frames and answers the next request in the input buffer. Returns 1 when one was
- * handled, 0 when more input is needed, -1 when it was bad (answered; c->closing is set). */
-static int conn_handle_one(struct worker *w, struct conn *c)
+/* RFC 9112 2.2: ignore empty lines before a request line (some clients send a CRLF after a
+ * POST body). */
+static void skip_empty_lines(struct conn *c)
+{
+    while (c->scan == 0 && c->in_off < c->in_len) {
+        const char *base = c->in + c->in_off;
+        size_t avail = c->in_len - c->in_off;
+        if (base[0] == '\n')
+            c->in_off += 1;
+        else if (avail >= 2 && base[0] == '\r' && base[1] == '\n')
+            c->in_off += 2;
+        else
+            break;
+    }
+}
+
+/* State REQ_HEAD: frames and parses the next request head. Returns 1 when it is parsed
+ * (c->state then says which body follows), 0 when more input is needed, -1 when it was bad
+ * (answered; c->closing is set). */
+static int take_head(struct conn *c)
 {
     struct req *r = &c->req;
-    char *base;
-    size_t avail;
-
-    if (c->state == REQ_HEAD) {
-        /* RFC 9112 2.2: ignore empty lines before a request line (some clients send a CRLF
-         * after a POST body). */
-        while (c->scan == 0 && c->in_off < c->in_len) {
-            base = c->in + c->in_off;
-            avail = c->in_len - c->in_off;
-            if (base[0] == '\n')
-                c->in_off += 1;
-            else if (avail >= 2 && base[0] == '\r' && base[1] == '\n')
-                c->in_off += 2;
-            else
-                break;
-        }
-        base = c->in + c->in_off;
-        avail = c->in_len - c->in_off;
-        size_t hl = find_head_end(base, avail, &c->scan);
-        if (hl == 0 && !method_may_be_ok(base, avail)) {
-            /* TLS or other binary input would otherwise wait for a line end that never
-             * comes: say 400 now. */
-            respond_error(c, 400, "bad method");
-            return -1;
-        }
-        if (hl == 0 && avail <= HEAD_MAX)
-            return 0;
-        if (hl == 0 || hl > HEAD_MAX) {
-            respond_error(c, 431, "request head too large");
-            return -1;
-        }
-        memset(r, 0, sizeof(*r));
-        r->head_len = hl;
-        const char *why = "";
-        int status = parse_head(c, base, hl, &why);
-        if (status) {
-            respond_error(c, status, why);
-            return -1;
-        }
-        c->scan = 0;
-        if (r->chunked_body) {
-            c->state = REQ_BODY_CHUNKED;
-            r->raw_pos = hl;
-        } else if (r->content_length > 0) {
-            c->state = REQ_BODY_LENGTH;
-        }
-        /* The client waits for this before sending a body; answer it only when none of the
-         * body is here yet (then it cannot have given up waiting). */
-        if (c->state != REQ_HEAD && r->expect_continue && avail == hl)
-            out_put(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    skip_empty_lines(c);
+    const char *base = c->in + c->in_off;
+    size_t avail = c->in_len - c->in_off;
+    size_t hl = find_head_end(base, avail, &c->scan);
+    if (hl == 0 && !method_may_be_ok(base, avail)) {
+        /* TLS or other binary input would otherwise wait for a line end that never
+         * comes: say 400 now. */
+        respond_error(c, 400, "bad method");
+        return -1;
     }
+    if (hl == 0 && avail <= HEAD_MAX)
+        return 0;
+    if (hl == 0 || hl > HEAD_MAX) {
+        respond_error(c, 431, "request head too large");
+        return -1;
+    }
+    memset(r, 0, sizeof(*r));
+    r->head_len = hl;
+    const char *why = "";
+    int status = parse_head(c, base, hl, &why);
+    if (status) {
+        respond_error(c, status, why);
+        return -1;
+    }
+    c->scan = 0;
+    if (r->chunked_body) {
+        c->state = REQ_BODY_CHUNKED;
+        r->raw_pos = hl;
+    } else if (r->content_length > 0) {
+        c->state = REQ_BODY_LENGTH;
+    }
+    /* The client waits for this before sending a body; answer it only when none of the
+     * body is here yet (then it cannot have given up waiting). */
+    if (c->state != REQ_HEAD && r->expect_continue && avail == hl)
+        out_put(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return 1;
+}
 
-    size_t end, body_len;
+/* Once the head is parsed: is the whole body here? Returns 1 with *end (the end of the
+ * request) and *body_len (its decoded body) set, 0 when more input is needed, -1 when the
+ * body was bad (answered; c->closing is set). */
+static int take_body(struct conn *c, size_t *end, size_t *body_len)
+{
+    struct req *r = &c->req;
     if (c->state == REQ_BODY_LENGTH) {
         if (c->in_len - c->in_off < r->head_len + r->content_length)
             return 0;
-        end = r->head_len + r->content_length;
-        body_len = r->content_length;
+        *end = r->head_len + r->content_length;
+        *body_len = r->content_length;
     } else if (c->state == REQ_BODY_CHUNKED) {
         int rc = chunked_step(c);
         if (rc == 0)
@@ -966,14 +1071,28 @@ static int conn_handle_one(struct worker *w, struct conn *c)
                           rc == -EMSGSIZE ? "body too large" : "bad chunked framing");
             return -1;
         }
-        end = r->raw_pos;
-        body_len = r->dec_len;
+        *end = r->raw_pos;
+        *body_len = r->dec_len;
     } else {
-        end = r->head_len;
-        body_len = 0;
+        *end = r->head_len;
+        *body_len = 0;
     }
+    return 1;
+}
 
-    base = c->in + c->in_off;
+/* Reads, frames and answers the next request in the input buffer. Returns 1 when one was
+ * handled, 0 when more input is needed, -1 when it was bad (answered; c->closing is set). */
+static int conn_handle_one(struct worker *w, struct conn *c)
+{
+    struct req *r = &c->req;
+    int rc;
+    if (c->state == REQ_HEAD && (rc = take_head(c)) <= 0)
+        return rc;
+    size_t end, body_len;
+    if ((rc = take_body(c, &end, &body_len)) <= 0)
+        return rc;
+
+    char *base = c->in + c->in_off;
     c->closing = !r->keep_alive;
     atomic_fetch_add(&g_requests, 1);
     dispatch(w, c, base, base + r->head_len, body_len);
@@ -1329,28 +1448,34 @@ static void usage(FILE *out)
             "SIGTERM or SIGINT: stop, write the counter file, exit 0.\n");
 }
 
-int main(int argc, char **argv)
-{
-    const char *listen_spec = NULL, *counter_file = NULL;
-    int threads = 1, opt;
+struct options {
+    const char *listen_spec;
+    const char *counter_file;
+    int threads;
+};
 
+/* Reads the command line into @o and g_name, g_health_file. Returns -1 to go on, or the
+ * status to exit with (0 after -h, 2 on a usage error, already reported). */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    int opt;
     while ((opt = getopt(argc, argv, "l:n:c:H:t:h")) != -1) {
         switch (opt) {
         case 'l':
-            listen_spec = optarg;
+            o->listen_spec = optarg;
             break;
         case 'n':
             g_name = optarg;
             break;
         case 'c':
-            counter_file = optarg;
+            o->counter_file = optarg;
             break;
         case 'H':
             g_health_file = optarg;
             break;
         case 't':
-            threads = atoi(optarg);
-            if (threads < 1 || threads > 64) {
+            o->threads = atoi(optarg);
+            if (o->threads < 1 || o->threads > 64) {
                 fprintf(stderr, "demo-backend: -t wants 1..64\n");
                 return 2;
             }
@@ -1363,7 +1488,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!listen_spec || !g_name || optind != argc) {
+    if (!o->listen_spec || !g_name || optind != argc) {
         usage(stderr);
         return 2;
     }
@@ -1371,46 +1496,25 @@ int main(int argc, char **argv)
         fprintf(stderr, "demo-backend: bad name '%s' (want [A-Za-z0-9._-], 1..63)\n", g_name);
         return 2;
     }
+    return -1;
+}
 
-    /* Tests open thousands of connections: take every descriptor we are allowed. */
+/* Tests open thousands of connections: take every descriptor we are allowed. */
+static void raise_fd_limit(void)
+{
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
 
-    char bound[128];
-    g_listen_fd = listen_on(listen_spec, bound, sizeof(bound));
-    if (g_listen_fd < 0) {
-        fprintf(stderr, "demo-backend %s: cannot listen on %s: %s\n", g_name, listen_spec,
-                g_listen_fd == -EINVAL ? "bad address" : strerror(-g_listen_fd));
-        return 1;
-    }
-    if (counter_file) {
-        int rc = counter_write(counter_file, 0);
-        if (rc < 0) {
-            fprintf(stderr, "demo-backend %s: %s: %s\n", g_name, counter_file, strerror(-rc));
-            return 1;
-        }
-    }
-
-    /* Workers inherit this mask, so signals reach only the main thread's sigtimedwait. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    g_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    struct worker *workers = calloc((size_t)threads, sizeof(*workers));
-    if (g_wake_fd < 0 || !workers) {
-        fprintf(stderr, "demo-backend %s: startup: %s\n", g_name, strerror(errno));
-        return 1;
-    }
+/* Starts @n workers on the listening socket. Returns how many started; on a failure it says
+ * why and sets g_stop, so those that did start stop at once. */
+static int start_workers(struct worker *workers, int n)
+{
     int started = 0;
-    for (; started < threads; started++) {
+    for (; started < n; started++) {
         struct worker *w = &workers[started];
         w->ep = epoll_create1(EPOLL_CLOEXEC);
         w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -1425,23 +1529,28 @@ int main(int argc, char **argv)
             break;
         }
     }
-    if (!atomic_load(&g_stop)) {
-        printf("demo-backend %s: listening on %s (%d thread%s)\n", g_name, bound, threads,
-               threads == 1 ? "" : "s");
-        fflush(stdout);
-    }
+    return started;
+}
 
+/* The main thread's loop: waits for SIGTERM or SIGINT (@sigs, blocked in every thread) and
+ * meanwhile keeps @counter_file up to date every 200ms. */
+static void serve_until_signal(const sigset_t *sigs, const char *counter_file)
+{
     uint64_t written = 0;
     const struct timespec tick = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
     while (!atomic_load(&g_stop)) {
-        int sig = sigtimedwait(&sigs, NULL, &tick);
+        int sig = sigtimedwait(sigs, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             break;
         uint64_t n = atomic_load(&g_requests);
         if (counter_file && n != written && counter_write(counter_file, n) == 0)
             written = n;
     }
+}
 
+/* Stops the first @started workers, waits for them and closes what they held. */
+static void stop_workers(struct worker *workers, int started)
+{
     atomic_store(&g_stop, true);
     uint64_t one = 1;
     if (write(g_wake_fd, &one, sizeof(one)) < 0) {
@@ -1453,13 +1562,58 @@ int main(int argc, char **argv)
         if (workers[i].reserve_fd >= 0)
             close(workers[i].reserve_fd);
     }
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {.threads = 1};
+    int rc = parse_options(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    raise_fd_limit();
+
+    char bound[128];
+    g_listen_fd = listen_on(o.listen_spec, bound, sizeof(bound));
+    if (g_listen_fd < 0) {
+        fprintf(stderr, "demo-backend %s: cannot listen on %s: %s\n", g_name, o.listen_spec,
+                g_listen_fd == -EINVAL ? "bad address" : strerror(-g_listen_fd));
+        return 1;
+    }
+    if (o.counter_file && (rc = counter_write(o.counter_file, 0)) < 0) {
+        fprintf(stderr, "demo-backend %s: %s: %s\n", g_name, o.counter_file, strerror(-rc));
+        return 1;
+    }
+
+    /* Workers inherit this mask, so signals reach only the main thread's sigtimedwait. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    g_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct worker *workers = calloc((size_t)o.threads, sizeof(*workers));
+    if (g_wake_fd < 0 || !workers) {
+        fprintf(stderr, "demo-backend %s: startup: %s\n", g_name, strerror(errno));
+        return 1;
+    }
+    int started = start_workers(workers, o.threads);
+    if (!atomic_load(&g_stop)) {
+        printf("demo-backend %s: listening on %s (%d thread%s)\n", g_name, bound, o.threads,
+               o.threads == 1 ? "" : "s");
+        fflush(stdout);
+    }
+    serve_until_signal(&sigs, o.counter_file);
+    stop_workers(workers, started);
     free(workers);
     close(g_listen_fd);
     close(g_wake_fd);
-    int rc = 0;
-    if (counter_file && counter_write(counter_file, atomic_load(&g_requests)) < 0) {
-        fprintf(stderr, "demo-backend %s: cannot write %s\n", g_name, counter_file);
+    rc = 0;
+    if (o.counter_file && counter_write(o.counter_file, atomic_load(&g_requests)) < 0) {
+        fprintf(stderr, "demo-backend %s: cannot write %s\n", g_name, o.counter_file);
         rc = 1;
     }
-    return started == threads ? rc : 1;
+    return started == o.threads ? rc : 1;
 }

@@ -45,7 +45,7 @@ UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/fuzzobj/%.o)
-TOOL_BINS   := $(if $(wildcard tools/demo_backend.c),$(B)/demo-backend) \
+TOOL_BINS   := $(if $(wildcard tools/demo/main.c),$(B)/demo-backend) \
                $(if $(wildcard tools/bench/stream.c),$(B)/bench-stream)
 
 .PHONY: all deps test check run fuzz fuzz-build clean bench
@@ -64,7 +64,8 @@ $(B)/lb: $(B)/obj/lb/core/main.o $(LIB_OBJS)
 $(B)/lbctl: $(CTL_SRCS:%.c=$(B)/obj/%.o) $(CONF_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
 
-$(B)/demo-backend: $(B)/obj/tools/demo_backend.o
+# The demo backend: every .c in tools/demo/.
+$(B)/demo-backend: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/demo/*.c))
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # The bulk-transfer client and server of tools/bench/l4_stream.sh.

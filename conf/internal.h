@@ -1,6 +1,6 @@
 /*
  * Private to conf/: the YAML node tree (tree.c), the load context shared by the loader
- * (load.c, load_listener.c) and the validator (validate.c), and diagnostic helpers (conf.c).
+ * (load.c, load_*.c) and the validator (validate.c), and diagnostic helpers (conf.c).
  * Nothing outside conf/ includes this file.
  */
 #ifndef CONF_INTERNAL_H

@@ -1,8 +1,9 @@
 /*
  * The loader's machinery and its scalar setters: conf_map() walks a YAML mapping against a
  * table of keys; each setter turns one value into one C field or reports, at the value's line
- * and column, what it expected. Also global: and the top level of the file. Listeners,
- * clusters and static sets are in load_objects.c.
+ * and column, what it expected. Also global: and the top level of the file. Listeners (with
+ * their routes), clusters and static sets are in load_listener.c, load_cluster.c and
+ * load_static.c.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -140,6 +141,16 @@ int conf_check_name_at(struct conf_ctx *x, const struct conf_node *n, const char
         return -EINVAL;
     }
     return 0;
+}
+
+char *conf_object_name(struct conf_ctx *x, const struct conf_node *k, const char *what)
+{
+    if (conf_check_name_at(x, k, what) < 0)
+        return NULL;
+    char *s = strdup(k->str);
+    if (!s)
+        conf_err(x, k->pos, "out of memory");
+    return s;
 }
 
 /* Keeps a new string in *@field, freeing what was there (a default). */

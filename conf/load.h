@@ -1,8 +1,9 @@
 /*
  * Private to conf/: the table-driven loader's machinery, shared by load.c (the scalar setters,
- * global: and the top level) and load_objects.c (listeners, routes, clusters, servers, static
- * sets). A table lists, for one YAML mapping, each key's name, the setter that parses its value
- * and where in the C struct the value goes, in the manner of twemproxy's conf loader.
+ * global: and the top level), load_listener.c (listeners, routes), load_cluster.c (clusters,
+ * servers) and load_static.c (static sets). A table lists, for one YAML mapping, each key's
+ * name, the setter that parses its value and where in the C struct the value goes, in the
+ * manner of twemproxy's conf loader.
  */
 #ifndef CONF_LOAD_H
 #define CONF_LOAD_H
@@ -62,6 +63,10 @@ bool conf_expect(struct conf_ctx *x, const struct conf_node *n, enum conf_node_k
  * with a letter or digit, shorter than CONF_NAME_MAX. Returns 0 or -EINVAL (reported). */
 int conf_check_name_at(struct conf_ctx *x, const struct conf_node *n, const char *what);
 
+/* For clusters: and static:, which map names to objects: the key @k's name for the object (a
+ * new string), or NULL when it is not a valid name (reported). */
+char *conf_object_name(struct conf_ctx *x, const struct conf_node *k, const char *what);
+
 /* Calls @report for each item whose key compares equal to an earlier item's (by index).
  * O(n log n). Returns 0 or -ENOMEM. */
 int conf_find_dups(size_t n, int (*cmp)(size_t a, size_t b, void *arg),
@@ -74,7 +79,7 @@ int conf_addr_cmp(const struct conf_addr *a, const struct conf_addr *b);
 const char *conf_fmt_duration(char *buf, size_t size, uint64_t ms);
 const char *conf_fmt_size(char *buf, size_t size, uint64_t bytes);
 
-/* Setters, for the tables in load.c and load_objects.c. */
+/* Setters, for the tables in load*.c. */
 conf_set_fn conf_set_str;      /* char *: any non-empty text without control characters */
 conf_set_fn conf_set_text;     /* char *: any non-empty text */
 conf_set_fn conf_set_name;     /* char *: a name, see conf_check_name_at */
@@ -91,7 +96,8 @@ conf_set_fn conf_set_file;     /* char *: a readable regular file, resolved */
 conf_set_fn conf_set_dir;      /* char *: an existing directory, resolved */
 conf_set_fn conf_set_url_path; /* char *: starts with '/' */
 
-/* The top-level sections that live in load_objects.c; each takes the struct conf as base. */
+/* The top-level sections that live in load_listener.c, load_cluster.c and load_static.c; each
+ * takes the struct conf as base. */
 conf_set_fn conf_set_listeners;
 conf_set_fn conf_set_clusters;
 conf_set_fn conf_set_statics;

@@ -244,11 +244,86 @@ static void syntax_error(struct builder *b, const yaml_parser_t *p)
               ctx);
 }
 
+/* node_new() returned NULL: past CONF_MAX_NODES (reported here) or out of memory. Returns
+ * -EINVAL or -ENOMEM. */
+static int node_new_failed(struct builder *b, const yaml_event_t *ev)
+{
+    if (b->nnodes > CONF_MAX_NODES) {
+        conf_diag(b->d, pos_of(ev->start_mark), "more than %d values in one file", CONF_MAX_NODES);
+        return -EINVAL;
+    }
+    return -ENOMEM;
+}
+
+/* An alias is refused, and stands in the tree as a bad empty scalar. */
+static int on_alias(struct builder *b, const yaml_event_t *ev)
+{
+    struct conf_node *n;
+    char q[48];
+    const char *a = (const char *)ev->data.alias.anchor;
+    conf_diag(b->d, pos_of(ev->start_mark),
+              "alias '*%s': anchors and aliases are not supported; write the value out",
+              conf_quote(q, sizeof(q), a, strlen(a)));
+    if (!(n = node_new(b, CONF_NODE_SCALAR, ev->start_mark)) || !(n->str = strdup(""))) {
+        conf_tree_free(n);
+        return -ENOMEM;
+    }
+    n->bad = true;
+    return attach(b, n) < 0 ? -ENOMEM : 1;
+}
+
+static int on_scalar(struct builder *b, const yaml_event_t *ev)
+{
+    struct conf_node *n;
+    check_props(b, ev, ev->data.scalar.anchor, ev->data.scalar.tag);
+    if (!(n = node_new(b, CONF_NODE_SCALAR, ev->start_mark)))
+        return node_new_failed(b, ev);
+    n->len = ev->data.scalar.length;
+    n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+    if (!(n->str = malloc(n->len + 1))) {
+        conf_tree_free(n);
+        return -ENOMEM;
+    }
+    memcpy(n->str, ev->data.scalar.value, n->len);
+    n->str[n->len] = '\0';
+    if (memchr(n->str, '\0', n->len)) { /* "\0" escapes in double quotes */
+        conf_diag(b->d, n->pos, "a value must not contain NUL characters");
+        n->bad = true;
+    }
+    return attach(b, n) < 0 ? -ENOMEM : 1;
+}
+
+/* The start of a mapping or a sequence: attached, then pushed until its end event. */
+static int on_collection_start(struct builder *b, const yaml_event_t *ev)
+{
+    struct conf_node *n;
+    int rc;
+    bool map = ev->type == YAML_MAPPING_START_EVENT;
+    if (map)
+        check_props(b, ev, ev->data.mapping_start.anchor, ev->data.mapping_start.tag);
+    else
+        check_props(b, ev, ev->data.sequence_start.anchor, ev->data.sequence_start.tag);
+    if (b->depth == CONF_MAX_DEPTH) {
+        conf_diag(b->d, pos_of(ev->start_mark),
+                  "nesting is deeper than %d levels; no lb config needs that", CONF_MAX_DEPTH);
+        return -EINVAL;
+    }
+    if (!(n = node_new(b, map ? CONF_NODE_MAP : CONF_NODE_SEQ, ev->start_mark)))
+        return node_new_failed(b, ev);
+    if (!(n->str = strdup(""))) {
+        conf_tree_free(n);
+        return -ENOMEM;
+    }
+    if ((rc = attach(b, n)) < 0)
+        return rc;
+    b->stack[b->depth++] = n;
+    return 1;
+}
+
 /* Handles one event. Returns 1 to go on, 0 at the end of the stream, -errno to stop. */
 static int on_event(struct builder *b, const yaml_event_t *ev)
 {
     struct conf_node *n;
-    int rc;
 
     switch (ev->type) {
     case YAML_STREAM_START_EVENT:
@@ -264,59 +339,13 @@ static int on_event(struct builder *b, const yaml_event_t *ev)
             return -EINVAL;
         }
         return 1;
-    case YAML_ALIAS_EVENT: {
-        char q[48];
-        const char *a = (const char *)ev->data.alias.anchor;
-        conf_diag(b->d, pos_of(ev->start_mark),
-                  "alias '*%s': anchors and aliases are not supported; write the value out",
-                  conf_quote(q, sizeof(q), a, strlen(a)));
-        if (!(n = node_new(b, CONF_NODE_SCALAR, ev->start_mark)) || !(n->str = strdup(""))) {
-            conf_tree_free(n);
-            return -ENOMEM;
-        }
-        n->bad = true;
-        return attach(b, n) < 0 ? -ENOMEM : 1;
-    }
+    case YAML_ALIAS_EVENT:
+        return on_alias(b, ev);
     case YAML_SCALAR_EVENT:
-        check_props(b, ev, ev->data.scalar.anchor, ev->data.scalar.tag);
-        if (!(n = node_new(b, CONF_NODE_SCALAR, ev->start_mark)))
-            goto nomem_or_limit;
-        n->len = ev->data.scalar.length;
-        n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-        if (!(n->str = malloc(n->len + 1))) {
-            conf_tree_free(n);
-            return -ENOMEM;
-        }
-        memcpy(n->str, ev->data.scalar.value, n->len);
-        n->str[n->len] = '\0';
-        if (memchr(n->str, '\0', n->len)) { /* "\0" escapes in double quotes */
-            conf_diag(b->d, n->pos, "a value must not contain NUL characters");
-            n->bad = true;
-        }
-        return attach(b, n) < 0 ? -ENOMEM : 1;
+        return on_scalar(b, ev);
     case YAML_SEQUENCE_START_EVENT:
-    case YAML_MAPPING_START_EVENT: {
-        bool map = ev->type == YAML_MAPPING_START_EVENT;
-        if (map)
-            check_props(b, ev, ev->data.mapping_start.anchor, ev->data.mapping_start.tag);
-        else
-            check_props(b, ev, ev->data.sequence_start.anchor, ev->data.sequence_start.tag);
-        if (b->depth == CONF_MAX_DEPTH) {
-            conf_diag(b->d, pos_of(ev->start_mark),
-                      "nesting is deeper than %d levels; no lb config needs that", CONF_MAX_DEPTH);
-            return -EINVAL;
-        }
-        if (!(n = node_new(b, map ? CONF_NODE_MAP : CONF_NODE_SEQ, ev->start_mark)))
-            goto nomem_or_limit;
-        if (!(n->str = strdup(""))) {
-            conf_tree_free(n);
-            return -ENOMEM;
-        }
-        if ((rc = attach(b, n)) < 0)
-            return rc;
-        b->stack[b->depth++] = n;
-        return 1;
-    }
+    case YAML_MAPPING_START_EVENT:
+        return on_collection_start(b, ev);
     case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
         if (b->depth == 0)
@@ -327,13 +356,6 @@ static int on_event(struct builder *b, const yaml_event_t *ev)
         return 1;
     }
     return 1;
-
-nomem_or_limit:
-    if (b->nnodes > CONF_MAX_NODES) {
-        conf_diag(b->d, pos_of(ev->start_mark), "more than %d values in one file", CONF_MAX_NODES);
-        return -EINVAL;
-    }
-    return -ENOMEM;
 }
 
 int conf_tree_parse(const char *buf, size_t len, struct conf_diags *d, struct conf_node **root)

@@ -305,6 +305,63 @@ static int snap_parse_range(const char *p, size_t n, uint64_t size, uint64_t *fi
 
 /* ---- the decision ---- */
 
+/* RFC 9110 13.2.2: If-None-Match, when present, decides alone; else If-Modified-Since. */
+static bool snap_not_modified(const struct snap_var *v, const struct snap_req *req)
+{
+    if (req->if_none_match.p)
+        return snap_etag_match_weak(v, req->if_none_match.p, req->if_none_match.len);
+    if (req->if_modified_since.p) {
+        time_t t;
+        return snap_parse_date(req->if_modified_since.p, req->if_modified_since.len, &t) == 0 &&
+               v->mtime <= t;
+    }
+    return false;
+}
+
+/* A GET with a Range (and an If-Range, if any, that holds): 206 with that one range, written
+ * into @buf, or 416. Returns 1 when @resp is that answer, 0 when the whole representation is
+ * to be sent instead (no range, a failed If-Range, a range that is ignored), or -ENOSPC. */
+static int snap_eval_range(const struct snap_var *v, const struct snap_req *req, char *buf,
+                           size_t cap, struct snap_resp *resp)
+{
+    if (req->method != SNAP_M_GET || !req->range.p ||
+        (req->if_range.p && !snap_if_range_ok(v, req->if_range.p, req->if_range.len)))
+        return 0;
+    uint64_t first = 0, last = 0;
+    int r = snap_parse_range(req->range.p, req->range.len, v->body_len, &first, &last);
+    int n = 0;
+    if (r > 0) {
+        size_t rest = v->hdr_len - v->rest_off;
+        n = snprintf(buf, cap,
+                     "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes %llu-%llu/%llu\r\n"
+                     "Content-Length: %llu\r\n",
+                     (unsigned long long)first, (unsigned long long)last,
+                     (unsigned long long)v->body_len, (unsigned long long)(last - first + 1));
+        if (n < 0 || (size_t)n + rest > cap)
+            return -ENOSPC;
+        memcpy(buf + n, v->hdr + v->rest_off, rest);
+        resp->status = 206;
+        resp->hdr = buf;
+        resp->hdr_len = (size_t)n + rest;
+        resp->body = v->body + first;
+        resp->body_len = last - first + 1;
+        return 1;
+    }
+    if (r < 0) {
+        n = snprintf(buf, cap,
+                     "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */%llu\r\n"
+                     "Content-Length: 0\r\n\r\n",
+                     (unsigned long long)v->body_len);
+        if (n < 0 || (size_t)n >= cap)
+            return -ENOSPC;
+        resp->status = 416;
+        resp->hdr = buf;
+        resp->hdr_len = (size_t)n;
+        return 1;
+    }
+    return 0;
+}
+
 int snap_eval(const struct snap_entry *e, const struct snap_req *req, char *buf, size_t cap,
               struct snap_resp *resp)
 {
@@ -329,58 +386,15 @@ int snap_eval(const struct snap_entry *e, const struct snap_req *req, char *buf,
         snap_accepts_gzip(req->accept_encoding.p, req->accept_encoding.len))
         v = &e->gz;
 
-    /* RFC 9110 13.2.2: If-None-Match, when present, decides alone. */
-    bool not_modified = false;
-    if (req->if_none_match.p) {
-        not_modified = snap_etag_match_weak(v, req->if_none_match.p, req->if_none_match.len);
-    } else if (req->if_modified_since.p) {
-        time_t t;
-        not_modified =
-            snap_parse_date(req->if_modified_since.p, req->if_modified_since.len, &t) == 0 &&
-            v->mtime <= t;
-    }
-    if (not_modified) {
+    if (snap_not_modified(v, req)) {
         resp->status = 304;
         resp->hdr = v->hdr304;
         resp->hdr_len = v->hdr304_len;
         return 0;
     }
-
-    if (req->method == SNAP_M_GET && req->range.p &&
-        (!req->if_range.p || snap_if_range_ok(v, req->if_range.p, req->if_range.len))) {
-        uint64_t first = 0, last = 0;
-        int r = snap_parse_range(req->range.p, req->range.len, v->body_len, &first, &last);
-        int n = 0;
-        if (r > 0) {
-            size_t rest = v->hdr_len - v->rest_off;
-            n = snprintf(buf, cap,
-                         "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes %llu-%llu/%llu\r\n"
-                         "Content-Length: %llu\r\n",
-                         (unsigned long long)first, (unsigned long long)last,
-                         (unsigned long long)v->body_len, (unsigned long long)(last - first + 1));
-            if (n < 0 || (size_t)n + rest > cap)
-                return -ENOSPC;
-            memcpy(buf + n, v->hdr + v->rest_off, rest);
-            resp->status = 206;
-            resp->hdr = buf;
-            resp->hdr_len = (size_t)n + rest;
-            resp->body = v->body + first;
-            resp->body_len = last - first + 1;
-            return 0;
-        }
-        if (r < 0) {
-            n = snprintf(buf, cap,
-                         "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */%llu\r\n"
-                         "Content-Length: 0\r\n\r\n",
-                         (unsigned long long)v->body_len);
-            if (n < 0 || (size_t)n >= cap)
-                return -ENOSPC;
-            resp->status = 416;
-            resp->hdr = buf;
-            resp->hdr_len = (size_t)n;
-            return 0;
-        }
-    }
+    int rc = snap_eval_range(v, req, buf, cap, resp);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
 
     resp->status = 200;
     resp->hdr = v->hdr;

@@ -436,49 +436,60 @@ out:
     return rc;
 }
 
-int main(int argc, char **argv)
-{
-    struct ctl c = {.socket = CTL_DEFAULT_SOCKET, .fd = -1};
-    char *pos[64];
-    int npos = 0;
-    bool wait = false, has_timeout = false;
-    uint64_t tmo_ms = 30000;
+/* The command line once the options are read. */
+struct args {
+    char *pos[64]; /* the command and its arguments */
+    int npos;
+    bool wait, has_timeout;
+    uint64_t tmo_ms;
+};
 
+/* Reads the options into @c and @a, the rest into a->pos. Returns -1 to go on, or the status
+ * to exit with (0 after --help, 2 on a usage error, already reported). */
+static int parse_args(int argc, char **argv, struct ctl *c, struct args *a)
+{
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        const char *s = argv[i];
+        if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "-s") || !strcmp(a, "--socket")) {
+        } else if (!strcmp(s, "-s") || !strcmp(s, "--socket")) {
             if (++i >= argc)
-                return usage_error("%s needs a path", a);
-            c.socket = argv[i];
-        } else if (!strncmp(a, "--socket=", 9)) {
-            c.socket = a + 9;
-        } else if (!strcmp(a, "--json")) {
-            c.json = true;
-        } else if (!strcmp(a, "--wait")) {
-            wait = true;
-        } else if (!strcmp(a, "--timeout") || !strncmp(a, "--timeout=", 10)) {
-            const char *d = a[9] == '=' ? a + 10 : (++i < argc ? argv[i] : NULL);
+                return usage_error("%s needs a path", s);
+            c->socket = argv[i];
+        } else if (!strncmp(s, "--socket=", 9)) {
+            c->socket = s + 9;
+        } else if (!strcmp(s, "--json")) {
+            c->json = true;
+        } else if (!strcmp(s, "--wait")) {
+            a->wait = true;
+        } else if (!strcmp(s, "--timeout") || !strncmp(s, "--timeout=", 10)) {
+            const char *d = s[9] == '=' ? s + 10 : (++i < argc ? argv[i] : NULL);
             if (!d)
                 return usage_error("--timeout needs a duration (30s, 2m, 500ms)");
-            if (conf_parse_duration(d, &tmo_ms) < 0)
+            if (conf_parse_duration(d, &a->tmo_ms) < 0)
                 return usage_error("bad --timeout '%s': a duration such as 30s, 2m, 500ms", d);
-            has_timeout = true;
-        } else if (a[0] == '-' && a[1]) {
-            return usage_error("unknown option %s", a);
-        } else if (npos < (int)(sizeof(pos) / sizeof(pos[0]))) {
-            pos[npos++] = argv[i];
+            a->has_timeout = true;
+        } else if (s[0] == '-' && s[1]) {
+            return usage_error("unknown option %s", s);
+        } else if (a->npos < (int)(sizeof(a->pos) / sizeof(a->pos[0]))) {
+            a->pos[a->npos++] = argv[i];
         } else {
             return usage_error("too many arguments");
         }
     }
-    if (!c.socket[0])
+    if (!c->socket[0])
         return usage_error("empty socket path");
-    if (npos == 0)
+    if (a->npos == 0)
         return usage_error("a command is needed");
+    return -1;
+}
 
+/* Checks the command, its number of arguments, the options that go with it, and its names
+ * and weight, before anything is sent. Returns 0, or 2 after reporting a usage error. */
+static int check_command(const struct args *a)
+{
+    char *const *pos = a->pos;
     const char *cmd = pos[0];
     int want_min, want_max;
     if (!strcmp(cmd, "status") || !strcmp(cmd, "reload"))
@@ -493,15 +504,15 @@ int main(int argc, char **argv)
         want_min = 3, want_max = 64;
     else
         return usage_error("unknown command '%s'", cmd);
-    if (npos < want_min || npos > want_max)
+    if (a->npos < want_min || a->npos > want_max)
         return usage_error("wrong number of arguments for %s", cmd);
     if (!strcmp(cmd, "snapshots") && strcmp(pos[1], "reload"))
         return usage_error("unknown command 'snapshots %s': snapshots reload [SET]", pos[1]);
-    if ((wait || has_timeout) && strcmp(cmd, "drain"))
+    if ((a->wait || a->has_timeout) && strcmp(cmd, "drain"))
         return usage_error("--wait and --timeout go with drain only");
-    if (has_timeout && !wait)
+    if (a->has_timeout && !a->wait)
         return usage_error("--timeout needs --wait");
-    for (int k = 1; k < npos && strcmp(cmd, "explain"); k++) {
+    for (int k = 1; k < a->npos && strcmp(cmd, "explain"); k++) {
         bool is_weight = !strcmp(cmd, "weight") && k == 3;
         bool is_reload = !strcmp(cmd, "snapshots") && k == 1;
         if (!is_weight && !is_reload && !name_ok(pos[k]))
@@ -513,21 +524,41 @@ int main(int argc, char **argv)
         if (n == 0 || n > 3 || w[n] || atoi(w) < 1 || atoi(w) > 256)
             return usage_error("bad weight '%s': a whole number in 1..256", w);
     }
+    return 0;
+}
 
-    char line[4096] = "";
+/* The command line sent to lb: the words of @a joined by spaces into @line (@cap bytes).
+ * Returns 0, or -ENAMETOOLONG when it does not fit. */
+static int join_command(const struct args *a, char *line, size_t cap)
+{
     size_t used = 0;
-    for (int k = 0; k < npos; k++) {
-        size_t n = strlen(pos[k]);
-        if (used + n + 2 > sizeof(line))
-            return usage_error("command too long");
+    for (int k = 0; k < a->npos; k++) {
+        size_t n = strlen(a->pos[k]);
+        if (used + n + 2 > cap)
+            return -ENAMETOOLONG;
         if (k)
             line[used++] = ' ';
-        memcpy(line + used, pos[k], n + 1);
+        memcpy(line + used, a->pos[k], n + 1);
         used += n;
     }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl c = {.socket = CTL_DEFAULT_SOCKET, .fd = -1};
+    struct args a = {.tmo_ms = 30000};
+    int rc = parse_args(argc, argv, &c, &a);
+    if (rc >= 0)
+        return rc;
+    if ((rc = check_command(&a)) != 0)
+        return rc;
+    char line[4096] = "";
+    if (join_command(&a, line, sizeof(line)) < 0)
+        return usage_error("command too long");
     if (ctl_connect(&c) < 0)
         return 1;
-    int rc = run(&c, line, pos, wait, tmo_ms);
+    rc = run(&c, line, a.pos, a.wait, a.tmo_ms);
     close(c.fd);
     free(c.buf);
     return rc;

@@ -1,0 +1,530 @@
+/*
+ * The loader of listeners: with their routes (match, action, hash key, cache, enqueue) and
+ * TLS. Each object gets its defaults, then its table of keys (load.c's conf_map), then the
+ * rules that involve several keys of that one object (one action per route, ...). Rules
+ * across objects, such as references, are validate.c's.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/load.h"
+
+#define Q(buf, n) conf_quote((buf), sizeof(buf), (n)->str, (n)->len)
+#define SEC 1000ull
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+#define KIB 1024ull
+#define MIB (1024 * KIB)
+#define GIB (1024 * MIB)
+
+static bool pos_before(struct conf_pos a, struct conf_pos b)
+{
+    return a.line < b.line || (a.line == b.line && a.col < b.col);
+}
+
+/* ---- routes ---- */
+
+static const struct conf_enum_name methods[] = {
+    {"GET", CONF_M_GET},       {"HEAD", CONF_M_HEAD},
+    {"POST", CONF_M_POST},     {"PUT", CONF_M_PUT},
+    {"DELETE", CONF_M_DELETE}, {"OPTIONS", CONF_M_OPTIONS},
+    {"PATCH", CONF_M_PATCH},   {"CONNECT", CONF_M_CONNECT},
+    {"TRACE", CONF_M_TRACE},   {NULL, 0},
+};
+
+static int set_methods(struct conf_ctx *x, const struct conf_node *n, void *field,
+                       const struct conf_key *k)
+{
+    const struct conf_key one = {.name = "method", .set = conf_set_enum, .arg = methods};
+    uint32_t *bits = field;
+    char q[48];
+    if (!conf_expect(x, n, CONF_NODE_SEQ, "a list of methods such as [GET, HEAD]"))
+        return -EINVAL;
+    if (n->nkids == 0) {
+        conf_err(x, n->pos,
+                 "an empty list of methods would match nothing; leave methods out to "
+                 "match any method");
+        return -EINVAL;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n->nkids; i++) {
+        const struct conf_node *v = n->kids[i];
+        int m = 0;
+        size_t mark = conf_path_push(x, "[%zu]", i);
+        if (v->bad || conf_set_enum(x, v, &m, &one) < 0) {
+            rc = -EINVAL;
+        } else if (*bits & (uint32_t)m) {
+            conf_err(x, v->pos, "method %s is listed twice", Q(q, v));
+            rc = -EINVAL;
+        }
+        *bits |= (uint32_t)m;
+        conf_path_pop(x, mark);
+    }
+    return rc;
+}
+
+/* A Host to match: a DNS name or an IP literal, without port; kept lowercased. */
+static int set_host(struct conf_ctx *x, const struct conf_node *n, void *field,
+                    const struct conf_key *k)
+{
+    char q[48];
+    if (!conf_expect(x, n, CONF_NODE_SCALAR, "a host name such as api.example.com"))
+        return -EINVAL;
+    if (strchr(n->str, ':') && n->str[0] != '[') {
+        conf_err(x, n->pos, "host '%s' has a port: hosts are matched without their port", Q(q, n));
+        return -EINVAL;
+    }
+    bool ok = n->len <= 253;
+    for (size_t i = 0; ok && i < n->len; i++) {
+        unsigned char ch = (unsigned char)n->str[i];
+        ok = isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '[' || ch == ']' ||
+             ch == ':';
+    }
+    if (!ok) {
+        conf_err(x, n->pos, "expected a host name such as api.example.com, got '%s'", Q(q, n));
+        return -EINVAL;
+    }
+    char **dst = field;
+    char *s = strdup(n->str);
+    if (!s) {
+        conf_err(x, n->pos, "out of memory");
+        return -ENOMEM;
+    }
+    for (char *p = s; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    free(*dst);
+    *dst = s;
+    return 0;
+}
+
+/* RFC 9110 token characters: what a header or cookie name may be made of. */
+static bool is_token(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+            return false;
+    return true;
+}
+
+static int set_hash_key(struct conf_ctx *x, const struct conf_node *n, void *field,
+                        const struct conf_key *k)
+{
+    const char *what = "header:NAME, cookie:NAME, path, uri or client_ip";
+    struct conf_hash_key *h = field;
+    char q[48];
+    if (!conf_expect(x, n, CONF_NODE_SCALAR, what))
+        return -EINVAL;
+    struct conf_hash_key v = {CONF_HASH_NONE, NULL};
+    const char *name = NULL;
+    if (!strcmp(n->str, "client_ip"))
+        v.kind = CONF_HASH_CLIENT_IP;
+    else if (!strcmp(n->str, "path"))
+        v.kind = CONF_HASH_PATH;
+    else if (!strcmp(n->str, "uri"))
+        v.kind = CONF_HASH_URI;
+    else if (!strncmp(n->str, "header:", 7))
+        v.kind = CONF_HASH_HEADER, name = n->str + 7;
+    else if (!strncmp(n->str, "cookie:", 7))
+        v.kind = CONF_HASH_COOKIE, name = n->str + 7;
+    if (v.kind == CONF_HASH_NONE) {
+        conf_err(x, n->pos, "unknown hash_key '%s'; expected %s", Q(q, n), what);
+        return -EINVAL;
+    }
+    if (name && (!is_token(name) || strlen(name) > 128)) {
+        conf_err(x, n->pos, "bad %s name in '%s': expected an HTTP token such as X-User-Id",
+                 v.kind == CONF_HASH_HEADER ? "header" : "cookie", Q(q, n));
+        return -EINVAL;
+    }
+    if (name && !(v.name = strdup(name))) {
+        conf_err(x, n->pos, "out of memory");
+        return -ENOMEM;
+    }
+    free(h->name);
+    *h = v;
+    return 0;
+}
+
+static const struct conf_key match_keys[] = {
+    {.name = "host", .set = set_host, .off = offsetof(struct conf_route, host)},
+    {.name = "path_prefix",
+     .set = conf_set_url_path,
+     .off = offsetof(struct conf_route, path_prefix)},
+    {.name = "methods", .set = set_methods, .off = offsetof(struct conf_route, methods)},
+    {.name = NULL},
+};
+
+static int set_match(struct conf_ctx *x, const struct conf_node *n, void *field,
+                     const struct conf_key *k)
+{
+    struct conf_route *r = field;
+    r->has_match = true;
+    return conf_map(x, n, r, match_keys, NULL);
+}
+
+static int set_route_cluster(struct conf_ctx *x, const struct conf_node *n, void *field,
+                             const struct conf_key *k)
+{
+    struct conf_route *r = field;
+    r->action = CONF_ACT_CLUSTER;
+    return conf_set_name(x, n, &r->target, k);
+}
+
+static int set_route_static(struct conf_ctx *x, const struct conf_node *n, void *field,
+                            const struct conf_key *k)
+{
+    struct conf_route *r = field;
+    r->action = CONF_ACT_STATIC;
+    return conf_set_name(x, n, &r->target, k);
+}
+
+static const struct conf_key enqueue_keys[] = {
+    {.name = "redis_list",
+     .set = conf_set_str,
+     .off = offsetof(struct conf_enqueue, redis_list),
+     .flags = CONF_K_REQUIRED},
+    {.name = "max_length",
+     .set = conf_set_u64,
+     .off = offsetof(struct conf_enqueue, max_length),
+     .min = 1,
+     .max = 1000000000},
+    {.name = NULL},
+};
+
+static int set_enqueue(struct conf_ctx *x, const struct conf_node *n, void *field,
+                       const struct conf_key *k)
+{
+    struct conf_route *r = field;
+    r->action = CONF_ACT_ENQUEUE;
+    r->enqueue.max_length = 100000;
+    return conf_map(x, n, &r->enqueue, enqueue_keys, NULL);
+}
+
+static const struct conf_key cache_keys[] = {
+    {.name = "ttl",
+     .set = conf_set_duration,
+     .off = offsetof(struct conf_cache, ttl_ms),
+     .min = 1,
+     .max = 24 * HOUR,
+     .flags = CONF_K_REQUIRED},
+    {.name = "max_bytes",
+     .set = conf_set_size,
+     .off = offsetof(struct conf_cache, max_bytes),
+     .min = 1 * KIB,
+     .max = 64 * GIB},
+    {.name = NULL},
+};
+
+static int set_cache(struct conf_ctx *x, const struct conf_node *n, void *field,
+                     const struct conf_key *k)
+{
+    struct conf_cache *cache = field;
+    cache->max_bytes = 64 * MIB;
+    if (conf_map(x, n, cache, cache_keys, NULL) < 0)
+        return -EINVAL;
+    cache->enabled = true;
+    return 0;
+}
+
+static const struct conf_key route_keys[] = {
+    {.name = "match", .set = set_match},
+    {.name = "cluster", .set = set_route_cluster},
+    {.name = "static", .set = set_route_static},
+    {.name = "enqueue", .set = set_enqueue},
+    {.name = "hash_key", .set = set_hash_key, .off = offsetof(struct conf_route, hash_key)},
+    {.name = "cache", .set = set_cache, .off = offsetof(struct conf_route, cache)},
+    {.name = NULL},
+};
+
+static void load_route(struct conf_ctx *x, const struct conf_node *n, struct conf_route *r)
+{
+    struct conf_seen seen[CONF_MAX_KEYS];
+    static const char *const actions[] = {"cluster", "static", "enqueue"};
+
+    r->pos = n->pos;
+    r->target_idx = -1;
+    if (conf_map(x, n, r, route_keys, seen) < 0)
+        return;
+
+    /* Exactly one action; every extra one is reported where it is written. */
+    const struct conf_seen *first = NULL;
+    const char *first_name = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        const struct conf_seen *s = conf_seen_get(route_keys, seen, actions[i]);
+        if (s->key && (!first || pos_before(s->key->pos, first->key->pos))) {
+            first = s;
+            first_name = actions[i];
+        }
+    }
+    for (size_t i = 0; first && i < 3; i++) {
+        const struct conf_seen *s = conf_seen_get(route_keys, seen, actions[i]);
+        if (s->key && s != first)
+            conf_err(x, s->key->pos,
+                     "a route takes exactly one action, and it already has "
+                     "'%s' (%u:%u)",
+                     first_name, first->key->pos.line, first->key->pos.col);
+    }
+    if (!first) {
+        conf_err(x, n->pos, "a route needs an action: cluster, static or enqueue");
+        return;
+    }
+    r->target_pos = first->val->pos;
+    bool single = true;
+    for (size_t i = 0; i < 3; i++) {
+        const struct conf_seen *s = conf_seen_get(route_keys, seen, actions[i]);
+        single &= !s->key || s == first;
+    }
+
+    const struct conf_seen *hk = conf_seen_get(route_keys, seen, "hash_key");
+    const struct conf_seen *ca = conf_seen_get(route_keys, seen, "cache");
+    if (hk->key)
+        r->hash_key_pos = hk->val->pos;
+    if (single && strcmp(first_name, "cluster")) {
+        if (hk->key)
+            conf_err(x, hk->key->pos,
+                     "hash_key applies only to routes with a cluster, not "
+                     "to '%s'",
+                     first_name);
+        if (ca->key)
+            conf_err(x, ca->key->pos,
+                     "cache applies only to routes with a cluster, not to "
+                     "'%s'",
+                     first_name);
+    }
+}
+
+static int set_routes(struct conf_ctx *x, const struct conf_node *n, void *field,
+                      const struct conf_key *k)
+{
+    struct conf_listener *l = field;
+    if (!conf_expect(x, n, CONF_NODE_SEQ, "a list of routes"))
+        return -EINVAL;
+    if (n->nkids == 0) {
+        conf_err(x, n->pos,
+                 "an empty list of routes: add at least one, such as "
+                 "- cluster: NAME");
+        return -EINVAL;
+    }
+    l->routes = calloc(n->nkids, sizeof(*l->routes));
+    if (!l->routes) {
+        conf_err(x, n->pos, "out of memory");
+        return -ENOMEM;
+    }
+    l->nroutes = n->nkids;
+    bool caught = false;
+    for (size_t i = 0; i < n->nkids; i++) {
+        const struct conf_node *v = n->kids[i];
+        size_t mark = conf_path_push(x, "[%zu]", i);
+        l->routes[i].target_idx = -1;
+        if (caught) {
+            conf_err(x, v->pos,
+                     "this route can never match: routes[%zu] above has no match block and "
+                     "takes every request (put the default route last)",
+                     i - 1);
+            caught = false; /* once is enough */
+        }
+        if (!v->bad) {
+            load_route(x, v, &l->routes[i]);
+            caught = !l->routes[i].has_match && i + 1 < n->nkids;
+        }
+        conf_path_pop(x, mark);
+    }
+    return 0;
+}
+
+/* ---- listeners ---- */
+
+static const struct conf_enum_name protocols[] = {
+    {"http", CONF_PROTO_HTTP},
+    {"tcp", CONF_PROTO_TCP},
+    {NULL, 0},
+};
+
+static const struct conf_key cert_keys[] = {
+    {.name = "cert",
+     .set = conf_set_file,
+     .off = offsetof(struct conf_tls_cert, cert),
+     .flags = CONF_K_REQUIRED},
+    {.name = "key",
+     .set = conf_set_file,
+     .off = offsetof(struct conf_tls_cert, key),
+     .flags = CONF_K_REQUIRED},
+    {.name = NULL},
+};
+
+static int set_certs(struct conf_ctx *x, const struct conf_node *n, void *field,
+                     const struct conf_key *k)
+{
+    struct conf_tls *tls = field;
+    if (!conf_expect(x, n, CONF_NODE_SEQ, "a list of { cert: FILE, key: FILE }"))
+        return -EINVAL;
+    if (n->nkids == 0) {
+        conf_err(x, n->pos, "at least one certificate is needed");
+        return -EINVAL;
+    }
+    tls->certs = calloc(n->nkids, sizeof(*tls->certs));
+    if (!tls->certs) {
+        conf_err(x, n->pos, "out of memory");
+        return -ENOMEM;
+    }
+    tls->ncerts = n->nkids;
+    for (size_t i = 0; i < n->nkids; i++) {
+        size_t mark = conf_path_push(x, "[%zu]", i);
+        if (!n->kids[i]->bad)
+            conf_map(x, n->kids[i], &tls->certs[i], cert_keys, NULL);
+        conf_path_pop(x, mark);
+    }
+    return 0;
+}
+
+static const struct conf_key tls_keys[] = {
+    {.name = "certificates", .set = set_certs, .flags = CONF_K_REQUIRED},
+    {.name = NULL},
+};
+
+static int set_tls(struct conf_ctx *x, const struct conf_node *n, void *field,
+                   const struct conf_key *k)
+{
+    struct conf_tls *tls = field;
+    if (conf_map(x, n, tls, tls_keys, NULL) < 0)
+        return -EINVAL;
+    tls->enabled = tls->ncerts > 0;
+    return 0;
+}
+
+static const struct conf_key listener_timeout_keys[] = {
+    {.name = "header",
+     .set = conf_set_duration,
+     .off = offsetof(struct conf_listener, header_timeout_ms),
+     .min = 1,
+     .max = HOUR},
+    {.name = "idle",
+     .set = conf_set_duration,
+     .off = offsetof(struct conf_listener, idle_timeout_ms),
+     .min = 1,
+     .max = 24 * HOUR},
+    {.name = NULL},
+};
+
+static const struct conf_key listener_limit_keys[] = {
+    {.name = "max_header_bytes",
+     .set = conf_set_size,
+     .off = offsetof(struct conf_listener, max_header_bytes),
+     .min = 1 * KIB,
+     .max = 1 * MIB},
+    {.name = "max_body_bytes",
+     .set = conf_set_size,
+     .off = offsetof(struct conf_listener, max_body_bytes),
+     .max = 64 * GIB},
+    {.name = NULL},
+};
+
+static const struct conf_key listener_keys[] = {
+    {.name = "name",
+     .set = conf_set_name,
+     .off = offsetof(struct conf_listener, name),
+     .flags = CONF_K_REQUIRED},
+    {.name = "bind",
+     .set = conf_set_addr,
+     .off = offsetof(struct conf_listener, bind),
+     .flags = CONF_K_REQUIRED},
+    {.name = "protocol",
+     .set = conf_set_enum,
+     .off = offsetof(struct conf_listener, protocol),
+     .arg = protocols},
+    {.name = "tls", .set = set_tls, .off = offsetof(struct conf_listener, tls)},
+    {.name = "timeouts", .set = conf_set_map, .arg = listener_timeout_keys},
+    {.name = "limits", .set = conf_set_map, .arg = listener_limit_keys},
+    {.name = "routes", .set = set_routes},
+    {.name = "cluster", .set = conf_set_name, .off = offsetof(struct conf_listener, cluster)},
+    {.name = "hash_key", .set = set_hash_key, .off = offsetof(struct conf_listener, hash_key)},
+    {.name = NULL},
+};
+
+static void load_listener(struct conf_ctx *x, const struct conf_node *n, struct conf_listener *l)
+{
+    struct conf_seen seen[CONF_MAX_KEYS];
+
+    l->pos = n->pos;
+    l->protocol = CONF_PROTO_HTTP;
+    l->header_timeout_ms = 10 * SEC;
+    l->idle_timeout_ms = 60 * SEC;
+    l->max_header_bytes = 16 * KIB;
+    l->max_body_bytes = 10 * MIB;
+    l->cluster_idx = -1;
+    if (conf_map(x, n, l, listener_keys, seen) < 0)
+        return;
+
+    const struct conf_seen *nm = conf_seen_get(listener_keys, seen, "name");
+    const struct conf_seen *bi = conf_seen_get(listener_keys, seen, "bind");
+    const struct conf_seen *pr = conf_seen_get(listener_keys, seen, "protocol");
+    const struct conf_seen *ro = conf_seen_get(listener_keys, seen, "routes");
+    const struct conf_seen *cl = conf_seen_get(listener_keys, seen, "cluster");
+    const struct conf_seen *hk = conf_seen_get(listener_keys, seen, "hash_key");
+    l->name_pos = nm->key ? nm->val->pos : n->pos;
+    l->bind_pos = bi->key ? bi->val->pos : n->pos;
+    if (cl->key)
+        l->cluster_pos = cl->val->pos;
+    if (hk->key)
+        l->hash_key_pos = hk->val->pos;
+    if (pr->bad)
+        return; /* which rules apply is unknown */
+
+    if (l->protocol == CONF_PROTO_HTTP) {
+        if (cl->key)
+            conf_err(x, cl->key->pos,
+                     "an http listener sends requests through routes, e.g. routes: "
+                     "[ { cluster: NAME } ]; 'cluster' is for tcp listeners");
+        if (hk->key)
+            conf_err(x, hk->key->pos, "an http listener sets hash_key on each route");
+        if (!ro->key)
+            conf_err(x, n->pos,
+                     "an http listener needs routes, e.g. routes: [ { cluster: NAME } ]");
+    } else {
+        if (ro->key)
+            conf_err(x, ro->key->pos,
+                     "a tcp listener has no routes: it forwards every connection to its "
+                     "'cluster'");
+        if (!cl->key)
+            conf_err(x, n->pos, "a tcp listener needs 'cluster'");
+        if (hk->key && !hk->bad && l->hash_key.kind != CONF_HASH_CLIENT_IP) {
+            size_t mark = conf_path_push(x, ".hash_key");
+            conf_err(x, hk->val->pos,
+                     "a tcp listener can only hash client_ip (a tcp stream has no headers, "
+                     "cookies or paths)");
+            conf_path_pop(x, mark);
+            /* Reported: keep the validator from adding its own complaint about it. */
+            free(l->hash_key.name);
+            l->hash_key = (struct conf_hash_key){CONF_HASH_NONE, NULL};
+        }
+    }
+}
+
+int conf_set_listeners(struct conf_ctx *x, const struct conf_node *n, void *field,
+                       const struct conf_key *k)
+{
+    struct conf *c = field;
+    if (!conf_expect(x, n, CONF_NODE_SEQ, "a list of listeners"))
+        return -EINVAL;
+    if (n->nkids == 0) {
+        conf_err(x, n->pos, "at least one listener is needed");
+        return -EINVAL;
+    }
+    c->listeners = calloc(n->nkids, sizeof(*c->listeners));
+    if (!c->listeners) {
+        conf_err(x, n->pos, "out of memory");
+        return -ENOMEM;
+    }
+    c->nlisteners = n->nkids;
+    for (size_t i = 0; i < n->nkids; i++) {
+        size_t mark = conf_path_push(x, "[%zu]", i);
+        c->listeners[i].cluster_idx = -1;
+        if (!n->kids[i]->bad)
+            load_listener(x, n->kids[i], &c->listeners[i]);
+        conf_path_pop(x, mark);
+    }
+    return 0;
+}

@@ -23,58 +23,59 @@ struct cache_fill;
 #define LINGER_MS 1000
 
 enum http_phase {
-    HC_IDLE,    /* between requests */
-    HC_HEADER,  /* part of a request header received */
-    HC_CONNECT, /* request parsed, waiting for a backend connection */
-    HC_FORWARD, /* request going up, response coming down */
-    HC_LOCAL,   /* sending an answer of our own */
-    HC_LINGER,  /* answered and shut down for writing; waiting for the client's FIN */
-    HC_TUNNEL,  /* WebSocket after 101: bytes both ways */
-    HC_STATIC,  /* sending a snapshot or a cached answer from memory */
+    HC_IDLE,       /* between requests */
+    HC_HEADER,     /* part of a request header received */
+    HC_CONNECT,    /* request parsed, waiting for a backend connection */
+    HC_FORWARD,    /* request going up, response coming down */
+    HC_LOCAL,      /* sending an answer of our own */
+    HC_LINGER,     /* answered and shut down for writing; waiting for the client's FIN */
+    HC_TUNNEL,     /* WebSocket after 101: bytes both ways */
+    HC_STATIC,     /* sending a snapshot or a cached answer from memory */
     HC_CACHE_WAIT, /* waiting for another request to fetch the answer this one wants */
-    HS_BUSY,    /* backend: serving its client */
-    HS_IDLE,    /* backend: in its server's pool */
+    HS_BUSY,       /* backend: serving its client */
+    HS_IDLE,       /* backend: in its server's pool */
 };
 
 /* Client flags (h.flags). */
-#define H_F_REQ_HDR_SENT 0x0001  /* rewritten request header fully sent */
-#define H_F_REQ_DONE 0x0002      /* request body fully sent */
-#define H_F_RESP_HDR 0x0004      /* final response header parsed and rewritten */
-#define H_F_RESP_DONE 0x0008     /* response body fully received and checked */
-#define H_F_CLOSE 0x0010         /* close the client connection after this response */
-#define H_F_SENDING_HDR 0x0020   /* the send in flight is a header (not queue bytes) */
-#define H_F_BODY_SENT 0x0040     /* some request body byte reached the backend */
-#define H_F_REUSED 0x0080        /* the backend connection came from the pool */
-#define H_F_WS 0x0100            /* the request asks for a WebSocket upgrade */
-#define H_F_RESP_BYTE 0x0200     /* some response byte arrived from the backend */
+#define H_F_REQ_HDR_SENT 0x0001 /* rewritten request header fully sent */
+#define H_F_REQ_DONE 0x0002     /* request body fully sent */
+#define H_F_RESP_HDR 0x0004     /* final response header parsed and rewritten */
+#define H_F_RESP_DONE 0x0008    /* response body fully received and checked */
+#define H_F_CLOSE 0x0010        /* close the client connection after this response */
+#define H_F_SENDING_HDR 0x0020  /* the send in flight is a header (not queue bytes) */
+#define H_F_BODY_SENT 0x0040    /* some request body byte reached the backend */
+#define H_F_REUSED 0x0080       /* the backend connection came from the pool */
+#define H_F_WS 0x0100           /* the request asks for a WebSocket upgrade */
+#define H_F_RESP_BYTE 0x0200    /* some response byte arrived from the backend */
 #define H_F_IDEMPOTENT 0x0400
-#define H_F_HEAD 0x0800          /* HEAD request: the response has no body */
-#define H_F_CLIENT_EOF 0x1000    /* the client sent FIN */
-#define H_F_KEEPALIVE10 0x2000   /* HTTP/1.0 client asked for keep-alive */
-#define H_F_CONTINUE 0x4000      /* the request has Expect: 100-continue */
-#define H_F_CLIENT_CLOSE 0x10000 /* the client said it sends nothing more (Connection: close,
-                                    or HTTP/1.0 without keep-alive) */
+#define H_F_HEAD 0x0800        /* HEAD request: the response has no body */
+#define H_F_CLIENT_EOF 0x1000  /* the client sent FIN */
+#define H_F_KEEPALIVE10 0x2000 /* HTTP/1.0 client asked for keep-alive */
+#define H_F_CONTINUE 0x4000    /* the request has Expect: 100-continue */
+#define H_F_CLIENT_CLOSE                                                                           \
+    0x10000 /* the client said it sends nothing more (Connection: close,                           \
+               or HTTP/1.0 without keep-alive) */
 
 /* L7 state of a connection (client or upstream). */
 struct http_state {
-    char *hbuf;          /* pool buffer while a header is parsed, rewritten and sent */
-    uint32_t hlen;       /* bytes of the incoming header copied into hbuf */
-    uint32_t scanned;    /* the parser's resume point */
-    uint32_t out_off;    /* the outgoing header (or a local reply) in hbuf */
+    char *hbuf;       /* pool buffer while a header is parsed, rewritten and sent */
+    uint32_t hlen;    /* bytes of the incoming header copied into hbuf */
+    uint32_t scanned; /* the parser's resume point */
+    uint32_t out_off; /* the outgoing header (or a local reply) in hbuf */
     uint32_t out_len;
     uint32_t out_sent;
-    uint32_t peer;       /* the other slot (client <-> upstream), NONE when none */
+    uint32_t peer; /* the other slot (client <-> upstream), NONE when none */
     uint32_t peer_gen;
-    uint32_t pool_prev;  /* upstream: idle pool links, NONE at the ends */
+    uint32_t pool_prev; /* upstream: idle pool links, NONE at the ends */
     uint32_t pool_next;
-    uint32_t qvalid;     /* bytes at the head of the queue checked as part of this message */
-    uint32_t flags;      /* H_F_* */
-    struct http_body body; /* client: the request body; upstream: the response body */
-    uint64_t key;        /* client: the request's hash key (hash balancers) */
-    struct snap_set *snap; /* client: the snapshot set a static answer is sent from (a ref) */
+    uint32_t qvalid;            /* bytes at the head of the queue checked as part of this message */
+    uint32_t flags;             /* H_F_* */
+    struct http_body body;      /* client: the request body; upstream: the response body */
+    uint64_t key;               /* client: the request's hash key (hash balancers) */
+    struct snap_set *snap;      /* client: the snapshot set a static answer is sent from (a ref) */
     struct cache_entry *centry; /* client: the cache entry an answer is sent from (a ref) */
     struct cache_fill *fill;    /* client: the cache fill this request's answer feeds */
-    const char *xp[2];   /* client: a static answer, in up to two pieces (header, body) */
+    const char *xp[2];          /* client: a static answer, in up to two pieces (header, body) */
     uint32_t xl[2];
     uint32_t target_off; /* client: the request-target in hbuf, for the access log */
     uint32_t target_len;
@@ -83,9 +84,9 @@ struct http_state {
     uint64_t bytes_in;   /* client: request bytes received; */
     uint64_t bytes_out;  /*          response bytes sent (for the access log) */
     uint16_t route;
-    uint16_t status;     /* response status sent to the client */
-    uint8_t phase;       /* enum http_phase */
-    uint8_t method;      /* enum http_method */
+    uint16_t status; /* response status sent to the client */
+    uint8_t phase;   /* enum http_phase */
+    uint8_t method;  /* enum http_method */
     uint8_t retries;
 };
 
@@ -93,17 +94,17 @@ struct http_state {
 struct http_conn {
     struct io_conn base;
     struct io_stream st;
-    struct cl_pick pick;  /* client: the request's server; upstream: the server it is to */
+    struct cl_pick pick; /* client: the request's server; upstream: the server it is to */
     struct http_state h;
     union {
-        union io_peer peer;    /* client: its address */
-        struct io_connect cx;  /* upstream: its connect */
+        union io_peer peer;   /* client: its address */
+        struct io_connect cx; /* upstream: its connect */
     };
 };
 
 /* Per-worker HTTP state (http_module). */
 struct http_worker {
-    char **hbuf_free;        /* free list of header buffers, allocated on first need */
+    char **hbuf_free; /* free list of header buffers, allocated on first need */
     uint32_t hbuf_nfree, hbuf_total, hbuf_size;
     uint32_t **pool_head;    /* [cluster][server]: idle upstream slot, NONE when none */
     struct snap_set **snaps; /* [static set]: the worker's reference to the current set */
@@ -111,7 +112,7 @@ struct http_worker {
     uint64_t *snap_gen;      /* [static set]: the slot generation it was taken at */
     char *alog;              /* access log lines waiting for the end of the iteration */
     uint32_t alog_len;
-    int alog_fd;             /* -1: access log off */
+    int alog_fd; /* -1: access log off */
 };
 
 static inline struct http_worker *hw(const struct io_worker *w)

@@ -56,16 +56,17 @@ enum http_method {
 };
 
 /* Message flags (both requests and responses unless said otherwise). */
-#define HTTP_F_CHUNKED 0x0001        /* Transfer-Encoding: chunked (the only coding allowed) */
-#define HTTP_F_LENGTH 0x0002         /* Content-Length present; see content_length */
-#define HTTP_F_CLOSE 0x0004          /* Connection: close, or HTTP/1.0 without keep-alive */
-#define HTTP_F_KEEPALIVE 0x0008      /* Connection: keep-alive (meaningful on HTTP/1.0) */
+#define HTTP_F_CHUNKED 0x0001         /* Transfer-Encoding: chunked (the only coding allowed) */
+#define HTTP_F_LENGTH 0x0002          /* Content-Length present; see content_length */
+#define HTTP_F_CLOSE 0x0004           /* Connection: close, or HTTP/1.0 without keep-alive */
+#define HTTP_F_KEEPALIVE 0x0008       /* Connection: keep-alive (meaningful on HTTP/1.0) */
 #define HTTP_F_EXPECT_CONTINUE 0x0010 /* request: Expect: 100-continue */
-#define HTTP_F_UPGRADE_WS 0x0020     /* Upgrade names websocket and Connection names upgrade */
-#define HTTP_F_UPGRADE_OTHER 0x0040  /* an Upgrade header naming something else (h2c...) */
-#define HTTP_F_NO_BODY 0x0080        /* response: no body whatever the fields say
-                                            (HEAD, 1xx, 204, 304); set by parse_response */
-#define HTTP_F_UNTIL_CLOSE 0x0100    /* response: body delimited by connection close */
+#define HTTP_F_UPGRADE_WS 0x0020      /* Upgrade names websocket and Connection names upgrade */
+#define HTTP_F_UPGRADE_OTHER 0x0040   /* an Upgrade header naming something else (h2c...) */
+#define HTTP_F_NO_BODY                                                                             \
+    0x0080                        /* response: no body whatever the fields say                     \
+                                         (HEAD, 1xx, 204, 304); set by parse_response */
+#define HTTP_F_UNTIL_CLOSE 0x0100 /* response: body delimited by connection close */
 
 /* Parser state kept between calls for one message; zero it before the first call. */
 struct http_scan {
@@ -76,20 +77,20 @@ struct http_req {
     struct http_scan scan;
     enum http_method method;
     struct http_span method_text;
-    struct http_span target;    /* request-target as received */
-    struct http_span path;      /* origin-form: target up to '?'; absolute-form: the path part */
-    struct http_span host;      /* Host value (or absolute-form authority), port included */
-    uint8_t version_minor;          /* 0 or 1 */
-    uint32_t flags;                 /* HTTP_F_* */
-    uint64_t content_length;        /* valid with HTTP_F_LENGTH */
-    uint32_t header_len;            /* bytes of the section, final CRLF included */
+    struct http_span target; /* request-target as received */
+    struct http_span path;   /* origin-form: target up to '?'; absolute-form: the path part */
+    struct http_span host;   /* Host value (or absolute-form authority), port included */
+    uint8_t version_minor;   /* 0 or 1 */
+    uint32_t flags;          /* HTTP_F_* */
+    uint64_t content_length; /* valid with HTTP_F_LENGTH */
+    uint32_t header_len;     /* bytes of the section, final CRLF included */
     uint32_t nhdrs;
     struct http_hdr hdrs[HTTP_MAX_HDRS];
 };
 
 struct http_resp {
     struct http_scan scan;
-    uint16_t status;                /* 100..999 */
+    uint16_t status; /* 100..999 */
     struct http_span reason;
     uint8_t version_minor;
     uint32_t flags;
@@ -133,7 +134,7 @@ struct http_resp {
  * Accepted: any letter case in field names, leading zeros in Content-Length (decimal).
  */
 int http_parse_request(const char *buf, size_t len, size_t max_len, size_t max_target,
-                           struct http_req *req);
+                       struct http_req *req);
 
 /*
  * Parses a response header section. @req_method is the method of the request it answers
@@ -143,12 +144,12 @@ int http_parse_request(const char *buf, size_t len, size_t max_len, size_t max_t
  * section over @max_len). Sets HTTP_F_NO_BODY and HTTP_F_UNTIL_CLOSE as RFC 9112
  * section 6.3 says.
  */
-int http_parse_response(const char *buf, size_t len, size_t max_len,
-                            enum http_method req_method, struct http_resp *resp);
+int http_parse_response(const char *buf, size_t len, size_t max_len, enum http_method req_method,
+                        struct http_resp *resp);
 
 /* Finds field @name (case-insensitive) from index @from on; returns its index or -1. */
-int http_find_hdr(const char *buf, const struct http_hdr *hdrs, uint32_t nhdrs,
-                      const char *name, uint32_t from);
+int http_find_hdr(const char *buf, const struct http_hdr *hdrs, uint32_t nhdrs, const char *name,
+                  uint32_t from);
 
 /* True when the comma-separated list in @value contains @token (case-insensitive). */
 bool http_list_has(const char *value, size_t len, const char *token);
@@ -159,16 +160,16 @@ enum http_body_mode {
     HTTP_BODY_NONE,   /* no body: done at once */
     HTTP_BODY_LENGTH, /* Content-Length bytes */
     HTTP_BODY_CHUNKED,
-    HTTP_BODY_CLOSE,  /* response only: everything until the server closes */
+    HTTP_BODY_CLOSE, /* response only: everything until the server closes */
 };
 
 struct http_body {
     enum http_body_mode mode;
-    uint64_t remaining; /* LENGTH: bytes left; CHUNKED: bytes left in the current chunk */
-    uint8_t state;      /* chunked decoder state (private) */
-    uint16_t line_len;  /* length of the chunk-size line or trailer field so far (private) */
+    uint64_t remaining;     /* LENGTH: bytes left; CHUNKED: bytes left in the current chunk */
+    uint8_t state;          /* chunked decoder state (private) */
+    uint16_t line_len;      /* length of the chunk-size line or trailer field so far (private) */
     uint32_t trailer_bytes; /* trailer section so far (private) */
-    bool done;          /* the message ended */
+    bool done;              /* the message ended */
 };
 
 #define HTTP_MAX_CHUNK_LINE 4096 /* chunk-size line with extensions, and each trailer field */

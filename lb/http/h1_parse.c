@@ -25,8 +25,8 @@
 
 /* ---- byte classes ---- */
 
-#define C_TCHAR 0x01 /* token character (RFC 9110 5.6.2) */
-#define C_FVAL 0x02  /* allowed inside a field value: VCHAR, obs-text, SP, HTAB */
+#define C_TCHAR 0x01  /* token character (RFC 9110 5.6.2) */
+#define C_FVAL 0x02   /* allowed inside a field value: VCHAR, obs-text, SP, HTAB */
 #define C_TARGET 0x04 /* allowed in a request-target: visible ASCII except '#' */
 #define C_HEX 0x08
 #define C_HOST 0x10   /* reg-name: unreserved, sub-delims except ',', and '%' */
@@ -34,25 +34,25 @@
 
 #define IS_ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
 #define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
-#define IS_TCHAR(c)                                                                           \
-    (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||    \
-     (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||     \
+#define IS_TCHAR(c)                                                                                \
+    (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||         \
+     (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||          \
      (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
 #define IS_FVAL(c) (((c) >= 0x20 && (c) != 0x7f) || (c) == '\t')
 #define IS_HEX(c) (IS_DIGIT(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
 /* A fragment never travels in a request and servers disagree on what to do with one. */
 #define IS_TARGET(c) ((c) > 0x20 && (c) < 0x7f && (c) != '#')
 /* ',' is left out: a Host holding a comma is most likely two Hosts merged into a list. */
-#define IS_HOST(c)                                                                            \
-    (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' ||    \
-     (c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||     \
+#define IS_HOST(c)                                                                                 \
+    (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' ||         \
+     (c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||          \
      (c) == '*' || (c) == '+' || (c) == ';' || (c) == '=' || (c) == '%')
-#define IS_QDTEXT(c)                                                                          \
-    ((c) == '\t' || (c) == ' ' || (c) == 0x21 || ((c) >= 0x23 && (c) <= 0x5b) ||              \
+#define IS_QDTEXT(c)                                                                               \
+    ((c) == '\t' || (c) == ' ' || (c) == 0x21 || ((c) >= 0x23 && (c) <= 0x5b) ||                   \
      ((c) >= 0x5d && (c) <= 0x7e) || (c) >= 0x80)
 
-#define CLS(c)                                                                                \
-    ((IS_TCHAR(c) ? C_TCHAR : 0) | (IS_FVAL(c) ? C_FVAL : 0) | (IS_TARGET(c) ? C_TARGET : 0) | \
+#define CLS(c)                                                                                     \
+    ((IS_TCHAR(c) ? C_TCHAR : 0) | (IS_FVAL(c) ? C_FVAL : 0) | (IS_TARGET(c) ? C_TARGET : 0) |     \
      (IS_HEX(c) ? C_HEX : 0) | (IS_HOST(c) ? C_HOST : 0) | (IS_QDTEXT(c) ? C_QDTEXT : 0))
 #define CLS4(c) CLS(c), CLS((c) + 1), CLS((c) + 2), CLS((c) + 3)
 #define CLS16(c) CLS4(c), CLS4((c) + 4), CLS4((c) + 8), CLS4((c) + 12)
@@ -213,8 +213,8 @@ bool http_list_has(const char *value, size_t len, const char *token)
     return false;
 }
 
-int http_find_hdr(const char *buf, const struct http_hdr *hdrs, uint32_t nhdrs,
-                      const char *name, uint32_t from)
+int http_find_hdr(const char *buf, const struct http_hdr *hdrs, uint32_t nhdrs, const char *name,
+                  uint32_t from)
 {
     size_t nlen = strlen(name);
     for (uint32_t i = from; i < nhdrs; i++) {
@@ -242,8 +242,8 @@ int http_find_hdr(const char *buf, const struct http_hdr *hdrs, uint32_t nhdrs,
  * CRLF, and if the line that CRLF ended was empty and yet the section did not end there,
  * then we must still be among the leading empty lines.
  */
-static size_t scan_end(const uint8_t *buf, size_t lim, struct http_scan *s,
-                       bool skip_leading, int *bad)
+static size_t scan_end(const uint8_t *buf, size_t lim, struct http_scan *s, bool skip_leading,
+                       int *bad)
 {
     size_t pos = s->scanned;
     if (pos > lim)
@@ -291,8 +291,8 @@ static size_t section_limit(size_t len, size_t max_len)
  */
 static int parse_version(const uint8_t *p, int *maj, int *min)
 {
-    if (p[0] == 'H' && p[1] == 'T' && p[2] == 'T' && p[3] == 'P' && p[4] == '/' &&
-        IS_DIGIT(p[5]) && p[6] == '.' && IS_DIGIT(p[7])) {
+    if (p[0] == 'H' && p[1] == 'T' && p[2] == 'T' && p[3] == 'P' && p[4] == '/' && IS_DIGIT(p[5]) &&
+        p[6] == '.' && IS_DIGIT(p[7])) {
         *maj = p[5] - '0';
         *min = p[7] - '0';
         return 1;
@@ -421,10 +421,10 @@ static bool valid_params(const uint8_t *v, size_t i, size_t end)
 
 /* What the framing fields said, gathered over all lines of a section. */
 struct framing {
-    bool te;           /* a Transfer-Encoding field was seen */
+    bool te; /* a Transfer-Encoding field was seen */
     bool te_last_chunked;
-    bool te_other;     /* some coding other than chunked */
-    bool chunked;      /* chunked was named (a second time is refused at once) */
+    bool te_other; /* some coding other than chunked */
+    bool chunked;  /* chunked was named (a second time is refused at once) */
     uint8_t hosts;
     bool cl;
     uint64_t cl_value;
@@ -569,8 +569,7 @@ static uint32_t conn_flags(const struct framing *f, int minor)
         flags |= HTTP_F_CLOSE;
     /* HTTP/1.0 has no Upgrade (RFC 9110 7.8: ignore it there). */
     if (f->upgrade && minor == 1)
-        flags |= (f->upgrade_ws && f->conn_upgrade) ? HTTP_F_UPGRADE_WS
-                                                    : HTTP_F_UPGRADE_OTHER;
+        flags |= (f->upgrade_ws && f->conn_upgrade) ? HTTP_F_UPGRADE_WS : HTTP_F_UPGRADE_OTHER;
     return flags;
 }
 
@@ -681,7 +680,7 @@ static int too_big_status(const uint8_t *buf, size_t lim, size_t max_target)
 }
 
 int http_parse_request(const char *cbuf, size_t len, size_t max_len, size_t max_target,
-                           struct http_req *req)
+                       struct http_req *req)
 {
     const uint8_t *buf = (const uint8_t *)cbuf;
     size_t lim = section_limit(len, max_len);
@@ -765,8 +764,8 @@ int http_parse_request(const char *cbuf, size_t len, size_t max_len, size_t max_
 
 /* ---- responses ---- */
 
-int http_parse_response(const char *cbuf, size_t len, size_t max_len,
-                            enum http_method req_method, struct http_resp *resp)
+int http_parse_response(const char *cbuf, size_t len, size_t max_len, enum http_method req_method,
+                        struct http_resp *resp)
 {
     const uint8_t *buf = (const uint8_t *)cbuf;
     size_t lim = section_limit(len, max_len);
@@ -838,27 +837,27 @@ int http_parse_response(const char *cbuf, size_t len, size_t max_len,
 
 /* Chunked decoder states (struct http_body.state). */
 enum {
-    CS_SIZE0,        /* first hex digit of a chunk size */
-    CS_SIZE,         /* more hex digits, ';' or CR */
-    CS_EXT_NAME0,    /* after ';': BWS, then the first byte of an extension name */
-    CS_EXT_NAME,     /* name bytes, then BWS, '=', ';' or CR */
-    CS_EXT_NAME_WS,  /* BWS after a name: more BWS, '=' or ';' */
-    CS_EXT_VAL0,     /* after '=': BWS, then a token or a quoted-string */
-    CS_EXT_TOKEN,    /* token value bytes, then BWS, ';' or CR */
-    CS_EXT_QUOTED,   /* inside a quoted value */
-    CS_EXT_ESCAPE,   /* after a backslash inside a quoted value */
-    CS_EXT_VAL_END,  /* after the closing quote: BWS, ';' or CR */
-    CS_EXT_VAL_WS,   /* BWS after a value: more BWS or ';' */
-    CS_SIZE_LF,      /* the LF that ends the chunk-size line */
-    CS_DATA,         /* chunk data, @remaining bytes left */
-    CS_DATA_CR,      /* the CRLF after chunk data */
+    CS_SIZE0,       /* first hex digit of a chunk size */
+    CS_SIZE,        /* more hex digits, ';' or CR */
+    CS_EXT_NAME0,   /* after ';': BWS, then the first byte of an extension name */
+    CS_EXT_NAME,    /* name bytes, then BWS, '=', ';' or CR */
+    CS_EXT_NAME_WS, /* BWS after a name: more BWS, '=' or ';' */
+    CS_EXT_VAL0,    /* after '=': BWS, then a token or a quoted-string */
+    CS_EXT_TOKEN,   /* token value bytes, then BWS, ';' or CR */
+    CS_EXT_QUOTED,  /* inside a quoted value */
+    CS_EXT_ESCAPE,  /* after a backslash inside a quoted value */
+    CS_EXT_VAL_END, /* after the closing quote: BWS, ';' or CR */
+    CS_EXT_VAL_WS,  /* BWS after a value: more BWS or ';' */
+    CS_SIZE_LF,     /* the LF that ends the chunk-size line */
+    CS_DATA,        /* chunk data, @remaining bytes left */
+    CS_DATA_CR,     /* the CRLF after chunk data */
     CS_DATA_LF,
-    CS_TRL_START,    /* start of a trailer field line, or the CR of the final empty line */
-    CS_TRL_NAME,     /* trailer field name bytes, then ':' */
-    CS_TRL_VALUE,    /* trailer field value bytes, then CR */
+    CS_TRL_START, /* start of a trailer field line, or the CR of the final empty line */
+    CS_TRL_NAME,  /* trailer field name bytes, then ':' */
+    CS_TRL_VALUE, /* trailer field value bytes, then CR */
     CS_TRL_LF,
-    CS_END_LF,       /* the LF of the final empty line */
-    CS_ERROR,        /* sticky: the caller closes, but a second feed must not resume */
+    CS_END_LF, /* the LF of the final empty line */
+    CS_ERROR,  /* sticky: the caller closes, but a second feed must not resume */
 };
 
 /* Trailer names that would change framing or routing if a later hop merged them into the
@@ -1090,8 +1089,7 @@ static ssize_t chunked_feed(struct http_body *b, const uint8_t *d, size_t len)
                 goto bad;
             break;
         case CS_TRL_VALUE:
-            if (++b->trailer_bytes > HTTP_MAX_TRAILERS ||
-                ++b->line_len > HTTP_MAX_CHUNK_LINE)
+            if (++b->trailer_bytes > HTTP_MAX_TRAILERS || ++b->line_len > HTTP_MAX_CHUNK_LINE)
                 goto bad;
             if (c == '\r')
                 st = CS_TRL_LF;

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lb/cluster/balance.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
-#include "lb/cluster/balance.h"
 #include "lb/io/internal.h"
 #include "lb/io/worker.h"
 #include "lb/metrics/stats.h"
@@ -152,8 +152,8 @@ static void stream_cancel(struct io_worker *w, struct io_conn *c, struct io_stre
 {
     if (s->flags & IO_ST_F_OPEN) {
         struct io_uring_sqe *sqe = io_sqe(w, IO_OP_AUX, c, 0);
-        io_uring_prep_cancel_fd(sqe, s->fidx, IORING_ASYNC_CANCEL_ALL |
-                                                  IORING_ASYNC_CANCEL_FD_FIXED);
+        io_uring_prep_cancel_fd(sqe, s->fidx,
+                                IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
     }
     io_stream_drop(w, s);
 }
@@ -265,8 +265,8 @@ void io_feed_starved(struct io_worker *w)
 
 static const int one = 1;
 
-static void prep_sockopt(struct io_uring_sqe *sqe, int fidx, unsigned cmd, int level,
-                         int optname, const void *optval, unsigned optlen)
+static void prep_sockopt(struct io_uring_sqe *sqe, int fidx, unsigned cmd, int level, int optname,
+                         const void *optval, unsigned optlen)
 {
     io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fidx, NULL, 0, 0);
     sqe->flags = IOSQE_FIXED_FILE;
@@ -322,8 +322,7 @@ void io_conn_ask_peername(struct io_worker *w, struct io_conn *c, struct io_stre
     struct io_uring_sqe *sqe = io_sqe(w, IO_OP_PEERNAME, c, 0);
     unsigned len = lcf->bind.ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                       : sizeof(struct sockaddr_in);
-    prep_sockopt(sqe, s->fidx, IO_SOCKET_URING_OP_GETSOCKOPT, SOL_SOCKET, SO_PEERNAME, peer,
-                 len);
+    prep_sockopt(sqe, s->fidx, IO_SOCKET_URING_OP_GETSOCKOPT, SOL_SOCKET, SO_PEERNAME, peer, len);
 }
 
 uint64_t io_peer_hash(const union io_peer *p)

@@ -28,8 +28,8 @@ struct io_conn;
 #define IO_NOBUF 0xffffu
 
 struct io_stream {
-    int32_t fidx;    /* fixed-file index, -1 when none */
-    uint16_t qhead;  /* buffer id, IO_NOBUF when empty */
+    int32_t fidx;   /* fixed-file index, -1 when none */
+    uint16_t qhead; /* buffer id, IO_NOBUF when empty */
     uint16_t qtail;
     uint32_t qbytes; /* bytes queued */
     uint16_t flags;  /* IO_ST_F_* */

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "lb/core/log.h"
-#include "lb/core/runtime.h"
 #include "lb/core/protocols.h"
+#include "lb/core/runtime.h"
 #include "lb/io/internal.h"
 #include "lb/io/worker.h"
 
@@ -45,8 +45,7 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-struct io_uring_sqe *io_sqe(struct io_worker *w, enum io_op kind, struct io_conn *c,
-                            uint32_t slot)
+struct io_uring_sqe *io_sqe(struct io_worker *w, enum io_op kind, struct io_conn *c, uint32_t slot)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
     while (!sqe) {
@@ -114,8 +113,7 @@ static void on_accept(struct io_worker *w, const struct io_uring_cqe *cqe)
             w->rejected++;
             struct io_uring_sqe *sqe = io_sqe(w, IO_OP_ORPHAN, NULL, 0);
             io_uring_prep_close_direct(sqe, (unsigned)cqe->res);
-            lb_warn("connection refused: worker at max_connections", "listener=%s",
-                    l->cf->name);
+            lb_warn("connection refused: worker at max_connections", "listener=%s", l->cf->name);
         } else {
             w->accepted++;
             c->listener = (uint8_t)li;
@@ -198,13 +196,11 @@ static void conn_peername(struct io_worker *w, struct io_conn *c, const struct i
     c->ops->on_peername(w, c, cqe->res);
 }
 
-typedef void io_conn_cqe_fn(struct io_worker *w, struct io_conn *c,
-                            const struct io_uring_cqe *cqe);
+typedef void io_conn_cqe_fn(struct io_worker *w, struct io_conn *c, const struct io_uring_cqe *cqe);
 
 static io_conn_cqe_fn *const conn_handlers[IO_OP__COUNT] = {
-    [IO_OP_RECV0] = conn_recv,       [IO_OP_RECV1] = conn_recv,
-    [IO_OP_SEND0] = conn_sent,       [IO_OP_SEND1] = conn_sent,
-    [IO_OP_SOCKET] = conn_socket,    [IO_OP_CONNECT] = conn_connect,
+    [IO_OP_RECV0] = conn_recv,        [IO_OP_RECV1] = conn_recv,    [IO_OP_SEND0] = conn_sent,
+    [IO_OP_SEND1] = conn_sent,        [IO_OP_SOCKET] = conn_socket, [IO_OP_CONNECT] = conn_connect,
     [IO_OP_PEERNAME] = conn_peername,
 };
 
@@ -246,11 +242,10 @@ static void on_conn_cqe(struct io_worker *w, const struct io_uring_cqe *cqe)
 typedef void io_cqe_fn(struct io_worker *w, const struct io_uring_cqe *cqe);
 
 static io_cqe_fn *const handlers[IO_OP__COUNT] = {
-    [IO_OP_ACCEPT] = on_accept,     [IO_OP_ORPHAN] = on_orphan,
-    [IO_OP_PEERNAME] = on_conn_cqe, [IO_OP_RECV0] = on_conn_cqe,
-    [IO_OP_RECV1] = on_conn_cqe,    [IO_OP_SEND0] = on_conn_cqe,
-    [IO_OP_SEND1] = on_conn_cqe,    [IO_OP_SOCKET] = on_conn_cqe,
-    [IO_OP_CONNECT] = on_conn_cqe,  [IO_OP_AUX] = on_conn_cqe,
+    [IO_OP_ACCEPT] = on_accept,  [IO_OP_ORPHAN] = on_orphan,   [IO_OP_PEERNAME] = on_conn_cqe,
+    [IO_OP_RECV0] = on_conn_cqe, [IO_OP_RECV1] = on_conn_cqe,  [IO_OP_SEND0] = on_conn_cqe,
+    [IO_OP_SEND1] = on_conn_cqe, [IO_OP_SOCKET] = on_conn_cqe, [IO_OP_CONNECT] = on_conn_cqe,
+    [IO_OP_AUX] = on_conn_cqe,
 };
 
 /* ---- buffers starved ---- */
@@ -358,8 +353,8 @@ int io_worker_init(struct io_worker *w, struct lb_runtime *rt, int id, struct lb
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (w->buf_base == MAP_FAILED)
         w->buf_base = NULL;
-    if (!w->slots || !w->slot_gen || !w->free_slots || !w->buf_next || !w->buf_off || !w->buf_len || !w->ls ||
-        !w->cws || !w->buf_base) {
+    if (!w->slots || !w->slot_gen || !w->free_slots || !w->buf_next || !w->buf_off || !w->buf_len ||
+        !w->ls || !w->cws || !w->buf_base) {
         lb_err_set(err, "worker %d: out of memory for %u connections", id, w->nconns);
         goto fail;
     }
@@ -463,9 +458,8 @@ static int ring_setup(struct io_worker *w)
         return -ENOMEM;
     w->br = br;
     io_uring_buf_ring_init(w->br);
-    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br,
-                                   .ring_entries = w->nbufs,
-                                   .bgid = 0};
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)br, .ring_entries = w->nbufs, .bgid = 0};
     rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
     if (rc < 0) {
         lb_error("cannot register the buffer ring", "err=%s", strerror(-rc));

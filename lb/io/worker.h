@@ -40,11 +40,11 @@ enum io_op {
     IO_OP_PEERNAME, /* SO_PEERNAME through uring_cmd */
     IO_OP_RECV0,    /* multishot recv on stream 0 of the slot (IO_OP_RECV0 + idx) */
     IO_OP_RECV1,
-    IO_OP_SEND0,    /* the send in flight on stream 0 (IO_OP_SEND0 + idx) */
+    IO_OP_SEND0, /* the send in flight on stream 0 (IO_OP_SEND0 + idx) */
     IO_OP_SEND1,
-    IO_OP_SOCKET,   /* a socket for a connect into its fixed slot */
-    IO_OP_CONNECT,  /* connect, linked to a timeout */
-    IO_OP_AUX,      /* setsockopt, link timeout, shutdown, cancel, close: counted only */
+    IO_OP_SOCKET,  /* a socket for a connect into its fixed slot */
+    IO_OP_CONNECT, /* connect, linked to a timeout */
+    IO_OP_AUX,     /* setsockopt, link timeout, shutdown, cancel, close: counted only */
     IO_OP__COUNT,
 };
 
@@ -97,17 +97,17 @@ struct io_conn_ops {
 /* The part of every connection object the loop needs. */
 struct io_conn {
     const struct io_conn_ops *ops;
-    uint32_t gen;        /* 24 bits used; the slot's generation when this object took it */
+    uint32_t gen; /* 24 bits used; the slot's generation when this object took it */
     uint32_t slot;
-    uint8_t state;       /* enum io_conn_state */
-    uint8_t flags;       /* IO_CONN_F_* */
-    uint8_t listener;    /* index into the worker's listeners (accepted connections) */
+    uint8_t state;    /* enum io_conn_state */
+    uint8_t flags;    /* IO_CONN_F_* */
+    uint8_t listener; /* index into the worker's listeners (accepted connections) */
     uint8_t pad;
-    uint16_t inflight;   /* SQEs submitted and not yet completed */
+    uint16_t inflight;     /* SQEs submitted and not yet completed */
     uint32_t next_starved; /* intrusive list of connections waiting for buffers */
     uint32_t fdwait_prev;  /* list of connections waiting for a file slot */
     uint32_t fdwait_next;
-    uint64_t last_ms;    /* last activity, for idle timeouts */
+    uint64_t last_ms; /* last activity, for idle timeouts */
 };
 
 /* A client address, learned with io_conn_ask_peername. */
@@ -134,17 +134,17 @@ struct io_module {
 #define IO_MAX_MODULES 4
 
 struct io_listener {
-    int fd;                          /* this worker's SO_REUSEPORT socket, -1 when closed */
+    int fd; /* this worker's SO_REUSEPORT socket, -1 when closed */
     const struct conf_listener *cf;
-    const struct io_conn_ops *ops;   /* what an accepted connection becomes */
-    bool accepting;                  /* a multishot accept is armed */
-    bool full;                       /* stopped accepting: no free slot or file index */
+    const struct io_conn_ops *ops; /* what an accepted connection becomes */
+    bool accepting;                /* a multishot accept is armed */
+    bool full;                     /* stopped accepting: no free slot or file index */
 };
 
 /* A size class of connection objects: a free list, refilled a chunk at a time. */
 struct io_pool {
     uint32_t size;
-    void *free;      /* singly linked through the first word of each free object */
+    void *free; /* singly linked through the first word of each free object */
     void **chunks;
     uint32_t nchunks, cap;
 };
@@ -160,22 +160,22 @@ struct io_worker {
     struct io_uring_buf_ring *br;
     char *buf_base;
     uint32_t nbufs, buf_size, br_mask;
-    uint32_t bufs_free;     /* buffers the kernel can still hand out */
-    uint32_t bufs_added;    /* buffers put in the ring so far (it grows on demand) */
-    uint32_t br_pending;    /* buffers added since the last advance */
-    uint16_t *buf_next;     /* per buffer: next in its queue */
-    uint16_t *buf_off;      /* per buffer: bytes already sent */
-    uint16_t *buf_len;      /* per buffer: bytes received */
+    uint32_t bufs_free;  /* buffers the kernel can still hand out */
+    uint32_t bufs_added; /* buffers put in the ring so far (it grows on demand) */
+    uint32_t br_pending; /* buffers added since the last advance */
+    uint16_t *buf_next;  /* per buffer: next in its queue */
+    uint16_t *buf_off;   /* per buffer: bytes already sent */
+    uint16_t *buf_len;   /* per buffer: bytes received */
 
     /* Connection slots: slot -> object, and each slot's generation. */
     struct io_conn **slots;
     uint32_t *slot_gen;
     uint32_t nconns;
-    uint32_t nfiles;        /* fixed-file table size: accepted and connected sockets alike */
+    uint32_t nfiles; /* fixed-file table size: accepted and connected sockets alike */
     uint32_t *free_slots;
     uint32_t nfree;
-    uint32_t starved_head;  /* UINT32_MAX when empty */
-    uint32_t fdwait_head;   /* connections waiting for a file slot, oldest first */
+    uint32_t starved_head; /* UINT32_MAX when empty */
+    uint32_t fdwait_head;  /* connections waiting for a file slot, oldest first */
     uint32_t fdwait_tail;
     struct io_pool pools[IO_NPOOLS];
 
@@ -188,7 +188,7 @@ struct io_worker {
     uint64_t next_tick_ms;
     bool stopping;
     uint64_t stop_deadline_ms;
-    uint64_t stale_cqes;     /* completions for recycled slots: should stay 0 */
+    uint64_t stale_cqes; /* completions for recycled slots: should stay 0 */
     uint64_t accepted, rejected;
     _Atomic uint32_t conns_open; /* slots in use (nconns - nfree), for the control thread */
 };
@@ -226,8 +226,7 @@ static inline void *io_mod(const struct io_worker *w, const struct io_module *m)
 
 /* An SQE for @op on connection @c (NULL: not tied to a connection, slot = @slot).
  * Submits to make room when the SQ is full; never returns NULL. */
-struct io_uring_sqe *io_sqe(struct io_worker *w, enum io_op op, struct io_conn *c,
-                            uint32_t slot);
+struct io_uring_sqe *io_sqe(struct io_worker *w, enum io_op op, struct io_conn *c, uint32_t slot);
 
 /* Gives buffer @bid back to the kernel (made visible at the end of the loop iteration). */
 void io_buf_put(struct io_worker *w, uint16_t bid);

@@ -82,11 +82,10 @@ static void maybe_finish(struct io_worker *w, struct l4_conn *c)
 static void start_connect(struct io_worker *w, struct l4_conn *c)
 {
     struct cl_cluster *cl = conn_cluster(w, c);
-    int idx = cl_cluster_pick(cl, &w->cws[c->pick.cluster], io_peer_hash(&c->peer),
-                              &c->pick.tried);
+    int idx = cl_cluster_pick(cl, &w->cws[c->pick.cluster], io_peer_hash(&c->peer), &c->pick.tried);
     if (idx < 0) {
-        lb_warn("no usable server", "listener=%s cluster=%s",
-                w->ls[c->base.listener].cf->name, cl->cf->name);
+        lb_warn("no usable server", "listener=%s cluster=%s", w->ls[c->base.listener].cf->name,
+                cl->cf->name);
         io_conn_close(w, &c->base, "no usable server");
         return;
     }
@@ -134,8 +133,7 @@ static void l4_on_connect(struct io_worker *w, struct io_conn *base, struct io_s
     atomic_fetch_add_explicit(&srv->connect_failures, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&srv->consecutive_failures, 1, memory_order_relaxed);
     lb_warn("connect failed", "server=%s address=%s err=%s attempt=%u", srv->cf->name,
-            srv->cf->addr.text, res == -ECANCELED ? "timeout" : strerror(-res),
-            c->pick.attempts);
+            srv->cf->addr.text, res == -ECANCELED ? "timeout" : strerror(-res), c->pick.attempts);
     /* After the line above: an ejection this causes is logged after the failure behind it. */
     hc_passive_report(w->rt->hc, c->pick.cluster, (uint32_t)c->pick.server, true);
     cl_pick_release(&c->pick, conn_cluster(w, c));
@@ -172,8 +170,8 @@ static void l4_on_recv(struct io_worker *w, struct io_conn *base, struct io_stre
     }
     if (res > 0 && c->pick.server >= 0) {
         struct cl_server *srv = &conn_cluster(w, c)->servers[c->pick.server];
-        atomic_fetch_add_explicit(s == &c->cli ? &srv->bytes_out : &srv->bytes_in,
-                                  (uint64_t)res, memory_order_relaxed);
+        atomic_fetch_add_explicit(s == &c->cli ? &srv->bytes_out : &srv->bytes_in, (uint64_t)res,
+                                  memory_order_relaxed);
     }
     pump(w, c, s, o);
     if (s->qbytes >= L4_HIGH)
@@ -187,8 +185,7 @@ static void l4_on_sent(struct io_worker *w, struct io_conn *base, struct io_stre
     struct l4_conn *c = l4(base);
     struct io_stream *s = other(c, o);
     if (res < 0) {
-        lb_debug("send failed", "to=%s err=%s", o == &c->cli ? "client" : "server",
-                 strerror(-res));
+        lb_debug("send failed", "to=%s err=%s", o == &c->cli ? "client" : "server", strerror(-res));
         io_conn_close(w, base, "send error");
         return;
     }

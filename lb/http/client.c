@@ -1,0 +1,488 @@
+/*
+ * L7 (protocol: http): an HTTP/1.1 reverse proxy on the worker's ring. This file: the
+ * client side (http_client_ops).
+ *
+ * A client connection (IO_CK_HCLI) owns its socket and a queue of received buffers. Each
+ * request's header section is copied from that queue into a pool buffer (hbuf), parsed
+ * strictly (lb/http/h1_parse.c), routed, and rewritten into the second half of the same hbuf
+ * (hop-by-hop fields dropped, X-Forwarded-For/-Proto and Via added). The request is then
+ * sent on a backend connection (IO_CK_HSRV, its own slot) taken from the server's idle pool
+ * or connected anew; the body follows straight from the client's queue, checked by the
+ * body framer as it goes, never buffered whole. The response comes back the same way: its
+ * header is parsed and rewritten in the backend's hbuf, its body streamed from the
+ * backend's queue. When both messages are complete the backend goes back to its pool (if
+ * its framing allows reuse) and the client's next request, perhaps already queued behind
+ * this one (pipelining), is parsed.
+ *
+ *   client phases: IDLE -> HEADER -> (CONNECT) -> FORWARD -> IDLE ...
+ *                  any -> LOCAL (an answer of lb's own) -> IDLE or LINGER -> closed
+ *                  FORWARD -> TUNNEL (after 101 Switching Protocols to a WebSocket upgrade)
+ *
+ * Back-pressure: a queue over HTTP_HIGH bytes stops its socket's recv until it drains,
+ * exactly as in L4. One send in flight per socket.
+ *
+ * Retries: a connect failure is retried on another server whatever the method (nothing
+ * reached the failed one). A reused pooled connection that dies before any response byte
+ * is retried on a fresh connection for idempotent methods only, and only when no body
+ * byte was sent.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "health/hc.h"
+#include "lb/cache/cache.h"
+#include "lb/core/log.h"
+#include "lb/core/runtime.h"
+#include "lb/http/internal.h"
+#include "lb/metrics/stats.h"
+#include "lb/route/route.h"
+#include "static/snap.h"
+
+/* Routes a parsed request and starts it on its way. */
+static void client_dispatch(struct io_worker *w, struct http_conn *c, struct http_req *req)
+{
+    const struct conf_listener *lcf = lcf_of(w, c);
+    const char *buf = c->h.hbuf;
+    uint32_t allowed = 0;
+    int route = route_match(lcf, buf, req, &allowed);
+    if (route < 0) {
+        if (allowed) {
+            char extra[160] = "Allow: ";
+            static const char *const names[] = {"GET",     "HEAD",  "POST",    "PUT",  "DELETE",
+                                                "OPTIONS", "PATCH", "CONNECT", "TRACE"};
+            bool first = true;
+            for (int i = 0; i < 9; i++) {
+                if (allowed & (1u << i)) {
+                    if (!first)
+                        strcat(extra, ", ");
+                    strcat(extra, names[i]);
+                    first = false;
+                }
+            }
+            strcat(extra, "\r\n");
+            http_local_reply(w, c, 405, req->flags & (HTTP_F_CHUNKED | HTTP_F_LENGTH), extra);
+        } else {
+            http_local_reply(w, c, 404, req->flags & (HTTP_F_CHUNKED | HTTP_F_LENGTH), NULL);
+        }
+        return;
+    }
+    const struct conf_route *r = &lcf->routes[route];
+    c->h.route = (uint16_t)route;
+    int cluster = r->target_idx;
+    if (r->action == CONF_ACT_STATIC) {
+        if (http_static_serve(w, c, r, req, &cluster))
+            return;
+        if (cluster < 0) {
+            http_local_reply(w, c, 404, false, NULL);
+            return;
+        }
+    } else if (r->action != CONF_ACT_CLUSTER) {
+        /* lb_proxy_run refuses such configs until enqueue routes exist. */
+        http_local_reply(w, c, 501, true, NULL);
+        return;
+    }
+    if ((req->flags & HTTP_F_LENGTH) && lcf->max_body_bytes &&
+        req->content_length > lcf->max_body_bytes) {
+        http_local_reply(w, c, 413, true, NULL);
+        return;
+    }
+    c->pick.cluster = (uint16_t)cluster;
+    if (!http_build_request(w, c, req)) {
+        http_local_reply(w, c, 431, true, NULL);
+        return;
+    }
+    uint64_t key = 0;
+    if (conf_balance_is_hash(w->rt->clusters[c->pick.cluster].cf->balance))
+        key = r->action == CONF_ACT_CLUSTER
+                  ? route_key(r, buf, req, io_peer_hash(&c->peer), NULL, NULL)
+                  : io_peer_hash(&c->peer);
+    c->h.key = key;
+    memset(&c->pick.tried, 0, sizeof(c->pick.tried));
+    c->pick.attempts = 0;
+    c->h.phase = HC_CONNECT;
+    if (r->cache.enabled && hw(w)->cache && req->method == HTTP_M_GET) {
+        struct cache_entry *e = cache_lookup(hw(w)->cache, buf, req, w->now_ms);
+        if (e) {
+            http_cache_serve(w, c, e);
+            return;
+        }
+        struct cache_fill *f = NULL;
+        int rc = cache_fill_begin(hw(w)->cache, buf, req, http_waiter_token(w, c), &f);
+        if (rc == CACHE_FILL_WAIT) {
+            c->h.phase = HC_CACHE_WAIT; /* http_cache_wake() takes it from here */
+            return;
+        }
+        if (rc == CACHE_FILL_NEW)
+            c->h.fill = f;
+    }
+    http_backend_acquire(w, c);
+}
+
+static void client_on_header(struct io_worker *w, struct http_conn *c)
+{
+    const struct conf_listener *lcf = lcf_of(w, c);
+    uint32_t max = (uint32_t)lcf->max_header_bytes;
+    if (max > hw(w)->hbuf_size / 2)
+        max = hw(w)->hbuf_size / 2;
+    if (!c->h.hbuf) {
+        c->h.hbuf = http_hbuf_get(w);
+        if (!c->h.hbuf) {
+            lb_warn("request shed: no header buffer", "listener=%s", lcf->name);
+            http_client_close(w, c, "no header buffer");
+            return;
+        }
+        c->h.hlen = c->h.scanned = 0;
+    }
+    if (c->h.phase == HC_IDLE) {
+        c->h.phase = HC_HEADER;
+        c->h.t_start_ms = w->now_ms;
+        c->h.flags = 0;
+        c->h.bytes_in = c->h.bytes_out = 0;
+        c->h.status = 0;
+        c->h.target_len = 0;
+        c->h.t_resp_ms = 0;
+        memset(&c->h.body, 0, sizeof(c->h.body));
+        c->h.body.done = true;
+        c->h.route = 0;
+    }
+    /* Copy what arrived since the last look; one byte past the limit tells "too big"
+     * apart from "exactly at the limit". */
+    c->h.hlen += q_peek(w, &c->st, c->h.hlen, c->h.hbuf + c->h.hlen, max - c->h.hlen);
+
+    static __thread struct http_req req;
+    req.scan.scanned = c->h.scanned;
+    size_t max_target = max < 8192 ? max : 8192;
+    int rc = http_parse_request(c->h.hbuf, c->h.hlen, max, max_target, &req);
+    c->h.scanned = req.scan.scanned;
+    if (rc == HTTP_AGAIN) {
+        if (c->h.hlen >= max)
+            http_local_reply(w, c, 431, true, NULL);
+        else if (c->st.flags & IO_ST_F_EOF)
+            http_client_close(w, c, c->h.hlen ? "client closed mid-header" : NULL);
+        return;
+    }
+    if (rc < 0) {
+        c->h.method = HTTP_M_OTHER;
+        lb_info("bad request", "listener=%s status=%d", lcf->name, -rc);
+        http_local_reply(w, c, -rc, true, NULL);
+        return;
+    }
+    q_consume(w, &c->st, (uint32_t)rc);
+    c->h.bytes_in += (uint32_t)rc;
+    c->h.method = (uint8_t)req.method;
+    c->h.target_off = req.target.off;
+    c->h.target_len = req.target.len;
+    c->h.t_resp_ms = 0;
+    http_body_init_req(&c->h.body, &req);
+    c->h.qvalid = 0;
+    uint32_t f = 0;
+    if (req.flags & HTTP_F_CLOSE)
+        f |= H_F_CLOSE | H_F_CLIENT_CLOSE;
+    if (req.version_minor == 0 && (req.flags & HTTP_F_KEEPALIVE) && !(req.flags & HTTP_F_CLOSE))
+        f |= H_F_KEEPALIVE10;
+    if (req.flags & HTTP_F_UPGRADE_WS)
+        f |= H_F_WS;
+    if (req.flags & HTTP_F_EXPECT_CONTINUE)
+        f |= H_F_CONTINUE;
+    switch (req.method) {
+    case HTTP_M_GET:
+    case HTTP_M_HEAD:
+    case HTTP_M_OPTIONS:
+    case HTTP_M_PUT:
+    case HTTP_M_DELETE:
+    case HTTP_M_TRACE:
+        f |= H_F_IDEMPOTENT;
+        break;
+    default:
+        break;
+    }
+    if (req.method == HTTP_M_HEAD)
+        f |= H_F_HEAD;
+    c->h.flags |= f;
+    if (req.method == HTTP_M_CONNECT) {
+        http_local_reply(w, c, 405, true,
+                         "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
+        return;
+    }
+    client_dispatch(w, c, &req);
+}
+
+/* Sends the next piece of the response to the client: header, then body. */
+void http_client_send(struct io_worker *w, struct http_conn *c)
+{
+    struct http_conn *b = peer_of(w, c);
+    if (!b || (c->st.flags & IO_ST_F_SENDING))
+        return;
+    if (b->h.out_len && b->h.out_sent < b->h.out_len) {
+        c->h.flags |= H_F_SENDING_HDR;
+        send_on(w, c, &c->st, b->h.hbuf + b->h.out_off + b->h.out_sent,
+                b->h.out_len - b->h.out_sent);
+        return;
+    }
+    c->h.flags &= ~H_F_SENDING_HDR;
+    if (!(c->h.flags & H_F_RESP_HDR))
+        return;
+    int rc = http_send_body(w, &b->h, &b->st, c, &c->st);
+    if (rc < 0) {
+        lb_warn("bad response body framing", "server=%s",
+                w->rt->clusters[c->pick.cluster].servers[c->pick.server].cf->name);
+        /* The header is out: all we can do is cut the connection. */
+        http_client_close(w, c, "bad response framing");
+        return;
+    }
+    if (rc)
+        return;
+    maybe_resume(w, b, &b->st);
+    if (c->h.phase == HC_TUNNEL) {
+        if (b->st.flags & IO_ST_F_EOF)
+            http_client_close(w, c, NULL);
+        return;
+    }
+    bool eof_end = b->h.body.mode == HTTP_BODY_CLOSE && (b->st.flags & IO_ST_F_EOF);
+    if ((b->h.body.done && !b->h.qvalid) || eof_end) {
+        c->h.flags |= H_F_RESP_DONE;
+        if (!(c->h.flags & H_F_REQ_DONE))
+            c->h.flags |= H_F_CLOSE;
+        bool reusable = !(b->h.flags & H_F_CLOSE) && !eof_end && (c->h.flags & H_F_REQ_DONE);
+        b->h.out_len = b->h.out_sent = 0;
+        if (eof_end)
+            http_fill_abort(w, c);
+        else
+            http_fill_commit(w, c);
+        http_request_done(w, c, b, reusable);
+    } else if (b->st.flags & IO_ST_F_EOF) {
+        lb_warn("backend closed mid-response", "server=%s",
+                w->rt->clusters[c->pick.cluster].servers[c->pick.server].cf->name);
+        http_client_close(w, c, "backend closed mid-response");
+    }
+}
+
+/* ---- client life ---- */
+
+void http_client_close(struct io_worker *w, struct http_conn *c, const char *why)
+{
+    if (c->h.phase != HC_IDLE && c->h.phase != HC_LINGER && c->h.status == 0 && why)
+        lb_info("request aborted", "listener=%s reason=\"%s\"", lcf_of(w, c)->name, why);
+    io_conn_close(w, &c->base, why);
+}
+
+/* The current exchange is over: close, or wait for (or parse) the next request. */
+void http_client_next(struct io_worker *w, struct http_conn *c)
+{
+    if (c->h.flags & H_F_CLOSE) {
+        /* The client asked for the close, its whole request was read and nothing more is
+         * queued: closing now sends FIN after the answer, and nothing unread can turn it
+         * into a reset. That saves the shutdown, which io_uring runs on a worker thread. */
+        if ((c->h.flags & H_F_CLIENT_CLOSE) && c->h.body.done && !c->st.qbytes) {
+            http_hbuf_put(w, &c->h);
+            io_conn_close(w, &c->base, NULL);
+            return;
+        }
+        /* Otherwise let the client read the answer before the socket closes: FIN now,
+         * close when it answers with its own or after LINGER_MS. */
+        c->h.phase = HC_LINGER;
+        c->base.last_ms = w->now_ms;
+        q_drop(w, &c->st);
+        shutdown_wr(w, c, &c->st);
+        http_hbuf_put(w, &c->h);
+        if (c->st.flags & IO_ST_F_EOF)
+            io_conn_close(w, &c->base, NULL);
+        else
+            maybe_resume(w, c, &c->st);
+        return;
+    }
+    c->h.phase = HC_IDLE;
+    c->h.flags = 0;
+    c->h.qvalid = 0;
+    c->base.last_ms = w->now_ms;
+    http_hbuf_put(w, &c->h);
+    maybe_resume(w, c, &c->st);
+    if (c->st.qbytes)
+        client_on_header(w, c); /* a pipelined request is already here */
+    else if (c->st.flags & IO_ST_F_EOF)
+        io_conn_close(w, &c->base, NULL);
+}
+
+/* ---- completions ---- */
+
+static void client_on_recv(struct io_worker *w, struct http_conn *c, int res)
+{
+    if (res > 0) {
+        if (c->h.phase == HC_LINGER)
+            q_drop(w, &c->st); /* answered already: the rest is discarded */
+        else
+            maybe_pause(w, c, &c->st);
+    } else if (res == 0) {
+        c->h.flags |= H_F_CLIENT_EOF;
+    } else {
+        http_client_close(w, c, "client recv error");
+        return;
+    }
+    switch (c->h.phase) {
+    case HC_IDLE:
+    case HC_HEADER:
+        if (c->st.qbytes)
+            client_on_header(w, c);
+        else if (c->st.flags & IO_ST_F_EOF)
+            io_conn_close(w, &c->base, NULL);
+        break;
+    case HC_FORWARD:
+    case HC_TUNNEL: {
+        struct http_conn *b = peer_of(w, c);
+        if (b)
+            http_backend_send(w, c, b);
+        if (c->h.phase == HC_TUNNEL && (c->st.flags & IO_ST_F_EOF) && !c->st.qbytes && b &&
+            !(b->st.flags & IO_ST_F_SENDING))
+            shutdown_wr(w, b, &b->st);
+        break;
+    }
+    case HC_LINGER:
+        if (c->st.flags & IO_ST_F_EOF)
+            io_conn_close(w, &c->base, NULL);
+        break;
+    default:
+        break;
+    }
+}
+
+static void client_on_send(struct io_worker *w, struct http_conn *c, int res)
+{
+    if (res < 0) {
+        http_client_close(w, c, "client send error");
+        return;
+    }
+    c->h.bytes_out += (uint32_t)res;
+    if (c->h.phase == HC_STATIC) {
+        uint32_t n = (uint32_t)res;
+        for (int i = 0; i < 2 && n; i++) {
+            uint32_t take = n < c->h.xl[i] ? n : c->h.xl[i];
+            c->h.xp[i] += take;
+            c->h.xl[i] -= take;
+            n -= take;
+        }
+        http_client_send_static(w, c);
+        return;
+    }
+    if (c->h.phase == HC_LOCAL) {
+        c->h.out_sent += (uint32_t)res;
+        if (c->h.out_sent < c->h.out_len) {
+            send_on(w, c, &c->st, c->h.hbuf + c->h.out_off + c->h.out_sent,
+                    c->h.out_len - c->h.out_sent);
+            return;
+        }
+        c->h.flags &= ~H_F_SENDING_HDR;
+        http_access_log(w, c, "-");
+        http_client_next(w, c);
+        return;
+    }
+    struct http_conn *b = peer_of(w, c);
+    if (!b) {
+        http_client_close(w, c, "backend gone");
+        return;
+    }
+    if (c->h.flags & H_F_SENDING_HDR) {
+        b->h.out_sent += (uint32_t)res;
+        if (b->h.out_sent >= b->h.out_len) {
+            b->h.out_len = b->h.out_sent = 0;
+            c->h.flags &= ~H_F_SENDING_HDR;
+            if (c->h.phase == HC_TUNNEL) {
+                /* The 101 is out: the request side becomes a plain byte stream too. */
+                c->h.qvalid = 0;
+                http_backend_send(w, c, b);
+            }
+            if (!(c->h.flags & H_F_RESP_HDR)) {
+                /* An interim answer went out; the final one may be queued already. */
+                http_backend_progress(w, c, b);
+                return;
+            }
+        }
+    } else {
+        if (c->h.fill) {
+            uint32_t hl;
+            const char *hp = io_stream_head(w, &b->st, &hl);
+            if (cache_fill_append(hw(w)->cache, c->h.fill, hp, (size_t)res) < 0)
+                http_fill_abort(w, c);
+        }
+        q_consume(w, &b->st, (uint32_t)res);
+        b->h.qvalid -= (uint32_t)res;
+    }
+    http_client_send(w, c);
+}
+
+/* ---- connection kinds ---- */
+
+static void client_accepted(struct io_worker *w, struct io_conn *base)
+{
+    struct http_conn *c = hc(base);
+    c->h.peer = NONE;
+    c->h.pool_prev = c->h.pool_next = NONE;
+    c->h.phase = HC_IDLE;
+    if (w->rt->has_peername) {
+        /* The address is needed only when the request is forwarded, by which time this
+         * completion is long in: it was submitted first. */
+        io_conn_ask_peername(w, base, &c->st, &c->peer, lcf_of(w, c));
+    }
+    arm_recv(w, c, &c->st);
+}
+
+static void client_on_peername(struct io_worker *w, struct io_conn *base, int res)
+{
+    if (res < 0)
+        memset(&hc(base)->peer, 0, sizeof(hc(base)->peer));
+}
+
+static void client_recv_op(struct io_worker *w, struct io_conn *c, struct io_stream *s, int res)
+{
+    client_on_recv(w, hc(c), res);
+}
+
+static void client_sent_op(struct io_worker *w, struct io_conn *c, struct io_stream *s, int res)
+{
+    client_on_send(w, hc(c), res);
+}
+
+static void client_on_close(struct io_worker *w, struct io_conn *base)
+{
+    struct http_conn *c = hc(base);
+    http_fill_abort(w, c);
+    http_fdwait_unlink(w, c);
+    cl_pick_release(&c->pick, &w->rt->clusters[c->pick.cluster]);
+    struct http_conn *b = peer_of(w, c);
+    if (b) {
+        detach(c, b);
+        io_conn_close(w, &b->base, "client closed");
+    }
+}
+
+void http_on_free(struct io_worker *w, struct io_conn *base)
+{
+    struct http_conn *c = hc(base);
+    http_hbuf_put(w, &c->h);
+    snap_set_unref(c->h.snap);
+    c->h.snap = NULL;
+    if (c->h.centry)
+        cache_entry_unref(c->h.centry);
+    c->h.centry = NULL;
+}
+
+const struct io_conn_ops http_client_ops = {
+    .name = "http-client",
+    .size = sizeof(struct http_conn),
+    .nstreams = 1,
+    .stream_off = {offsetof(struct http_conn, st)},
+    .accepted = client_accepted,
+    .on_recv = client_recv_op,
+    .on_sent = client_sent_op,
+    .on_peername = client_on_peername,
+    .on_fd_ready = http_on_fd_ready,
+    .tick = http_tick,
+    .on_close = client_on_close,
+    .on_free = http_on_free,
+};

@@ -1,0 +1,233 @@
+/*
+ * What the files of lb/http call in one another; nothing outside lb/http includes it.
+ */
+#ifndef HTTP_INTERNAL_H
+#define HTTP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf/conf.h"
+#include "lb/http/conn.h"
+
+struct cache_entry;
+
+/* ---- small helpers ---- */
+
+/* ---- small helpers: the peer link (client <-> upstream) and the stream calls ---- */
+
+/* The listener @c came in on. */
+static inline const struct conf_listener *lcf_of(struct io_worker *w, struct http_conn *c)
+{
+    return w->ls[c->base.listener].cf;
+}
+
+/* The connection at the other end of @c's exchange, or NULL when none (or gone). */
+static inline struct http_conn *peer_of(struct io_worker *w, struct http_conn *c)
+{
+    if (c->h.peer == NONE)
+        return NULL;
+    return (struct http_conn *)io_conn_get(w, c->h.peer, c->h.peer_gen);
+}
+
+static inline void attach(struct io_worker *w, struct http_conn *c, struct http_conn *b)
+{
+    (void)w;
+    c->h.peer = b->base.slot;
+    c->h.peer_gen = b->base.gen;
+    b->h.peer = c->base.slot;
+    b->h.peer_gen = c->base.gen;
+}
+
+static inline void detach(struct http_conn *c, struct http_conn *b)
+{
+    if (c)
+        c->h.peer = NONE;
+    if (b)
+        b->h.peer = NONE;
+}
+
+static inline struct http_conn *slot_conn(struct io_worker *w, uint32_t slot)
+{
+    return (struct http_conn *)w->slots[slot];
+}
+
+/* ---- streams ---- */
+
+static inline uint32_t q_peek(struct io_worker *w, struct io_stream *s, uint32_t skip, char *dst,
+                              uint32_t max)
+{
+    return io_stream_peek(w, s, skip, dst, max);
+}
+
+static inline void q_consume(struct io_worker *w, struct io_stream *s, uint32_t n)
+{
+    io_stream_consume(w, s, n);
+}
+
+static inline void q_drop(struct io_worker *w, struct io_stream *s)
+{
+    io_stream_drop(w, s);
+}
+
+static inline void arm_recv(struct io_worker *w, struct http_conn *c, struct io_stream *s)
+{
+    io_stream_arm_recv(w, &c->base, s);
+}
+
+/* Stops receiving on @s while its queue is over the high-water mark. */
+static inline void maybe_pause(struct io_worker *w, struct http_conn *c, struct io_stream *s)
+{
+    if (s->qbytes >= HTTP_HIGH)
+        io_stream_pause(w, &c->base, s);
+}
+
+static inline void maybe_resume(struct io_worker *w, struct http_conn *c, struct io_stream *s)
+{
+    if (s->qbytes < HTTP_HIGH / 2)
+        io_stream_resume(w, &c->base, s);
+}
+
+/* One send on @s (the stream of @c) of @len bytes at @p. */
+static inline void send_on(struct io_worker *w, struct http_conn *c, struct io_stream *s,
+                           const char *p, uint32_t len)
+{
+    io_stream_send(w, &c->base, s, p, len);
+}
+
+static inline void shutdown_wr(struct io_worker *w, struct http_conn *c, struct io_stream *s)
+{
+    io_stream_shutdown(w, &c->base, s);
+}
+
+/* A header buffer from the worker's pool (grown on first need up to one per slot), or NULL. */
+char *http_hbuf_get(struct io_worker *w);
+
+/* Gives @h's header buffer back to the pool and forgets the header state that lived in it. */
+void http_hbuf_put(struct io_worker *w, struct http_state *h);
+
+/* Takes idle upstream @b off its server's pool list. */
+void http_pool_unlink(struct io_worker *w, struct http_conn *b);
+
+/* Parks upstream @b, its exchange over, in its server's idle pool (recv armed, so a close
+ * by the server is seen at once); a request waiting for a file slot may take it. */
+void http_pool_put(struct io_worker *w, struct http_conn *b);
+
+/* An idle upstream of @server in @cluster, taken off the pool (busy now), or NULL. */
+struct http_conn *http_pool_take(struct io_worker *w, uint32_t cluster, uint32_t server);
+
+/* Takes client @c off the list of requests waiting for a file slot (no-op when not on it). */
+void http_fdwait_unlink(struct io_worker *w, struct http_conn *c);
+
+/* The fixed-file table is full (every slot holds a client or a backend socket): the
+ * request waits for one to close instead of failing (http_on_fd_ready); the tick bounds
+ * the wait by the cluster's response timeout. */
+void http_fdwait_push(struct io_worker *w, struct http_conn *c);
+
+/* io_conn_ops.on_fd_ready of clients: a file slot (or an idle upstream) came free. */
+void http_on_fd_ready(struct io_worker *w, struct io_conn *c);
+
+/*
+ * Sends the next piece of @src's queue to @dst (on connection @dc), as far as the body
+ * framer @body allows. Returns 1 when a send was started, 0 when there is nothing to send
+ * now, -1 on bad framing.
+ */
+int http_send_body(struct io_worker *w, struct http_state *h, struct io_stream *src,
+                   struct http_conn *dc, struct io_stream *dst);
+
+/* Picks a server for @c's request and starts it there, on a pooled connection or a new
+ * one; answers 502/503 itself when no server can take it. */
+void http_backend_acquire(struct io_worker *w, struct http_conn *c);
+
+/*
+ * The backend connection failed before the response began. Retries when that is safe,
+ * else answers 502 (or 504 on a timeout).
+ */
+void http_request_failed(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                         bool connect_failed, int status, const char *why);
+
+/* Sends the next piece of the request: its header, then its body. */
+void http_backend_send(struct io_worker *w, struct http_conn *c, struct http_conn *b);
+
+/* A request and its response are complete: log, recycle the backend, go on. */
+void http_request_done(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                       bool reusable);
+
+/* Moves the response along: parses headers while none is pending, then sends. */
+void http_backend_progress(struct io_worker *w, struct http_conn *c, struct http_conn *b);
+
+/* Answers @status from lb itself (with the @extra header lines, CRLF-terminated, or NULL);
+ * @close: the connection closes after it. The request's body, if any, is not read. */
+void http_local_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
+                      const char *extra);
+
+/* @c's address as text into @out; returns its length (0 when unknown). */
+int http_client_ip_text(const struct http_conn *c, char *out, size_t n);
+
+/* Writes the request as the backend gets it into the second half of hbuf. */
+bool http_build_request(struct io_worker *w, struct http_conn *c, const struct http_req *req);
+
+/* Writes the response as the client gets it into the second half of the backend's hbuf. */
+bool http_build_response(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                         const struct http_resp *resp, bool interim);
+
+/* Sends the next piece of a static or cached answer from memory. */
+void http_client_send_static(struct io_worker *w, struct http_conn *c);
+
+/* Points the client's answer at @hdr (ending with its empty line) and @body, adding the
+ * Connection field this client needs before the empty line (in hbuf's second half). */
+void http_set_memory_answer(struct io_worker *w, struct http_conn *c, const char *hdr,
+                            size_t hdr_len, const char *body, size_t body_len, bool contiguous);
+
+/*
+ * Answers from a snapshot set. Returns false when the set has nothing at that path and the
+ * request should go to @fallback (set to the cluster index, -1 for none: answered 404).
+ */
+bool http_static_serve(struct io_worker *w, struct http_conn *c, const struct conf_route *r,
+                       const struct http_req *req, int *fallback);
+
+/* The token a cache fill wakes @c with: its slot and generation. */
+uint64_t http_waiter_token(struct io_worker *w, struct http_conn *c);
+
+/* Sends a cached answer; takes the reference in @e. */
+void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_entry *e);
+
+/* A fill this request was waiting for ended: serve the new entry, or fetch ourselves. */
+void http_cache_wake(void *arg, uint64_t waiter, struct cache_entry *e);
+
+/* Gives up @c's cache fill, if any: its waiters fetch for themselves. */
+void http_fill_abort(struct io_worker *w, struct http_conn *c);
+
+/* @c's answer is complete: the fill becomes a cache entry (or is dropped if it may not). */
+void http_fill_commit(struct io_worker *w, struct http_conn *c);
+
+/* The answer to a cache fill arrived: record its header if it may be stored, else give the
+ * fill up (its waiters fetch for themselves). The cached header is the one clients get,
+ * minus the Connection field each client gets its own of; then the client's own header is
+ * built again over it. */
+void http_fill_head(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                    const struct http_resp *resp);
+
+/* Sends the next piece of the response to the client: header, then body. */
+void http_client_send(struct io_worker *w, struct http_conn *c);
+
+/* Closes client @c (and its upstream), with @why for the debug log; NULL: a normal end. */
+void http_client_close(struct io_worker *w, struct http_conn *c, const char *why);
+
+/* The current exchange is over: close, or wait for (or parse) the next request. */
+void http_client_next(struct io_worker *w, struct http_conn *c);
+
+/* io_conn_ops.on_free of both kinds: header buffer, snapshot and cache references. */
+void http_on_free(struct io_worker *w, struct io_conn *base);
+
+/* Counts @c's answer in the listener's metrics and, with the access log on, buffers its
+ * line (@server: the server's name, "-" for lb's own answers). */
+void http_access_log(struct io_worker *w, struct http_conn *c, const char *server);
+
+/* Writes the buffered access log lines. */
+void http_flush_log(struct io_worker *w);
+
+/* io_conn_ops.tick of both kinds: header, idle, response and tunnel timeouts, stopping. */
+void http_tick(struct io_worker *w, struct io_conn *base);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * HTTP pools: header buffers, each server's idle upstream connections, and requests waiting
+ * for a free fixed-file entry.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "health/hc.h"
+#include "lb/cache/cache.h"
+#include "lb/core/log.h"
+#include "lb/core/runtime.h"
+#include "lb/http/internal.h"
+#include "lb/metrics/stats.h"
+#include "lb/route/route.h"
+#include "static/snap.h"
+
+char *http_hbuf_get(struct io_worker *w)
+{
+    if (hw(w)->hbuf_nfree)
+        return hw(w)->hbuf_free[--hw(w)->hbuf_nfree];
+    if (hw(w)->hbuf_total >= w->nconns)
+        return NULL;
+    /* The pool grows to its high-water mark once and then only recycles. */
+    char *b = malloc(hw(w)->hbuf_size);
+    if (b)
+        hw(w)->hbuf_total++;
+    return b;
+}
+
+void http_hbuf_put(struct io_worker *w, struct http_state *h)
+{
+    if (!h->hbuf)
+        return;
+    hw(w)->hbuf_free[hw(w)->hbuf_nfree++] = h->hbuf;
+    h->hbuf = NULL;
+    h->hlen = h->scanned = 0;
+    h->out_off = h->out_len = h->out_sent = 0;
+}
+
+/* ---- the backend pool ---- */
+
+void http_pool_unlink(struct io_worker *w, struct http_conn *b)
+{
+    uint32_t *head = &hw(w)->pool_head[b->pick.cluster][b->pick.server];
+    uint32_t slot = b->base.slot;
+    if (b->h.pool_prev != NONE)
+        slot_conn(w, b->h.pool_prev)->h.pool_next = b->h.pool_next;
+    else if (*head == slot)
+        *head = b->h.pool_next;
+    if (b->h.pool_next != NONE)
+        slot_conn(w, b->h.pool_next)->h.pool_prev = b->h.pool_prev;
+    b->h.pool_prev = b->h.pool_next = NONE;
+}
+
+void http_pool_put(struct io_worker *w, struct http_conn *b)
+{
+    uint32_t *head = &hw(w)->pool_head[b->pick.cluster][b->pick.server];
+    b->h.phase = HS_IDLE;
+    b->h.pool_prev = NONE;
+    b->h.pool_next = *head;
+    if (*head != NONE)
+        slot_conn(w, *head)->h.pool_prev = b->base.slot;
+    *head = b->base.slot;
+    b->base.last_ms = w->now_ms;
+    http_hbuf_put(w, &b->h);
+    /* A recv stays armed: it holds no buffer, and tells us at once when the server closes
+     * the idle connection. */
+    arm_recv(w, b, &b->st);
+    /* A request queued for a file slot can have this connection instead. */
+    io_fdwait_wake(w);
+}
+
+struct http_conn *http_pool_take(struct io_worker *w, uint32_t cluster, uint32_t server)
+{
+    uint32_t slot = hw(w)->pool_head[cluster][server];
+    if (slot == NONE)
+        return NULL;
+    struct http_conn *b = slot_conn(w, slot);
+    http_pool_unlink(w, b);
+    b->h.phase = HS_BUSY;
+    return b;
+}
+
+/* ---- waiting for a file slot ---- */
+
+void http_fdwait_unlink(struct io_worker *w, struct http_conn *c)
+{
+    io_fdwait_unlink(w, &c->base);
+}
+
+/* The fixed-file table is full (every slot holds a client or a backend socket): the
+ * request waits for one to close instead of failing (http_on_fd_ready); the tick bounds
+ * the wait by the cluster's response timeout. */
+void http_fdwait_push(struct io_worker *w, struct http_conn *c)
+{
+    c->h.phase = HC_CONNECT;
+    c->base.last_ms = w->now_ms;
+    io_fdwait_push(w, &c->base);
+}
+
+void http_on_fd_ready(struct io_worker *w, struct io_conn *c)
+{
+    http_backend_acquire(w, hc(c));
+}

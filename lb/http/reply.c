@@ -1,0 +1,106 @@
+/*
+ * Answers lb gives itself (400, 404, 405, 408, 413, 414, 431, 501, 502, 503, 504, 505).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "health/hc.h"
+#include "lb/cache/cache.h"
+#include "lb/core/log.h"
+#include "lb/core/runtime.h"
+#include "lb/http/internal.h"
+#include "lb/metrics/stats.h"
+#include "lb/route/route.h"
+#include "static/snap.h"
+
+/* ---- local answers ---- */
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 500:
+        return "Internal Server Error";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Error";
+    }
+}
+
+void http_local_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
+                      const char *extra)
+{
+    http_fill_abort(w, c);
+    struct http_conn *b = peer_of(w, c);
+    if (b) {
+        detach(c, b);
+        io_conn_close(w, &b->base, "request answered by lb");
+    }
+    if (c->pick.counted) {
+        cl_server_release(&w->rt->clusters[c->pick.cluster].servers[c->pick.server]);
+        c->pick.counted = 0;
+    }
+    if (!c->h.hbuf)
+        c->h.hbuf = http_hbuf_get(w);
+    if (!c->h.hbuf) {
+        http_client_close(w, c, "no header buffer for an error answer");
+        return;
+    }
+    /* An unread request body would be taken for the next request. */
+    if (w->stopping || (c->h.flags & (H_F_CLOSE | H_F_BODY_SENT)) ||
+        (c->h.phase != HC_HEADER && c->h.phase != HC_IDLE && !c->h.body.done))
+        close = true;
+    const char *reason = reason_of(status);
+    char body[96];
+    int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason);
+    /* The answer goes after whatever the incoming header occupies. */
+    uint32_t off = hw(w)->hbuf_size / 2;
+    int n = snprintf(c->h.hbuf + off, hw(w)->hbuf_size - off,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                     "%s%s\r\n%s",
+                     status, reason, blen, extra ? extra : "", close ? "Connection: close\r\n" : "",
+                     (c->h.flags & H_F_HEAD) ? "" : body);
+    c->h.out_off = off;
+    c->h.out_len = (uint32_t)n;
+    c->h.out_sent = 0;
+    c->h.status = (uint16_t)status;
+    c->h.phase = HC_LOCAL;
+    if (close)
+        c->h.flags |= H_F_CLOSE;
+    lb_info("request answered by lb", "listener=%s status=%d", lcf_of(w, c)->name, status);
+    if (!(c->st.flags & IO_ST_F_SENDING)) {
+        c->h.flags |= H_F_SENDING_HDR;
+        send_on(w, c, &c->st, c->h.hbuf + off, c->h.out_len);
+    }
+}

@@ -61,8 +61,12 @@ static bool route_takes(const struct conf_route *r, const char *buf, const struc
     return true;
 }
 
-int route_match(const struct conf_listener *l, const char *buf, const struct http_req *req,
-                uint32_t *allowed)
+/*
+ * The first route of @l that takes @req, or -1. When none does, *@allowed gets the methods of
+ * the routes that matched but for the method (non-zero: 405 with Allow), else 0 (404).
+ */
+static int match(const struct conf_listener *l, const char *buf, const struct http_req *req,
+                 uint32_t *allowed)
 {
     uint32_t mbit = method_bit(req->method);
     *allowed = 0;
@@ -105,8 +109,13 @@ static bool find_cookie(const char *buf, const struct http_req *req, const char 
     return false;
 }
 
-uint64_t route_key(const struct conf_route *r, const char *buf, const struct http_req *req,
-                   uint64_t client_hash, const char **vout, size_t *vlout)
+/*
+ * The hash of @req's key for route @r. A missing header or cookie, and client_ip, give
+ * @client_hash, so that such clients still stick to one server. *@vout and *@vlout get the
+ * key's text (NULL when the client address was used).
+ */
+static uint64_t key_of(const struct conf_route *r, const char *buf, const struct http_req *req,
+                       uint64_t client_hash, const char **vout, size_t *vlout)
 {
     const char *v = NULL;
     size_t vl = 0;
@@ -134,10 +143,8 @@ uint64_t route_key(const struct conf_route *r, const char *buf, const struct htt
     case CONF_HASH_NONE:
         break;
     }
-    if (vout)
-        *vout = v;
-    if (vlout)
-        *vlout = vl;
+    *vout = v;
+    *vlout = vl;
     return v ? lb_hash64(v, vl, 0) : client_hash;
 }
 
@@ -197,7 +204,7 @@ int route_decide(const struct conf *cf, const struct conf_listener *l, const cha
         return answer_405(&d->answer, true, CONNECT_ALLOW, "lb proxies no CONNECT tunnels");
 
     uint32_t allowed = 0;
-    int ri = route_match(l, buf, req, &allowed);
+    int ri = match(l, buf, req, &allowed);
     if (ri < 0) {
         if (!allowed)
             return answer(&d->answer, 404, body || client_close, "no route matches");
@@ -233,7 +240,7 @@ int route_decide(const struct conf *cf, const struct conf_listener *l, const cha
         d->hashed = true;
         /* A static route names no key: its fallback sticks clients by address. */
         d->key_hash = r->action == CONF_ACT_CLUSTER
-                          ? route_key(r, buf, req, client_hash, &d->key, &d->key_len)
+                          ? key_of(r, buf, req, client_hash, &d->key, &d->key_len)
                           : client_hash;
     }
     return 0;

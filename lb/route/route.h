@@ -77,24 +77,6 @@ int route_decide(const struct conf *cf, const struct conf_listener *l, const cha
 int route_static_miss(struct route_decision *d, const struct http_req *req, int lookup_rc);
 
 /*
- * The first route of @l that takes @req (parsed from @buf), or -1. When none does, *@allowed
- * gets the methods of the routes that matched but for the method (non-zero: answer 405 with
- * Allow), else 0 (404). Hosts compare without the port and case-insensitively.
- * Part of route_decide(); exported only until its callers ask route_decide().
- */
-int route_match(const struct conf_listener *l, const char *buf, const struct http_req *req,
-                uint32_t *allowed);
-
-/*
- * The hash of @req's key for route @r (hash_key header:NAME, cookie:NAME, path, uri,
- * client_ip). A missing header or cookie, and client_ip, give @client_hash. @v and @vl get
- * the key's text (NULL when the client address was used); both may be NULL.
- * Part of route_decide(); exported only until its callers ask route_decide().
- */
-uint64_t route_key(const struct conf_route *r, const char *buf, const struct http_req *req,
-                   uint64_t client_hash, const char **v, size_t *vl);
-
-/*
  * Parses a whole request header section in @buf with @l's limits, as the data path does
  * (client_on_header: the section within max_header_bytes, the target within
  * min(max_header_bytes, 8192)). For callers holding the whole request at once (explain,

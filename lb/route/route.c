@@ -223,7 +223,8 @@ int route_decide(const struct conf *cf, const struct conf_listener *l, const cha
         d->set = r->target_idx;
         d->cluster = cf->statics[r->target_idx].fallback_idx;
         if (d->cluster < 0)
-            answer(&d->miss, 404, client_close, "no snapshot at this path and no fallback cluster");
+            answer(&d->miss, 404, body || client_close,
+                   "no snapshot at this path and no fallback cluster");
         else if (d->body_refused)
             answer(&d->miss, 413, true, "Content-Length over the listener's max_body_bytes");
         break;
@@ -249,12 +250,15 @@ int route_decide(const struct conf *cf, const struct conf_listener *l, const cha
 int route_static_miss(struct route_decision *d, const struct http_req *req, int lookup_rc)
 {
     bool client_close = req->flags & HTTP_F_CLOSE;
+    bool body = req->flags & (HTTP_F_CHUNKED | HTTP_F_LENGTH);
     if (lookup_rc == -ENOENT)
         d->answer = d->miss;
     else if (lookup_rc == -EINVAL)
+        /* static_serve answers this one itself, keeping the connection (and so reading an
+         * unread body as the next request): said here as it happens. */
         answer(&d->answer, 400, client_close, "the path is not a valid snapshot path");
     else
-        answer(&d->answer, 404, client_close, "no snapshot can have this path");
+        answer(&d->answer, 404, body || client_close, "no snapshot can have this path");
     return d->answer.status;
 }
 

@@ -140,6 +140,9 @@ static const struct row rows[] = {
     {"web", "GET /snap/%zz HTTP/1.1\r\n" H "\r\n", 400, NULL, false, 2, NULL, NULL, "bad path"},
     {"web", "GET /bare/nothing.json HTTP/1.1\r\n" H "\r\n", 404, NULL, false, 3, NULL, NULL,
      "miss"},
+    /* Its body unread, a 404 that kept the connection would serve the body as a request. */
+    {"web", "POST /bare/x HTTP/1.1\r\n" H "Content-Length: 34\r\n\r\n", 404, NULL, true, 3, NULL,
+     NULL, "miss"},
     {"web", "GET /hsnap/nothing.json HTTP/1.1\r\n" H "\r\n", 0, NULL, false, 4, "ring", KEY_CLIENT,
      "miss"},
     /* Hash keys. */

@@ -1,11 +1,14 @@
 /*
  * `explain METHOD URL [Name: value]...` on the admin socket: what lb would do with that
  * request, computed with the same parser, routing and balancers as the data path, without
- * sending anything anywhere. For every http listener: the route that takes it (or the
- * 404/405 lb would answer), the action, the hash key and its value, the server a pick gives
- * now, and the order the request would fail over in (the next picks with the earlier ones
- * excluded: primaries first, then backups). Servers that are down, draining or ejected are
- * skipped exactly as a real pick skips them.
+ * sending anything anywhere. For every http listener: the route that takes it, the action,
+ * the hash key and its value, the server a pick gives now, and the order the request would
+ * fail over in (the next picks with the earlier ones excluded: primaries first, then
+ * backups); or the answer lb gives itself ("answer", with "allow", "close" and "why"). The
+ * decision is route_decide()'s, the data path's own (lb/route/route.h), after a parse with
+ * the listener's limits, so explain reports every answer the data path gives before it
+ * asks a server: parse errors, CONNECT, 404, 405, 413, 501, static misses. Servers that
+ * are down, draining or ejected are skipped exactly as a real pick skips them.
  *
  * Balancers that do not hash (round robin, least connections, power of two) pick from each
  * worker's own state; the answer says so and shows a pick from a fresh state.
@@ -27,12 +30,19 @@ static void jstr(struct lb_jbuf *out, const char *p, size_t n)
     lb_jbuf_str(out, p, n);
 }
 
+/* "cluster" and "balance" of cluster @ci. */
+static void explain_cluster_name(struct lb_runtime *rt, int ci, struct lb_jbuf *out)
+{
+    const struct conf_cluster *cf = rt->clusters[ci].cf;
+    lb_jbuf_printf(out, ",\"cluster\":\"%s\",\"balance\":\"%s\"", cf->name,
+                   conf_balance_name(cf->balance));
+}
+
 static void explain_cluster(struct lb_runtime *rt, int ci, uint64_t key, bool hashed,
                             struct lb_jbuf *out)
 {
     struct cl_cluster *cl = &rt->clusters[ci];
-    lb_jbuf_printf(out, ",\"cluster\":\"%s\",\"balance\":\"%s\"", cl->cf->name,
-                   conf_balance_name(cl->cf->balance));
+    explain_cluster_name(rt, ci, out);
     if (!hashed)
         lb_jbuf_printf(out, ",\"note\":\"%s picks from each worker's own rotation or load; "
                             "the order below is a fresh worker's\"",
@@ -61,6 +71,120 @@ static void explain_cluster(struct lb_runtime *rt, int ci, uint64_t key, bool ha
     cl_cluster_wstate_free(&ws);
 }
 
+/* lb's own answer @a: the status, the Allow value of a 405, whether the connection closes
+ * after it, and why. */
+static void explain_answer(const struct route_answer *a, struct lb_jbuf *out)
+{
+    lb_jbuf_printf(out, ",\"answer\":%u", a->status);
+    if (a->allow[0])
+        lb_jbuf_printf(out, ",\"allow\":\"%s\"", a->allow);
+    lb_jbuf_printf(out, ",\"close\":%s", a->close ? "true" : "false");
+    if (a->why)
+        lb_jbuf_printf(out, ",\"why\":\"%s\"", a->why);
+}
+
+/* Why the parser refuses a request with @status (h1.h's HTTP_E_* codes). */
+static const char *parse_why(int status)
+{
+    switch (status) {
+    case HTTP_E_TARGET: return "request target longer than this listener takes";
+    case HTTP_E_TOO_BIG:
+        return "header section over this listener's max_header_bytes, or over 100 fields";
+    case HTTP_E_CODING: return "a transfer coding other than chunked";
+    case HTTP_E_VERSION: return "an HTTP version other than 1.0 and 1.1";
+    default: return "malformed or ambiguous request (strict HTTP/1.1 parsing)";
+    }
+}
+
+/*
+ * A static route's snapshot lookup, as the data path makes it (static_serve): "snapshot"
+ * found, bad path or miss. Returns true when that ends the explanation (a snapshot answers,
+ * or lb does); false when the request goes on to the fallback cluster.
+ */
+static bool explain_static(struct lb_runtime *rt, const struct conf_route *r, const char *buf,
+                           const struct http_req *req, struct route_decision *d,
+                           struct lb_jbuf *out)
+{
+    lb_jbuf_printf(out, ",\"action\":\"static\",\"set\":\"%s\"", rt->conf->statics[d->set].name);
+    size_t pl = r->path_prefix ? strlen(r->path_prefix) : 0;
+    struct snap_set *set = snap_slot_get(&rt->snap_slots[d->set]);
+    char pbuf[SNAP_PATH_MAX];
+    const struct snap_entry *e = NULL;
+    int lr =
+        set ? snap_lookup(set, buf + req->path.off + pl, req->path.len - pl, pbuf, sizeof(pbuf), &e)
+            : -ENOENT;
+    snap_set_unref(set);
+    if (lr == 0) {
+        lb_jbuf_printf(out, ",\"snapshot\":\"found\"");
+        return true;
+    }
+    lb_jbuf_printf(out, ",\"snapshot\":\"%s\"", lr == -EINVAL ? "bad path" : "miss");
+    int status = route_static_miss(d, req, lr);
+    if (lr == -ENOENT && d->cluster >= 0)
+        lb_jbuf_printf(out, ",\"fallback\":true");
+    if (!status)
+        return false;
+    if (status == 413)
+        explain_cluster_name(rt, d->cluster, out);
+    explain_answer(&d->answer, out);
+    return true;
+}
+
+/* One listener's object, without its closing brace. @req is parsed again with the
+ * listener's limits. */
+static void explain_listener(struct lb_runtime *rt, const struct conf_listener *l, const char *buf,
+                             size_t len, struct http_req *req, struct lb_jbuf *out)
+{
+    lb_jbuf_printf(out, "{\"listener\":\"%s\",\"bind\":\"%s\"", l->name, l->bind.text);
+    int rc = route_parse(l, buf, len, req);
+    if (rc <= 0) {
+        struct route_answer a = {.status = (uint16_t)(rc < 0 ? -rc : HTTP_E_BAD),
+                                 .close = true,
+                                 .why = parse_why(rc < 0 ? -rc : HTTP_E_BAD)};
+        lb_jbuf_printf(out, ",\"route\":null");
+        explain_answer(&a, out);
+        return;
+    }
+    /* explain has no client: the client address's hash is 0. */
+    struct route_decision d;
+    route_decide(rt->conf, l, buf, req, 0, &d);
+    if (d.route < 0) {
+        lb_jbuf_printf(out, ",\"route\":null");
+        explain_answer(&d.answer, out);
+        return;
+    }
+    const struct conf_route *r = &l->routes[d.route];
+    lb_jbuf_printf(out, ",\"route\":%d,\"route_line\":%u", d.route, r->pos.line);
+    if (d.set >= 0) {
+        if (explain_static(rt, r, buf, req, &d, out))
+            return;
+    } else if (d.action == CONF_ACT_ENQUEUE) {
+        lb_jbuf_printf(out, ",\"action\":\"enqueue\",\"list\":\"%s\"", r->enqueue.redis_list);
+    } else {
+        lb_jbuf_printf(out, ",\"action\":\"cluster\"");
+        if (r->cache.enabled)
+            lb_jbuf_printf(out, ",\"cache_ttl_ms\":%llu", (unsigned long long)r->cache.ttl_ms);
+    }
+    if (d.answer.status) {
+        if (d.cluster >= 0)
+            explain_cluster_name(rt, d.cluster, out);
+        explain_answer(&d.answer, out);
+        return;
+    }
+    if (d.hashed) {
+        lb_jbuf_printf(out, ",\"hash_key\":\"%s%s%s\"", conf_hash_kind_name(r->hash_key.kind),
+                       r->hash_key.name ? ":" : "", r->hash_key.name ? r->hash_key.name : "");
+        if (d.key) {
+            lb_jbuf_printf(out, ",\"key\":");
+            jstr(out, d.key, d.key_len);
+        } else {
+            lb_jbuf_printf(out, ",\"key\":null,\"key_note\":\"the client's address is the "
+                                "key (no value in this request)\"");
+        }
+    }
+    explain_cluster(rt, d.cluster, d.key_hash, d.hashed, out);
+}
+
 int admin_explain(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_jbuf *out)
 {
     static __thread struct http_req req;
@@ -86,72 +210,9 @@ int admin_explain(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_
         const struct conf_listener *l = &c->listeners[li];
         if (l->protocol != CONF_PROTO_HTTP)
             continue;
-        lb_jbuf_printf(out, "%s{\"listener\":\"%s\",\"bind\":\"%s\"", first ? "" : ",", l->name,
-                       l->bind.text);
+        lb_jbuf_printf(out, "%s", first ? "" : ",");
         first = false;
-        uint32_t allowed = 0;
-        int ri = route_match(l, buf, &req, &allowed);
-        if (ri < 0) {
-            lb_jbuf_printf(out, ",\"route\":null,\"answer\":%d}", allowed ? 405 : 404);
-            continue;
-        }
-        const struct conf_route *r = &l->routes[ri];
-        lb_jbuf_printf(out, ",\"route\":%d,\"route_line\":%u", ri, r->pos.line);
-        int cluster = -1;
-        uint64_t key = 0;
-        bool hashed = false;
-        if (r->action == CONF_ACT_STATIC) {
-            const struct conf_static *st = &c->statics[r->target_idx];
-            lb_jbuf_printf(out, ",\"action\":\"static\",\"set\":\"%s\"", st->name);
-            size_t pl = r->path_prefix ? strlen(r->path_prefix) : 0;
-            struct snap_set *set = snap_slot_get(&rt->snap_slots[r->target_idx]);
-            char pbuf[SNAP_PATH_MAX];
-            const struct snap_entry *e = NULL;
-            int lr = set ? snap_lookup(set, buf + req.path.off + pl, req.path.len - pl, pbuf,
-                                       sizeof(pbuf), &e)
-                         : -ENOENT;
-            snap_set_unref(set);
-            if (lr == 0) {
-                lb_jbuf_printf(out, ",\"snapshot\":\"found\"}");
-                continue;
-            }
-            if (lr == -EINVAL) {
-                lb_jbuf_printf(out, ",\"snapshot\":\"bad path\",\"answer\":400}");
-                continue;
-            }
-            lb_jbuf_printf(out, ",\"snapshot\":\"miss\"");
-            if (st->fallback_idx < 0) {
-                lb_jbuf_printf(out, ",\"answer\":404}");
-                continue;
-            }
-            cluster = st->fallback_idx;
-            lb_jbuf_printf(out, ",\"fallback\":true");
-        } else if (r->action == CONF_ACT_ENQUEUE) {
-            lb_jbuf_printf(out, ",\"action\":\"enqueue\",\"list\":\"%s\"}", r->enqueue.redis_list);
-            continue;
-        } else {
-            cluster = r->target_idx;
-            lb_jbuf_printf(out, ",\"action\":\"cluster\"");
-            if (r->cache.enabled)
-                lb_jbuf_printf(out, ",\"cache_ttl_ms\":%llu",
-                               (unsigned long long)r->cache.ttl_ms);
-        }
-        hashed = conf_balance_is_hash(c->clusters[cluster].balance);
-        if (hashed) {
-            const char *v = NULL;
-            size_t vl = 0;
-            key = r->action == CONF_ACT_CLUSTER ? route_key(r, buf, &req, 0, &v, &vl) : 0;
-            lb_jbuf_printf(out, ",\"hash_key\":\"%s%s%s\"", conf_hash_kind_name(r->hash_key.kind),
-                           r->hash_key.name ? ":" : "", r->hash_key.name ? r->hash_key.name : "");
-            if (v) {
-                lb_jbuf_printf(out, ",\"key\":");
-                jstr(out, v, vl);
-            } else {
-                lb_jbuf_printf(out, ",\"key\":null,\"key_note\":\"the client's address is the "
-                                    "key (no value in this request)\"");
-            }
-        }
-        explain_cluster(rt, cluster, key, hashed, out);
+        explain_listener(rt, l, buf, cmd->request_len, &req, out);
         lb_jbuf_printf(out, "}");
     }
     lb_jbuf_printf(out, "]}");

@@ -140,7 +140,8 @@ bool http_static_serve(struct io_worker *w, struct http_conn *c, const struct co
     if (rc == -ENOENT)
         return false;
     if (rc == -EINVAL) {
-        http_local_reply(w, c, 400, false, NULL);
+        /* An unread body would be parsed as the next request. */
+        http_local_reply(w, c, 400, !c->h.body.done, NULL);
         return true;
     }
     if (rc < 0) {

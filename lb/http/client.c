@@ -50,60 +50,32 @@ static void client_dispatch(struct io_worker *w, struct http_conn *c, struct htt
 {
     const struct conf_listener *lcf = lcf_of(w, c);
     const char *buf = c->h.hbuf;
-    uint32_t allowed = 0;
-    int route = route_match(lcf, buf, req, &allowed);
-    if (route < 0) {
-        if (allowed) {
-            char extra[160] = "Allow: ";
-            static const char *const names[] = {"GET",     "HEAD",  "POST",    "PUT",  "DELETE",
-                                                "OPTIONS", "PATCH", "CONNECT", "TRACE"};
-            bool first = true;
-            for (int i = 0; i < 9; i++) {
-                if (allowed & (1u << i)) {
-                    if (!first)
-                        strcat(extra, ", ");
-                    strcat(extra, names[i]);
-                    first = false;
-                }
-            }
-            strcat(extra, "\r\n");
-            http_local_reply(w, c, 405, req->flags & (HTTP_F_CHUNKED | HTTP_F_LENGTH), extra);
-        } else {
-            http_local_reply(w, c, 404, req->flags & (HTTP_F_CHUNKED | HTTP_F_LENGTH), NULL);
-        }
+    /* CONNECT, 404/405, 501 and 413 are route_decide's answers (and explain's). */
+    struct route_decision d;
+    if (route_decide(w->rt->conf, lcf, buf, req, io_peer_hash(&c->peer), &d)) {
+        http_local_reply(w, c, d.answer.status, d.answer.close,
+                         d.answer.hdr[0] ? d.answer.hdr : NULL);
         return;
     }
-    const struct conf_route *r = &lcf->routes[route];
-    c->h.route = (uint16_t)route;
-    int cluster = r->target_idx;
-    if (r->action == CONF_ACT_STATIC) {
-        if (http_static_serve(w, c, r, req, &cluster))
+    const struct conf_route *r = &lcf->routes[d.route];
+    c->h.route = (uint16_t)d.route;
+    if (d.set >= 0) {
+        int fallback;
+        if (http_static_serve(w, c, r, req, &fallback))
             return;
-        if (cluster < 0) {
-            http_local_reply(w, c, 404, false, NULL);
+        /* static_serve answered hits and bad paths; fallback < 0 also when no snapshot can
+         * have the path. */
+        if (route_static_miss(&d, req, fallback < 0 ? -ENAMETOOLONG : -ENOENT)) {
+            http_local_reply(w, c, d.answer.status, d.answer.close, NULL);
             return;
         }
-    } else if (r->action != CONF_ACT_CLUSTER) {
-        /* lb_proxy_run refuses such configs until enqueue routes exist. */
-        http_local_reply(w, c, 501, true, NULL);
-        return;
     }
-    if ((req->flags & HTTP_F_LENGTH) && lcf->max_body_bytes &&
-        req->content_length > lcf->max_body_bytes) {
-        http_local_reply(w, c, 413, true, NULL);
-        return;
-    }
-    c->pick.cluster = (uint16_t)cluster;
+    c->pick.cluster = (uint16_t)d.cluster;
     if (!http_build_request(w, c, req)) {
         http_local_reply(w, c, 431, true, NULL);
         return;
     }
-    uint64_t key = 0;
-    if (conf_balance_is_hash(w->rt->clusters[c->pick.cluster].cf->balance))
-        key = r->action == CONF_ACT_CLUSTER
-                  ? route_key(r, buf, req, io_peer_hash(&c->peer), NULL, NULL)
-                  : io_peer_hash(&c->peer);
-    c->h.key = key;
+    c->h.key = d.key_hash;
     memset(&c->pick.tried, 0, sizeof(c->pick.tried));
     c->pick.attempts = 0;
     c->h.phase = HC_CONNECT;
@@ -206,11 +178,6 @@ static void client_on_header(struct io_worker *w, struct http_conn *c)
     if (req.method == HTTP_M_HEAD)
         f |= H_F_HEAD;
     c->h.flags |= f;
-    if (req.method == HTTP_M_CONNECT) {
-        http_local_reply(w, c, 405, true,
-                         "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
-        return;
-    }
     client_dispatch(w, c, &req);
 }
 

@@ -191,6 +191,22 @@ echo "$said" | grep -q 'strict (127.0.0.1:'"$LE"'): no route: lb answers 405' ||
 "$LBCTL" -s "$T/lb.sock" --json explain GET /nothing-here >"$T/explain.json" || fail "explain --json"
 python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert v["ok"] and v["listeners"]' "$T/explain.json" ||
     fail "explain --json is not the expected JSON"
+# What lb answers itself before any server explain says too, with the same Allow and close
+# (both ask route_decide).
+explain_answer() { # LISTENER ARGS...: "answer allow close route cluster" of that listener
+    l=$1; shift
+    "$LBCTL" -s "$T/lb.sock" --json explain "$@" | python3 -c '
+import json, sys
+x = [x for x in json.load(sys.stdin)["listeners"] if x["listener"] == sys.argv[1]][0]
+print(x.get("answer"), x.get("allow"), x.get("close"), x.get("route"), x.get("cluster"))' "$l"
+}
+said=$(explain_answer strict POST "http://127.0.0.1:$LE/only/" Content-Length: 2000)
+echo "explain 413: $said"
+[ "$said" = "413 None True 0 demo" ] || fail "explain 413: $said"
+# (CONNECT's 405 is in tests/unit/test_route.c: lbctl's URL cannot be authority-form.)
+said=$(explain_answer strict PUT "http://127.0.0.1:$LE/ro/x" Content-Length: 5)
+echo "explain 405: $said"
+[ "$said" = "405 GET, HEAD True None None" ] || fail "explain 405: $said"
 
 echo "== 10 MiB download and upload"
 curl -s --max-time 30 -o "$T/down.bin" "$U/big.bin" || fail "download failed"
@@ -234,6 +250,7 @@ expect 414 "long target" $HC raw "$L" "GET $long HTTP/1.1\\r\\nHost: t\\r\\n\\r\
 big=$(python3 -c 'print("X-Big: " + "b" * 17000)')
 expect 431 "header too large" $HC raw "$L" "GET / HTTP/1.1\\r\\nHost: t\\r\\n$big\\r\\n\\r\\n"
 expect 413 "body too large" $HC raw "$LE" 'POST /only/ HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n'
+expect 405 "CONNECT" $HC raw "$L" 'CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n'
 expect 502 "refused connect" $HC raw "$L" 'GET /dead HTTP/1.1\r\nHost: t\r\n\r\n'
 expect 502 "garbage response" $HC raw "$L" 'GET /bad/garbage HTTP/1.1\r\nHost: t\r\n\r\n'
 expect 502 "CL and TE in a response" $HC raw "$L" 'GET /bad/both HTTP/1.1\r\nHost: t\r\n\r\n'

@@ -38,9 +38,9 @@ within() {
 
 INTERVAL=200 FALL=3 RISE=2 SICK_FALL=2
 DETECT_MAX=$((INTERVAL * FALL + 1000))
-P1=$(free_port) P2=$(free_port) BK=$(free_port) SICK=$(free_port)
-PL=$(free_port) PD=$(free_port) TD=$(free_port) MUTE=$(free_port)
-L1=$(free_port) L2=$(free_port) L3=$(free_port)
+P1=$(free_port); P2=$(free_port); BK=$(free_port); SICK=$(free_port)
+PL=$(free_port); PD=$(free_port); TD=$(free_port); MUTE=$(free_port)
+L1=$(free_port); L2=$(free_port); L3=$(free_port)
 
 bg p1 "$DEMO" -l "127.0.0.1:$P1" -n p1; P1PID=$LAST_PID
 bg p2 "$DEMO" -l "127.0.0.1:$P2" -n p2; P2PID=$LAST_PID

@@ -69,6 +69,20 @@ while True:
 EOF_PY
 }
 
+# wait_for SECONDS WHAT CMD...: runs CMD every 0.1 s until it succeeds; fails with WHAT when
+# SECONDS pass first. For something that must happen (a log line, a count reaching its final
+# value), instead of a fixed sleep that a busy machine outlasts: SECONDS is a generous bound
+# on waiting, never a measurement.
+wait_for() {
+    local limit=$1 what=$2 end
+    shift 2
+    end=$(( $(date +%s) + limit ))
+    until "$@"; do
+        [ "$(date +%s)" -lt "$end" ] || fail "$what (waited ${limit}s)"
+        sleep 0.1
+    done
+}
+
 # stop PID: SIGTERM, then wait for it (bounded, then SIGKILL); its exit status goes in
 # $STOP_RC (137 when it had to be killed). Call it directly, not in $(...): only this shell,
 # the parent, can reap the process and learn its status, and until it is reaped a finished

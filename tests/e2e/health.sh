@@ -116,7 +116,9 @@ within "m1 down after start" "$ms" $((INTERVAL * 2 + 150 + 1000))
 echo "== (a) kill -9 one of two primaries under load"
 bg load $H load "$L1" "$T/load.out" 2
 LOADPID=$LAST_PID
-sleep 1.5
+# Both primaries must have served before the kill: wait for them rather than for a while.
+$H first "$T/load.out" p1 0 10 >/dev/null || fail "p1 did not serve"
+$H first "$T/load.out" p2 0 10 >/dev/null || fail "p2 did not serve"
 w=$($H window "$T/load.out" 0 "$(now)")
 echo "before: $w"
 [ "$(json_get "$w" p1)" -gt 0 ] && [ "$(json_get "$w" p2)" -gt 0 ] || fail "primaries not both serving"

@@ -38,9 +38,9 @@ within() {
 
 INTERVAL=200 FALL=3 RISE=2 SICK_FALL=2
 DETECT_MAX=$((INTERVAL * FALL + 1000))
-P1=$(free_port) P2=$(free_port) BK=$(free_port) SICK=$(free_port)
-PL=$(free_port) PD=$(free_port) TD=$(free_port) MUTE=$(free_port)
-L1=$(free_port) L2=$(free_port) L3=$(free_port)
+P1=$(free_port); P2=$(free_port); BK=$(free_port); SICK=$(free_port)
+PL=$(free_port); PD=$(free_port); TD=$(free_port); MUTE=$(free_port)
+L1=$(free_port); L2=$(free_port); L3=$(free_port)
 
 bg p1 "$DEMO" -l "127.0.0.1:$P1" -n p1; P1PID=$LAST_PID
 bg p2 "$DEMO" -l "127.0.0.1:$P2" -n p2; P2PID=$LAST_PID
@@ -116,7 +116,9 @@ within "m1 down after start" "$ms" $((INTERVAL * 2 + 150 + 1000))
 echo "== (a) kill -9 one of two primaries under load"
 bg load $H load "$L1" "$T/load.out" 2
 LOADPID=$LAST_PID
-sleep 1.5
+# Both primaries must have served before the kill: wait for them rather than for a while.
+$H first "$T/load.out" p1 0 10 >/dev/null || fail "p1 did not serve"
+$H first "$T/load.out" p2 0 10 >/dev/null || fail "p2 did not serve"
 w=$($H window "$T/load.out" 0 "$(now)")
 echo "before: $w"
 [ "$(json_get "$w" p1)" -gt 0 ] && [ "$(json_get "$w" p2)" -gt 0 ] || fail "primaries not both serving"

@@ -5,7 +5,10 @@ demo-backend servers, and log timing. Every command is bounded in time.
   load PORT OUT [THREADS]     until SIGTERM: each thread opens a connection, sends GET / with
                               Connection: close, reads the answer to EOF; appends one line per
                               connection to OUT: "EPOCH_SECONDS NAME" (the body of demo-backend's
-                              /, its name) or "EPOCH_SECONDS ERR reason"
+                              /, its name) or "EPOCH_SECONDS ERR reason", stamped with the time
+                              the connection STARTED: lb picks the server then, so a window
+                              after a state change holds only connections picked after it, even
+                              when a busy machine makes one last a while
   mute PORT                   listens on PORT and never accepts nor answers, until killed
   burst PORT N                N sequential requests; prints {"errors": E, NAME: COUNT...}
   waitlog LOG REGEX SINCE SECS  waits until a line of LOG matches REGEX with a ts= after SINCE
@@ -51,12 +54,13 @@ def cmd_load(port, out, threads="2"):
 
     def run():
         while not stop.is_set():
+            t0 = time.time()
             try:
                 name = one_request(port)
             except (OSError, ValueError) as e:
                 name = "ERR " + type(e).__name__ + ":" + str(e).replace(" ", "_")[:60]
             with lock:
-                f.write("%.4f %s\n" % (time.time(), name))
+                f.write("%.4f %s\n" % (t0, name))
             time.sleep(0.003)
 
     ts = [threading.Thread(target=run) for _ in range(int(threads))]
@@ -121,10 +125,14 @@ def cmd_waitlog(log, regex, since, secs):
 
 def read_out(out):
     rows = []
-    with open(out) as f:
+    try:
+        f = open(out)
+    except FileNotFoundError:  # the load client has not started yet
+        return rows
+    with f:
         for line in f:
             parts = line.split(" ", 1)
-            if len(parts) == 2:
+            if len(parts) == 2 and line.endswith("\n"):  # not a line being written
                 rows.append((float(parts[0]), parts[1].strip()))
     return rows
 

@@ -144,7 +144,9 @@ for i in $(seq 1 300); do urls="$urls $U/ka?i=$i"; done
 out=$(curl -s --max-time 30 $urls | sort | uniq -c)
 echo "$out"
 [ "$out" = "    300 n1" ] || fail "keep-alive requests failed"
-sleep 0.3
+# nginx logs a request after answering it: wait for all 300 lines rather than a while.
+ka_logged() { [ "$(grep -c ' /ka?i=' "$T/nginx/access.log" || true)" -ge 300 ]; }
+wait_for 10 "nginx did not log the 300 keep-alive requests" ka_logged
 conns=$(grep -c ' /ka?i=' "$T/nginx/access.log" || true)
 distinct=$(grep ' /ka?i=' "$T/nginx/access.log" | cut -d' ' -f1 | sort -u | wc -l)
 echo "nginx saw $conns requests on $distinct connections"
@@ -257,13 +259,23 @@ expect 502 "CL and TE in a response" $HC raw "$L" 'GET /bad/both HTTP/1.1\r\nHos
 expect 502 "body on a 204" $HC raw "$L" 'GET /bad/204 HTTP/1.1\r\nHost: t\r\n\r\n'
 expect 504 "response timeout" $HC raw "$L" 'GET /delay/3000 HTTP/1.1\r\nHost: slow.test\r\n\r\n' 5
 # max_connections_per_server: 1 and one request holding it: the next has no usable server.
-$HC raw "$L" 'GET /delay/2000 HTTP/1.1\r\nHost: one.test\r\n\r\n' 5 >"$T/holder.out" &
-HOLDER=$!
-sleep 0.5
+# The next is sent once lb counts the holder's connection to slow1 (not after a fixed sleep,
+# which a busy machine can outlast before the holder even connects); the holder's 3 s delay
+# leaves room for that wait.
+$HC raw "$L" 'GET /delay/3000 HTTP/1.1\r\nHost: one.test\r\n\r\n' 10 >"$T/holder.out" &
+HOLDER=$!; PIDS="$PIDS $HOLDER"
+slow1_busy() {
+    "$LBCTL" -s "$T/lb.sock" status --json | python3 -c 'import json, sys
+v = json.load(sys.stdin)
+sys.exit(0 if any(s["active"] >= 1 for c in v["clusters"] if c["name"] == "one"
+                  for s in c["servers"]) else 1)'
+}
+wait_for 10 "the holder's request never reached slow1" slow1_busy
 out=$(curl -s --max-time 5 -D - -o /dev/null -H 'Host: one.test' "$U/x" | tr -d '\r')
 echo "$out" | head -1 | grep -q ' 503 ' || fail "no usable server: $out"
 echo "$out" | grep -q '^Retry-After: ' || fail "503 without Retry-After"
-wait "$HOLDER"
+wait "$HOLDER" || true
+PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$HOLDER" | tr '\n' ' ')
 grep -q ' 200 ' "$T/holder.out" || fail "the request holding the server failed"
 
 echo "== lb still serves after all that"

@@ -1,6 +1,7 @@
 # Shared helpers for end-to-end tests; source it first thing.
-# Every test gets its own temp dir ($T), ephemeral loopback ports, and a cleanup trap that
-# kills exactly the PIDs it started (never by name), pass or fail.
+# Every test gets its own temp dir ($T), loopback ports claimed in the shared registry of
+# tests/e2e/ports.py, and a cleanup trap that kills exactly the PIDs it started (never by
+# name) and releases its ports, pass or fail.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 LB="${LB:-$ROOT/build/lb}"
@@ -15,6 +16,8 @@ cleanup() {
     for p in $PIDS; do kill "$p" 2>/dev/null || true; done
     sleep 0.2
     for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
+    # After the kills: a port goes back to the registry once nothing of ours listens there.
+    python3 "$ROOT/tests/e2e/ports.py" release $$ || true
     if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
         for f in "$T"/*.log; do
             [ -f "$f" ] || continue
@@ -31,9 +34,13 @@ skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 need() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || skip "$c not installed"; done; }
 
-# Prints a free TCP port on 127.0.0.1 (the kernel picks it).
+# Prints a TCP port for 127.0.0.1 that is this test's alone until it exits: claimed for this
+# shell ($$, also inside $(...)) in the registry of tests/e2e/ports.py, below the kernel's
+# ephemeral range, with nothing bound there. Use it for ports kept closed on purpose too.
+# Write one claim per assignment (A=$(free_port); B=$(free_port)): set -e then stops the test
+# when a claim fails (the reason goes to stderr).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    python3 "$ROOT/tests/e2e/ports.py" claim $$
 }
 
 # bg NAME CMD...: starts CMD in the background, output in $T/NAME.log, PID remembered.
@@ -60,6 +67,20 @@ while True:
             sys.exit(1)
         time.sleep(0.05)
 EOF_PY
+}
+
+# wait_for SECONDS WHAT CMD...: runs CMD every 0.1 s until it succeeds; fails with WHAT when
+# SECONDS pass first. For something that must happen (a log line, a count reaching its final
+# value), instead of a fixed sleep that a busy machine outlasts: SECONDS is a generous bound
+# on waiting, never a measurement.
+wait_for() {
+    local limit=$1 what=$2 end
+    shift 2
+    end=$(( $(date +%s) + limit ))
+    until "$@"; do
+        [ "$(date +%s)" -lt "$end" ] || fail "$what (waited ${limit}s)"
+        sleep 0.1
+    done
 }
 
 # stop PID: SIGTERM, then wait for it (bounded, then SIGKILL); its exit status goes in

@@ -51,7 +51,14 @@ for i in $(seq $N); do
     curl -sf -o /dev/null "http://127.0.0.1:$L/x$i" || fail "request $i through lb failed"
 done
 curl -sf -o /dev/null "http://127.0.0.1:$L/other/y" || fail "request to cluster other failed"
-sleep 1 # a few health probes, and one rate sample in the admin thread
+# Health probes run every 200 ms: wait until they have marked d1 ok and gone down (the
+# checks below need both), instead of sleeping a while that a busy machine can outlast.
+probed() {
+    curl -sf --max-time 5 "http://127.0.0.1:$M/stats" | python3 -c 'import json, sys
+s = {(c["name"], x["name"]): x for c in json.load(sys.stdin)["clusters"] for x in c["servers"]}
+sys.exit(0 if s[("app", "d1")]["last_check"] == "ok" and s[("app", "gone")]["state"] == "down" else 1)'
+}
+wait_for 10 "health probes did not mark d1 ok and gone down" probed
 
 curl -sf -D "$T/metrics.hdr" -o "$T/metrics.txt" "http://127.0.0.1:$M/metrics" \
     || fail "GET /metrics failed"

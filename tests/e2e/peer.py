@@ -9,7 +9,8 @@ time and count. Every command prints one result line; non-zero exit means failur
                                   compares sha256 of both ends
   many PORT N                     client: N concurrent connections, each echoes its id
   names PORT N                    client: N sequential connections, prints name counts as JSON
-  slow PORT SECONDS               client: connects, reads nothing for SECONDS, then drains
+  slow PORT SECONDS               client: connects, prints "stalled", reads nothing for
+                                  SECONDS, then drains
   churn PORT N                    client: N rounds of a short connection closed right after
                                   its echo, then a new one that echoes 20 times; counts
                                   connections that lost data or saw an early FIN
@@ -140,6 +141,7 @@ def cmd_churn(port, n):
 
 def cmd_slow(port, seconds):
     c = connect(port)
+    print("stalled", flush=True)  # the caller measures from here, not from our start
     # No SO_RCVBUF shrinking: a window below the MSS makes loopback TCP crawl (silly
     # window avoidance plus retransmit timeouts), which tests TCP, not lb. The kernel's
     # own buffers hold a few MiB; the flood is 256 MiB, so lb still has to push back.

@@ -155,6 +155,11 @@ LOADPID=$!; PIDS="$PIDS $LOADPID"
 sleep 1
 
 echo "== ten reloads under load"
+# Each reload is awaited in the log before the next: two SIGHUPs that reach lb before it
+# takes the first one are one signal, and the checks of reloads 4 and 8 need the reload done.
+reloads_logged() { [ "$(grep -c 'msg="reloaded: the previous generation drains"' "$T/lb.log")" -ge "$1" ]; }
+# A removed listener stops accepting once its generation's workers have closed it.
+refuses() { ! python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), timeout=2)" 2>/dev/null; }
 for n in 1 2 3 4 5 6 7 8 9 10; do
     gen "$n" >"$T/lb.yaml.new" && mv "$T/lb.yaml.new" "$T/lb.yaml"
     if [ $((n % 2)) = 1 ]; then
@@ -162,16 +167,15 @@ for n in 1 2 3 4 5 6 7 8 9 10; do
     else
         $CTL reload >/dev/null || fail "lbctl reload $n failed"; how="lbctl reload"
     fi
+    wait_for 20 "reload $n ($how) not logged" reloads_logged "$n"
     echo "reload $n ($how)"
-    sleep 0.7
+    sleep 0.7 # the load runs a while on each generation
     if [ "$n" = 4 ]; then
         out=$(curl -s --max-time 5 "http://127.0.0.1:$L3/") || fail "the new listener does not serve"
         echo "new listener answered: $out"
     fi
     if [ "$n" = 8 ]; then
-        sleep 0.5
-        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $L3), timeout=2)" 2>/dev/null &&
-            fail "the removed listener still accepts"
+        wait_for 10 "the removed listener still accepts" refuses "$L3"
         echo "removed listener no longer accepts"
     fi
 done
@@ -195,9 +199,11 @@ sed 's/balance_typo_here//; s/  app:/  app:\n    balance: round_robbin/' "$T/goo
 $CTL reload >"$T/reload.out" 2>&1 && fail "a broken config was accepted"
 cat "$T/reload.out"
 grep -qE "lb.yaml:[0-9]+:[0-9]+: " "$T/reload.out" || fail "no FILE:LINE:COLUMN error shown"
+failed_reloads() { grep -c 'msg="reload failed: the configuration has errors' "$T/lb.log" || true; }
+more_failed() { [ "$(failed_reloads)" -gt "$1" ]; }
+before=$(failed_reloads)
 kill -HUP "$LBPID"
-sleep 0.5
-grep -q 'msg="reload failed: the configuration has errors' "$T/lb.log" || fail "SIGHUP error not logged"
+wait_for 10 "SIGHUP error not logged" more_failed "$before"
 [ "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$L1/")" = 200 ] ||
     fail "the running configuration stopped serving"
 

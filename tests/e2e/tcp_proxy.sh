@@ -102,6 +102,9 @@ rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$LBPID/status"; 
 before=$(rss)
 $PEER slow "$L5" 3 >"$T/slow.out" &
 SLOW=$!; PIDS="$PIDS $SLOW"
+# Measure 2 s into the stall, counted from the connect: python's start can take a while on a
+# busy machine, and a sample taken before the stall begins proves nothing.
+wait_for 10 "the slow reader did not connect" grep -q stalled "$T/slow.out"
 sleep 2
 during=$(rss)
 wait "$SLOW" || fail "slow reader failed"

@@ -194,6 +194,86 @@ void http_request_done(struct io_worker *w, struct http_conn *c, struct http_con
 
 /* Reads the response header from the backend's queue. Returns false when the caller must
  * stop (error answered, or more bytes needed). */
+static const char *server_name_of(struct io_worker *w, struct http_conn *c)
+{
+    return w->rt->clusters[c->pick.cluster].servers[c->pick.server].cf->name;
+}
+
+/* The response header could not be taken (@rc from the parser): fails the request when it
+ * never will be. Returns false. */
+static bool response_unparsed(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                              int rc, uint32_t max)
+{
+    if (rc == HTTP_AGAIN && b->h.hlen < max)
+        return false; /* more to come */
+    if (rc < 0)
+        c->h.flags |= H_F_RESP_BYTE; /* no retry: the server answered, badly */
+    /* The parser refuses a section that fills the buffer without ending: too large. */
+    if (rc == HTTP_AGAIN || b->h.hlen >= max) {
+        char why[96];
+        snprintf(why, sizeof(why), "response header too large (%u bytes, limit %u)",
+                 b->h.hlen, max);
+        lb_warn("bad response", "server=%s reason=\"%s\"", server_name_of(w, c), why);
+        http_request_failed(w, c, b, false, 502, why);
+        return false;
+    }
+    lb_warn("bad response", "server=%s", server_name_of(w, c));
+    http_request_failed(w, c, b, false, 502, "malformed response");
+    return false;
+}
+
+/* Decides how this exchange ends before the final header that says so is written. A
+ * stopping worker (SIGTERM, or a reload replaced its generation) ends it here, and says so
+ * in this answer: closing after an answer that did not say it would race with the client's
+ * next request on the connection. */
+static void response_decide_close(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                                  const struct http_resp *resp)
+{
+    if (w->stopping)
+        c->h.flags |= H_F_CLOSE;
+    if (resp->flags & HTTP_F_UNTIL_CLOSE)
+        c->h.flags |= H_F_CLOSE;
+    if (resp->flags & HTTP_F_CLOSE)
+        b->h.flags |= H_F_CLOSE;
+    if (!(c->h.flags & H_F_REQ_DONE)) {
+        /* Answered before the whole body went up: the rest is unread on both hops. */
+        b->h.flags |= H_F_CLOSE;
+        c->h.flags |= H_F_CLOSE;
+    }
+}
+
+/* A 101 to a WebSocket upgrade went through: both directions become plain byte streams. */
+static void response_tunnel(struct io_worker *w, struct http_conn *c, struct http_conn *b)
+{
+    c->h.status = 101;
+    c->h.t_resp_ms = w->now_ms;
+    c->h.phase = HC_TUNNEL;
+    c->h.body.mode = HTTP_BODY_CLOSE;
+    c->h.body.done = false;
+    b->h.body.mode = HTTP_BODY_CLOSE;
+    b->h.body.done = false;
+    b->h.qvalid = 0;
+    c->h.flags |= H_F_RESP_HDR;
+    c->h.flags &= ~H_F_REQ_DONE;
+}
+
+/* The final response header is parsed and rewritten: its body follows. */
+static void response_final(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                           const struct http_resp *resp)
+{
+    if (c->h.fill)
+        http_fill_head(w, c, b, resp);
+    hc_passive_report(w->rt->hc, c->pick.cluster, (uint32_t)c->pick.server,
+                      resp->status >= 500);
+    c->h.status = resp->status;
+    c->h.t_resp_ms = w->now_ms;
+    http_body_init_resp(&b->h.body, resp);
+    b->h.qvalid = 0;
+    c->h.flags |= H_F_RESP_HDR;
+}
+
+/* Parses the response header queued on @b and rewrites it for @c. Returns true when a
+ * header (interim or final) is ready to go to the client. */
 static bool backend_on_header(struct io_worker *w, struct http_conn *c, struct http_conn *b)
 {
     uint32_t max = hw(w)->hbuf_size / 2;
@@ -210,21 +290,8 @@ static bool backend_on_header(struct io_worker *w, struct http_conn *c, struct h
     resp.scan.scanned = b->h.scanned;
     int rc = http_parse_response(b->h.hbuf, b->h.hlen, max, (enum http_method)c->h.method, &resp);
     b->h.scanned = resp.scan.scanned;
-    if (rc == HTTP_AGAIN) {
-        if (b->h.hlen >= max) {
-            lb_warn("bad response: header too large", "server=%s",
-                    w->rt->clusters[c->pick.cluster].servers[c->pick.server].cf->name);
-            http_request_failed(w, c, b, false, 502, "response header too large");
-        }
-        return false;
-    }
-    if (rc < 0) {
-        lb_warn("bad response", "server=%s",
-                w->rt->clusters[c->pick.cluster].servers[c->pick.server].cf->name);
-        c->h.flags |= H_F_RESP_BYTE; /* no retry: the server answered, badly */
-        http_request_failed(w, c, b, false, 502, "malformed response");
-        return false;
-    }
+    if (rc <= 0)
+        return response_unparsed(w, c, b, rc, max);
     q_consume(w, &b->st, (uint32_t)rc);
     bool interim = resp.status >= 100 && resp.status < 200;
     bool ws = resp.status == 101 && (c->h.flags & H_F_WS) && (resp.flags & HTTP_F_UPGRADE_WS);
@@ -233,23 +300,8 @@ static bool backend_on_header(struct io_worker *w, struct http_conn *c, struct h
         http_request_failed(w, c, b, false, 502, "unrequested protocol switch");
         return false;
     }
-    if (!interim) {
-        /* Decide how this exchange ends before the header that says so is written. A
-         * stopping worker (SIGTERM, or a reload replaced its generation) ends it here, and
-         * says so in this answer: closing after an answer that did not say it would race
-         * with the client's next request on the connection. */
-        if (w->stopping)
-            c->h.flags |= H_F_CLOSE;
-        if (resp.flags & HTTP_F_UNTIL_CLOSE)
-            c->h.flags |= H_F_CLOSE;
-        if (resp.flags & HTTP_F_CLOSE)
-            b->h.flags |= H_F_CLOSE;
-        if (!(c->h.flags & H_F_REQ_DONE)) {
-            /* Answered before the whole body went up: the rest is unread on both hops. */
-            b->h.flags |= H_F_CLOSE;
-            c->h.flags |= H_F_CLOSE;
-        }
-    }
+    if (!interim)
+        response_decide_close(w, c, b, &resp);
     if (!http_build_response(w, c, b, &resp, interim && !ws)) {
         http_request_failed(w, c, b, false, 502, "response header too large");
         return false;
@@ -257,27 +309,10 @@ static bool backend_on_header(struct io_worker *w, struct http_conn *c, struct h
     /* The rewritten header waits in the second half of hbuf; a fresh parse for what
      * follows it. */
     b->h.hlen = b->h.scanned = 0;
-    if (ws) {
-        c->h.status = 101;
-        c->h.t_resp_ms = w->now_ms;
-        c->h.phase = HC_TUNNEL;
-        c->h.body.mode = HTTP_BODY_CLOSE;
-        c->h.body.done = false;
-        b->h.body.mode = HTTP_BODY_CLOSE;
-        b->h.body.done = false;
-        b->h.qvalid = 0;
-        c->h.flags |= H_F_RESP_HDR;
-        c->h.flags &= ~H_F_REQ_DONE;
-    } else if (!interim) {
-        if (c->h.fill)
-            http_fill_head(w, c, b, &resp);
-        hc_passive_report(w->rt->hc, c->pick.cluster, (uint32_t)c->pick.server, resp.status >= 500);
-        c->h.status = resp.status;
-        c->h.t_resp_ms = w->now_ms;
-        http_body_init_resp(&b->h.body, &resp);
-        b->h.qvalid = 0;
-        c->h.flags |= H_F_RESP_HDR;
-    }
+    if (ws)
+        response_tunnel(w, c, b);
+    else if (!interim)
+        response_final(w, c, b, &resp);
     /* else: 100 Continue and friends go to the client as they are; the final answer is
      * still to come. */
     return true;

@@ -18,7 +18,7 @@ need_uring
 HC="python3 $ROOT/tests/e2e/httpc.py"
 
 N1=$(free_port); N2=$(free_port); D1=$(free_port); D2=$(free_port); WS=$(free_port)
-BAD1=$(free_port); BAD2=$(free_port); BAD3=$(free_port); DEAD=$(free_port)
+BAD1=$(free_port); BAD2=$(free_port); BAD3=$(free_port); BAD4=$(free_port); DEAD=$(free_port)
 SLOW=$(free_port); L=$(free_port); LE=$(free_port)
 
 mkdir -p "$T/www" "$T/nginx"
@@ -47,6 +47,7 @@ bg ws $HC ws-server "$WS"
 bg bad1 $HC bad-backend "$BAD1" garbage
 bg bad2 $HC bad-backend "$BAD2" both-cl-te
 bg bad3 $HC bad-backend "$BAD3" body-on-204
+bg bad4 $HC bad-backend "$BAD4" huge-header
 
 cat >"$T/lb.yaml" <<EOC
 global:
@@ -79,6 +80,8 @@ listeners:
         cluster: bad2
       - match: { path_prefix: /bad/204 }
         cluster: bad3
+      - match: { path_prefix: /bad/huge }
+        cluster: bad4
       - match: { path_prefix: /dead }
         cluster: dead
       - match: { host: slow.test }
@@ -121,6 +124,9 @@ clusters:
   bad3:
     retries: 0
     servers: [ { name: bad3, address: 127.0.0.1:$BAD3 } ]
+  bad4:
+    retries: 0
+    servers: [ { name: bad4, address: 127.0.0.1:$BAD4 } ]
   dead:
     retries: 1
     servers: [ { name: dead, address: 127.0.0.1:$DEAD } ]
@@ -134,7 +140,7 @@ EOC
 "$LB" -t -c "$T/lb.yaml" || fail "config rejected"
 bg lb "$LB" -c "$T/lb.yaml"
 LBPID=$LAST_PID
-for p in $N1 $N2 $D1 $D2 $SLOW $WS $BAD1 $BAD2 $BAD3 $L $LE; do wait_port "$p"; done
+for p in $N1 $N2 $D1 $D2 $SLOW $WS $BAD1 $BAD2 $BAD3 $BAD4 $L $LE; do wait_port "$p"; done
 U="http://127.0.0.1:$L"
 
 echo "== keep-alive both ways: 300 requests on one client connection"
@@ -257,6 +263,10 @@ expect 502 "refused connect" $HC raw "$L" 'GET /dead HTTP/1.1\r\nHost: t\r\n\r\n
 expect 502 "garbage response" $HC raw "$L" 'GET /bad/garbage HTTP/1.1\r\nHost: t\r\n\r\n'
 expect 502 "CL and TE in a response" $HC raw "$L" 'GET /bad/both HTTP/1.1\r\nHost: t\r\n\r\n'
 expect 502 "body on a 204" $HC raw "$L" 'GET /bad/204 HTTP/1.1\r\nHost: t\r\n\r\n'
+expect 502 "response header too large" $HC raw "$L" 'GET /bad/huge HTTP/1.1\r\nHost: t\r\n\r\n'
+# The log names the reason with its numbers, not "malformed response".
+wait_for 5 "the log does not say why bad4's answer was refused" \
+    grep -q 'server=bad4 reason="response header too large ([0-9]* bytes, limit [0-9]*)"' "$T/lb.log"
 expect 504 "response timeout" $HC raw "$L" 'GET /delay/3000 HTTP/1.1\r\nHost: slow.test\r\n\r\n' 5
 # max_connections_per_server: 1 and one request holding it: the next has no usable server.
 # The next is sent once lb counts the holder's connection to slow1 (not after a fixed sleep,

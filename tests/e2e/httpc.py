@@ -9,7 +9,7 @@ prints one result line; a non-zero exit means failure.
   ws-server PORT                  WebSocket echo server (one thread per connection)
   ws-client PORT N                opens a WebSocket through lb, echoes N messages, checks them
   bad-backend PORT KIND           answers every request with a broken response:
-                                  garbage | both-cl-te | two-cl | body-on-204
+                                  garbage | both-cl-te | two-cl | body-on-204 | huge-header
 """
 import base64, hashlib, os, socket, struct, sys, threading
 
@@ -175,6 +175,10 @@ BAD = {
                   b"0\r\n\r\n",
     "two-cl": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
     "body-on-204": b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello",
+    # A header section far over any limit lb keeps (its header buffers are sized by the
+    # listeners' max_header_bytes): refused as too large, not as malformed.
+    "huge-header": b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"h" * 100000 + b"\r\n"
+                   b"Content-Length: 0\r\n\r\n",
 }
 
 def cmd_bad_backend(port, kind):

@@ -97,6 +97,68 @@ static void client_dispatch(struct io_worker *w, struct http_conn *c, struct htt
     http_backend_acquire(w, c);
 }
 
+/* A new request begins on @c: its per-request state starts over. */
+static void request_begin(struct io_worker *w, struct http_conn *c)
+{
+    c->h.phase = HC_HEADER;
+    c->h.t_start_ms = w->now_ms;
+    c->h.flags = 0;
+    c->h.bytes_in = c->h.bytes_out = 0;
+    c->h.status = 0;
+    c->h.target_len = 0;
+    c->h.t_resp_ms = 0;
+    memset(&c->h.body, 0, sizeof(c->h.body));
+    c->h.body.done = true;
+    c->h.route = 0;
+}
+
+/* The H_F_* flags a parsed request gives its exchange. */
+static uint32_t request_flags(const struct http_req *req)
+{
+    uint32_t f = 0;
+    if (req->flags & HTTP_F_CLOSE)
+        f |= H_F_CLOSE | H_F_CLIENT_CLOSE;
+    if (req->version_minor == 0 && (req->flags & HTTP_F_KEEPALIVE) &&
+        !(req->flags & HTTP_F_CLOSE))
+        f |= H_F_KEEPALIVE10;
+    if (req->flags & HTTP_F_UPGRADE_WS)
+        f |= H_F_WS;
+    if (req->flags & HTTP_F_EXPECT_CONTINUE)
+        f |= H_F_CONTINUE;
+    switch (req->method) {
+    case HTTP_M_GET:
+    case HTTP_M_HEAD:
+    case HTTP_M_OPTIONS:
+    case HTTP_M_PUT:
+    case HTTP_M_DELETE:
+    case HTTP_M_TRACE:
+        f |= H_F_IDEMPOTENT;
+        break;
+    default:
+        break;
+    }
+    if (req->method == HTTP_M_HEAD)
+        f |= H_F_HEAD;
+    return f;
+}
+
+/* The request header is not complete (@rc HTTP_AGAIN) or is refused (@rc < 0). */
+static void request_unparsed(struct io_worker *w, struct http_conn *c, int rc, uint32_t max)
+{
+    if (rc == HTTP_AGAIN) {
+        if (c->h.hlen >= max)
+            http_local_reply(w, c, 431, true, NULL);
+        else if (c->st.flags & IO_ST_F_EOF)
+            http_client_close(w, c, c->h.hlen ? "client closed mid-header" : NULL);
+        return;
+    }
+    c->h.method = HTTP_M_OTHER;
+    lb_info("bad request", "listener=%s status=%d", lcf_of(w, c)->name, -rc);
+    http_local_reply(w, c, -rc, true, NULL);
+}
+
+/* Bytes arrived while a request header is due: parse what is there, and route the request
+ * once its header is whole. */
 static void client_on_header(struct io_worker *w, struct http_conn *c)
 {
     const struct conf_listener *lcf = lcf_of(w, c);
@@ -112,18 +174,8 @@ static void client_on_header(struct io_worker *w, struct http_conn *c)
         }
         c->h.hlen = c->h.scanned = 0;
     }
-    if (c->h.phase == HC_IDLE) {
-        c->h.phase = HC_HEADER;
-        c->h.t_start_ms = w->now_ms;
-        c->h.flags = 0;
-        c->h.bytes_in = c->h.bytes_out = 0;
-        c->h.status = 0;
-        c->h.target_len = 0;
-        c->h.t_resp_ms = 0;
-        memset(&c->h.body, 0, sizeof(c->h.body));
-        c->h.body.done = true;
-        c->h.route = 0;
-    }
+    if (c->h.phase == HC_IDLE)
+        request_begin(w, c);
     /* Copy what arrived since the last look; one byte past the limit tells "too big"
      * apart from "exactly at the limit". */
     c->h.hlen += q_peek(w, &c->st, c->h.hlen, c->h.hbuf + c->h.hlen, max - c->h.hlen);
@@ -133,17 +185,8 @@ static void client_on_header(struct io_worker *w, struct http_conn *c)
     size_t max_target = max < 8192 ? max : 8192;
     int rc = http_parse_request(c->h.hbuf, c->h.hlen, max, max_target, &req);
     c->h.scanned = req.scan.scanned;
-    if (rc == HTTP_AGAIN) {
-        if (c->h.hlen >= max)
-            http_local_reply(w, c, 431, true, NULL);
-        else if (c->st.flags & IO_ST_F_EOF)
-            http_client_close(w, c, c->h.hlen ? "client closed mid-header" : NULL);
-        return;
-    }
-    if (rc < 0) {
-        c->h.method = HTTP_M_OTHER;
-        lb_info("bad request", "listener=%s status=%d", lcf->name, -rc);
-        http_local_reply(w, c, -rc, true, NULL);
+    if (rc <= 0) {
+        request_unparsed(w, c, rc, max);
         return;
     }
     q_consume(w, &c->st, (uint32_t)rc);
@@ -154,30 +197,7 @@ static void client_on_header(struct io_worker *w, struct http_conn *c)
     c->h.t_resp_ms = 0;
     http_body_init_req(&c->h.body, &req);
     c->h.qvalid = 0;
-    uint32_t f = 0;
-    if (req.flags & HTTP_F_CLOSE)
-        f |= H_F_CLOSE | H_F_CLIENT_CLOSE;
-    if (req.version_minor == 0 && (req.flags & HTTP_F_KEEPALIVE) && !(req.flags & HTTP_F_CLOSE))
-        f |= H_F_KEEPALIVE10;
-    if (req.flags & HTTP_F_UPGRADE_WS)
-        f |= H_F_WS;
-    if (req.flags & HTTP_F_EXPECT_CONTINUE)
-        f |= H_F_CONTINUE;
-    switch (req.method) {
-    case HTTP_M_GET:
-    case HTTP_M_HEAD:
-    case HTTP_M_OPTIONS:
-    case HTTP_M_PUT:
-    case HTTP_M_DELETE:
-    case HTTP_M_TRACE:
-        f |= H_F_IDEMPOTENT;
-        break;
-    default:
-        break;
-    }
-    if (req.method == HTTP_M_HEAD)
-        f |= H_F_HEAD;
-    c->h.flags |= f;
+    c->h.flags |= request_flags(&req);
     client_dispatch(w, c, &req);
 }
 

@@ -245,6 +245,174 @@ static void carry_state(struct lb_runtime *rt, const struct lb_runtime *prev)
     }
 }
 
+static int nomem(struct lb_err *err)
+{
+    lb_err_set(err, "out of memory");
+    return -ENOMEM;
+}
+
+/* Features the config language has and this build does not: refused by name. */
+static int check_supported(const struct conf *c, const char *file, struct lb_err *err)
+{
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        const struct conf_listener *l = &c->listeners[i];
+        if (l->tls.enabled) {
+            lb_err_set(err, "%s: listener %s: tls is not built yet in this version", file,
+                       l->name);
+            return -ENOTSUP;
+        }
+        for (size_t j = 0; j < l->nroutes; j++) {
+            const struct conf_route *r = &l->routes[j];
+            if (r->action == CONF_ACT_ENQUEUE) {
+                lb_err_set(err, "%s:%u:%u: listener %s: enqueue routes (Redis) are not built "
+                           "yet in this version", file, r->pos.line, r->pos.col, l->name);
+                return -ENOTSUP;
+            }
+        }
+    }
+    return 0;
+}
+
+static int open_access_log(struct lb_runtime *rt, struct lb_err *err)
+{
+    const struct conf *c = rt->conf;
+    if (c->global.access == CONF_ACCESS_STDERR) {
+        rt->access_fd = STDERR_FILENO;
+    } else if (c->global.access == CONF_ACCESS_FILE) {
+        rt->access_fd = open(c->global.access_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (rt->access_fd < 0) {
+            lb_err_set(err, "cannot open the access log %s: %s", c->global.access_file,
+                       strerror(errno));
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+/* Workers, connections per worker and the fixed-file table each worker's ring gets. */
+static void size_workers(struct lb_runtime *rt, bool first)
+{
+    const struct conf *c = rt->conf;
+    rt->nworkers = c->global.workers;
+    if (!rt->nworkers) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        rt->nworkers = n > 0 ? (uint32_t)n : 1;
+    }
+    rt->conns_per_worker = c->global.max_connections / rt->nworkers;
+    if (rt->conns_per_worker < 64)
+        rt->conns_per_worker = 64;
+    /* Two table entries per slot when the limit allows (an L4 connection holds two
+     * sockets). The kernel checks each ring's table against RLIMIT_NOFILE on its own. */
+    uint64_t want = (uint64_t)rt->conns_per_worker * 2;
+    uint64_t nofile = raise_nofile(want + 1024);
+    uint64_t fit = nofile > 1024 + 128 ? nofile - 1024 : 128;
+    rt->files_per_worker = (uint32_t)(want < fit ? want : fit);
+    if (want > fit && first)
+        lb_warn("open file limit below two sockets per connection: the fixed-file table is "
+                "smaller; accepts pause when it is full", "nofile=%lu files_per_worker=%u "
+                "max_connections=%u hint=\"raise ulimit -n (hard limit)\"",
+                (unsigned long)nofile, rt->files_per_worker,
+                rt->conns_per_worker * rt->nworkers);
+}
+
+/* Snapshot sets: loaded whole before anything listens, so a broken directory stops the start
+ * (or the reload) with the file named, not a worker at its first request. */
+static int load_snapshots(struct lb_runtime *rt, struct lb_err *err)
+{
+    const struct conf *c = rt->conf;
+    rt->snap_slots = calloc(c->nstatics ? c->nstatics : 1, sizeof(*rt->snap_slots));
+    if (!rt->snap_slots)
+        return nomem(err);
+    for (size_t i = 0; i < c->nstatics; i++) {
+        snap_slot_init(&rt->snap_slots[i]);
+        rt->nsnap_slots = i + 1;
+        struct snap_set *set = NULL;
+        struct lb_err e = {{0}};
+        if (snap_set_load(&c->statics[i], &set, &e) < 0) {
+            lb_err_set(err, "%s:%u:%u: %s", rt->file, c->statics[i].pos.line,
+                       c->statics[i].pos.col, e.msg);
+            return -EINVAL;
+        }
+        struct snap_stats st;
+        snap_set_stats(set, &st);
+        lb_info("snapshots loaded", "set=%s files=%lu bytes=%lu memory=%lu", c->statics[i].name,
+                (unsigned long)st.files, (unsigned long)st.body_bytes,
+                (unsigned long)st.memory_bytes);
+        snap_slot_publish(&rt->snap_slots[i], set);
+    }
+    return 0;
+}
+
+static int build_clusters(struct lb_runtime *rt, struct lb_err *err)
+{
+    const struct conf *c = rt->conf;
+    rt->clusters = calloc(c->nclusters ? c->nclusters : 1, sizeof(*rt->clusters));
+    if (!rt->clusters)
+        return nomem(err);
+    for (size_t i = 0; i < c->nclusters; i++) {
+        struct lb_err e = {{0}};
+        if (cl_cluster_init(&rt->clusters[i], &c->clusters[i], &e) < 0) {
+            lb_err_set(err, "%s: %s", rt->file, e.msg);
+            return -EINVAL;
+        }
+        rt->nclusters_built = i + 1;
+        if (cl_cluster_stats_init(&rt->clusters[i], (uint32_t)c->nlisteners) < 0)
+            return nomem(err);
+    }
+    rt->lstats = calloc(c->nlisteners ? c->nlisteners : 1, sizeof(*rt->lstats));
+    return rt->lstats ? 0 : nomem(err);
+}
+
+/* One listening socket per worker and listener: @prev's own socket (a dup of it) for an
+ * address it already has, so that connections waiting in its queue are accepted by
+ * whichever generation asks first and none is refused. */
+static int open_listeners(struct lb_runtime *rt, const struct lb_runtime *prev,
+                          struct lb_err *err)
+{
+    const struct conf *c = rt->conf;
+    rt->listen_fds = calloc(rt->nworkers, sizeof(*rt->listen_fds));
+    if (!rt->listen_fds)
+        return nomem(err);
+    for (uint32_t wi = 0; wi < rt->nworkers; wi++) {
+        rt->listen_fds[wi] = malloc((c->nlisteners ? c->nlisteners : 1) * sizeof(int));
+        if (!rt->listen_fds[wi])
+            return nomem(err);
+        for (size_t j = 0; j < c->nlisteners; j++)
+            rt->listen_fds[wi][j] = -1;
+        for (size_t j = 0; j < c->nlisteners; j++) {
+            int old = prev_listen_fd(prev, wi, &c->listeners[j]);
+            int fd = old >= 0 ? fcntl(old, F_DUPFD_CLOEXEC, 0) : open_listener(&c->listeners[j]);
+            if (old >= 0 && fd < 0)
+                fd = -errno;
+            if (fd < 0) {
+                lb_err_set(err, "listener %s: cannot listen on %s: %s", c->listeners[j].name,
+                           c->listeners[j].bind.text, strerror(-fd));
+                return fd;
+            }
+            rt->listen_fds[wi][j] = fd;
+        }
+    }
+    return 0;
+}
+
+static int build_workers(struct lb_runtime *rt, struct lb_err *err)
+{
+    rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
+    rt->threads = calloc(rt->nworkers, sizeof(*rt->threads));
+    if (!rt->workers || !rt->threads)
+        return nomem(err);
+    for (uint32_t wi = 0; wi < rt->nworkers; wi++) {
+        int rc = io_worker_init(&rt->workers[wi], rt, (int)wi, err);
+        if (rc < 0)
+            return rc;
+        rt->nworkers_built = wi + 1;
+        /* The worker owns its listening sockets from here on. */
+        for (size_t j = 0; j < rt->conf->nlisteners; j++)
+            rt->listen_fds[wi][j] = -1;
+    }
+    return 0;
+}
+
 /*
  * Builds one generation from @c (taken, freed on failure): clusters, snapshot sets,
  * listening sockets (the running generation's own socket for an address it already has, so
@@ -266,140 +434,25 @@ static struct lb_runtime *rt_build(struct conf *c, const char *file, const struc
     rt->has_peername = tmpl->has_peername;
     rt->file = file;
 
-    for (size_t i = 0; i < c->nlisteners; i++) {
-        const struct conf_listener *l = &c->listeners[i];
-        if (l->tls.enabled) {
-            lb_err_set(err, "%s: listener %s: tls is not built yet in this version", file,
-                       l->name);
-            goto fail;
-        }
-        for (size_t j = 0; j < l->nroutes; j++) {
-            const struct conf_route *r = &l->routes[j];
-            if (r->action == CONF_ACT_ENQUEUE) {
-                lb_err_set(err, "%s:%u:%u: listener %s: enqueue routes (Redis) are not built "
-                           "yet in this version", file, r->pos.line, r->pos.col, l->name);
-                goto fail;
-            }
-        }
+    int rc = check_supported(c, file, err);
+    if (rc == 0)
+        rc = open_access_log(rt, err);
+    if (rc == 0) {
+        size_workers(rt, !prev);
+        rc = load_snapshots(rt, err);
     }
-    if (c->global.access == CONF_ACCESS_STDERR) {
-        rt->access_fd = STDERR_FILENO;
-    } else if (c->global.access == CONF_ACCESS_FILE) {
-        rt->access_fd = open(c->global.access_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        if (rt->access_fd < 0) {
-            lb_err_set(err, "cannot open the access log %s: %s", c->global.access_file,
-                       strerror(errno));
-            goto fail;
-        }
-    }
-
-    rt->nworkers = c->global.workers;
-    if (!rt->nworkers) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        rt->nworkers = n > 0 ? (uint32_t)n : 1;
-    }
-    rt->conns_per_worker = c->global.max_connections / rt->nworkers;
-    if (rt->conns_per_worker < 64)
-        rt->conns_per_worker = 64;
-    /* Two table entries per slot when the limit allows (an L4 connection holds two
-     * sockets). The kernel checks each ring's table against RLIMIT_NOFILE on its own. */
-    uint64_t want = (uint64_t)rt->conns_per_worker * 2;
-    uint64_t nofile = raise_nofile(want + 1024);
-    uint64_t fit = nofile > 1024 + 128 ? nofile - 1024 : 128;
-    rt->files_per_worker = (uint32_t)(want < fit ? want : fit);
-    if (want > fit && !prev)
-        lb_warn("open file limit below two sockets per connection: the fixed-file table is "
-                "smaller; accepts pause when it is full", "nofile=%lu files_per_worker=%u "
-                "max_connections=%u hint=\"raise ulimit -n (hard limit)\"",
-                (unsigned long)nofile, rt->files_per_worker,
-                rt->conns_per_worker * rt->nworkers);
-
-    /* Snapshot sets: loaded whole before anything listens, so a broken directory stops the
-     * start (or the reload) with the file named, not a worker at its first request. */
-    rt->snap_slots = calloc(c->nstatics ? c->nstatics : 1, sizeof(*rt->snap_slots));
-    if (!rt->snap_slots)
-        goto nomem;
-    for (size_t i = 0; i < c->nstatics; i++) {
-        snap_slot_init(&rt->snap_slots[i]);
-        rt->nsnap_slots = i + 1;
-        struct snap_set *set = NULL;
-        struct lb_err e = {{0}};
-        if (snap_set_load(&c->statics[i], &set, &e) < 0) {
-            lb_err_set(err, "%s:%u:%u: %s", file, c->statics[i].pos.line, c->statics[i].pos.col,
-                       e.msg);
-            goto fail;
-        }
-        struct snap_stats st;
-        snap_set_stats(set, &st);
-        lb_info("snapshots loaded", "set=%s files=%lu bytes=%lu memory=%lu", c->statics[i].name,
-                (unsigned long)st.files, (unsigned long)st.body_bytes,
-                (unsigned long)st.memory_bytes);
-        snap_slot_publish(&rt->snap_slots[i], set);
-    }
-
-    rt->clusters = calloc(c->nclusters ? c->nclusters : 1, sizeof(*rt->clusters));
-    if (!rt->clusters)
-        goto nomem;
-    for (size_t i = 0; i < c->nclusters; i++) {
-        struct lb_err e = {{0}};
-        if (cl_cluster_init(&rt->clusters[i], &c->clusters[i], &e) < 0) {
-            lb_err_set(err, "%s: %s", file, e.msg);
-            goto fail;
-        }
-        rt->nclusters_built = i + 1;
-        if (cl_cluster_stats_init(&rt->clusters[i], (uint32_t)c->nlisteners) < 0)
-            goto nomem;
-    }
-    rt->lstats = calloc(c->nlisteners ? c->nlisteners : 1, sizeof(*rt->lstats));
-    if (!rt->lstats)
-        goto nomem;
-
-    rt->listen_fds = calloc(rt->nworkers, sizeof(*rt->listen_fds));
-    if (!rt->listen_fds)
-        goto nomem;
-    for (uint32_t wi = 0; wi < rt->nworkers; wi++) {
-        rt->listen_fds[wi] = malloc((c->nlisteners ? c->nlisteners : 1) * sizeof(int));
-        if (!rt->listen_fds[wi])
-            goto nomem;
-        for (size_t j = 0; j < c->nlisteners; j++)
-            rt->listen_fds[wi][j] = -1;
-        for (size_t j = 0; j < c->nlisteners; j++) {
-            /* The same socket (a dup of it), not a new one: connections waiting in its
-             * queue are accepted by whichever generation asks first, none is refused. */
-            int old = prev_listen_fd(prev, wi, &c->listeners[j]);
-            int fd = old >= 0 ? fcntl(old, F_DUPFD_CLOEXEC, 0) : open_listener(&c->listeners[j]);
-            if (old >= 0 && fd < 0)
-                fd = -errno;
-            if (fd < 0) {
-                lb_err_set(err, "listener %s: cannot listen on %s: %s", c->listeners[j].name,
-                           c->listeners[j].bind.text, strerror(-fd));
-                goto fail;
-            }
-            rt->listen_fds[wi][j] = fd;
-        }
-    }
-
-    if (lb_health_init(rt, err) < 0)
-        goto fail;
-    if (prev)
+    if (rc == 0)
+        rc = build_clusters(rt, err);
+    if (rc == 0)
+        rc = open_listeners(rt, prev, err);
+    if (rc == 0)
+        rc = lb_health_init(rt, err);
+    if (rc == 0 && prev)
         carry_state(rt, prev);
-
-    rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
-    rt->threads = calloc(rt->nworkers, sizeof(*rt->threads));
-    if (!rt->workers || !rt->threads)
-        goto nomem;
-    for (uint32_t wi = 0; wi < rt->nworkers; wi++) {
-        if (io_worker_init(&rt->workers[wi], rt, (int)wi, err) < 0)
-            goto fail;
-        rt->nworkers_built = wi + 1;
-        /* The worker owns its listening sockets from here on. */
-        for (size_t j = 0; j < c->nlisteners; j++)
-            rt->listen_fds[wi][j] = -1;
-    }
-    return rt;
-nomem:
-    lb_err_set(err, "out of memory");
-fail:
+    if (rc == 0)
+        rc = build_workers(rt, err);
+    if (rc == 0)
+        return rt;
     runtime_free(rt);
     free(rt);
     return NULL;

@@ -436,8 +436,8 @@ struct admin *admin_start(struct lb_runtime *rt, struct lb_err *err)
         goto fail;
     }
 
-    /* The main thread takes signals with sigtimedwait; a thread that did not block them
-     * could be picked to run SIGTERM's default action and kill the process. */
+    /* The control thread takes signals through its signalfd; a thread that did not block
+     * them could be picked to run SIGTERM's default action and kill the process. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

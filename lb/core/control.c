@@ -1,6 +1,6 @@
 /*
- * The control loop (see control.h): the ring and its tag table, signals, reloads, and the
- * generations that drain after them.
+ * The control loop (see control.h): the ring and its tag table, the connection helpers of the
+ * admin and metrics sources, signals, reloads, and the generations that drain after them.
  *
  * One iteration: act on what the last completions asked for (stop, reload), reap generations
  * whose workers are done, tick every source (each arms what is due and says when it next
@@ -56,7 +56,7 @@ struct lb_ctl {
     struct lb_runtime *rt; /* the running generation */
     struct lb_runtime *draining[LB_CTL_MAX_DRAINING];
     size_t ndraining;
-    struct admin *admin; /* follows the running generation (its own thread, for now) */
+    struct admin *admin; /* follows the running generation */
 };
 
 uint64_t lb_ctl_now_ms(void)
@@ -171,6 +171,91 @@ static void ctl_dispatch(struct lb_ctl *ctl)
         n++;
     }
     io_uring_cq_advance(&ctl->ring, n);
+}
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+void lb_ctl_conn_init(struct lb_ctl_conn *c, int tag, uint32_t slot)
+{
+    *c = (struct lb_ctl_conn){.fd = -1, .tag = tag, .slot = slot};
+}
+
+void lb_ctl_conn_open(struct lb_ctl_conn *c, int fd)
+{
+    c->fd = fd;
+    c->gen++;
+    c->op = LB_CTL_OP_NONE;
+    c->closing = false;
+}
+
+bool lb_ctl_conn_idle(const struct lb_ctl_conn *c)
+{
+    return c->fd < 0 && c->op == LB_CTL_OP_NONE;
+}
+
+static uint64_t conn_ud(const struct lb_ctl_conn *c, unsigned op)
+{
+    return lb_ctl_ud(c->tag, op, c->gen, c->slot);
+}
+
+void lb_ctl_conn_recv(struct lb_ctl *ctl, struct lb_ctl_conn *c, void *buf, size_t len)
+{
+    struct io_uring_sqe *sqe = lb_ctl_sqe(ctl);
+    io_uring_prep_recv(sqe, c->fd, buf, len, 0);
+    io_uring_sqe_set_data64(sqe, conn_ud(c, LB_CTL_OP_RECV));
+    c->op = LB_CTL_OP_RECV;
+}
+
+void lb_ctl_conn_send(struct lb_ctl *ctl, struct lb_ctl_conn *c, const char *p, size_t len,
+                      const size_t *off)
+{
+    struct io_uring_sqe *sqe = lb_ctl_sqe(ctl);
+    io_uring_prep_send(sqe, c->fd, p + *off, len - *off, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, conn_ud(c, LB_CTL_OP_SEND));
+    c->op = LB_CTL_OP_SEND;
+}
+
+int lb_ctl_conn_sent(struct lb_ctl *ctl, struct lb_ctl_conn *c, const char *p, size_t len,
+                     size_t *off, int res)
+{
+    if (res <= 0)
+        return res < 0 ? res : -EPIPE;
+    *off += (size_t)res;
+    if (*off < len) {
+        lb_ctl_conn_send(ctl, c, p, len, off); /* short: the rest */
+        return 0;
+    }
+    return 1;
+}
+
+unsigned lb_ctl_conn_complete(struct lb_ctl_conn *c, const struct io_uring_cqe *cqe)
+{
+    unsigned op = lb_ctl_ud_op(cqe->user_data);
+    uint32_t gen = (uint32_t)(cqe->user_data >> 32) & 0xffff;
+    if (op == LB_CTL_OP_NONE || op != c->op || gen != c->gen)
+        return LB_CTL_OP_NONE;
+    c->op = LB_CTL_OP_NONE;
+    if (c->closing) {
+        close(c->fd);
+        c->fd = -1;
+        c->closing = false;
+        return LB_CTL_OP_NONE;
+    }
+    return op;
+}
+
+void lb_ctl_conn_close(struct lb_ctl *ctl, struct lb_ctl_conn *c)
+{
+    if (c->fd < 0 || c->closing)
+        return;
+    if (c->op != LB_CTL_OP_NONE) {
+        /* By user_data: the fd stays open (and its number ours) until the completion. */
+        lb_ctl_cancel(ctl, conn_ud(c, c->op));
+        c->closing = true;
+        return;
+    }
+    close(c->fd);
+    c->fd = -1;
 }
 
 /* ---- signals ---------------------------------------------------------------------------- */
@@ -294,7 +379,7 @@ static void ctl_reload(struct lb_ctl *ctl)
     }
     /* The admin socket follows the new generation (its state file re-applies drains). */
     admin_stop(ctl->admin);
-    ctl->admin = admin_start(rt, &err);
+    ctl->admin = admin_start(rt, ctl, &err);
     if (!ctl->admin)
         lb_error("admin socket not restarted after reload", "err=\"%s\"", err.msg);
     /* The old probes stop first: only the new generation may change server state now. The
@@ -347,7 +432,7 @@ int lb_ctl_run(struct lb_ctl *ctl)
             ctl_reload(ctl);
         }
         ctl_reap(ctl);
-        /* Stopping: the admin socket and the probes serve until the last worker ends. */
+        /* Stopping: the admin socket, metrics and probes serve until the last worker ends. */
         if (ctl->stopping && !ctl->ndraining && lb_proxy_reap(ctl->rt))
             break;
         uint64_t now = lb_ctl_now_ms();
@@ -393,7 +478,7 @@ struct lb_ctl *lb_ctl_new(struct lb_runtime *rt, struct lb_err *err)
     }
     ctl->sig_tag = lb_ctl_attach(ctl, &sig_ops, ctl);
 
-    ctl->admin = admin_start(rt, err);
+    ctl->admin = admin_start(rt, ctl, err);
     if (!ctl->admin)
         goto fail;
     ctl->rt = rt;

@@ -1,7 +1,7 @@
 /*
  * The control thread's loop (lb/core/control.c): one io_uring ring for everything lb does
  * besides the data path. It owns signals (signalfd), config reloads and the generations that
- * drain after one, and carries the health probes.
+ * drain after one, and carries the admin socket, the metrics endpoint and the health probes.
  *
  * Each of those is a *source*: a const table of callbacks (struct lb_ctl_ops) attached with
  * an argument under a tag. Every SQE a source queues carries its tag in the top byte of
@@ -97,19 +97,69 @@ void lb_ctl_cancel(struct lb_ctl *ctl, uint64_t ud);
 
 uint64_t lb_ctl_now_ms(void);
 
+/* ---- connections of the control sources (admin and metrics clients) -------------------- */
+
+enum lb_ctl_conn_op {
+    LB_CTL_OP_NONE,
+    LB_CTL_OP_RECV,
+    LB_CTL_OP_SEND,
+    LB_CTL_OP_ACCEPT, /* the sources' listening sockets (not through lb_ctl_conn) */
+};
+
+/*
+ * One client socket with at most one operation (recv or send) in flight: a source reads a
+ * request, then writes its answer, then maybe reads again. Its slot may be reused only when
+ * lb_ctl_conn_idle() says so: a closed connection with an operation in flight keeps its
+ * descriptor open until the cancelled operation's completion comes back.
+ */
+struct lb_ctl_conn {
+    int fd;       /* -1: closed */
+    int tag;      /* the owner's */
+    uint32_t slot; /* the owner's index for it, in user_data */
+    uint16_t gen; /* changes each time the slot is reused: older completions are dropped */
+    uint8_t op;   /* enum lb_ctl_conn_op in flight */
+    bool closing; /* closed with @op in flight: the fd closes at its completion */
+};
+
+void lb_ctl_conn_init(struct lb_ctl_conn *c, int tag, uint32_t slot);
+/* Takes @fd; @c must be idle. */
+void lb_ctl_conn_open(struct lb_ctl_conn *c, int fd);
+bool lb_ctl_conn_idle(const struct lb_ctl_conn *c);
+/* Queues a recv into @buf (@len > 0); nothing must be in flight. */
+void lb_ctl_conn_recv(struct lb_ctl *ctl, struct lb_ctl_conn *c, void *buf, size_t len);
+/* Queues a send of @len - *@off bytes from @p + *@off; nothing must be in flight. */
+void lb_ctl_conn_send(struct lb_ctl *ctl, struct lb_ctl_conn *c, const char *p, size_t len,
+                      const size_t *off);
+/*
+ * The one send loop of the control sources. After a send completion of @res: advances *@off
+ * and, when the send was short, queues the rest. Returns 1 when all @len bytes are out, 0 when
+ * the rest is queued, -errno when the peer is gone (a send of 0 bytes counts as -EPIPE).
+ */
+int lb_ctl_conn_sent(struct lb_ctl *ctl, struct lb_ctl_conn *c, const char *p, size_t len,
+                     size_t *off, int res);
+/*
+ * First call of the owner's handler for a completion in @c's slot. Returns the operation that
+ * completed (LB_CTL_OP_RECV or _SEND), or LB_CTL_OP_NONE when the completion must be
+ * ignored: stale, or the connection was closed meanwhile (its fd is closed now).
+ */
+unsigned lb_ctl_conn_complete(struct lb_ctl_conn *c, const struct io_uring_cqe *cqe);
+/* Closes at once when idle, else cancels the operation in flight and closes at its end. */
+void lb_ctl_conn_close(struct lb_ctl *ctl, struct lb_ctl_conn *c);
+
 /* ---- the loop --------------------------------------------------------------------------- */
 
 /*
  * Sets up the ring and the signalfd (SIGTERM, SIGINT, SIGHUP, which the caller blocked in
- * every thread) and starts the admin socket of @rt, before its workers start: a drain
- * restored from the state file holds from the first connection. On success the loop owns
- * @rt; NULL with a message in @err on failure (@rt is left to the caller).
+ * every thread) and opens the admin socket and the metrics endpoint of @rt, before its workers
+ * start: a drain restored from the state file holds from the first connection. On success the
+ * loop owns @rt; NULL with a message in @err on failure (@rt is left to the caller).
  */
 struct lb_ctl *lb_ctl_new(struct lb_runtime *rt, struct lb_err *err);
 
 /*
  * Runs until SIGTERM/SIGINT (or a generation that failed to start) and until every
- * generation's workers have finished their connections; keeps probing meanwhile. Returns the process exit code.
+ * generation's workers have finished their connections; keeps answering lbctl, scrapes and
+ * probes meanwhile. Returns the process exit code.
  */
 int lb_ctl_run(struct lb_ctl *ctl);
 

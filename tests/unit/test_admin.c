@@ -281,8 +281,8 @@ static void test_status(void **state)
     assert_null(s3->next);
     ctl_json_free(v);
 
-    /* Rates come from the caller (the admin thread's samples). */
-    double r0[3] = {1.5, 2.5, 0}, r1[1] = {4};
+    /* Rates come from the caller (the admin socket's samples): one per server. */
+    double r0[3] = {1.5, 2.5, 0}, r1[2] = {4, 0};
     const double *rates[2] = {r0, r1};
     struct admin_cmd cmd = {.verb = ADMIN_STATUS};
     struct lb_jbuf j;

@@ -188,7 +188,7 @@ static void test_passive_threshold_and_success_reset(void **state)
     t_fail(&e, 0, 0, 2);
     hc_tick(e.hc, 100);
     assert_int_equal(e.rec.n, 0);
-    /* The decision is the health thread's, at its tick, not the worker's. */
+    /* The decision is the engine's, at its tick, not the worker's. */
     t_fail(&e, 0, 0, 1);
     assert_int_equal(e.rec.n, 0);
     hc_tick(e.hc, 200);

@@ -190,7 +190,7 @@ struct hc *hc_new(const struct conf *c, const struct hc_ops *ops, uint64_t seed,
     hc->conf = c;
     hc->ops = *ops;
     hc->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
-    /* Made here, not in hc_start, so that it exists for as long as workers may report. */
+    /* Made here, not at hc_engine_attach, so that it exists for as long as workers may report. */
     hc->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (hc->wake_fd < 0) {
         lb_err_set(err, "health: eventfd: %s", strerror(errno));
@@ -242,7 +242,7 @@ void hc_free(struct hc *hc)
 {
     if (!hc)
         return;
-    hc_stop(hc);
+    hc_engine_free(hc);
     for (uint32_t i = 0; hc->targets && i < hc->ntargets; i++) {
         free(hc->targets[i].req);
         hc->targets[i].req = NULL;
@@ -292,9 +292,9 @@ void hc_passive_report(struct hc *hc, uint32_t cluster, uint32_t server, bool fa
     }
     uint32_t n = atomic_fetch_add_explicit(&s->consecutive, 1, memory_order_relaxed) + 1;
     if (n == cl->cf->passive.consecutive_failures) {
-        /* Release: the health thread that reads the wake-up must see the flag. */
+        /* Release: the engine's thread that reads the wake-up must see the flag. */
         atomic_store_explicit(&s->tripped, 1, memory_order_release);
-        /* The decision (and its cap) is the health thread's; wake it now rather than at its
+        /* The decision (and its cap) is the engine's; wake it now rather than at its
          * next tick, so that a failing server takes HC_TICK_MS less traffic. Once per
          * threshold crossing, on a non-blocking eventfd: never blocks, takes no lock. */
         eventfd_write(hc->wake_fd, 1);

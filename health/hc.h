@@ -7,13 +7,14 @@
  * that turn each decision into server flags, effective weights and log lines. Dependencies
  * point one way, lb -> health -> conf.
  *
- * Threads. Everything except hc_passive_report() runs on one thread: the health thread that
- * hc_start() creates (it owns one io_uring ring for the probes and ticks the state machines
- * every HC_TICK_MS), or the caller of hc_tick()/hc_probe_done() in unit tests, where no thread
- * is started. hc_passive_report() is for the workers' data path: it touches two atomics of
- * one server, takes no lock and never blocks; when a server crosses its failure threshold it
- * also writes a non-blocking eventfd (once per crossing) so that the health thread decides the
- * ejection at once instead of at its next tick.
+ * Threads. Everything except hc_passive_report() runs on one thread: the thread whose loop
+ * runs the probe engine (hc_engine_attach: lb's control thread, which owns the ring the probes
+ * run on and ticks the state machines every HC_TICK_MS through hc_engine_tick), or the caller
+ * of hc_tick()/hc_probe_done() in unit tests. health/ starts no thread and owns no ring.
+ * hc_passive_report() is for the workers' data path: it touches two atomics of one server,
+ * takes no lock and never blocks; when a server crosses its failure threshold it also writes a
+ * non-blocking eventfd (once per crossing) that the engine keeps a read on, so that the
+ * ejection is decided at once instead of at the next tick.
  *
  * The state machines, per server:
  *   active (when the cluster has health.check):  UP --fall failures in a row--> DOWN
@@ -48,6 +49,8 @@
 #define HC_REASON_MAX 96
 
 struct hc;
+struct io_uring;
+struct io_uring_cqe;
 
 enum hc_event_kind {
     HC_EV_DOWN,          /* active: `fall` failed probes in a row */
@@ -84,7 +87,7 @@ struct hc_ops {
     void *arg;
 };
 
-/* A server's health as the health thread sees it (hc_server_status). */
+/* A server's health as the engine sees it (hc_server_status). */
 struct hc_status {
     bool checked;      /* the cluster has active checks */
     bool down;         /* active state DOWN */
@@ -113,27 +116,49 @@ struct hc *hc_new(const struct conf *c, const struct hc_ops *ops, uint64_t seed,
                   struct lb_err *err);
 
 /*
- * Before hc_start: @server of @cluster starts DOWN (it was down in the generation a reload
+ * Before hc_engine_attach: @server of @cluster starts DOWN (it was down in the generation a reload
  * replaces) and needs `rise` passing probes to come up. Returns false, changing nothing,
  * when its cluster has no active checks: nothing could bring it up again, so the caller
  * must not keep it down.
  */
 bool hc_seed_down(struct hc *hc, uint32_t cluster, uint32_t server);
 
-/* Stops the thread if it runs (hc_stop), then frees everything. NULL is fine. */
+/* Frees everything, the engine included. NULL is fine. With an engine attached, call it only
+ * once hc_engine_inflight() is 0: the kernel may still write into a probe's buffer before. */
 void hc_free(struct hc *hc);
 
 /*
- * Starts the health thread with its own ring when some cluster has active checks or passive
- * detection; otherwise starts nothing and returns 0. Call it with the signals the thread must
- * not take already blocked. Returns 0 or -errno with a message in @err. Callbacks run on the
- * health thread from here on.
+ * The probe engine runs on a ring its caller owns, submits and waits on; health/ never
+ * submits except to make room when the SQ is full. Every SQE it queues carries @tag in the top
+ * byte of user_data (the other 56 bits are the engine's); the caller hands each completion
+ * with that tag to hc_engine_on_cqe(), calls hc_engine_tick() once per loop iteration before
+ * it submits, and keeps the loop's wait no longer than the time hc_engine_tick() returns.
+ *
+ * hc_engine_attach: allocates the probes (first ones due within a tenth of their interval)
+ * and queues nothing yet. Call it after hc_seed_down(). Returns 0 or -errno with a message in
+ * @err. Callbacks run on the ring's thread, inside hc_engine_on_cqe() and hc_engine_tick().
  */
-int hc_start(struct hc *hc, struct lb_err *err);
+int hc_engine_attach(struct hc *hc, struct io_uring *ring, uint8_t tag, struct lb_err *err);
 
-/* Stops and joins the health thread (within about HC_TICK_MS), abandoning probes in flight.
- * No callback runs after it returns. Safe to call twice, or without hc_start. */
-void hc_stop(struct hc *hc);
+/* One completion whose user_data carries the engine's tag. */
+void hc_engine_on_cqe(struct hc *hc, const struct io_uring_cqe *cqe);
+
+/*
+ * Starts the probes that are due, runs the state machines when a worker woke the engine or
+ * every HC_TICK_MS, and keeps a read armed on the wake eventfd. @now_ms: CLOCK_MONOTONIC ms.
+ * Returns when it next needs to run (CLOCK_MONOTONIC ms; UINT64_MAX when detached).
+ */
+uint64_t hc_engine_tick(struct hc *hc, uint64_t now_ms);
+
+/*
+ * Stops the engine: queues the cancellation of everything it has in flight and abandons the
+ * probes. No callback runs after it returns; completions still come back (hand them to
+ * hc_engine_on_cqe) until hc_engine_inflight() says 0. Safe to call twice or unattached.
+ */
+void hc_engine_detach(struct hc *hc);
+
+/* SQEs the engine queued whose completion has not been handed back yet (0 unattached). */
+unsigned hc_engine_inflight(const struct hc *hc);
 
 /*
  * Data path: the outcome of one use of a server (L4: a connect; L7: a request, where a reset
@@ -146,8 +171,8 @@ void hc_passive_report(struct hc *hc, uint32_t cluster, uint32_t server, bool fa
 /*
  * Runs the timed part of the state machines at @now_ms (CLOCK_MONOTONIC milliseconds):
  * ejections for servers that crossed the passive threshold, returns for ejections whose
- * time is over (clusters without active checks), slow start weights. The health thread calls
- * it every HC_TICK_MS; tests call it directly. Callbacks fire before it returns.
+ * time is over (clusters without active checks), slow start weights. The engine calls it
+ * every HC_TICK_MS; tests call it directly. Callbacks fire before it returns.
  */
 void hc_tick(struct hc *hc, uint64_t now_ms);
 
@@ -162,7 +187,7 @@ int hc_target_of(const struct hc *hc, uint32_t cluster, uint32_t server);
 void hc_probe_done(struct hc *hc, uint32_t target, bool ok, const char *reason, uint32_t latency_us,
                    uint64_t now_ms);
 
-/* Copies a server's state; 0, or -ENOENT for a bad index. Health thread only (or stopped). */
+/* Copies a server's state; 0, or -ENOENT for a bad index. On the engine's thread only. */
 int hc_server_status(const struct hc *hc, uint32_t cluster, uint32_t server, struct hc_status *out);
 
 /* The next probe's delay: @interval_ms +/- 10%, uniformly, from the xorshift state @rng. */

@@ -1,6 +1,6 @@
 /*
- * health/ internals shared by hc.c (the state machines) and probe.c (the health thread and its
- * ring). Nothing outside health/ includes this.
+ * health/ internals shared by hc.c (the state machines) and probe.c (the probe engine on its
+ * caller's ring). Nothing outside health/ includes this.
  */
 #ifndef HEALTH_INTERNAL_H
 #define HEALTH_INTERNAL_H
@@ -22,11 +22,11 @@ enum hc_passive_state {
 };
 
 struct hc_server {
-    /* Written by workers (hc_passive_report), read and reset by the health thread. */
+    /* Written by workers (hc_passive_report), read and reset by the engine's thread. */
     _Atomic uint32_t consecutive; /* failures reported in a row */
     _Atomic uint32_t tripped;     /* consecutive reached the threshold since the last tick */
 
-    /* Everything below belongs to the health thread. */
+    /* Everything below belongs to the engine's thread. */
     uint32_t cluster, server;
     uint32_t tier;      /* 0 primaries, 1 backups */
     int32_t target;     /* -1: no active checks */
@@ -81,8 +81,11 @@ struct hc {
     struct hc_target *targets;
     uint32_t ntargets;
     bool any_passive;
-    int wake_fd; /* eventfd: a worker that trips a passive threshold wakes the health thread */
-    struct hc_engine *eng; /* probe.c: the thread and its ring, NULL when not started */
+    int wake_fd; /* eventfd: a worker that trips a passive threshold wakes the engine */
+    struct hc_engine *eng; /* probe.c: the probes on the caller's ring, NULL until attached */
 };
+
+/* probe.c: frees the engine (closing its probe sockets); nothing of it may be in flight. */
+void hc_engine_free(struct hc *hc);
 
 #endif

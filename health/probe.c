@@ -1,6 +1,8 @@
 /*
- * The health thread: one io_uring ring, the active probes on it, and the tick of the state
- * machines (hc.c).
+ * The probe engine: the active probes of one checker on a ring that its caller owns (lb: the
+ * control thread's), and the tick of the state machines (hc.c). health/ starts no thread: the
+ * caller's loop hands completions back (hc_engine_on_cqe), ticks it (hc_engine_tick) and
+ * submits. user_data: | tag:8 (the caller's) | op:8 | gen:16 | target:32 |.
  *
  * Each probe target has at most one probe in flight, and each probe at most one operation
  * in flight, always linked to a timeout for what is left of the probe's `timeout`:
@@ -9,17 +11,20 @@
  *   http: socket() -> connect -> send the request (resumed when short) -> recv until
  *         hc_http_verdict() decides (status line, and the body text when asked for)
  *
- * Sockets are ordinary descriptors made with socket(2) on this thread: a handful of probes a
- * second do not need the fixed-file table, and nothing here is on the workers' data path.
- * Probe sockets close with SO_LINGER 0 (a reset), as HAProxy's checks do, so that thousands
- * of probes leave no TIME_WAIT sockets behind on the proxy host.
+ * Sockets are ordinary descriptors made with socket(2): a handful of probes a second do not
+ * need a fixed-file table, and nothing here is on the workers' data path. Probe sockets close
+ * with SO_LINGER 0 (a reset), as HAProxy's checks do, so that thousands of probes leave no
+ * TIME_WAIT sockets behind on the proxy host.
  *
  * Probes start on a schedule: the next one of a target starts `interval` +/- 10% after the
  * previous one started, so detection takes about fall x interval whatever the timeouts.
+ *
+ * Every SQE the engine queues is counted until its completion comes back (the operations,
+ * their link timeouts, the wake read, cancellations), so that the caller knows when nothing of
+ * a detached engine can reach the kernel or come back under its tag any more.
  */
 #include <errno.h>
 #include <liburing.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +41,7 @@ enum probe_op {
     PROBE_OP_SEND,
     PROBE_OP_RECV,
     PROBE_OP_TIMEOUT, /* the link timeout of one of the above; its completion says nothing */
-    PROBE_OP_CANCEL,  /* shutdown: cancellation of what is still in flight */
+    PROBE_OP_CANCEL,  /* detach: cancellation of what is still in flight */
     PROBE_OP_WAKE,    /* read of hc->wake_fd: a worker tripped a passive threshold */
 };
 
@@ -51,7 +56,7 @@ struct hc_probe {
     int fd;       /* -1 when idle */
     uint32_t gen; /* bumped per probe; completions of an older one are dropped */
     enum probe_phase phase;
-    bool op_in_flight; /* connect, send or recv submitted and not completed */
+    enum probe_op op;  /* connect, send or recv in flight; PROBE_OP_NONE when none */
     uint64_t next_ms;  /* when the next probe starts */
     uint64_t start_ns;
     uint64_t deadline_ns;
@@ -63,22 +68,20 @@ struct hc_probe {
 
 struct hc_engine {
     struct hc *hc;
-    struct io_uring ring;
-    bool ring_ok;
-    pthread_t thread;
-    bool thread_ok;
-    _Atomic int stop;
+    struct io_uring *ring; /* the caller's */
+    uint64_t tag;          /* the caller's tag, in place in user_data's top byte */
+    bool detached;         /* hc_engine_detach: completions are only counted */
     struct hc_probe *probes;
-    uint32_t ops_in_flight;
-    bool wake_armed;   /* a read of hc->wake_fd is in flight */
-    bool tick_now;     /* woken: run the state machines without waiting for the tick */
-    uint64_t wake_buf; /* the eventfd counter lands here */
+    uint32_t sqes;      /* queued, completion not handed back yet */
+    bool wake_armed;    /* a read of hc->wake_fd is in flight */
+    bool tick_now;      /* woken: run the state machines without waiting for the tick */
+    uint64_t next_tick; /* ms: the next hc_tick */
+    uint64_t wake_buf;  /* the eventfd counter lands here */
 };
 
-/* user_data layout: | op:8 | gen:24 | target:32 | */
-static uint64_t probe_ud(enum probe_op op, uint32_t gen, uint32_t target)
+static uint64_t probe_ud(const struct hc_engine *e, enum probe_op op, uint32_t gen, uint32_t target)
 {
-    return (uint64_t)op << 56 | (uint64_t)(gen & 0xffffff) << 32 | target;
+    return e->tag | (uint64_t)op << 48 | (uint64_t)(gen & 0xffff) << 32 | target;
 }
 
 static uint64_t mono_ns(void)
@@ -88,14 +91,16 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* An SQE, counted as in flight: the caller preps it, then sets its user_data. */
 static struct io_uring_sqe *get_sqe(struct hc_engine *e)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(e->ring);
     while (!sqe) {
         /* The SQ is full: hand it to the kernel to make room. */
-        io_uring_submit(&e->ring);
-        sqe = io_uring_get_sqe(&e->ring);
+        io_uring_submit(e->ring);
+        sqe = io_uring_get_sqe(e->ring);
     }
+    e->sqes++;
     return sqe;
 }
 
@@ -132,11 +137,11 @@ static bool arm(struct hc_engine *e, uint32_t ti, struct io_uring_sqe *sqe, enum
 {
     struct hc_probe *p = &e->probes[ti];
     uint64_t now = mono_ns();
-    io_uring_sqe_set_data64(sqe, probe_ud(op, p->gen, ti));
+    io_uring_sqe_set_data64(sqe, probe_ud(e, op, p->gen, ti));
     if (now >= p->deadline_ns) {
         /* Too late to start it: turn the prepared SQE into a no-op that says nothing. */
         io_uring_prep_nop(sqe);
-        io_uring_sqe_set_data64(sqe, probe_ud(PROBE_OP_TIMEOUT, p->gen, ti));
+        io_uring_sqe_set_data64(sqe, probe_ud(e, PROBE_OP_TIMEOUT, p->gen, ti));
         fail_errno(e, ti, op == PROBE_OP_CONNECT ? "connect" : "response", -ECANCELED);
         return false;
     }
@@ -146,9 +151,8 @@ static bool arm(struct hc_engine *e, uint32_t ti, struct io_uring_sqe *sqe, enum
     p->ts.tv_nsec = (long long)(left % 1000000000ull);
     struct io_uring_sqe *t = get_sqe(e);
     io_uring_prep_link_timeout(t, &p->ts, 0);
-    io_uring_sqe_set_data64(t, probe_ud(PROBE_OP_TIMEOUT, p->gen, ti));
-    p->op_in_flight = true;
-    e->ops_in_flight++;
+    io_uring_sqe_set_data64(t, probe_ud(e, PROBE_OP_TIMEOUT, p->gen, ti));
+    p->op = op;
     return true;
 }
 
@@ -194,28 +198,37 @@ static void start_probe(struct hc_engine *e, uint32_t ti, uint64_t now_ns)
     arm(e, ti, sqe, PROBE_OP_CONNECT);
 }
 
-static void on_cqe(struct hc_engine *e, const struct io_uring_cqe *cqe)
+void hc_engine_on_cqe(struct hc *hc, const struct io_uring_cqe *cqe)
 {
-    enum probe_op op = (enum probe_op)(cqe->user_data >> 56);
-    uint32_t gen = (uint32_t)(cqe->user_data >> 32) & 0xffffff;
+    struct hc_engine *e = hc->eng;
+    if (!e)
+        return;
+    if (e->sqes)
+        e->sqes--;
+    enum probe_op op = (enum probe_op)((cqe->user_data >> 48) & 0xff);
+    uint32_t gen = (uint32_t)(cqe->user_data >> 32) & 0xffff;
     uint32_t ti = (uint32_t)cqe->user_data;
     if (op == PROBE_OP_WAKE) {
         e->wake_armed = false;
-        e->ops_in_flight--;
-        e->tick_now = true;
+        e->tick_now = !e->detached;
         return;
     }
-    if (op == PROBE_OP_NONE || op >= PROBE_OP_TIMEOUT || ti >= e->hc->ntargets)
+    if (op == PROBE_OP_NONE || op >= PROBE_OP_TIMEOUT || ti >= hc->ntargets)
         return;
     struct hc_probe *p = &e->probes[ti];
     /* One operation per probe is in flight and every probe waits for its completion, so
      * this completion is the current probe's: the generation only guards that belief. */
-    if (gen != (p->gen & 0xffffff) || !p->op_in_flight)
+    if (gen != (p->gen & 0xffff) || p->op != op)
         return;
-    p->op_in_flight = false;
-    e->ops_in_flight--;
-    if (atomic_load_explicit(&e->stop, memory_order_relaxed))
+    p->op = PROBE_OP_NONE;
+    if (e->detached) {
+        /* Abandoned. Closing now is safe: its cancellation goes by user_data, not by fd. */
+        if (p->fd >= 0)
+            close(p->fd);
+        p->fd = -1;
+        p->phase = PROBE_IDLE;
         return;
+    }
     int res = cqe->res;
     const struct hc_target *t = &e->hc->targets[ti];
     switch (op) {
@@ -258,163 +271,110 @@ static void on_cqe(struct hc_engine *e, const struct io_uring_cqe *cqe)
     }
 }
 
-static void drain_cqes(struct hc_engine *e)
-{
-    struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
-    io_uring_for_each_cqe(&e->ring, head, cqe)
-    {
-        on_cqe(e, cqe);
-        n++;
-    }
-    io_uring_cq_advance(&e->ring, n);
-}
-
-/* Cancels what is in flight and waits (bounded) for it, so that no recv can write into a
- * buffer after it is freed. */
-static void cancel_all(struct hc_engine *e)
-{
-    for (uint32_t i = 0; i < e->hc->ntargets; i++) {
-        struct hc_probe *p = &e->probes[i];
-        if (!p->op_in_flight)
-            continue;
-        struct io_uring_sqe *sqe = get_sqe(e);
-        io_uring_prep_cancel_fd(sqe, p->fd, IORING_ASYNC_CANCEL_ALL);
-        io_uring_sqe_set_data64(sqe, probe_ud(PROBE_OP_CANCEL, 0, 0));
-    }
-    if (e->wake_armed) {
-        struct io_uring_sqe *sqe = get_sqe(e);
-        io_uring_prep_cancel_fd(sqe, e->hc->wake_fd, IORING_ASYNC_CANCEL_ALL);
-        io_uring_sqe_set_data64(sqe, probe_ud(PROBE_OP_CANCEL, 0, 0));
-    }
-    for (int round = 0; e->ops_in_flight && round < 50; round++) {
-        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 20 * 1000000L};
-        struct io_uring_cqe *cqe;
-        io_uring_submit_and_wait_timeout(&e->ring, &cqe, 1, &ts, NULL);
-        drain_cqes(e);
-    }
-}
-
 static void arm_wake(struct hc_engine *e)
 {
     struct io_uring_sqe *sqe = get_sqe(e);
     io_uring_prep_read(sqe, e->hc->wake_fd, &e->wake_buf, sizeof(e->wake_buf), 0);
-    io_uring_sqe_set_data64(sqe, probe_ud(PROBE_OP_WAKE, 0, 0));
+    io_uring_sqe_set_data64(sqe, probe_ud(e, PROBE_OP_WAKE, 0, 0));
     e->wake_armed = true;
-    e->ops_in_flight++;
 }
 
-static void *engine_main(void *arg)
+uint64_t hc_engine_tick(struct hc *hc, uint64_t now_ms)
 {
-    struct hc_engine *e = arg;
-    struct hc *hc = e->hc;
-    uint64_t now_ms = mono_ns() / 1000000;
-    uint64_t next_tick = now_ms + HC_TICK_MS;
-
-    /* First probes spread over the first tenth of an interval, so that a config with many
-     * servers does not open all its probe sockets in the same millisecond. */
-    for (uint32_t i = 0; i < hc->ntargets; i++)
-        e->probes[i].next_ms = now_ms + hc_jitter(hc->targets[i].interval_ms, &hc->rng) / 10;
-
-    while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
-        if (!e->wake_armed)
-            arm_wake(e);
-        uint64_t now_ns = mono_ns();
-        now_ms = now_ns / 1000000;
-        uint64_t wake = next_tick;
-        for (uint32_t i = 0; i < hc->ntargets; i++) {
-            struct hc_probe *p = &e->probes[i];
-            if (p->phase != PROBE_IDLE)
-                continue;
-            if (now_ms >= p->next_ms)
-                start_probe(e, i, now_ns);
-            if (p->phase == PROBE_IDLE && p->next_ms < wake)
-                wake = p->next_ms;
-        }
-        if (e->tick_now) {
-            e->tick_now = false;
-            hc_tick(hc, now_ms);
-        }
-        if (now_ms >= next_tick) {
-            hc_tick(hc, now_ms);
-            next_tick = now_ms + HC_TICK_MS;
-            if (next_tick < wake)
-                wake = next_tick;
-        }
-        uint64_t wait_ms = wake > now_ms ? wake - now_ms : 1;
-        if (wait_ms > HC_TICK_MS)
-            wait_ms = HC_TICK_MS;
-        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)wait_ms * 1000000};
-        struct io_uring_cqe *cqe;
-        int rc = io_uring_submit_and_wait_timeout(&e->ring, &cqe, 1, &ts, NULL);
-        (void)rc; /* -ETIME is the tick; anything else shows up as missing completions */
-        drain_cqes(e);
+    struct hc_engine *e = hc->eng;
+    if (!e || e->detached)
+        return UINT64_MAX;
+    if (!e->wake_armed)
+        arm_wake(e);
+    uint64_t wake = e->next_tick;
+    for (uint32_t i = 0; i < hc->ntargets; i++) {
+        struct hc_probe *p = &e->probes[i];
+        if (p->phase != PROBE_IDLE)
+            continue;
+        if (now_ms >= p->next_ms)
+            start_probe(e, i, mono_ns());
+        if (p->phase == PROBE_IDLE && p->next_ms < wake)
+            wake = p->next_ms;
     }
-    cancel_all(e);
-    return NULL;
+    if (e->tick_now) {
+        e->tick_now = false;
+        hc_tick(hc, now_ms);
+    }
+    if (now_ms >= e->next_tick) {
+        hc_tick(hc, now_ms);
+        e->next_tick = now_ms + HC_TICK_MS;
+    }
+    return wake < e->next_tick ? wake : e->next_tick;
 }
 
-int hc_start(struct hc *hc, struct lb_err *err)
+static void cancel(struct hc_engine *e, uint64_t ud)
 {
-    if (hc->eng || (!hc->ntargets && !hc->any_passive))
-        return 0;
-    int rc = -ENOMEM;
+    struct io_uring_sqe *sqe = get_sqe(e);
+    /* By user_data, not by descriptor: a probe socket closed meanwhile may have its number
+     * reused by the time the cancellation runs. */
+    io_uring_prep_cancel64(sqe, ud, 0);
+    io_uring_sqe_set_data64(sqe, probe_ud(e, PROBE_OP_CANCEL, 0, 0));
+}
+
+void hc_engine_detach(struct hc *hc)
+{
+    struct hc_engine *e = hc ? hc->eng : NULL;
+    if (!e || e->detached)
+        return;
+    e->detached = true;
+    for (uint32_t i = 0; i < hc->ntargets; i++) {
+        struct hc_probe *p = &e->probes[i];
+        if (p->op != PROBE_OP_NONE)
+            cancel(e, probe_ud(e, p->op, p->gen, i));
+    }
+    if (e->wake_armed)
+        cancel(e, probe_ud(e, PROBE_OP_WAKE, 0, 0));
+}
+
+unsigned hc_engine_inflight(const struct hc *hc)
+{
+    return hc && hc->eng ? hc->eng->sqes : 0;
+}
+
+int hc_engine_attach(struct hc *hc, struct io_uring *ring, uint8_t tag, struct lb_err *err)
+{
+    if (hc->eng) {
+        lb_err_set(err, "health: the probe engine is attached already");
+        return -EALREADY;
+    }
     struct hc_engine *e = calloc(1, sizeof(*e));
     if (!e)
-        goto fail_nomem;
+        goto nomem;
     hc->eng = e;
     e->hc = hc;
-    atomic_init(&e->stop, 0);
+    e->ring = ring;
+    e->tag = (uint64_t)tag << 56;
     e->probes = calloc(hc->ntargets ? hc->ntargets : 1, sizeof(*e->probes));
     if (!e->probes)
-        goto fail_nomem;
+        goto nomem;
+    uint64_t now_ms = mono_ns() / 1000000;
+    e->next_tick = now_ms + HC_TICK_MS;
     for (uint32_t i = 0; i < hc->ntargets; i++) {
-        e->probes[i].fd = -1;
-        if (hc->targets[i].h->check == CONF_CHECK_HTTP) {
-            e->probes[i].buf = malloc(HC_HTTP_MAX);
-            if (!e->probes[i].buf)
-                goto fail_nomem;
-        }
+        struct hc_probe *p = &e->probes[i];
+        p->fd = -1;
+        if (hc->targets[i].h->check == CONF_CHECK_HTTP && !(p->buf = malloc(HC_HTTP_MAX)))
+            goto nomem;
+        /* First probes spread over the first tenth of an interval, so that a config with
+         * many servers does not open all its probe sockets in the same millisecond. */
+        p->next_ms = now_ms + hc_jitter(hc->targets[i].interval_ms, &hc->rng) / 10;
     }
-    /* Two SQEs per probe step (the operation and its link timeout); get_sqe() submits
-     * early if a very large config ever fills the ring. */
-    unsigned entries = 16;
-    while (entries < 2 * hc->ntargets + 8 && entries < 4096)
-        entries *= 2;
-    rc = io_uring_queue_init(entries, &e->ring, IORING_SETUP_COOP_TASKRUN);
-    if (rc == -EINVAL)
-        rc = io_uring_queue_init(entries, &e->ring, 0);
-    if (rc < 0) {
-        lb_err_set(err, "health: io_uring_queue_init: %s", strerror(-rc));
-        goto fail;
-    }
-    e->ring_ok = true;
-    rc = -pthread_create(&e->thread, NULL, engine_main, e);
-    if (rc < 0) {
-        lb_err_set(err, "health: cannot start the health thread: %s", strerror(-rc));
-        goto fail;
-    }
-    e->thread_ok = true;
     return 0;
-fail_nomem:
+nomem:
     lb_err_set(err, "health: out of memory");
-fail:
-    hc_stop(hc);
-    return rc;
+    hc_engine_free(hc);
+    return -ENOMEM;
 }
 
-void hc_stop(struct hc *hc)
+void hc_engine_free(struct hc *hc)
 {
     struct hc_engine *e = hc ? hc->eng : NULL;
     if (!e)
         return;
-    if (e->thread_ok) {
-        atomic_store(&e->stop, 1);
-        eventfd_write(hc->wake_fd, 1); /* out of its wait now, and its wake read completes */
-        pthread_join(e->thread, NULL);
-    }
-    if (e->ring_ok)
-        io_uring_queue_exit(&e->ring);
     for (uint32_t i = 0; e->probes && i < hc->ntargets; i++) {
         if (e->probes[i].fd >= 0)
             close(e->probes[i].fd);

@@ -1,36 +1,37 @@
 /*
- * The admin socket's server: one thread, one poll() loop, a handful of clients.
+ * The admin socket's server: a source of the control loop (lb/core/control.h), a handful of
+ * clients on the control thread's ring.
  *
- * The thread owns the listening unix socket, every client connection, the request rates
- * shown by `status` (sampled from the picks counters once a second) and the state file.
- * It touches the data path only through the server table's atomics, so a stuck or hostile
- * client can cost at most one of ADMIN_MAX_CLIENTS slots for ADMIN_TIMEOUT_MS and
- * never delays a worker. Every socket is non-blocking: nothing here waits except poll().
+ * It owns the listening unix socket, every client connection, the request rates shown by
+ * `status` (sampled from the picks counters once a second) and the state file. It touches the
+ * data path only through the server table's atomics, so a stuck or hostile client can cost at
+ * most one of ADMIN_MAX_CLIENTS slots for ADMIN_TIMEOUT_MS and never delays a worker. Nothing
+ * here waits: accept, recv and send are operations on the ring, one at a time per client
+ * (read a command line, write its answer, read the next).
  */
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
+#include <liburing.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lb/admin/admin.h"
+#include "lb/core/control.h"
 #include "lb/core/log.h"
-#include "lb/metrics/metrics.h"
 #include "lb/core/runtime.h"
+#include "lb/metrics/metrics.h"
 
-#define OUT_BACKLOG_MAX (64u << 10) /* stop reading commands while this much is unsent */
+#define OUT_BACKLOG_MAX (64u << 10) /* stop running commands while this much is unsent */
 #define RATE_INTERVAL_MS 1000
+#define ACCEPT_PAUSE_MS 100 /* after an accept error other than a vanished connection */
 
 struct admin_client {
-    int fd; /* -1: free slot */
+    struct lb_ctl_conn conn; /* fd -1 and no operation in flight: free slot */
     char in[ADMIN_LINE_MAX];
     size_t inlen;
     struct lb_jbuf out;
@@ -42,27 +43,23 @@ struct admin_client {
 
 struct admin {
     struct lb_runtime *rt;
+    struct lb_ctl *ctl;
+    int tag;
     char *path;       /* the socket */
     char *state_path; /* path + ".state" */
     dev_t dev;        /* the socket file we created, so that stop removes only ours */
     ino_t ino;
+    bool own_file;    /* dev and ino are set, and the file not removed yet */
     int lfd;
-    int wakefd; /* eventfd: admin_stop() */
-    pthread_t thread;
+    bool accepting; /* an accept is in flight */
+    bool stopped;   /* admin_stop: completions are only counted */
     struct admin_client clients[ADMIN_MAX_CLIENTS];
     double **rates;  /* [cluster][server] picks per second over the last interval */
     uint64_t **last; /* picks at the last sample */
     uint64_t last_ms;
-    uint64_t accept_pause_until; /* ms: after an accept error other than EAGAIN */
-    struct metrics *metrics;  /* global.metrics.listen, served by this loop; NULL if none */
+    uint64_t accept_pause_until; /* ms */
+    struct metrics *metrics;     /* global.metrics.listen, beside it on the loop; NULL if none */
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void sample_rates(struct admin *a, uint64_t now)
 {
@@ -79,16 +76,14 @@ static void sample_rates(struct admin *a, uint64_t now)
     a->last_ms = now;
 }
 
-static void client_close(struct admin_client *c)
+static void client_close(struct admin *a, struct admin_client *c)
 {
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
+    lb_ctl_conn_close(a->ctl, &c->conn);
     c->inlen = 0;
     c->outoff = 0;
     c->closing = false;
     c->eof = false;
-    lb_jbuf_reset(&c->out);
+    lb_jbuf_reset(&c->out); /* keeps its memory: a cancelled send may still point into it */
 }
 
 /* Runs one command line and queues its answer. */
@@ -118,7 +113,8 @@ static void client_line(struct admin *a, struct admin_client *c, const char *lin
 /*
  * Runs the complete lines waiting in c->in while the unsent answers stay under
  * OUT_BACKLOG_MAX: a client that pipelines commands without reading the answers is simply
- * not read from until it does (and dropped if that takes longer than the timeout).
+ * not read from until it does (and dropped if that takes longer than the timeout). Called
+ * with nothing in flight on the client, so c->in and c->out are the loop's alone.
  */
 static void client_process(struct admin *a, struct admin_client *c, uint64_t now)
 {
@@ -149,149 +145,178 @@ static bool client_finished(const struct admin_client *c)
     return c->closing || (c->eof && !memchr(c->in, '\n', c->inlen));
 }
 
-static void client_read(struct admin *a, struct admin_client *c, uint64_t now)
+/* The client's next operation: its answers first, then its next lines. */
+static void client_next(struct admin *a, struct admin_client *c)
 {
-    if (c->inlen < sizeof(c->in)) {
-        ssize_t n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        if (n < 0) {
-            client_close(c);
-            return;
-        }
-        if (n == 0)
-            c->eof = true; /* a half-closing client (echo status | nc -U) still gets answers */
-        c->inlen += (size_t)n;
-    }
-    client_process(a, c, now);
     if (client_finished(c))
-        client_close(c);
+        client_close(a, c);
+    else if (c->outoff < c->out.len)
+        lb_ctl_conn_send(a->ctl, &c->conn, c->out.p, c->out.len, &c->outoff);
+    else if (!c->closing && !c->eof && c->inlen < sizeof(c->in))
+        lb_ctl_conn_recv(a->ctl, &c->conn, c->in + c->inlen, sizeof(c->in) - c->inlen);
 }
 
-static void client_write(struct admin *a, struct admin_client *c, uint64_t now)
+static void client_received(struct admin *a, struct admin_client *c, int res)
 {
-    while (c->outoff < c->out.len) {
-        ssize_t n =
-            send(c->fd, c->out.p + c->outoff, c->out.len - c->outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            return;
-        if (n <= 0) {
-            client_close(c);
-            return;
-        }
-        c->outoff += (size_t)n;
+    if (res < 0) {
+        client_close(a, c);
+        return;
     }
+    if (res == 0)
+        c->eof = true; /* a half-closing client (echo status | nc -U) still gets answers */
+    c->inlen += (size_t)res;
+    client_process(a, c, lb_ctl_now_ms());
+    client_next(a, c);
+}
+
+static void client_sent(struct admin *a, struct admin_client *c, int res)
+{
+    int r = lb_ctl_conn_sent(a->ctl, &c->conn, c->out.p, c->out.len, &c->outoff, res);
+    if (r < 0)
+        client_close(a, c);
+    if (r <= 0)
+        return;
     lb_jbuf_reset(&c->out);
     c->outoff = 0;
-    client_process(a, c, now); /* lines held back while the answers were unread */
-    if (client_finished(c))
-        client_close(c);
+    client_process(a, c, lb_ctl_now_ms()); /* lines held back while the answers were unread */
+    client_next(a, c);
 }
 
-static void accept_clients(struct admin *a, uint64_t now)
+static void arm_accept(struct admin *a)
 {
-    for (;;) {
-        int fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            /* Out of descriptors (EMFILE...): the connection stays queued and the socket
-             * readable, so pause accepting a little instead of spinning on it. */
-            if (errno != EAGAIN && errno != EINTR)
-                a->accept_pause_until = now + 100;
-            return;
-        }
-        struct admin_client *c = NULL;
-        for (int i = 0; i < ADMIN_MAX_CLIENTS && !c; i++)
-            if (a->clients[i].fd < 0)
-                c = &a->clients[i];
-        if (!c) {
-            static const char full[] = "{\"ok\":false,\"error\":\"too many admin clients\"}\n";
-            /* Best effort: the socket buffer of a fresh connection always has room. */
-            ssize_t n = send(fd, full, sizeof(full) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)n;
-            close(fd);
-            continue;
-        }
-        c->fd = fd;
-        c->inlen = 0;
-        c->outoff = 0;
-        c->closing = false;
-        c->eof = false;
-        lb_jbuf_reset(&c->out);
-        c->deadline = now + ADMIN_TIMEOUT_MS;
-    }
+    struct io_uring_sqe *sqe = lb_ctl_sqe(a->ctl);
+    io_uring_prep_accept(sqe, a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, lb_ctl_ud(a->tag, LB_CTL_OP_ACCEPT, 0, 0));
+    a->accepting = true;
 }
 
-static void *admin_main(void *arg)
+static void accepted(struct admin *a, int fd)
+{
+    uint64_t now = lb_ctl_now_ms();
+    if (fd < 0) {
+        /* Out of descriptors (EMFILE...): the connection stays queued, so pause accepting a
+         * little instead of spinning on it. */
+        if (fd != -EAGAIN && fd != -EINTR && fd != -ECONNABORTED)
+            a->accept_pause_until = now + ACCEPT_PAUSE_MS;
+        return;
+    }
+    struct admin_client *c = NULL;
+    for (int i = 0; i < ADMIN_MAX_CLIENTS && !c; i++)
+        if (lb_ctl_conn_idle(&a->clients[i].conn))
+            c = &a->clients[i];
+    if (!c) {
+        static const char full[] = "{\"ok\":false,\"error\":\"too many admin clients\"}\n";
+        /* Best effort: the socket buffer of a fresh connection always has room. */
+        ssize_t n = send(fd, full, sizeof(full) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)n;
+        close(fd);
+        return;
+    }
+    lb_ctl_conn_open(&c->conn, fd);
+    c->inlen = 0;
+    c->outoff = 0;
+    c->closing = false;
+    c->eof = false;
+    lb_jbuf_reset(&c->out);
+    c->deadline = now + ADMIN_TIMEOUT_MS;
+    client_next(a, c);
+}
+
+static void admin_cqe(void *arg, const struct io_uring_cqe *cqe)
 {
     struct admin *a = arg;
-    struct pollfd pfd[2 + ADMIN_MAX_CLIENTS + METRICS_NPOLL];
-    int slot[2 + ADMIN_MAX_CLIENTS];
-
-    lb_log_set_thread(-1);
-    sample_rates(a, now_ms());
-    for (;;) {
-        uint64_t now = now_ms();
-        if (now - a->last_ms >= RATE_INTERVAL_MS)
-            sample_rates(a, now);
-        uint64_t next = a->last_ms + RATE_INTERVAL_MS;
-        nfds_t n = 0;
-        pfd[n++] = (struct pollfd){.fd = a->wakefd, .events = POLLIN};
-        pfd[n++] =
-            (struct pollfd){.fd = a->lfd, .events = now >= a->accept_pause_until ? POLLIN : 0};
-        if (now < a->accept_pause_until && a->accept_pause_until < next)
-            next = a->accept_pause_until;
-        for (int i = 0; i < ADMIN_MAX_CLIENTS; i++) {
-            struct admin_client *c = &a->clients[i];
-            if (c->fd < 0)
-                continue;
-            if (now >= c->deadline) {
-                client_close(c); /* too slow to send a line or to read an answer */
-                continue;
-            }
-            next = c->deadline < next ? c->deadline : next;
-            short ev = 0;
-            if (c->outoff < c->out.len)
-                ev |= POLLOUT;
-            if (!c->closing && !c->eof && c->inlen < sizeof(c->in) &&
-                c->out.len - c->outoff <= OUT_BACKLOG_MAX)
-                ev |= POLLIN;
-            slot[n] = i;
-            pfd[n++] = (struct pollfd){.fd = c->fd, .events = ev};
-        }
-        nfds_t nadmin = n;
-        if (a->metrics)
-            n += metrics_poll_prepare(a->metrics, pfd + n, now, &next);
-        int rc = poll(pfd, n, next > now ? (int)(next - now) : 0);
-        if (rc < 0 && errno != EINTR) {
-            lb_error("admin: poll failed; the admin socket stops answering", "err=\"%s\"",
-                     strerror(errno));
-            break;
-        }
-        if (rc <= 0)
-            continue;
-        if (pfd[0].revents)
-            break;
-        now = now_ms();
-        for (nfds_t i = 2; i < nadmin; i++) {
-            struct admin_client *c = &a->clients[slot[i]];
-            if (pfd[i].revents & POLLERR)
-                client_close(c);
-            else if (pfd[i].revents & POLLIN)
-                client_read(a, c, now);
-            else if (pfd[i].revents & POLLHUP && !(pfd[i].events & POLLOUT))
-                client_close(c); /* gone, and nothing of ours left to deliver */
-            if (c->fd >= 0 && c->outoff < c->out.len)
-                client_write(a, c, now);
-        }
-        if (pfd[1].revents)
-            accept_clients(a, now);
-        if (a->metrics)
-            metrics_poll_done(a->metrics, pfd + nadmin, n - nadmin,
-                                 (const double *const *)a->rates, now);
+    if (lb_ctl_ud_op(cqe->user_data) == LB_CTL_OP_ACCEPT) {
+        a->accepting = false;
+        if (a->stopped && cqe->res >= 0)
+            close(cqe->res);
+        else if (!a->stopped)
+            accepted(a, cqe->res);
+        return; /* the next accept is armed by the tick, which knows about pauses */
     }
-    return NULL;
+    uint32_t slot = lb_ctl_ud_slot(cqe->user_data);
+    if (slot >= ADMIN_MAX_CLIENTS)
+        return;
+    struct admin_client *c = &a->clients[slot];
+    unsigned op = lb_ctl_conn_complete(&c->conn, cqe);
+    if (op == LB_CTL_OP_NONE)
+        return;
+    if (a->stopped)
+        client_close(a, c);
+    else if (op == LB_CTL_OP_RECV)
+        client_received(a, c, cqe->res);
+    else
+        client_sent(a, c, cqe->res);
+}
+
+static uint64_t admin_tick(void *arg, uint64_t now)
+{
+    struct admin *a = arg;
+    if (now - a->last_ms >= RATE_INTERVAL_MS)
+        sample_rates(a, now);
+    uint64_t next = a->last_ms + RATE_INTERVAL_MS;
+    if (!a->accepting && now >= a->accept_pause_until)
+        arm_accept(a);
+    else if (!a->accepting && a->accept_pause_until < next)
+        next = a->accept_pause_until;
+    for (int i = 0; i < ADMIN_MAX_CLIENTS; i++) {
+        struct admin_client *c = &a->clients[i];
+        if (c->conn.fd < 0 || c->conn.closing)
+            continue;
+        if (now >= c->deadline) {
+            client_close(a, c); /* too slow to send a line or to read an answer */
+            continue;
+        }
+        next = c->deadline < next ? c->deadline : next;
+    }
+    return next;
+}
+
+static void admin_cancel(void *arg)
+{
+    struct admin *a = arg;
+    a->stopped = true;
+    if (a->accepting)
+        lb_ctl_cancel(a->ctl, lb_ctl_ud(a->tag, LB_CTL_OP_ACCEPT, 0, 0));
+    for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
+        client_close(a, &a->clients[i]);
+}
+
+static unsigned admin_inflight(const void *arg)
+{
+    const struct admin *a = arg;
+    unsigned n = a->accepting;
+    for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
+        n += a->clients[i].conn.op != LB_CTL_OP_NONE;
+    return n;
+}
+
+static void admin_free(struct admin *a);
+
+static void admin_release(void *arg)
+{
+    admin_free(arg);
+}
+
+static const struct lb_ctl_ops admin_ops = {
+    .name = "admin",
+    .cqe = admin_cqe,
+    .tick = admin_tick,
+    .cancel = admin_cancel,
+    .inflight = admin_inflight,
+    .release = admin_release,
+};
+
+/*
+ * Whether the lb listening on the socket @fd is connected to is dead. A killed lb's socket
+ * takes connections for a moment after its death: the kernel tears down the io_uring whose
+ * accept holds it in the background. The pid of the process that called listen() tells.
+ */
+static bool listener_dead(int fd)
+{
+    struct ucred cr;
+    socklen_t len = sizeof(cr);
+    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 && cr.pid > 0 &&
+           kill(cr.pid, 0) < 0 && errno == ESRCH;
 }
 
 /*
@@ -323,6 +348,10 @@ static int open_socket(struct admin *a, struct lb_err *err)
         }
         int crc = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
         int cerr = errno;
+        if (crc == 0 && listener_dead(probe)) {
+            crc = -1;
+            cerr = ECONNREFUSED;
+        }
         close(probe);
         if (crc == 0 || cerr == EAGAIN) {
             lb_err_set(err,
@@ -350,7 +379,7 @@ static int open_socket(struct admin *a, struct lb_err *err)
         return -errno;
     }
     /* bind() creates the file with the umask applied; a tight umask around it means there is
-     * no moment when the file is open to others. Startup is single-threaded here. */
+     * no moment when the file is open to others. No other thread of lb creates files. */
     mode_t old = umask(0177);
     int brc = bind(a->lfd, (struct sockaddr *)&sa, sizeof(sa));
     int berr = errno;
@@ -362,23 +391,28 @@ static int open_socket(struct admin *a, struct lb_err *err)
     }
     a->dev = st.st_dev;
     a->ino = st.st_ino;
+    a->own_file = true;
     return 0;
 }
 
+/* Removes the socket file if it is still the one we bound (not a successor's). */
+static void unlink_ours(struct admin *a)
+{
+    struct stat st;
+    if (a->own_file && stat(a->path, &st) == 0 && st.st_dev == a->dev && st.st_ino == a->ino)
+        unlink(a->path);
+    a->own_file = false;
+}
+
+/* Nothing of @a is in flight (or it never was attached). */
 static void admin_free(struct admin *a)
 {
-    if (a->lfd >= 0) {
-        struct stat st;
-        /* Remove the file only if it is still the one we bound (not a successor's). */
-        if (stat(a->path, &st) == 0 && st.st_dev == a->dev && st.st_ino == a->ino)
-            unlink(a->path);
+    unlink_ours(a);
+    if (a->lfd >= 0)
         close(a->lfd);
-    }
-    metrics_close(a->metrics);
-    if (a->wakefd >= 0)
-        close(a->wakefd);
     for (int i = 0; i < ADMIN_MAX_CLIENTS; i++) {
-        client_close(&a->clients[i]);
+        if (a->clients[i].conn.fd >= 0)
+            close(a->clients[i].conn.fd);
         lb_jbuf_free(&a->clients[i].out);
     }
     if (a->rates)
@@ -394,7 +428,7 @@ static void admin_free(struct admin *a)
     free(a);
 }
 
-struct admin *admin_start(struct lb_runtime *rt, struct lb_err *err)
+struct admin *admin_start(struct lb_runtime *rt, struct lb_ctl *ctl, struct lb_err *err)
 {
     struct admin *a = calloc(1, sizeof(*a));
     size_t nc = rt->conf->nclusters;
@@ -403,9 +437,10 @@ struct admin *admin_start(struct lb_runtime *rt, struct lb_err *err)
         return NULL;
     }
     a->rt = rt;
-    a->lfd = a->wakefd = -1;
+    a->ctl = ctl;
+    a->lfd = -1;
     for (int i = 0; i < ADMIN_MAX_CLIENTS; i++) {
-        a->clients[i].fd = -1;
+        lb_ctl_conn_init(&a->clients[i].conn, LB_CTL_TAG_NONE, (uint32_t)i);
         lb_jbuf_init(&a->clients[i].out, ADMIN_ANSWER_MAX);
     }
     a->path = strdup(rt->conf->global.admin_socket);
@@ -423,35 +458,28 @@ struct admin *admin_start(struct lb_runtime *rt, struct lb_err *err)
     }
     if (open_socket(a, err) < 0)
         goto fail;
-    if (rt->conf->global.has_metrics && !(a->metrics = metrics_open(rt, err)))
+    if (rt->conf->global.has_metrics &&
+        !(a->metrics = metrics_open(rt, ctl, (const double *const *)a->rates, err)))
         goto fail;
     int n = admin_state_load(rt, a->state_path, err);
     if (n < 0)
         goto fail;
     if (n > 0)
         lb_info("admin: state restored", "file=%s entries=%d", a->state_path, n);
-    a->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (a->wakefd < 0) {
-        lb_err_set(err, "admin socket: eventfd: %s", strerror(errno));
+    a->tag = lb_ctl_attach(ctl, &admin_ops, a);
+    if (a->tag < 0) {
+        lb_err_set(err, "admin socket: no tag left on the control loop");
         goto fail;
     }
-
-    /* The main thread takes signals with sigtimedwait; a thread that did not block them
-     * could be picked to run SIGTERM's default action and kill the process. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&a->thread, NULL, admin_main, a);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc) {
-        lb_err_set(err, "admin socket: cannot start its thread: %s", strerror(rc));
-        goto fail;
-    }
+    for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
+        a->clients[i].conn.tag = a->tag;
+    sample_rates(a, lb_ctl_now_ms());
     lb_info("admin socket listening", "path=%s", a->path);
     return a;
 oom:
     lb_err_set(err, "admin socket: out of memory");
 fail:
+    metrics_close(a->metrics);
     admin_free(a);
     return NULL;
 }
@@ -460,13 +488,9 @@ void admin_stop(struct admin *a)
 {
     if (!a)
         return;
-    uint64_t one = 1;
-    if (write(a->wakefd, &one, sizeof(one)) != sizeof(one)) {
-        /* Cannot happen with an eventfd; if it did, freeing under a running thread would be
-         * worse than leaking at exit. */
-        lb_error("admin: cannot wake the admin thread", "err=\"%s\"", strerror(errno));
-        return;
-    }
-    pthread_join(a->thread, NULL);
-    admin_free(a);
+    metrics_close(a->metrics);
+    a->metrics = NULL;
+    /* Now, not at release: a successor binds the same path right after this. */
+    unlink_ours(a);
+    lb_ctl_detach(a->ctl, a->tag); /* frees @a once its cancelled operations are back */
 }

@@ -1,8 +1,8 @@
 /*
  * The admin socket: lbctl's side door into a running lb.
  *
- * A unix stream socket (global.admin.socket, mode 0600) served by one small control-plane
- * thread with poll(): one text command per line, one JSON object per answer line. Commands
+ * A unix stream socket (global.admin.socket, mode 0600) served by the control thread's loop
+ * (lb/core/control.h): one text command per line, one JSON object per answer line. Commands
  * change only the shared server table's atomics (lb/cluster/cluster.h), so the data path never
  * takes a lock or waits because of an operator. Drain and weight changes are kept in a
  * state file beside the socket (SOCKET.state) and restored at the next start.
@@ -10,7 +10,7 @@
  * The parts are split so that they can be tested without a socket:
  *   admin_parse()  a pure function from a line to a struct admin_cmd (fuzzed);
  *   admin_exec()   runs a command against a runtime and writes the JSON answer;
- *   admin_start()  the socket, the thread, the state file.
+ *   admin_start()  the socket on the control loop, the state file.
  */
 #ifndef ADMIN_H
 #define ADMIN_H
@@ -28,6 +28,7 @@
 
 struct lb_runtime;
 struct lb_jbuf;
+struct lb_ctl;
 struct admin;
 
 enum admin_verb {
@@ -120,15 +121,17 @@ int admin_state_load(struct lb_runtime *rt, const char *path, struct lb_err *err
 
 /*
  * Opens the admin socket rt->conf->global.admin_socket (removing a stale socket file only
- * when nothing answers on it; refusing when another lb answers), restores the state file and
- * starts the admin thread (all signals blocked in it). Call after the clusters are built and
+ * when nothing answers on it; refusing when another lb answers) and the metrics endpoint
+ * (global.metrics.listen), restores the state file and attaches both to the control loop
+ * @ctl, which serves them from its next iteration on. Call after the clusters are built and
  * before the workers start, so that a restored drain holds from the first pick. Returns an
- * object for admin_stop(), or NULL with a message in @err.
+ * object for admin_stop(), or NULL with a message in @err. Control thread.
  */
-struct admin *admin_start(struct lb_runtime *rt, struct lb_err *err);
+struct admin *admin_start(struct lb_runtime *rt, struct lb_ctl *ctl, struct lb_err *err);
 
-/* Stops the thread, closes every client and removes the socket file (if still ours).
- * NULL is allowed. */
+/* Removes the socket file (if still ours) at once, so that a successor can bind the path;
+ * closes every client and the metrics endpoint, and frees @a once the control loop has the
+ * cancelled operations back. NULL is allowed. Control thread. */
 void admin_stop(struct admin *a);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * The callbacks health/ calls on its thread: flags and weights into the shared server table
- * (atomics that workers read on every pick), one log line per state change. See health.h.
+ * The callbacks health/ calls on the control thread: flags and weights into the shared server
+ * table (atomics that workers read on every pick), one log line per state change; and the
+ * source that runs a generation's probe engine on the control loop's ring. See health.h.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "health/hc.h"
+#include "lb/core/control.h"
 #include "lb/core/health.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
@@ -65,8 +67,8 @@ static void on_weight(void *arg, uint32_t cluster, uint32_t server, uint32_t wei
              s->cf->name, weight);
 }
 
-/* Copies of the last probe for the admin thread (status, /metrics): health/'s own table is
- * the health thread's alone. */
+/* Copies of the last probe for status and /metrics, kept in the shared server table beside
+ * the flags the workers read. */
 static void on_probe(void *arg, uint32_t cluster, uint32_t server, bool ok, uint32_t latency_us)
 {
     struct lb_runtime *rt = arg;
@@ -86,20 +88,74 @@ int lb_health_init(struct lb_runtime *rt, struct lb_err *err)
     return rt->hc ? 0 : -ENOMEM;
 }
 
-int lb_health_start(struct lb_runtime *rt, struct lb_err *err)
+/* The probe engine as a source of the control loop; its argument is the generation. */
+static void src_cqe(void *arg, const struct io_uring_cqe *cqe)
 {
-    int rc = hc_start(rt->hc, err);
-    if (rc < 0)
-        return rc;
+    struct lb_runtime *rt = arg;
+    hc_engine_on_cqe(rt->hc, cqe);
+}
+
+static uint64_t src_tick(void *arg, uint64_t now_ms)
+{
+    struct lb_runtime *rt = arg;
+    return hc_engine_tick(rt->hc, now_ms);
+}
+
+static void src_cancel(void *arg)
+{
+    struct lb_runtime *rt = arg;
+    hc_engine_detach(rt->hc);
+}
+
+static unsigned src_inflight(const void *arg)
+{
+    const struct lb_runtime *rt = arg;
+    return hc_engine_inflight(rt->hc);
+}
+
+static void src_release(void *arg)
+{
+    struct lb_runtime *rt = arg;
+    rt->hc_tag = LB_CTL_TAG_NONE;
+}
+
+static const struct lb_ctl_ops health_ops = {
+    .name = "health",
+    .cqe = src_cqe,
+    .tick = src_tick,
+    .cancel = src_cancel,
+    .inflight = src_inflight,
+    .release = src_release,
+};
+
+int lb_health_start(struct lb_runtime *rt, struct lb_ctl *ctl, struct lb_err *err)
+{
     uint32_t servers = 0, passive = 0;
     for (size_t i = 0; i < rt->conf->nclusters; i++) {
         servers += (uint32_t)rt->conf->clusters[i].nservers;
         passive += rt->conf->clusters[i].passive.enabled;
     }
-    if (hc_ntargets(rt->hc) || passive)
-        lb_info("health checker started", "probe_targets=%u servers=%u passive_clusters=%u",
-                hc_ntargets(rt->hc), servers, passive);
+    if (!hc_ntargets(rt->hc) && !passive)
+        return 0; /* nothing to probe or to decide */
+    int tag = lb_ctl_attach(ctl, &health_ops, rt);
+    if (tag < 0) {
+        lb_err_set(err, "health: no tag left on the control loop");
+        return tag;
+    }
+    int rc = hc_engine_attach(rt->hc, lb_ctl_ring(ctl), (uint8_t)tag, err);
+    rt->hc_tag = tag;
+    if (rc < 0) {
+        lb_ctl_detach(ctl, tag); /* nothing in flight: released at once */
+        return rc;
+    }
+    lb_info("health checker started", "probe_targets=%u servers=%u passive_clusters=%u",
+            hc_ntargets(rt->hc), servers, passive);
     return 0;
+}
+
+void lb_health_stop(struct lb_runtime *rt, struct lb_ctl *ctl)
+{
+    lb_ctl_detach(ctl, rt->hc_tag);
 }
 
 void lb_health_free(struct lb_runtime *rt)

@@ -9,16 +9,22 @@
 #include "conf/err.h"
 
 struct lb_runtime;
+struct lb_ctl;
 
-/* Builds rt->hc (no thread yet) so that workers, started next, can report passive results
+/* Builds rt->hc (no probes yet) so that workers, started next, can report passive results
  * through it. Call after the clusters are built. Returns 0 or -errno with a message in @err. */
 int lb_health_init(struct lb_runtime *rt, struct lb_err *err);
 
-/* Starts the health thread (when some cluster has checks or passive detection). Call after
- * the workers started, with the control thread's signals blocked. 0 or -errno with @err. */
-int lb_health_start(struct lb_runtime *rt, struct lb_err *err);
+/* Runs rt->hc's probe engine on the control loop (when some cluster has checks or passive
+ * detection), under rt->hc_tag. Call after the workers started. 0 or -errno with @err. */
+int lb_health_start(struct lb_runtime *rt, struct lb_ctl *ctl, struct lb_err *err);
 
-/* Stops the thread and frees rt->hc; call once no worker runs, before the clusters go. */
+/* Stops rt's probes: no server state changes after it returns. rt->hc_tag turns
+ * LB_CTL_TAG_NONE once the engine's last completions are in. Safe when not started. */
+void lb_health_stop(struct lb_runtime *rt, struct lb_ctl *ctl);
+
+/* Frees rt->hc: once no worker runs and rt->hc_tag is LB_CTL_TAG_NONE, before the clusters
+ * go. */
 void lb_health_free(struct lb_runtime *rt);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * The running proxy: checks that io_uring can do what lb needs (and says exactly why not
- * when it cannot), builds the runtime from the config, opens one SO_REUSEPORT socket per
- * worker and listener, starts the workers, and waits for signals on the main thread,
- * which is the control thread.
+ * when it cannot), builds a generation (struct lb_runtime) from the config, opens one
+ * SO_REUSEPORT socket per worker and listener, starts and reaps the workers. The main thread
+ * becomes the control thread (lb/core/control.c), which reloads through the same functions.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "health/hc.h"
-#include "lb/admin/admin.h"
+#include "lb/core/control.h"
 #include "lb/core/health.h"
 #include "lb/core/log.h"
 #include "lb/core/proxy.h"
@@ -167,7 +167,7 @@ static uint64_t raise_nofile(uint64_t want)
 
 static void runtime_free(struct lb_runtime *rt)
 {
-    /* First: the health thread writes into the clusters freed below. */
+    /* First: the checker's callbacks write into the clusters freed below. */
     lb_health_free(rt);
     if (rt->workers)
         for (uint32_t i = 0; i < rt->nworkers_built; i++)
@@ -245,43 +245,37 @@ static void carry_state(struct lb_runtime *rt, const struct lb_runtime *prev)
     }
 }
 
-/*
- * Builds one generation from @c (taken, freed on failure): clusters, snapshot sets,
- * listening sockets (the running generation's own socket for an address it already has, so
- * nothing queued on it is lost), health checker and workers, none started. NULL with a
- * message in @err on failure.
- */
-static struct lb_runtime *rt_build(struct conf *c, const char *file, const struct lb_runtime *tmpl,
-                                   const struct lb_runtime *prev, struct lb_err *err)
+static int nomem(struct lb_err *err)
 {
-    struct lb_runtime *rt = calloc(1, sizeof(*rt));
-    if (!rt) {
-        conf_free(c);
-        lb_err_set(err, "out of memory");
-        return NULL;
-    }
-    rt->conf = c;
-    rt->access_fd = -1;
-    rt->ring_flags = tmpl->ring_flags;
-    rt->has_peername = tmpl->has_peername;
-    rt->file = file;
+    lb_err_set(err, "out of memory");
+    return -ENOMEM;
+}
 
+/* Features the config language has and this build does not: refused by name. */
+static int check_supported(const struct conf *c, const char *file, struct lb_err *err)
+{
     for (size_t i = 0; i < c->nlisteners; i++) {
         const struct conf_listener *l = &c->listeners[i];
         if (l->tls.enabled) {
             lb_err_set(err, "%s: listener %s: tls is not built yet in this version", file,
                        l->name);
-            goto fail;
+            return -ENOTSUP;
         }
         for (size_t j = 0; j < l->nroutes; j++) {
             const struct conf_route *r = &l->routes[j];
             if (r->action == CONF_ACT_ENQUEUE) {
                 lb_err_set(err, "%s:%u:%u: listener %s: enqueue routes (Redis) are not built "
                            "yet in this version", file, r->pos.line, r->pos.col, l->name);
-                goto fail;
+                return -ENOTSUP;
             }
         }
     }
+    return 0;
+}
+
+static int open_access_log(struct lb_runtime *rt, struct lb_err *err)
+{
+    const struct conf *c = rt->conf;
     if (c->global.access == CONF_ACCESS_STDERR) {
         rt->access_fd = STDERR_FILENO;
     } else if (c->global.access == CONF_ACCESS_FILE) {
@@ -289,10 +283,16 @@ static struct lb_runtime *rt_build(struct conf *c, const char *file, const struc
         if (rt->access_fd < 0) {
             lb_err_set(err, "cannot open the access log %s: %s", c->global.access_file,
                        strerror(errno));
-            goto fail;
+            return -errno;
         }
     }
+    return 0;
+}
 
+/* Workers, connections per worker and the fixed-file table each worker's ring gets. */
+static void size_workers(struct lb_runtime *rt, bool first)
+{
+    const struct conf *c = rt->conf;
     rt->nworkers = c->global.workers;
     if (!rt->nworkers) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -307,27 +307,31 @@ static struct lb_runtime *rt_build(struct conf *c, const char *file, const struc
     uint64_t nofile = raise_nofile(want + 1024);
     uint64_t fit = nofile > 1024 + 128 ? nofile - 1024 : 128;
     rt->files_per_worker = (uint32_t)(want < fit ? want : fit);
-    if (want > fit && !prev)
+    if (want > fit && first)
         lb_warn("open file limit below two sockets per connection: the fixed-file table is "
                 "smaller; accepts pause when it is full", "nofile=%lu files_per_worker=%u "
                 "max_connections=%u hint=\"raise ulimit -n (hard limit)\"",
                 (unsigned long)nofile, rt->files_per_worker,
                 rt->conns_per_worker * rt->nworkers);
+}
 
-    /* Snapshot sets: loaded whole before anything listens, so a broken directory stops the
-     * start (or the reload) with the file named, not a worker at its first request. */
+/* Snapshot sets: loaded whole before anything listens, so a broken directory stops the start
+ * (or the reload) with the file named, not a worker at its first request. */
+static int load_snapshots(struct lb_runtime *rt, struct lb_err *err)
+{
+    const struct conf *c = rt->conf;
     rt->snap_slots = calloc(c->nstatics ? c->nstatics : 1, sizeof(*rt->snap_slots));
     if (!rt->snap_slots)
-        goto nomem;
+        return nomem(err);
     for (size_t i = 0; i < c->nstatics; i++) {
         snap_slot_init(&rt->snap_slots[i]);
         rt->nsnap_slots = i + 1;
         struct snap_set *set = NULL;
         struct lb_err e = {{0}};
         if (snap_set_load(&c->statics[i], &set, &e) < 0) {
-            lb_err_set(err, "%s:%u:%u: %s", file, c->statics[i].pos.line, c->statics[i].pos.col,
-                       e.msg);
-            goto fail;
+            lb_err_set(err, "%s:%u:%u: %s", rt->file, c->statics[i].pos.line,
+                       c->statics[i].pos.col, e.msg);
+            return -EINVAL;
         }
         struct snap_stats st;
         snap_set_stats(set, &st);
@@ -336,36 +340,46 @@ static struct lb_runtime *rt_build(struct conf *c, const char *file, const struc
                 (unsigned long)st.memory_bytes);
         snap_slot_publish(&rt->snap_slots[i], set);
     }
+    return 0;
+}
 
+static int build_clusters(struct lb_runtime *rt, struct lb_err *err)
+{
+    const struct conf *c = rt->conf;
     rt->clusters = calloc(c->nclusters ? c->nclusters : 1, sizeof(*rt->clusters));
     if (!rt->clusters)
-        goto nomem;
+        return nomem(err);
     for (size_t i = 0; i < c->nclusters; i++) {
         struct lb_err e = {{0}};
         if (cl_cluster_init(&rt->clusters[i], &c->clusters[i], &e) < 0) {
-            lb_err_set(err, "%s: %s", file, e.msg);
-            goto fail;
+            lb_err_set(err, "%s: %s", rt->file, e.msg);
+            return -EINVAL;
         }
         rt->nclusters_built = i + 1;
         if (cl_cluster_stats_init(&rt->clusters[i], (uint32_t)c->nlisteners) < 0)
-            goto nomem;
+            return nomem(err);
     }
     rt->lstats = calloc(c->nlisteners ? c->nlisteners : 1, sizeof(*rt->lstats));
-    if (!rt->lstats)
-        goto nomem;
+    return rt->lstats ? 0 : nomem(err);
+}
 
+/* One listening socket per worker and listener: @prev's own socket (a dup of it) for an
+ * address it already has, so that connections waiting in its queue are accepted by
+ * whichever generation asks first and none is refused. */
+static int open_listeners(struct lb_runtime *rt, const struct lb_runtime *prev,
+                          struct lb_err *err)
+{
+    const struct conf *c = rt->conf;
     rt->listen_fds = calloc(rt->nworkers, sizeof(*rt->listen_fds));
     if (!rt->listen_fds)
-        goto nomem;
+        return nomem(err);
     for (uint32_t wi = 0; wi < rt->nworkers; wi++) {
         rt->listen_fds[wi] = malloc((c->nlisteners ? c->nlisteners : 1) * sizeof(int));
         if (!rt->listen_fds[wi])
-            goto nomem;
+            return nomem(err);
         for (size_t j = 0; j < c->nlisteners; j++)
             rt->listen_fds[wi][j] = -1;
         for (size_t j = 0; j < c->nlisteners; j++) {
-            /* The same socket (a dup of it), not a new one: connections waiting in its
-             * queue are accepted by whichever generation asks first, none is refused. */
             int old = prev_listen_fd(prev, wi, &c->listeners[j]);
             int fd = old >= 0 ? fcntl(old, F_DUPFD_CLOEXEC, 0) : open_listener(&c->listeners[j]);
             if (old >= 0 && fd < 0)
@@ -373,40 +387,73 @@ static struct lb_runtime *rt_build(struct conf *c, const char *file, const struc
             if (fd < 0) {
                 lb_err_set(err, "listener %s: cannot listen on %s: %s", c->listeners[j].name,
                            c->listeners[j].bind.text, strerror(-fd));
-                goto fail;
+                return fd;
             }
             rt->listen_fds[wi][j] = fd;
         }
     }
+    return 0;
+}
 
-    if (lb_health_init(rt, err) < 0)
-        goto fail;
-    if (prev)
-        carry_state(rt, prev);
-
+static int build_workers(struct lb_runtime *rt, struct lb_err *err)
+{
     rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
     rt->threads = calloc(rt->nworkers, sizeof(*rt->threads));
     if (!rt->workers || !rt->threads)
-        goto nomem;
+        return nomem(err);
     for (uint32_t wi = 0; wi < rt->nworkers; wi++) {
-        if (io_worker_init(&rt->workers[wi], rt, (int)wi, err) < 0)
-            goto fail;
+        int rc = io_worker_init(&rt->workers[wi], rt, (int)wi, err);
+        if (rc < 0)
+            return rc;
         rt->nworkers_built = wi + 1;
         /* The worker owns its listening sockets from here on. */
-        for (size_t j = 0; j < c->nlisteners; j++)
+        for (size_t j = 0; j < rt->conf->nlisteners; j++)
             rt->listen_fds[wi][j] = -1;
     }
-    return rt;
-nomem:
-    lb_err_set(err, "out of memory");
-fail:
+    return 0;
+}
+
+struct lb_runtime *lb_proxy_build(struct conf *c, const char *file,
+                                  const struct lb_runtime *tmpl, const struct lb_runtime *prev,
+                                  struct lb_err *err)
+{
+    struct lb_runtime *rt = calloc(1, sizeof(*rt));
+    if (!rt) {
+        conf_free(c);
+        lb_err_set(err, "out of memory");
+        return NULL;
+    }
+    rt->conf = c;
+    rt->access_fd = -1;
+    rt->ring_flags = tmpl->ring_flags;
+    rt->has_peername = tmpl->has_peername;
+    rt->file = file;
+
+    int rc = check_supported(c, file, err);
+    if (rc == 0)
+        rc = open_access_log(rt, err);
+    if (rc == 0) {
+        size_workers(rt, !prev);
+        rc = load_snapshots(rt, err);
+    }
+    if (rc == 0)
+        rc = build_clusters(rt, err);
+    if (rc == 0)
+        rc = open_listeners(rt, prev, err);
+    if (rc == 0)
+        rc = lb_health_init(rt, err);
+    if (rc == 0 && prev)
+        carry_state(rt, prev);
+    if (rc == 0)
+        rc = build_workers(rt, err);
+    if (rc == 0)
+        return rt;
     runtime_free(rt);
     free(rt);
     return NULL;
 }
 
-/* Starts the workers and the health thread. Signals must be blocked already. */
-static int rt_start(struct lb_runtime *rt, struct lb_err *err)
+int lb_proxy_start(struct lb_runtime *rt, struct lb_ctl *ctl, struct lb_err *err)
 {
     for (; rt->started < rt->nworkers; rt->started++) {
         if (pthread_create(&rt->threads[rt->started], NULL, io_worker_main,
@@ -418,16 +465,14 @@ static int rt_start(struct lb_runtime *rt, struct lb_err *err)
     }
     lb_info("lb started", "config=%s workers=%u max_connections=%u listeners=%zu", rt->file,
             rt->nworkers, rt->conns_per_worker * rt->nworkers, rt->conf->nlisteners);
-    /* After the workers, with signals blocked: the health thread must not take them. */
-    if (lb_health_start(rt, err) < 0) {
+    if (lb_health_start(rt, ctl, err) < 0) {
         atomic_store(&rt->stop, 2);
         return -EAGAIN;
     }
     return 0;
 }
 
-/* True once every worker of a stopping generation has finished (joins them). */
-static bool rt_reap(struct lb_runtime *rt)
+bool lb_proxy_reap(struct lb_runtime *rt)
 {
     for (uint32_t i = 0; i < rt->started; i++) {
         if (!rt->threads[i])
@@ -439,7 +484,7 @@ static bool rt_reap(struct lb_runtime *rt)
     return true;
 }
 
-static void rt_destroy(struct lb_runtime *rt)
+void lb_proxy_destroy(struct lb_runtime *rt)
 {
     for (uint32_t i = 0; i < rt->started; i++)
         if (rt->threads[i])
@@ -448,74 +493,10 @@ static void rt_destroy(struct lb_runtime *rt)
     free(rt);
 }
 
-#define CL_MAX_DRAINING 16
-
-/*
- * SIGHUP (lbctl reload raises it): a new generation from the file, built and checked whole
- * before anything changes. On any error the running generation stays and the reason is
- * logged. Otherwise the new one starts (on the same listening sockets where addresses did
- * not change), then the old one stops accepting and finishes its connections, bounded by
- * global.shutdown_timeout. Returns the generation now running.
- */
-static struct lb_runtime *reload(struct lb_runtime *cur, struct admin **admin,
-                                 struct lb_runtime **draining, size_t *ndraining)
-{
-    const char *file = cur->file;
-    struct conf_diags *d = calloc(1, sizeof(*d));
-    if (!d) {
-        lb_error("reload failed: out of memory; the running configuration stays", "");
-        return cur;
-    }
-    struct conf *c = conf_load(file, d);
-    if (!c) {
-        lb_error("reload failed: the configuration has errors; the running one stays",
-                 "config=%s errors=%zu", file, d->n + d->dropped);
-        conf_diags_print(d, file, stderr);
-        free(d);
-        return cur;
-    }
-    free(d);
-    if (*ndraining >= CL_MAX_DRAINING) {
-        lb_error("reload refused: too many generations still draining", "draining=%zu",
-                 *ndraining);
-        conf_free(c);
-        return cur;
-    }
-    struct lb_err err = {{0}};
-    struct lb_runtime *rt = rt_build(c, file, cur, cur, &err);
-    if (!rt) {
-        lb_error("reload failed; the running configuration stays", "err=\"%s\"", err.msg);
-        return cur;
-    }
-    /* The admin socket follows the new generation (its state file re-applies drains). */
-    admin_stop(*admin);
-    *admin = admin_start(rt, &err);
-    if (!*admin)
-        lb_error("admin socket not restarted after reload", "err=\"%s\"", err.msg);
-    /* The old health thread stops first: only the new one may change server state now.
-     * Its memory stays until the old workers are gone: they still report to it. */
-    hc_stop(cur->hc);
-    if (rt_start(rt, &err) < 0) {
-        lb_error("reload: the new generation failed to start; stopping", "err=\"%s\"", err.msg);
-        atomic_store(&cur->stop, 2);
-        draining[(*ndraining)++] = cur;
-        return rt;
-    }
-    atomic_store(&cur->stop, 1);
-    draining[(*ndraining)++] = cur;
-    lb_info("reloaded: the previous generation drains", "draining=%zu", *ndraining);
-    return rt;
-}
-
 int lb_proxy_run(struct conf *c, const char *file)
 {
     struct lb_runtime probe = {0};
     struct lb_err err = {{0}};
-    int rc = 1;
-    struct admin *admin = NULL;
-    struct lb_runtime *rt = NULL;
-    struct lb_runtime *draining[CL_MAX_DRAINING];
-    size_t ndraining = 0;
 
     lb_log_level = c->global.log_level;
     if (probe_uring(&probe) < 0) {
@@ -526,7 +507,8 @@ int lb_proxy_run(struct conf *c, const char *file)
         lb_warn("kernel lacks uring_cmd getsockopt (Linux < 6.7): client addresses unknown, "
                 "client_ip hashing sends every client to one server", "");
 
-    /* Workers inherit a full signal mask; only this thread takes signals. */
+    /* Every thread inherits this mask: the control loop alone takes these signals, through
+     * its signalfd. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -535,7 +517,7 @@ int lb_proxy_run(struct conf *c, const char *file)
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    rt = rt_build(c, file, &probe, NULL, &err);
+    struct lb_runtime *rt = lb_proxy_build(c, file, &probe, NULL, &err);
     if (!rt) {
         fprintf(stderr, "lb: %s\n", err.msg);
         return 1;
@@ -543,52 +525,15 @@ int lb_proxy_run(struct conf *c, const char *file)
     /* Before the workers: another lb answering on the admin socket most likely holds our
      * addresses too, and a drain restored from the state file must hold from the first
      * connection. */
-    admin = admin_start(rt, &err);
-    if (!admin) {
+    struct lb_ctl *ctl = lb_ctl_new(rt, &err);
+    if (!ctl) {
         fprintf(stderr, "lb: %s\n", err.msg);
-        goto out;
+        lb_proxy_destroy(rt);
+        return 1;
     }
-    if (rt_start(rt, &err) < 0)
+    if (lb_proxy_start(rt, ctl, &err) < 0)
         lb_error("cannot start: stopping", "err=\"%s\"", err.msg);
-
-    struct timespec tmo = {.tv_sec = 0, .tv_nsec = 200 * 1000000L};
-    while (!atomic_load(&rt->stop)) {
-        siginfo_t si;
-        int sig = sigtimedwait(&set, &si, &tmo);
-        if (sig == SIGTERM || sig == SIGINT) {
-            lb_info("signal received: stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
-            atomic_store(&rt->stop, 1);
-        } else if (sig == SIGHUP) {
-            lb_info("SIGHUP: reloading", "config=%s from_pid=%d", file, (int)si.si_pid);
-            rt = reload(rt, &admin, draining, &ndraining);
-        }
-        for (size_t i = 0; i < ndraining;) {
-            if (rt_reap(draining[i])) {
-                lb_info("previous generation finished draining", "");
-                rt_destroy(draining[i]);
-                draining[i] = draining[--ndraining];
-            } else {
-                i++;
-            }
-        }
-    }
-    for (size_t i = 0; i < ndraining; i++) {
-        if (atomic_load(&draining[i]->stop) == 0)
-            atomic_store(&draining[i]->stop, 1);
-    }
-    for (uint32_t i = 0; i < rt->started; i++) {
-        pthread_join(rt->threads[i], NULL);
-        rt->threads[i] = 0;
-    }
-    rc = atomic_load(&rt->stop) == 1 ? 0 : 1;
-    for (size_t i = 0; i < ndraining; i++)
-        rt_destroy(draining[i]);
-    ndraining = 0;
-    lb_info("lb stopped", "exit=%d", rc);
-out:
-    admin_stop(admin);
-    for (size_t i = 0; i < ndraining; i++)
-        rt_destroy(draining[i]);
-    rt_destroy(rt);
+    int rc = lb_ctl_run(ctl);
+    lb_ctl_free(ctl);
     return rc;
 }

@@ -32,12 +32,14 @@ struct lb_runtime {
     size_t nsnap_slots;           /* initialised so far */
     int access_fd;               /* access log: -1 off, 2 stderr, or an O_APPEND file */
     struct hc *hc;               /* health checker (lb/core/health.c); set before workers start */
+    int hc_tag;                  /* its probe engine's tag on the control loop; 0: none */
     const char *file;            /* the config file, for reloads */
     pthread_t *threads;          /* nworkers */
     uint32_t started;            /* threads started */
     uint32_t nworkers_built;     /* workers initialised */
     size_t nclusters_built;      /* clusters initialised */
-    _Atomic int stop;            /* set by the control thread on SIGTERM/SIGINT */
+    _Atomic int stop;            /* 1: stop (the control thread: SIGTERM/SIGINT, reload);
+                                    2: stop, failed (a worker or the start failed) */
 };
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * The metrics endpoint (global.metrics.listen): a tiny HTTP/1.1 server on the admin thread.
+ * The metrics endpoint (global.metrics.listen): a tiny HTTP/1.1 server on the control thread.
  *
  *   GET /metrics   Prometheus text exposition format 0.0.4, every name prefixed lb_
  *   GET /stats     the same numbers as JSON (the admin `status` body plus listeners,
@@ -13,12 +13,11 @@
  * The parts are split so that tests need no socket:
  *   metrics_prom(), metrics_json(), metrics_page()   the bodies;
  *   metrics_answer()   one request head in, one whole HTTP response out;
- *   metrics_open() and the poll hooks   the socket, driven by lb/admin/admin.c's poll loop.
+ *   metrics_open()   the socket, a source of the control loop (lb/core/control.h).
  */
 #ifndef METRICS_H
 #define METRICS_H
 
-#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +25,7 @@
 
 struct lb_runtime;
 struct lb_jbuf;
+struct lb_ctl;
 struct metrics;
 
 #define METRICS_REQ_MAX 8192           /* request head, request line included */
@@ -34,7 +34,6 @@ struct metrics;
 #define METRICS_WRITE_MS 10000         /* to read the whole answer */
 #define METRICS_LINGER_MS 1000         /* after the answer, to let the client close first */
 #define METRICS_ANSWER_MAX (16u << 20) /* a bigger body is answered 500 */
-#define METRICS_NPOLL (1 + METRICS_MAX_CLIENTS)
 
 /* Appends @s (@len bytes) as the inside of a Prometheus label value: backslash, double quote
  * and line feed escaped as \\, \" and \n; every other byte as it is. */
@@ -60,24 +59,16 @@ int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char
                       size_t len, struct lb_jbuf *out);
 
 /*
- * Opens the listening socket rt->conf->global.metrics_listen (non-blocking). Returns the
- * server, or NULL with a message in @err. Call on the thread that will poll it, or before
- * starting that thread.
+ * Opens the listening socket rt->conf->global.metrics_listen and attaches it to the control
+ * loop @ctl, which serves it from its next iteration on. @rates ([cluster][server] picks per
+ * second, for /stats) must stay valid until metrics_close(). Returns the server, or NULL with
+ * a message in @err. Control thread.
  */
-struct metrics *metrics_open(struct lb_runtime *rt, struct lb_err *err);
+struct metrics *metrics_open(struct lb_runtime *rt, struct lb_ctl *ctl,
+                             const double *const *rates, struct lb_err *err);
 
-/*
- * Poll hooks for the owner's loop. prepare fills at most METRICS_NPOLL entries of @pfd
- * (closing clients whose time is up first), lowers *@next (ms, CLOCK_MONOTONIC) to the
- * earliest deadline, and returns how many it filled. done takes the same entries after
- * poll() and serves them. @now is CLOCK_MONOTONIC ms.
- */
-size_t metrics_poll_prepare(struct metrics *m, struct pollfd *pfd, uint64_t now,
-                               uint64_t *next);
-void metrics_poll_done(struct metrics *m, const struct pollfd *pfd, size_t n,
-                          const double *const *rates, uint64_t now);
-
-/* Closes the socket and every client. NULL is allowed. */
+/* Stops listening at once (the address can be bound again right after), closes every client
+ * and frees @m once the control loop has the cancelled operations back. NULL is allowed. */
 void metrics_close(struct metrics *m);
 
 #endif

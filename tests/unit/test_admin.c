@@ -2,7 +2,8 @@
  * Admin commands (lb/admin/cmd.c): the line parser accepts what lbctl sends and refuses the
  * rest with a reason; answers are JSON that lbctl's reader (tools/ctl_json.c, included: lbctl
  * is not in the lb library) reads back; drain and weight change what picks do at once; the
- * state file round-trips and skips servers that no longer exist.
+ * state file round-trips and skips servers that no longer exist. Last, the admin socket and
+ * the metrics endpoint served by the control loop (lb/core/control.c) over real sockets.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,12 +13,18 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "lb/admin/admin.h"
+#include "lb/core/control.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "tools/ctl_json.c"
@@ -41,11 +48,11 @@ struct t_rt {
     struct conf_diags d;
 };
 
-static struct lb_runtime *t_rt_new(void)
+static struct lb_runtime *t_rt_new_from(const char *yaml, size_t len)
 {
     struct t_rt *t = calloc(1, sizeof(*t));
     assert_non_null(t);
-    t->rt.conf = conf_load_buf("t.yaml", t_conf, sizeof(t_conf) - 1, &t->d);
+    t->rt.conf = conf_load_buf("t.yaml", yaml, len, &t->d);
     if (!t->rt.conf)
         conf_diags_print(&t->d, "t.yaml", stderr);
     assert_non_null(t->rt.conf);
@@ -53,7 +60,13 @@ static struct lb_runtime *t_rt_new(void)
     assert_non_null(t->rt.clusters);
     for (size_t i = 0; i < t->rt.conf->nclusters; i++)
         assert_int_equal(cl_cluster_init(&t->rt.clusters[i], &t->rt.conf->clusters[i], NULL), 0);
+    t->rt.nclusters_built = t->rt.conf->nclusters;
     return &t->rt;
+}
+
+static struct lb_runtime *t_rt_new(void)
+{
+    return t_rt_new_from(t_conf, sizeof(t_conf) - 1);
 }
 
 static void t_rt_free(struct lb_runtime *rt)
@@ -268,8 +281,8 @@ static void test_status(void **state)
     assert_null(s3->next);
     ctl_json_free(v);
 
-    /* Rates come from the caller (the admin thread's samples). */
-    double r0[3] = {1.5, 2.5, 0}, r1[1] = {4};
+    /* Rates come from the caller (the admin socket's samples): one per server. */
+    double r0[3] = {1.5, 2.5, 0}, r1[2] = {4, 0};
     const double *rates[2] = {r0, r1};
     struct admin_cmd cmd = {.verb = ADMIN_STATUS};
     struct lb_jbuf j;
@@ -521,6 +534,164 @@ static void test_json_reader(void **state)
     ctl_json_free(v);
 }
 
+/* ---- the admin socket and the metrics endpoint on the control loop ------------------------ */
+
+static void *t_loop_main(void *arg)
+{
+    lb_ctl_run(arg);
+    return NULL;
+}
+
+static int t_connect(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* Reads until @lines newlines or EOF into @buf (NUL-terminated); returns the bytes read. */
+static size_t t_read_lines(int fd, char *buf, size_t cap, int lines)
+{
+    size_t len = 0;
+    while (len + 1 < cap) {
+        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            lines -= buf[len + (size_t)i] == '\n';
+        len += (size_t)n;
+        if (lines <= 0)
+            break;
+    }
+    buf[len] = '\0';
+    return len;
+}
+
+/* The server closed: the end, or a reset when it closed with our bytes unread. */
+static bool t_closed(int fd)
+{
+    char ch;
+    ssize_t n = recv(fd, &ch, 1, 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+static int t_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void test_socket_on_control_loop(void **state)
+{
+    char dir[] = "/tmp/lb-test-admin.XXXXXX", sock[128], yaml[2048], buf[8192];
+    assert_non_null(mkdtemp(dir));
+    snprintf(sock, sizeof(sock), "%s/lb.sock", dir);
+    int mport = t_free_port();
+    int n = snprintf(yaml, sizeof(yaml), "global: { workers: 1, admin: { socket: %s },\n"
+                     "          metrics: { listen: 127.0.0.1:%d } }\n%s", sock, mport,
+                     strstr(t_conf, "listeners:"));
+    struct lb_runtime *rt = t_rt_new_from(yaml, (size_t)n);
+    struct lb_err err = {{0}};
+    struct lb_ctl *ctl = lb_ctl_new(rt, &err); /* takes @rt */
+    if (!ctl)
+        fprintf(stderr, "lb_ctl_new: %s\n", err.msg);
+    assert_non_null(ctl);
+    pthread_t loop;
+    assert_int_equal(pthread_create(&loop, NULL, t_loop_main, ctl), 0);
+
+    /* Pipelined commands in one write: one answer line each, in order. */
+    int fd = t_connect(sock);
+    const char *cmds = "drain app app1\nundrain app app1\nweight app app2 2\n";
+    assert_int_equal(send(fd, cmds, strlen(cmds), 0), (ssize_t)strlen(cmds));
+    t_read_lines(fd, buf, sizeof(buf), 3);
+    char *l2 = strchr(buf, '\n') + 1, *l3 = strchr(l2, '\n') + 1;
+    assert_non_null(strstr(buf, "\"state\":\"draining\""));
+    assert_true(strstr(buf, "\"state\":\"draining\"") < l2);
+    assert_non_null(strstr(l2, "\"server\":\"app1\""));
+    assert_true(strstr(l2, "\"server\":\"app1\"") < l3);
+    assert_non_null(strstr(l3, "\"weight\":2"));
+
+    /* A half-closing client still gets its answer, then the end. */
+    assert_int_equal(send(fd, "status\n", 7, 0), 7);
+    shutdown(fd, SHUT_WR);
+    t_read_lines(fd, buf, sizeof(buf), 1);
+    assert_non_null(strstr(buf, "\"clusters\":["));
+    assert_true(t_closed(fd));
+    close(fd);
+
+    /* A line longer than ADMIN_LINE_MAX: an error answer, then the end. */
+    fd = t_connect(sock);
+    memset(buf, 'x', ADMIN_LINE_MAX + 100);
+    assert_int_equal(send(fd, buf, ADMIN_LINE_MAX + 100, 0), ADMIN_LINE_MAX + 100);
+    t_read_lines(fd, buf, sizeof(buf), 1);
+    assert_non_null(strstr(buf, "line too long"));
+    assert_true(t_closed(fd));
+    close(fd);
+
+    /* ADMIN_MAX_CLIENTS idle clients hold every slot; one more is told so. */
+    int idle[ADMIN_MAX_CLIENTS];
+    for (int i = 0; i < ADMIN_MAX_CLIENTS; i++) {
+        idle[i] = t_connect(sock);
+        assert_int_equal(send(idle[i], "status\n", 7, 0), 7); /* accepted: it answers */
+        t_read_lines(idle[i], buf, sizeof(buf), 1);
+    }
+    fd = t_connect(sock);
+    t_read_lines(fd, buf, sizeof(buf), 1);
+    assert_non_null(strstr(buf, "too many admin clients"));
+    close(fd);
+    /* Their slots come back once they leave. */
+    for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
+        close(idle[i]);
+    bool served = false;
+    for (int tries = 0; tries < 100 && !served; tries++) {
+        fd = t_connect(sock);
+        assert_int_equal(send(fd, "status\n", 7, 0), 7);
+        t_read_lines(fd, buf, sizeof(buf), 1);
+        served = strstr(buf, "\"clusters\":[") != NULL;
+        close(fd);
+        if (!served)
+            usleep(20000);
+    }
+    assert_true(served);
+
+    /* The metrics endpoint, on the same loop. */
+    int mfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in ma = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mport),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(mfd, (struct sockaddr *)&ma, sizeof(ma)), 0);
+    const char *get = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(send(mfd, get, strlen(get), 0), (ssize_t)strlen(get));
+    size_t len = 0;
+    for (ssize_t r; len + 1 < sizeof(buf) && (r = recv(mfd, buf + len, sizeof(buf) - 1 - len, 0)) > 0;)
+        len += (size_t)r;
+    buf[len] = '\0';
+    assert_true(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+    assert_non_null(strstr(buf, "lb_build_info"));
+    close(mfd);
+
+    /* A client still connected when the loop stops is cancelled and closed. */
+    fd = t_connect(sock);
+    atomic_store(&rt->stop, 1);
+    assert_int_equal(pthread_join(loop, NULL), 0);
+    lb_ctl_free(ctl);
+    assert_true(t_closed(fd));
+    close(fd);
+    assert_int_equal(access(sock, F_OK), -1); /* the socket file is gone */
+    snprintf(buf, sizeof(buf), "%s.state", sock);
+    unlink(buf);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -534,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_unknown_names_and_stubs),
         cmocka_unit_test(test_state_file),
         cmocka_unit_test(test_json_reader),
+        cmocka_unit_test(test_socket_on_control_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

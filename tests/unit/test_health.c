@@ -3,7 +3,8 @@
  * hysteresis, passive ejection with doubling and its cap, max_ejected_percent per tier,
  * return through probes only when active checks exist, slow start, probe deduplication,
  * interval jitter bounds and the http probe's verdict. Every state change must be reported
- * exactly once: the tests count events.
+ * exactly once: the tests count events. Last, the probe engine on a ring the test owns, as lb's
+ * control loop runs it: real tcp probes, completions routed by the tag, a clean detach.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,8 +14,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "conf/conf.h"
 #include "health/hc.h"
@@ -182,7 +188,7 @@ static void test_passive_threshold_and_success_reset(void **state)
     t_fail(&e, 0, 0, 2);
     hc_tick(e.hc, 100);
     assert_int_equal(e.rec.n, 0);
-    /* The decision is the health thread's, at its tick, not the worker's. */
+    /* The decision is the engine's, at its tick, not the worker's. */
     t_fail(&e, 0, 0, 1);
     assert_int_equal(e.rec.n, 0);
     hc_tick(e.hc, 200);
@@ -482,6 +488,99 @@ static void test_http_verdict(void **state)
     assert_int_equal(hc_http_verdict(big, HC_HTTP_MAX, false, 200, "ready", why, sizeof(why)), 1);
 }
 
+/* ---- the engine on a ring of the caller's ------------------------------------------------- */
+
+static uint64_t t_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A loopback TCP socket on an ephemeral port, listening or not; returns the fd, sets *@port. */
+static int t_socket(bool listening, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    if (listening)
+        assert_int_equal(listen(fd, 128), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* One iteration of a caller's loop: tick, submit and wait, hand back the engine's CQEs. */
+static void t_loop_once(struct hc *hc, struct io_uring *ring, uint8_t tag, bool tick)
+{
+    uint64_t now = t_mono_ms();
+    uint64_t next = tick ? hc_engine_tick(hc, now) : now + 20;
+    uint64_t ms = next > now ? next - now : 0;
+    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)(ms < 50 ? ms : 50) * 1000000};
+    struct io_uring_cqe *cqe;
+    io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(ring, head, cqe)
+    {
+        assert_int_equal(cqe->user_data >> 56, tag); /* everything it queued carries its tag */
+        hc_engine_on_cqe(hc, cqe);
+        n++;
+    }
+    io_uring_cq_advance(ring, n);
+}
+
+static void test_engine_on_ring(void **state)
+{
+    /* a: listening; b: a bound port nobody listens on (refused, and no one else can take it) */
+    int pa, pb;
+    int la = t_socket(true, &pa), lb = t_socket(false, &pb);
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             LISTENER "clusters:\n"
+                      "  c:\n"
+                      "    servers: [ { name: a, address: 127.0.0.1:%d },\n"
+                      "               { name: b, address: 127.0.0.1:%d } ]\n"
+                      "    health: { check: tcp, interval: 100ms, timeout: 100ms, fall: 2 }\n",
+             pa, pb);
+    struct t_env e;
+    t_setup(&e, yaml);
+    struct io_uring ring;
+    const uint8_t tag = 7;
+    assert_int_equal(io_uring_queue_init(64, &ring, 0), 0);
+    assert_int_equal(hc_engine_attach(e.hc, &ring, tag, NULL), 0);
+    assert_int_equal(hc_engine_attach(e.hc, &ring, tag, NULL), -EALREADY);
+
+    struct hc_status st;
+    uint64_t end = t_mono_ms() + 3000;
+    while (e.rec.n == 0 && t_mono_ms() < end)
+        t_loop_once(e.hc, &ring, tag, true);
+    assert_int_equal(e.rec.n, 1);
+    assert_int_equal(e.rec.ev[0].kind, HC_EV_DOWN);
+    assert_int_equal(e.rec.ev[0].server, 1);
+    assert_non_null(strstr(e.rec.ev[0].reason, "refused"));
+    /* a keeps passing meanwhile */
+    while (hc_server_status(e.hc, 0, 0, &st) == 0 && st.probes < 3 && t_mono_ms() < end)
+        t_loop_once(e.hc, &ring, tag, true);
+    assert_true(st.probes >= 3 && st.last_ok && st.fail_run == 0);
+
+    /* Detach: no callback any more; the last completions come back, then nothing is left. */
+    hc_engine_detach(e.hc);
+    hc_engine_detach(e.hc); /* twice is fine */
+    assert_int_equal(hc_engine_tick(e.hc, t_mono_ms()), UINT64_MAX);
+    uint32_t events = e.rec.n;
+    end = t_mono_ms() + 1000;
+    while (hc_engine_inflight(e.hc) && t_mono_ms() < end)
+        t_loop_once(e.hc, &ring, tag, false);
+    assert_int_equal(hc_engine_inflight(e.hc), 0);
+    assert_int_equal(e.rec.n, events);
+    io_uring_queue_exit(&ring);
+    t_teardown(&e);
+    close(la);
+    close(lb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_dedupe_by_address),
         cmocka_unit_test(test_jitter_bounds),
         cmocka_unit_test(test_http_verdict),
+        cmocka_unit_test(test_engine_on_ring),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 /*
  * Per-listener counters: a small table of atomics beside the server table (lb/cluster/cluster.h),
- * one entry per configured listener, bumped by every worker and read by the admin thread
+ * one entry per configured listener, bumped by every worker and read by the control thread
  * for /metrics and /stats. Relaxed atomics only: the numbers are for people and Prometheus,
  * and nothing is decided from them.
  */

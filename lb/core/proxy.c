@@ -254,6 +254,12 @@ static int nomem(struct lb_err *err)
 /* Features the config language has and this build does not: refused by name. */
 static int check_supported(const struct conf *c, const char *file, struct lb_err *err)
 {
+    if (c->global.nredis_nodes) {
+        /* Accepting it would let an operator believe drains reach the whole fleet. */
+        lb_err_set(err, "%s: global.redis (fleet state, queues) is not built yet in this "
+                   "version", file);
+        return -ENOTSUP;
+    }
     for (size_t i = 0; i < c->nlisteners; i++) {
         const struct conf_listener *l = &c->listeners[i];
         if (l->tls.enabled) {

@@ -73,3 +73,23 @@ grep -q "^$T/none.yaml: cannot read: No such file or directory" "$T/none.err" ||
 rc=0; "$LB" -t >/dev/null 2>&1 || rc=$?
 [ $rc -eq 2 ] || fail "lb -t without -c: exit $rc, expected 2"
 echo "ok: broken files exit 1 with FILE:LINE:COLUMN errors"
+
+# Features the loader checks but this build does not run: `lb -c` refuses them by name and
+# exits 1 at once, so nobody believes drains reach a fleet, or that a route queues, when
+# nothing does.
+for ex in enqueue_redis tls; do
+    rc=0; timeout 10 "$LB" -c "$ROOT/conf/examples/$ex.yaml" >"$T/$ex.out" 2>&1 || rc=$?
+    [ $rc -eq 1 ] || fail "$ex.yaml: lb -c exit $rc, expected 1 (refused): $(cat "$T/$ex.out")"
+    grep -q 'not built yet' "$T/$ex.out" || fail "$ex.yaml: no reason given: $(cat "$T/$ex.out")"
+done
+P=$(free_port)
+cat >"$T/fleet.yaml" <<EOC
+global: { redis: { nodes: [127.0.0.1:6379] } }
+listeners: [ { name: t, bind: 127.0.0.1:$P, protocol: tcp, cluster: c } ]
+clusters: { c: { servers: [ { name: a, address: 127.0.0.1:1 } ] } }
+EOC
+rc=0; timeout 10 "$LB" -c "$T/fleet.yaml" >"$T/fleet.out" 2>&1 || rc=$?
+[ $rc -eq 1 ] || fail "global.redis: lb -c exit $rc, expected 1 (refused): $(cat "$T/fleet.out")"
+grep -q 'global.redis (fleet state, queues) is not built yet' "$T/fleet.out" ||
+    fail "global.redis: $(cat "$T/fleet.out")"
+echo "ok: lb -c refuses tls, enqueue routes and global.redis by name"

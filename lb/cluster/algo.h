@@ -1,6 +1,6 @@
 /*
  * Private to lb/balance*.c: the balancer object, the per-algorithm ops table and the small
- * helpers the algorithms share (candidate test, bounded-load cap, hash mixing, random numbers).
+ * helpers the algorithms share (candidate test, bounded-load cap, random numbers).
  * Nothing outside the balance files includes this; everyone else sees only balance.h.
  */
 #ifndef CL_ALGO_H
@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "conf/err.h"
+#include "conf/hash.h"
 #include "lb/cluster/balance.h"
 
 /* Maglev and ring tables store server indexes as uint16_t; 0xffff marks an empty slot. */
@@ -68,18 +69,6 @@ extern const struct cl_bal_ops cl_bal_least_conn_ops;
 extern const struct cl_bal_ops cl_bal_random_two_ops;
 extern const struct cl_bal_ops cl_bal_maglev_ops;
 extern const struct cl_bal_ops cl_bal_ring_hash_ops;
-
-/* A bijective 64-bit finaliser (the splitmix64 constants): every input bit affects every
- * output bit. Used to derive per-attempt keys and to seed random generators. */
-static inline uint64_t cl_bal_mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
 
 /* xorshift64*: tiny, fast, and plenty for spreading load; the state is never 0. */
 static inline uint64_t cl_bal_rand(struct cl_bal_state *st)

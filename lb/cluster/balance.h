@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "conf/conf.h"
+#include "conf/hash.h" /* lb_hash64: callers hash their keys with it */
 
 struct cl_bal_server {
     const char *name; /* hash identity (Maglev, ring): a name, so an address change moves no key */
@@ -77,9 +78,5 @@ void cl_bal_state_free(struct cl_bal_state *st);
  */
 int cl_balancer_pick(const struct cl_balancer *b, struct cl_bal_state *st, uint64_t key,
                      const struct cl_bal_view *v);
-
-/* A 64-bit hash, stable across runs, builds and machines (keys must land on the same server
- * after a restart or on another lb instance). */
-uint64_t lb_hash64(const void *data, size_t len, uint64_t seed);
 
 #endif

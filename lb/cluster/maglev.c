@@ -143,7 +143,7 @@ static int cl_maglev_pick(const struct cl_balancer *b, struct cl_bal_state *st, 
         if (s != prev && cl_bal_candidate(v, s, cap))
             return (int)s;
         prev = s;
-        k = cl_bal_mix64(key + a * CL_MAGLEV_REHASH);
+        k = lb_hash_mix64(key + a * CL_MAGLEV_REHASH);
     }
     uint32_t i = (uint32_t)(k % b->n);
     for (uint32_t j = 0; j < b->n; j++, i = i + 1 == b->n ? 0 : i + 1)

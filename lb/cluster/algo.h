@@ -6,6 +6,7 @@
 #ifndef CL_ALGO_H
 #define CL_ALGO_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -116,5 +117,55 @@ static inline bool cl_bal_candidate(const struct cl_bal_view *v, uint32_t i, uin
 /* Whether any server could take a key under @cap: the slow, exact answer a hash balancer
  * asks only after its fast walk found nothing. */
 bool cl_bal_any_candidate(const struct cl_balancer *b, const struct cl_bal_view *v, uint32_t cap);
+
+/*
+ * The capped walk both hash balancers do after the lookup (maglev.c, ring_hash.c): their
+ * per-key order of servers, from the key's position on, until one is a candidate (usable,
+ * weighted, under the bounded-load cap). The order is fixed per key, so when a server
+ * cannot take keys only its own keys move, and they come back when it does.
+ *
+ * @step gives the server at walk position *@pos and advances *@pos; it is called with
+ * step 0, 1, ... up to @max_steps - 1. A server the walk just refused is not asked about
+ * again when the order repeats it (neighbouring ring points, a rehash landing on the same
+ * slot). After CL_BAL_WALK_CHECK steps without a candidate the walk asks whether any exists
+ * at all, so "everything is down" costs O(n), not O(max_steps). After @max_steps it scans the
+ * servers in index order from *@pos % n, which finds a candidate whenever there is one.
+ *
+ * Returns the server index, or -ENOENT when no server can take the key. Inline, and called
+ * with a constant @step, so the compiler folds the step in: no indirect call per step.
+ */
+#define CL_BAL_WALK_CHECK 64u
+
+typedef uint32_t cl_bal_step_fn(const struct cl_balancer *b, uint64_t key, uint32_t step,
+                                uint64_t *pos);
+
+static inline int cl_bal_walk(const struct cl_balancer *b, const struct cl_bal_view *v,
+                              uint64_t key, uint64_t pos, uint32_t max_steps,
+                              cl_bal_step_fn *step)
+{
+    uint32_t cap = 0, live, last = UINT32_MAX;
+
+    if (b->load_milli) {
+        cap = cl_bal_load_cap(b, v, &live);
+        if (live == 0)
+            return -ENOENT;
+    }
+    for (uint32_t s = 0; s < max_steps; s++) {
+        uint32_t srv = step(b, key, s, &pos);
+        if (srv != last) {
+            if (cl_bal_candidate(v, srv, cap))
+                return (int)srv;
+            last = srv;
+        }
+        if (s == CL_BAL_WALK_CHECK && !cl_bal_any_candidate(b, v, cap))
+            return -ENOENT;
+    }
+    uint32_t i = (uint32_t)(pos % b->n);
+    for (uint32_t j = 0; j < b->n; j++, i = i + 1 == b->n ? 0 : i + 1)
+        if (cl_bal_candidate(v, i, cap))
+            return (int)i;
+    return -ENOENT;
+}
+
 
 #endif

@@ -7,6 +7,7 @@
 #define CL_ALGO_H
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,6 +35,7 @@ struct cl_bal_ops {
     int (*pick)(const struct cl_balancer *b, struct cl_bal_state *st, uint64_t key,
                 const struct cl_bal_view *v);
     bool per_server_state; /* st->current holds one int64_t per server */
+    bool weighted_tables;  /* build() bakes the weights in: cl_cluster_reweigh rebuilds */
 };
 
 struct cl_maglev {
@@ -51,6 +53,19 @@ struct cl_ring {
     uint32_t npoints;
 };
 
+/* Round robin's next turn, shared by every worker of the process: alone on its cache line,
+ * since every pick writes it and nothing else should move with it. */
+struct cl_rr_turn {
+    _Alignas(64) _Atomic uint64_t next;
+};
+
+struct cl_rr {
+    uint16_t *order;         /* server index per turn: one period of the smooth sequence for
+                                the weights in b->servers; NULL when too big to precompute */
+    uint32_t len;            /* its length: the sum of those weights */
+    struct cl_rr_turn *turn; /* NULL with order */
+};
+
 struct cl_balancer {
     const struct cl_bal_ops *ops;
     enum conf_balance algo;
@@ -62,6 +77,7 @@ struct cl_balancer {
     union {
         struct cl_maglev maglev;
         struct cl_ring ring;
+        struct cl_rr rr;
     } u;
 };
 

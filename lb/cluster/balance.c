@@ -12,12 +12,25 @@
 #include "lb/cluster/algo.h"
 
 static const struct cl_bal_ops *const cl_bal_algos[] = {
-    [CONF_BAL_ROUND_ROBIN] = &cl_bal_rr_ops,        /* balance_rr.c */
-    [CONF_BAL_LEAST_CONN] = &cl_bal_least_conn_ops, /* balance_least_conn.c */
-    [CONF_BAL_RANDOM_TWO] = &cl_bal_random_two_ops, /* balance_random_two.c */
-    [CONF_BAL_MAGLEV] = &cl_bal_maglev_ops,         /* balance_maglev.c */
-    [CONF_BAL_RING_HASH] = &cl_bal_ring_hash_ops,   /* balance_ring_hash.c */
+    [CONF_BAL_ROUND_ROBIN] = &cl_bal_rr_ops,        /* rr.c */
+    [CONF_BAL_LEAST_CONN] = &cl_bal_least_conn_ops, /* least_conn.c */
+    [CONF_BAL_RANDOM_TWO] = &cl_bal_random_two_ops, /* random_two.c */
+    [CONF_BAL_MAGLEV] = &cl_bal_maglev_ops,         /* maglev.c */
+    [CONF_BAL_RING_HASH] = &cl_bal_ring_hash_ops,   /* ring_hash.c */
 };
+
+static const struct cl_bal_ops *cl_bal_ops_of(enum conf_balance algo)
+{
+    if ((unsigned)algo >= sizeof(cl_bal_algos) / sizeof(cl_bal_algos[0]))
+        return NULL;
+    return cl_bal_algos[algo];
+}
+
+bool cl_balance_weighted_tables(enum conf_balance algo)
+{
+    const struct cl_bal_ops *ops = cl_bal_ops_of(algo);
+    return ops && ops->weighted_tables;
+}
 
 uint32_t cl_bal_load_cap(const struct cl_balancer *b, const struct cl_bal_view *v,
                          uint32_t *n_usable)
@@ -99,7 +112,7 @@ struct cl_balancer *cl_balancer_new(enum conf_balance algo, const struct cl_bal_
 {
     struct cl_balancer *b = NULL;
 
-    if ((unsigned)algo >= sizeof(cl_bal_algos) / sizeof(cl_bal_algos[0]) || !cl_bal_algos[algo]) {
+    if (!cl_bal_ops_of(algo)) {
         lb_err_set(err, "unknown balancing algorithm %d", (int)algo);
         goto fail;
     }
@@ -167,6 +180,7 @@ int cl_bal_state_init(struct cl_bal_state *st, const struct cl_balancer *b, uint
             return -ENOMEM;
     }
     st->n = b->n;
+    st->peek = false;
     /* Different seeds start ties and random streams at different places, so the workers do
      * not all send their first requests to the same server. */
     uint64_t m = lb_hash_mix64(seed ^ LB_H_K2);

@@ -144,4 +144,5 @@ const struct cl_bal_ops cl_bal_maglev_ops = {
     .build = cl_maglev_build,
     .destroy = cl_maglev_destroy,
     .pick = cl_maglev_pick,
+    .weighted_tables = true,
 };

@@ -117,4 +117,5 @@ const struct cl_bal_ops cl_bal_ring_hash_ops = {
     .build = cl_ring_build,
     .destroy = cl_ring_destroy,
     .pick = cl_ring_pick,
+    .weighted_tables = true,
 };

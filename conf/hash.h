@@ -60,7 +60,8 @@ static inline uint64_t lb_load_le_tail(const unsigned char *p, size_t n)
 {
     if (n >= 4)
         return (uint64_t)lb_load_le32(p) | (uint64_t)lb_load_le32(p + n - 4) << (8 * (n - 4));
-    return (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) | (uint64_t)p[n - 1] << (8 * (n - 1));
+    return (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) |
+           (uint64_t)p[n - 1] << (8 * (n - 1));
 }
 
 /* The state before the first word. The length seeds it, so inputs that differ only by

@@ -156,8 +156,7 @@ typedef uint32_t cl_bal_step_fn(const struct cl_balancer *b, uint64_t key, uint3
                                 uint64_t *pos);
 
 static inline int cl_bal_walk(const struct cl_balancer *b, const struct cl_bal_view *v,
-                              uint64_t key, uint64_t pos, uint32_t max_steps,
-                              cl_bal_step_fn *step)
+                              uint64_t key, uint64_t pos, uint32_t max_steps, cl_bal_step_fn *step)
 {
     uint32_t cap = 0, live, last = UINT32_MAX;
 
@@ -182,6 +181,5 @@ static inline int cl_bal_walk(const struct cl_balancer *b, const struct cl_bal_v
             return (int)i;
     return -ENOENT;
 }
-
 
 #endif

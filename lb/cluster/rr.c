@@ -78,8 +78,7 @@ static int cl_rr_pick(const struct cl_balancer *b, struct cl_bal_state *st, uint
 
     if (rr->order && cl_rr_weights_as_built(b, v)) {
         uint64_t t = st->peek ? atomic_load_explicit(&rr->turn->next, memory_order_relaxed)
-                              : atomic_fetch_add_explicit(&rr->turn->next, 1,
-                                                          memory_order_relaxed);
+                              : atomic_fetch_add_explicit(&rr->turn->next, 1, memory_order_relaxed);
         uint32_t s = rr->order[t % rr->len];
         if (v->usable(v->arg, s))
             return (int)s;

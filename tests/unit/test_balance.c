@@ -483,8 +483,9 @@ static void test_swrr_threads(void **state)
 /* Through the cluster: servers, tiers, drain, `lbctl weight` and its rebuild. */
 static void test_cluster_rr_fleet_wide(void **state)
 {
-    struct conf_server srv[3] = {
-        {.name = "app1", .weight = 1}, {.name = "app2", .weight = 1}, {.name = "app3", .weight = 1}};
+    struct conf_server srv[3] = {{.name = "app1", .weight = 1},
+                                 {.name = "app2", .weight = 1},
+                                 {.name = "app3", .weight = 1}};
     struct conf_cluster cf = {.name = "app", .balance = CONF_BAL_ROUND_ROBIN, .servers = srv,
                               .nservers = 3};
     struct cl_cluster c;

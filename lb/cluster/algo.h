@@ -1,6 +1,7 @@
 /*
- * Private to lb/balance*.c: the balancer object, the per-algorithm ops table and the small
- * helpers the algorithms share (candidate test, bounded-load cap, random numbers).
+ * Private to lb/cluster/'s balancer files: the balancer object, the per-algorithm ops table
+ * and the small helpers the algorithms share (candidate test, bounded-load cap, the capped
+ * walk of the hash balancers, random numbers).
  * Nothing outside the balance files includes this; everyone else sees only balance.h.
  */
 #ifndef CL_ALGO_H
@@ -71,7 +72,7 @@ struct cl_balancer {
     enum conf_balance algo;
     uint32_t n;
     uint32_t load_milli;           /* bounded_load x 1000; 0 = off */
-    uint32_t total_weight;         /* sum of configured weights */
+    uint32_t total_weight;         /* sum of the weights it was built with */
     struct cl_bal_server *servers; /* names point into the same allocation */
     struct cl_balancer *next_retired; /* cl_cluster_reweigh's list of replaced tables */
     union {

@@ -1,6 +1,6 @@
 /*
  * Snapshot store: from a URL path to an entry. Owns the path normaliser (percent-decoding and
- * dot segments in one pass), the hash, and the set's lookup table.
+ * dot segments in one pass), snap_hash64 (conf/hash.h's hash) and the set's lookup table.
  *
  * Security rests here: a set holds only files read at load time, and the table is keyed by
  * their relative paths, so whatever a request path decodes to, the worst it can reach is
@@ -12,61 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/hash.h"
 #include "static/internal.h"
 
-#define SNAP_P1 0x9e3779b185ebca87ull
-#define SNAP_P2 0xc2b2ae3d27d4eb4full
-#define SNAP_P3 0x165667b19e3779f9ull
-#define SNAP_P4 0x85ebca77c2b2ae63ull
-
-static inline uint64_t snap_rotl64(uint64_t x, unsigned r)
-{
-    return x << r | x >> (64 - r);
-}
-
-static inline uint64_t snap_load_le64(const unsigned char *p)
-{
-    uint64_t w;
-    memcpy(&w, p, sizeof(w));
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap64(w);
-#endif
-    return w;
-}
-
-static inline uint64_t snap_round(uint64_t h, uint64_t w)
-{
-    w = snap_rotl64(w * SNAP_P2, 31) * SNAP_P1;
-    h ^= w;
-    return snap_rotl64(h, 27) * SNAP_P1 + SNAP_P4;
-}
-
 /*
- * One lane of an xxh64-style round per 8 bytes and a murmur3 finaliser. ETags need "changes
- * whenever the content does" (64 bits make an accidental match negligible) and the table
- * needs spread; neither needs a cryptographic hash, and this one runs at gigabytes per
- * second, so loading a large set is dominated by reading it. Little-endian loads keep the
- * value, and therefore every ETag, identical across machines.
+ * ETags need "changes whenever the content does" (64 bits make an accidental match
+ * negligible) and the lookup table needs spread; neither needs a cryptographic hash. This is
+ * the project's one hash (conf/hash.h) with a fixed seed, so an ETag is the same on every
+ * machine and after every restart, and loading a large set is dominated by reading it.
  */
 uint64_t snap_hash64(const void *data, size_t len)
 {
-    const unsigned char *p = data;
-    uint64_t h = SNAP_P3 ^ ((uint64_t)len * SNAP_P1);
-
-    for (; len >= 8; p += 8, len -= 8)
-        h = snap_round(h, snap_load_le64(p));
-    if (len) {
-        uint64_t w = 0;
-        for (size_t i = 0; i < len; i++)
-            w |= (uint64_t)p[i] << (8 * i);
-        h = snap_round(h, w);
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
+    return lb_hash64(data, len, 0);
 }
 
 static inline int snap_hexval(unsigned char c)

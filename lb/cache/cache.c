@@ -24,6 +24,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "conf/hash.h"
+
 #define CACHE_MIN_BUCKETS 64u
 #define CACHE_MAX_BUCKETS (1u << 22)
 #define CACHE_BYTES_PER_BUCKET 2048u
@@ -93,38 +95,31 @@ static bool eq_nocase(const char *a, const char *b, size_t n)
     return true;
 }
 
-static inline uint64_t mix(uint64_t h, uint64_t w)
-{
-    __uint128_t m = (__uint128_t)(h ^ w) * 0x9e3779b97f4a7c15ull;
-    return (uint64_t)m ^ (uint64_t)(m >> 64);
-}
-
 /*
- * Hash of host (letter case folded) and target, 8 bytes at a time. Folding ORs 0x20 into
- * every byte, which lowercases letters and merges a few punctuation pairs ('[' and '{'):
- * harmless, the comparison after the hash is exact. Seeded per cache so that which targets
- * collide cannot be worked out from outside.
+ * Hash of host (letter case folded) and target: conf/hash.h's lb_hash64 rounds over the
+ * host's words then the target's, with both lengths in the start, so neither is copied into
+ * one buffer first. Folding ORs 0x20 into every host byte, which lowercases letters and
+ * merges a few punctuation pairs ('[' and '{'): harmless, the comparison after the hash is
+ * exact. Seeded per cache so that which targets collide cannot be worked out from outside.
  */
 static uint64_t key_hash(uint64_t seed, const char *host, size_t hlen, const char *target,
                          size_t tlen)
 {
-    uint64_t h = seed, w;
+    const uint64_t fold = 0x2020202020202020ull;
+    const unsigned char *p = (const unsigned char *)host;
+    uint64_t h = lb_hash_start(seed, (uint64_t)hlen << 32 | (uint32_t)tlen);
     size_t i = 0;
-    for (; i + 8 <= hlen; i += 8) {
-        memcpy(&w, host + i, 8);
-        h = mix(h, w | 0x2020202020202020ull);
-    }
-    w = 0;
-    memcpy(&w, host + i, hlen - i);
-    h = mix(h, w | 0x2020202020202020ull);
-    for (i = 0; i + 8 <= tlen; i += 8) {
-        memcpy(&w, target + i, 8);
-        h = mix(h, w);
-    }
-    w = 0;
-    memcpy(&w, target + i, tlen - i);
-    h = mix(h, w);
-    return mix(h, (uint64_t)hlen << 32 | (uint32_t)tlen);
+
+    for (; i + 8 <= hlen; i += 8)
+        h = lb_hash_round(h, lb_load_le64(p + i) | fold);
+    if (i < hlen)
+        h = lb_hash_round(h, lb_load_le_tail(p + i, hlen - i) | fold >> (8 * (8 - (hlen - i))));
+    p = (const unsigned char *)target;
+    for (i = 0; i + 8 <= tlen; i += 8)
+        h = lb_hash_round(h, lb_load_le64(p + i));
+    if (i < tlen)
+        h = lb_hash_round(h, lb_load_le_tail(p + i, tlen - i));
+    return lb_hash_mix64(h);
 }
 
 static bool req_cacheable(const char *buf, const struct http_req *req)

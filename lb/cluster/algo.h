@@ -1,15 +1,19 @@
 /*
- * Private to lb/balance*.c: the balancer object, the per-algorithm ops table and the small
- * helpers the algorithms share (candidate test, bounded-load cap, hash mixing, random numbers).
+ * Private to lb/cluster/'s balancer files: the balancer object, the per-algorithm ops table
+ * and the small helpers the algorithms share (candidate test, bounded-load cap, the capped
+ * walk of the hash balancers, random numbers).
  * Nothing outside the balance files includes this; everyone else sees only balance.h.
  */
 #ifndef CL_ALGO_H
 #define CL_ALGO_H
 
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "conf/err.h"
+#include "conf/hash.h"
 #include "lb/cluster/balance.h"
 
 /* Maglev and ring tables store server indexes as uint16_t; 0xffff marks an empty slot. */
@@ -32,6 +36,7 @@ struct cl_bal_ops {
     int (*pick)(const struct cl_balancer *b, struct cl_bal_state *st, uint64_t key,
                 const struct cl_bal_view *v);
     bool per_server_state; /* st->current holds one int64_t per server */
+    bool weighted_tables;  /* build() bakes the weights in: cl_cluster_reweigh rebuilds */
 };
 
 struct cl_maglev {
@@ -49,17 +54,31 @@ struct cl_ring {
     uint32_t npoints;
 };
 
+/* Round robin's next turn, shared by every worker of the process: alone on its cache line,
+ * since every pick writes it and nothing else should move with it. */
+struct cl_rr_turn {
+    _Alignas(64) _Atomic uint64_t next;
+};
+
+struct cl_rr {
+    uint16_t *order;         /* server index per turn: one period of the smooth sequence for
+                                the weights in b->servers; NULL when too big to precompute */
+    uint32_t len;            /* its length: the sum of those weights */
+    struct cl_rr_turn *turn; /* NULL with order */
+};
+
 struct cl_balancer {
     const struct cl_bal_ops *ops;
     enum conf_balance algo;
     uint32_t n;
     uint32_t load_milli;           /* bounded_load x 1000; 0 = off */
-    uint32_t total_weight;         /* sum of configured weights */
+    uint32_t total_weight;         /* sum of the weights it was built with */
     struct cl_bal_server *servers; /* names point into the same allocation */
     struct cl_balancer *next_retired; /* cl_cluster_reweigh's list of replaced tables */
     union {
         struct cl_maglev maglev;
         struct cl_ring ring;
+        struct cl_rr rr;
     } u;
 };
 
@@ -68,18 +87,6 @@ extern const struct cl_bal_ops cl_bal_least_conn_ops;
 extern const struct cl_bal_ops cl_bal_random_two_ops;
 extern const struct cl_bal_ops cl_bal_maglev_ops;
 extern const struct cl_bal_ops cl_bal_ring_hash_ops;
-
-/* A bijective 64-bit finaliser (the splitmix64 constants): every input bit affects every
- * output bit. Used to derive per-attempt keys and to seed random generators. */
-static inline uint64_t cl_bal_mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
 
 /* xorshift64*: tiny, fast, and plenty for spreading load; the state is never 0. */
 static inline uint64_t cl_bal_rand(struct cl_bal_state *st)
@@ -127,5 +134,53 @@ static inline bool cl_bal_candidate(const struct cl_bal_view *v, uint32_t i, uin
 /* Whether any server could take a key under @cap: the slow, exact answer a hash balancer
  * asks only after its fast walk found nothing. */
 bool cl_bal_any_candidate(const struct cl_balancer *b, const struct cl_bal_view *v, uint32_t cap);
+
+/*
+ * The capped walk both hash balancers do after the lookup (maglev.c, ring_hash.c): their
+ * per-key order of servers, from the key's position on, until one is a candidate (usable,
+ * weighted, under the bounded-load cap). The order is fixed per key, so when a server
+ * cannot take keys only its own keys move, and they come back when it does.
+ *
+ * @step gives the server at walk position *@pos and advances *@pos; it is called with
+ * step 0, 1, ... up to @max_steps - 1. A server the walk just refused is not asked about
+ * again when the order repeats it (neighbouring ring points, a rehash landing on the same
+ * slot). After CL_BAL_WALK_CHECK steps without a candidate the walk asks whether any exists
+ * at all, so "everything is down" costs O(n), not O(max_steps). After @max_steps it scans the
+ * servers in index order from *@pos % n, which finds a candidate whenever there is one.
+ *
+ * Returns the server index, or -ENOENT when no server can take the key. Inline, and called
+ * with a constant @step, so the compiler folds the step in: no indirect call per step.
+ */
+#define CL_BAL_WALK_CHECK 64u
+
+typedef uint32_t cl_bal_step_fn(const struct cl_balancer *b, uint64_t key, uint32_t step,
+                                uint64_t *pos);
+
+static inline int cl_bal_walk(const struct cl_balancer *b, const struct cl_bal_view *v,
+                              uint64_t key, uint64_t pos, uint32_t max_steps, cl_bal_step_fn *step)
+{
+    uint32_t cap = 0, live, last = UINT32_MAX;
+
+    if (b->load_milli) {
+        cap = cl_bal_load_cap(b, v, &live);
+        if (live == 0)
+            return -ENOENT;
+    }
+    for (uint32_t s = 0; s < max_steps; s++) {
+        uint32_t srv = step(b, key, s, &pos);
+        if (srv != last) {
+            if (cl_bal_candidate(v, srv, cap))
+                return (int)srv;
+            last = srv;
+        }
+        if (s == CL_BAL_WALK_CHECK && !cl_bal_any_candidate(b, v, cap))
+            return -ENOENT;
+    }
+    uint32_t i = (uint32_t)(pos % b->n);
+    for (uint32_t j = 0; j < b->n; j++, i = i + 1 == b->n ? 0 : i + 1)
+        if (cl_bal_candidate(v, i, cap))
+            return (int)i;
+    return -ENOENT;
+}
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * The balancer front: validates and copies the servers, builds the algorithm's tables
- * through its ops, sets up per-worker state, and dispatches picks. Also owns lb_hash64 and
- * the bounded-load cap that both hash balancers share.
+ * through its ops, sets up per-worker state, and dispatches picks. Also owns the bounded-load
+ * cap that both hash balancers share. The hash itself (lb_hash64) is conf/hash.h's.
  */
 #include <assert.h>
 #include <errno.h>
@@ -12,69 +12,24 @@
 #include "lb/cluster/algo.h"
 
 static const struct cl_bal_ops *const cl_bal_algos[] = {
-    [CONF_BAL_ROUND_ROBIN] = &cl_bal_rr_ops,        /* balance_rr.c */
-    [CONF_BAL_LEAST_CONN] = &cl_bal_least_conn_ops, /* balance_least_conn.c */
-    [CONF_BAL_RANDOM_TWO] = &cl_bal_random_two_ops, /* balance_random_two.c */
-    [CONF_BAL_MAGLEV] = &cl_bal_maglev_ops,         /* balance_maglev.c */
-    [CONF_BAL_RING_HASH] = &cl_bal_ring_hash_ops,   /* balance_ring_hash.c */
+    [CONF_BAL_ROUND_ROBIN] = &cl_bal_rr_ops,        /* rr.c */
+    [CONF_BAL_LEAST_CONN] = &cl_bal_least_conn_ops, /* least_conn.c */
+    [CONF_BAL_RANDOM_TWO] = &cl_bal_random_two_ops, /* random_two.c */
+    [CONF_BAL_MAGLEV] = &cl_bal_maglev_ops,         /* maglev.c */
+    [CONF_BAL_RING_HASH] = &cl_bal_ring_hash_ops,   /* ring_hash.c */
 };
 
-/*
- * lb_hash64. Keys must land on the same server after a restart, on another machine and on
- * another lb instance, so the hash reads its input as little-endian words whatever the CPU
- * and its constants are fixed forever (tests/unit/test_balance.c pins a few outputs).
- *
- * Each 8-byte word goes through a bijective scramble (multiply, rotate, multiply) and is
- * folded into the state, which is then rotated and multiplied by an odd constant: every
- * step is invertible, so the state never collapses and no input word can erase what came
- * before. The length seeds the state, so inputs differing only by trailing zero bytes
- * differ. A splitmix finaliser gives full avalanche at the end, which matters most for the
- * short keys we see (IPv4 addresses, user ids). Three multiplies per word: far cheaper than
- * anything else a request does.
- */
-#define LB_H_K0 0xcd7bfdc328a2c651ull
-#define LB_H_K1 0xf8692aae3e21c7b7ull
-#define LB_H_K2 0x1a86d21afba71a65ull
-#define LB_H_K3 0x47bb00bf0c1dd3d3ull
-
-static inline uint64_t lb_rotl64(uint64_t x, unsigned r)
+static const struct cl_bal_ops *cl_bal_ops_of(enum conf_balance algo)
 {
-    return x << r | x >> (64 - r);
+    if ((unsigned)algo >= sizeof(cl_bal_algos) / sizeof(cl_bal_algos[0]))
+        return NULL;
+    return cl_bal_algos[algo];
 }
 
-static inline uint64_t lb_load_le64(const unsigned char *p)
+bool cl_balance_weighted_tables(enum conf_balance algo)
 {
-    uint64_t w;
-    memcpy(&w, p, sizeof(w));
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap64(w);
-#endif
-    return w;
-}
-
-static inline uint64_t lb_hash_round(uint64_t h, uint64_t w)
-{
-    w *= LB_H_K1;
-    w = lb_rotl64(w, 31);
-    w *= LB_H_K2;
-    h ^= w;
-    return lb_rotl64(h, 27) * LB_H_K3 + LB_H_K0;
-}
-
-uint64_t lb_hash64(const void *data, size_t len, uint64_t seed)
-{
-    const unsigned char *p = data;
-    uint64_t h = seed ^ LB_H_K2 ^ ((uint64_t)len * LB_H_K0);
-
-    for (; len >= 8; p += 8, len -= 8)
-        h = lb_hash_round(h, lb_load_le64(p));
-    if (len) {
-        uint64_t w = 0;
-        for (size_t i = 0; i < len; i++)
-            w |= (uint64_t)p[i] << (8 * i);
-        h = lb_hash_round(h, w);
-    }
-    return cl_bal_mix64(h);
+    const struct cl_bal_ops *ops = cl_bal_ops_of(algo);
+    return ops && ops->weighted_tables;
 }
 
 uint32_t cl_bal_load_cap(const struct cl_balancer *b, const struct cl_bal_view *v,
@@ -157,7 +112,7 @@ struct cl_balancer *cl_balancer_new(enum conf_balance algo, const struct cl_bal_
 {
     struct cl_balancer *b = NULL;
 
-    if ((unsigned)algo >= sizeof(cl_bal_algos) / sizeof(cl_bal_algos[0]) || !cl_bal_algos[algo]) {
+    if (!cl_bal_ops_of(algo)) {
         lb_err_set(err, "unknown balancing algorithm %d", (int)algo);
         goto fail;
     }
@@ -225,11 +180,12 @@ int cl_bal_state_init(struct cl_bal_state *st, const struct cl_balancer *b, uint
             return -ENOMEM;
     }
     st->n = b->n;
+    st->peek = false;
     /* Different seeds start ties and random streams at different places, so the workers do
      * not all send their first requests to the same server. */
-    uint64_t m = cl_bal_mix64(seed ^ LB_H_K2);
+    uint64_t m = lb_hash_mix64(seed ^ LB_H_K2);
     st->rotor = (uint32_t)(m % b->n);
-    st->rng = cl_bal_mix64(m + LB_H_K3);
+    st->rng = lb_hash_mix64(m + LB_H_K3);
     if (st->rng == 0)
         st->rng = LB_H_K1;
     if (b->ops->state_init)

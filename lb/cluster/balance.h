@@ -1,14 +1,17 @@
 /*
- * Balancing: one interface, one file per algorithm (balance_rr.c, balance_least_conn.c,
- * balance_random_two.c, balance_maglev.c, balance_ring_hash.c); balance.c dispatches.
+ * Balancing: one interface, one file per algorithm (rr.c, least_conn.c, random_two.c,
+ * maglev.c, ring_hash.c); balance.c dispatches.
  *
  * A struct cl_balancer covers one tier of a cluster: its primaries, or its backups. The
  * cluster code asks the primary tier first and the backup tier only when that returns
- * -ENOENT, so the algorithms know nothing of failover. A balancer is immutable after
- * cl_balancer_new() (Maglev tables and rings are built there, by the control thread, off
- * the data path) and is shared read-only by every worker; the little mutable state a pick
- * needs (smooth round robin's current weights, a random generator) lives in a per-worker
- * struct cl_bal_state, so picks take no locks.
+ * -ENOENT, so the algorithms know nothing of failover. A balancer's tables are immutable
+ * after cl_balancer_new() (Maglev tables, rings and round robin's turn order are built
+ * there, by the control thread, off the data path) and shared read-only by every worker.
+ * The little mutable state a pick needs lives in a per-worker struct cl_bal_state (smooth
+ * round robin's current weights, a random generator), except one atomic counter: round
+ * robin's next turn, which every worker of the process takes with one fetch_add so that
+ * consecutive requests see the servers in turn whichever worker accepted them. No pick
+ * takes a lock.
  *
  * Health, drain, ejection and connection limits reach the algorithms only through the
  * view's usable() predicate; load through active(), slow start and `lbctl weight` through
@@ -24,6 +27,7 @@
 #include <stdint.h>
 
 #include "conf/conf.h"
+#include "conf/hash.h" /* lb_hash64: callers hash their keys with it */
 
 struct cl_bal_server {
     const char *name; /* hash identity (Maglev, ring): a name, so an address change moves no key */
@@ -47,6 +51,7 @@ struct cl_bal_state {
     uint32_t n;
     uint32_t rotor;   /* tie rotation */
     uint64_t rng;     /* xorshift state, never 0 */
+    bool peek;        /* read shared state, never advance it (lbctl explain); init clears it */
 };
 
 /*
@@ -60,6 +65,10 @@ struct cl_balancer *cl_balancer_new(enum conf_balance algo, const struct cl_bal_
 void cl_balancer_free(struct cl_balancer *b);
 
 uint32_t cl_balancer_size(const struct cl_balancer *b);
+
+/* Whether @algo's tables hold the weights (Maglev slots, ring points, round robin's
+ * precomputed turns), so that an operator weight change needs new tables. */
+bool cl_balance_weighted_tables(enum conf_balance algo);
 
 /* A singly linked list of replaced balancers, kept until their cluster goes (lb/cluster/cluster.c). */
 struct cl_balancer *cl_balancer_next_retired(const struct cl_balancer *b);
@@ -77,9 +86,5 @@ void cl_bal_state_free(struct cl_bal_state *st);
  */
 int cl_balancer_pick(const struct cl_balancer *b, struct cl_bal_state *st, uint64_t key,
                      const struct cl_bal_view *v);
-
-/* A 64-bit hash, stable across runs, builds and machines (keys must land on the same server
- * after a restart or on another lb instance). */
-uint64_t lb_hash64(const void *data, size_t len, uint64_t seed);
 
 #endif

@@ -210,7 +210,7 @@ void cl_server_carry(struct cl_server *dst, const struct cl_server *src)
 
 int cl_cluster_reweigh(struct cl_cluster *c, struct lb_err *err)
 {
-    if (!conf_balance_is_hash(c->cf->balance))
+    if (!cl_balance_weighted_tables(c->cf->balance))
         return 0;
     struct cl_bal_server *bs = calloc(c->n ? c->n : 1, sizeof(*bs));
     if (!bs) {

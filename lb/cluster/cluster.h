@@ -101,6 +101,14 @@ int cl_cluster_wstate_init(struct cl_cluster_wstate *ws, const struct cl_cluster
                            uint64_t seed);
 void cl_cluster_wstate_free(struct cl_cluster_wstate *ws);
 
+/* After init, for `lbctl explain`: picks through @ws read round robin's next fleet-wide turn
+ * without taking it, so explaining a request does not move the rotation real requests see. */
+static inline void cl_cluster_wstate_peek(struct cl_cluster_wstate *ws)
+{
+    ws->st[0].peek = true;
+    ws->st[1].peek = true;
+}
+
 /* Servers a pick must not return (already tried by this request or connection). */
 struct cl_exclude {
     uint32_t idx[8];
@@ -118,9 +126,14 @@ int cl_cluster_pick(const struct cl_cluster *c, struct cl_cluster_wstate *ws, ui
 bool cl_server_usable(const struct cl_cluster *c, const struct cl_server *s);
 
 /*
- * For hash balancers (maglev, ring_hash), whose tables hold the weights: builds the tables
- * again from each server's operator weight (lbctl weight; the configured one when unset) and
- * swaps them in, off the data path. Other balancers read weights live and need nothing.
+ * For balancers whose tables hold the weights (maglev, ring_hash, round_robin's fleet-wide
+ * turn order; cl_balance_weighted_tables): builds the tables again from each server's
+ * operator weight (lbctl weight; the configured one when unset) and swaps them in, off the
+ * data path. Call it after every operator weight change, whatever the algorithm: it returns
+ * 0 at once for the balancers that read weights live. Until it runs, round robin still
+ * honours the new weight, from each worker's own rotation instead of the shared one.
+ * Slow start needs no call: round robin falls back to the per-worker rotation while a
+ * weight ramps and returns to the shared order when the ramp ends.
  * Control thread only. Returns 0 or -errno with a message in @err.
  */
 int cl_cluster_reweigh(struct cl_cluster *c, struct lb_err *err);

@@ -123,37 +123,26 @@ static void cl_maglev_destroy(struct cl_balancer *b)
     b->u.maglev.table = NULL;
 }
 
+/* Attempt @step reads the slot of *@pos, then moves *@pos to the key rehashed with the next
+ * attempt number: the key itself first, then mix(key + a * REHASH) for a = 1, 2, ... */
+static inline uint32_t cl_maglev_step(const struct cl_balancer *b, uint64_t key, uint32_t step,
+                                      uint64_t *pos)
+{
+    const struct cl_maglev *mg = &b->u.maglev;
+    uint32_t s = mg->table[*pos % mg->size];
+    *pos = lb_hash_mix64(key + (uint64_t)(step + 1) * CL_MAGLEV_REHASH);
+    return s;
+}
+
 static int cl_maglev_pick(const struct cl_balancer *b, struct cl_bal_state *st, uint64_t key,
                           const struct cl_bal_view *v)
 {
-    const struct cl_maglev *mg = &b->u.maglev;
-    uint32_t cap = 0, live;
-
-    if (b->load_milli) {
-        cap = cl_bal_load_cap(b, v, &live);
-        if (live == 0)
-            return -ENOENT;
-    }
-
-    uint64_t k = key;
-    uint32_t prev = CL_MAGLEV_EMPTY;
-    for (uint64_t a = 1; a <= CL_MAGLEV_ATTEMPTS; a++) {
-        uint32_t s = mg->table[k % mg->size];
-        /* The same refused server again is refused again: skip the view calls. */
-        if (s != prev && cl_bal_candidate(v, s, cap))
-            return (int)s;
-        prev = s;
-        k = cl_bal_mix64(key + a * CL_MAGLEV_REHASH);
-    }
-    uint32_t i = (uint32_t)(k % b->n);
-    for (uint32_t j = 0; j < b->n; j++, i = i + 1 == b->n ? 0 : i + 1)
-        if (cl_bal_candidate(v, i, cap))
-            return (int)i;
-    return -ENOENT;
+    return cl_bal_walk(b, v, key, key, CL_MAGLEV_ATTEMPTS, cl_maglev_step);
 }
 
 const struct cl_bal_ops cl_bal_maglev_ops = {
     .build = cl_maglev_build,
     .destroy = cl_maglev_destroy,
     .pick = cl_maglev_pick,
+    .weighted_tables = true,
 };

@@ -28,9 +28,6 @@
  * (a config with total weight above 4096), trading a little evenness for memory. */
 #define CL_RING_MAX_POINTS (1u << 22)
 #define CL_RING_SEED 0x72696e672d707473ull /* "ring-pts" */
-/* After this many points without a candidate, check whether any exists at all before
- * walking the whole ring: keeps "everything is down" at O(n) instead of O(points). */
-#define CL_RING_WALK_CHECK 64u
 
 static int cl_ring_point_cmp(const void *pa, const void *pb)
 {
@@ -95,40 +92,30 @@ static uint32_t cl_ring_lower_bound(const struct cl_ring *r, uint32_t h)
     return lo;
 }
 
+/* Step @step reads the point at *@pos and moves *@pos one point clockwise. */
+static inline uint32_t cl_ring_step(const struct cl_balancer *b, uint64_t key, uint32_t step,
+                                    uint64_t *pos)
+{
+    const struct cl_ring *r = &b->u.ring;
+    uint32_t srv = r->points[*pos].server;
+    *pos = *pos + 1 == r->npoints ? 0 : *pos + 1;
+    return srv;
+}
+
 static int cl_ring_pick(const struct cl_balancer *b, struct cl_bal_state *st, uint64_t key,
                         const struct cl_bal_view *v)
 {
     const struct cl_ring *r = &b->u.ring;
-    uint32_t cap = 0, live;
-
-    if (b->load_milli) {
-        cap = cl_bal_load_cap(b, v, &live);
-        if (live == 0)
-            return -ENOENT;
-    }
-
-    uint32_t np = r->npoints;
     uint32_t idx = cl_ring_lower_bound(r, (uint32_t)(key >> 32));
-    uint32_t last = UINT32_MAX;
-    if (idx == np)
-        idx = 0;
-    for (uint32_t s = 0; s < np; s++) {
-        uint32_t srv = r->points[idx].server;
-        if (srv != last) {
-            if (cl_bal_candidate(v, srv, cap))
-                return (int)srv;
-            last = srv;
-        }
-        if (s == CL_RING_WALK_CHECK && !cl_bal_any_candidate(b, v, cap))
-            return -ENOENT;
-        if (++idx == np)
-            idx = 0;
-    }
-    return -ENOENT;
+
+    /* One lap visits every point, so every server: the walk's final scan only runs when
+     * the view changed under it. */
+    return cl_bal_walk(b, v, key, idx == r->npoints ? 0 : idx, r->npoints, cl_ring_step);
 }
 
 const struct cl_bal_ops cl_bal_ring_hash_ops = {
     .build = cl_ring_build,
     .destroy = cl_ring_destroy,
     .pick = cl_ring_pick,
+    .weighted_tables = true,
 };

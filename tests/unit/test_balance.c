@@ -1,7 +1,8 @@
 /*
- * Balancing algorithms (lb/balance*.c): shares follow weights, unusable and weight-0 servers
- * take nothing, hash balancers move only the keys they must, bounded load holds its cap, and
- * lb_hash64 never changes. Measured numbers are printed so a run documents itself.
+ * Balancing algorithms (lb/cluster/): shares follow weights, unusable and weight-0 servers
+ * take nothing, round robin's order is one sequence across workers, hash balancers move only
+ * the keys they must, bounded load holds its cap, and lb_hash64 never changes. Measured
+ * numbers are printed so a run documents itself.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,11 +13,13 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "lb/cluster/balance.h"
+#include "lb/cluster/cluster.h"
 
 /* Every test binary links all of lb/, and lb/proxy.o calls conf_free(); in a tree where the
  * conf module has not landed this weak stand-in lets the test link. The real one wins. */
@@ -82,6 +85,23 @@ static struct cl_bal_view t_bind(const struct t_view *t)
 {
     return (struct cl_bal_view){
         .usable = t_usable, .active = t_active, .weight = t_weight, .arg = t};
+}
+
+/* A view over @arg's weights (uint32_t[]), everything usable and idle. */
+static bool t_big_usable(const void *arg, uint32_t i)
+{
+    return true;
+}
+
+static uint32_t t_big_active(const void *arg, uint32_t i)
+{
+    return 0;
+}
+
+static uint32_t t_big_weight(const void *arg, uint32_t i)
+{
+    const uint32_t *w = arg;
+    return w[i];
 }
 
 static char t_names[T_MAX + 1][16];
@@ -238,6 +258,289 @@ static void test_swrr_sequence(void **state)
     assert_int_equal(count[2], 10);
     cl_bal_state_free(&st);
     cl_balancer_free(b);
+}
+
+/* ---- round robin across workers --------------------------------------------------------- */
+
+/* The textbook sequence for @w, computed here independently of lb: nginx's loop. */
+static void t_swrr_reference(const uint32_t *w, uint32_t n, uint32_t picks, char *out)
+{
+    int64_t cur[T_MAX] = {0}, total = 0;
+
+    for (uint32_t i = 0; i < n; i++)
+        total += w[i];
+    for (uint32_t p = 0; p < picks; p++) {
+        uint32_t best = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            cur[i] += w[i];
+            if (cur[i] > cur[best])
+                best = i;
+        }
+        cur[best] -= total;
+        out[p] = (char)('a' + best);
+    }
+    out[picks] = 0;
+}
+
+/* @nst worker states taking turns, one pick each, @picks in all, as letters. */
+static void t_alternate(const struct cl_balancer *b, struct cl_bal_state *st, uint32_t nst,
+                        const struct cl_bal_view *v, uint32_t picks, char *out)
+{
+    for (uint32_t p = 0; p < picks; p++) {
+        int s = cl_balancer_pick(b, &st[p % nst], 0, v);
+        out[p] = s < 0 ? '-' : (char)('a' + s);
+    }
+    out[picks] = 0;
+}
+
+static void test_swrr_one_sequence_across_workers(void **state)
+{
+    /* Two workers taking requests in alternation see one rotation: a a b a, not each its
+     * own (which, seeded apart, would give a a a b a a b a or worse). */
+    const uint32_t w31[] = {3, 1};
+    struct t_view tv;
+    struct cl_balancer *b = t_new(CONF_BAL_ROUND_ROBIN, 2, w31, 0, &tv);
+    struct cl_bal_view v = t_bind(&tv);
+    struct cl_bal_state st[3] = {{0}};
+    char got[64];
+
+    assert_int_equal(cl_bal_state_init(&st[0], b, 1), 0);
+    assert_int_equal(cl_bal_state_init(&st[1], b, 2), 0);
+    t_alternate(b, st, 2, &v, 16, got);
+    printf("  swrr 3,1 two workers alternating: %s\n", got);
+    assert_string_equal(got, "aabaaabaaabaaaba");
+    cl_bal_state_free(&st[1]);
+    cl_bal_state_free(&st[0]);
+    cl_balancer_free(b);
+
+    /* Three workers, 5,1,1, against the reference loop. */
+    const uint32_t w511[] = {5, 1, 1};
+    char want[64];
+    b = t_new(CONF_BAL_ROUND_ROBIN, 3, w511, 0, &tv);
+    v = t_bind(&tv);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cl_bal_state_init(&st[i], b, (uint64_t)i * 7 + 3), 0);
+    t_alternate(b, st, 3, &v, 21, got);
+    t_swrr_reference(w511, 3, 21, want);
+    printf("  swrr 5,1,1 three workers in turn: %s\n", got);
+    assert_string_equal(got, want);
+
+    /* A peeking state (lbctl explain) sees the next turn and leaves it to the next pick. */
+    st[2].peek = true;
+    int next = cl_balancer_pick(b, &st[2], 0, &v);
+    assert_int_equal(cl_balancer_pick(b, &st[2], 0, &v), next);
+    assert_int_equal(cl_balancer_pick(b, &st[0], 0, &v), next);
+    for (int i = 0; i < 3; i++)
+        cl_bal_state_free(&st[i]);
+    cl_balancer_free(b);
+}
+
+/* Whether @got is @period repeated, starting anywhere in it. */
+static bool t_is_rotation(const char *got, const char *period)
+{
+    size_t n = strlen(period), len = strlen(got);
+    for (size_t o = 0; o < n; o++) {
+        size_t i = 0;
+        while (i < len && got[i] == period[(o + i) % n])
+            i++;
+        if (i == len)
+            return true;
+    }
+    return false;
+}
+
+static void test_swrr_fallbacks(void **state)
+{
+    const uint32_t w[] = {3, 1, 2};
+    struct t_view tv;
+    struct cl_balancer *b = t_new(CONF_BAL_ROUND_ROBIN, 3, w, 0, &tv);
+    struct cl_bal_view v = t_bind(&tv);
+    struct cl_bal_state st[2] = {{0}};
+    char got[256], period[8];
+    uint32_t count[3];
+
+    t_swrr_reference(w, 3, 6, period);
+    assert_int_equal(cl_bal_state_init(&st[0], b, 11), 0);
+    assert_int_equal(cl_bal_state_init(&st[1], b, 12), 0);
+
+    /* Slow start: server a ramps at effective weight 1. Shares follow the live weights
+     * (each worker's own rotation: it starts from where its earlier picks left it, so
+     * within a couple of picks of exact); the shared order waits. */
+    tv.weight[0] = 1;
+    t_alternate(b, st, 2, &v, 192, got);
+    memset(count, 0, sizeof(count));
+    for (int i = 0; i < 192; i++)
+        count[got[i] - 'a']++;
+    printf("  swrr 3,1,2 while a ramps at 1, 192 picks: a %u b %u c %u (want 48 48 96)\n",
+           count[0], count[1], count[2]);
+    assert_true(count[0] >= 44 && count[0] <= 52);
+    assert_true(count[1] >= 44 && count[1] <= 52);
+    assert_true(count[2] >= 92 && count[2] <= 100);
+    assert_false(t_is_rotation(got, period));
+
+    /* The ramp ends: the workers are back on the one sequence, wherever it stands. */
+    tv.weight[0] = 3;
+    t_alternate(b, st, 2, &v, 60, got);
+    assert_true(t_is_rotation(got, period));
+
+    /* b down: its turns go to the per-worker rotation among a and c, so a and c keep 3:2. */
+    tv.down[1] = true;
+    t_alternate(b, st, 2, &v, 240, got);
+    memset(count, 0, sizeof(count));
+    for (int i = 0; i < 240; i++)
+        count[got[i] - 'a']++;
+    printf("  swrr 3,1,2 with b down, 240 picks: a %u b %u c %u\n", count[0], count[1],
+           count[2]);
+    assert_int_equal(count[1], 0);
+    assert_true(count[0] >= 142 && count[0] <= 146); /* 3:2 of 240, give or take a pick */
+    assert_true(count[2] >= 94 && count[2] <= 98);
+    tv.down[1] = false;
+    t_alternate(b, st, 2, &v, 60, got);
+    assert_true(t_is_rotation(got, period));
+
+    cl_bal_state_free(&st[1]);
+    cl_bal_state_free(&st[0]);
+    cl_balancer_free(b);
+
+    /* A tier too big to precompute (300 x 256 turns x 300 servers) keeps per-worker
+     * rotations: still exact shares per worker. */
+    static uint32_t big_w[300];
+    static struct cl_bal_server big[300];
+    static char names[300][8];
+    for (int i = 0; i < 300; i++) {
+        snprintf(names[i], sizeof(names[i]), "b%d", i);
+        big[i] = (struct cl_bal_server){.name = names[i], .weight = 256};
+        big_w[i] = 256;
+    }
+    b = cl_balancer_new(CONF_BAL_ROUND_ROBIN, big, 300, 0, 0, NULL);
+    assert_non_null(b);
+    static uint32_t bc[300];
+    struct cl_bal_view bv = {.usable = t_big_usable, .active = t_big_active,
+                             .weight = t_big_weight, .arg = big_w};
+    assert_int_equal(cl_bal_state_init(&st[0], b, 1), 0);
+    assert_int_equal(cl_bal_state_init(&st[1], b, 2), 0);
+    for (uint32_t p = 0; p < 2 * 300 * 256; p++)
+        bc[cl_balancer_pick(b, &st[p % 2], 0, &bv)]++;
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(bc[i], 512);
+    cl_bal_state_free(&st[1]);
+    cl_bal_state_free(&st[0]);
+    cl_balancer_free(b);
+}
+
+/* Two threads picking at once: every turn is taken exactly once, so the totals are exact. */
+struct t_thread {
+    const struct cl_balancer *b;
+    struct t_view *tv;
+    uint64_t seed;
+    uint32_t picks;
+    uint32_t count[4];
+    double ns;
+};
+
+static void *t_picker(void *arg)
+{
+    struct t_thread *t = arg;
+    struct cl_bal_view v = t_bind(t->tv);
+    struct cl_bal_state st = {0};
+    struct timespec t0, t1;
+
+    if (cl_bal_state_init(&st, t->b, t->seed) < 0)
+        return NULL;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (uint32_t p = 0; p < t->picks; p++)
+        t->count[cl_balancer_pick(t->b, &st, 0, &v)]++;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    t->ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) /
+            t->picks;
+    cl_bal_state_free(&st);
+    return t;
+}
+
+static void test_swrr_threads(void **state)
+{
+    const uint32_t w[] = {1, 2, 3, 4};
+    struct t_view tv;
+    struct cl_balancer *b = t_new(CONF_BAL_ROUND_ROBIN, 4, w, 0, &tv);
+    struct t_thread t[2] = {{.b = b, .tv = &tv, .seed = 1, .picks = 500000},
+                            {.b = b, .tv = &tv, .seed = 2, .picks = 500000}};
+    pthread_t th[2];
+
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, t_picker, &t[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        void *r;
+        assert_int_equal(pthread_join(th[i], &r), 0);
+        assert_non_null(r);
+    }
+    printf("  swrr two threads at once: %.1f / %.1f ns per pick (shared turn counter)\n",
+           t[0].ns, t[1].ns);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(t[0].count[i] + t[1].count[i], 100000 * w[i]);
+    cl_balancer_free(b);
+}
+
+/* Through the cluster: servers, tiers, drain, `lbctl weight` and its rebuild. */
+static void test_cluster_rr_fleet_wide(void **state)
+{
+    struct conf_server srv[3] = {{.name = "app1", .weight = 1},
+                                 {.name = "app2", .weight = 1},
+                                 {.name = "app3", .weight = 1}};
+    struct conf_cluster cf = {.name = "app", .balance = CONF_BAL_ROUND_ROBIN, .servers = srv,
+                              .nservers = 3};
+    struct cl_cluster c;
+    struct cl_cluster_wstate ws[2], peek;
+    struct lb_err err = {{0}};
+    char got[64], want[64];
+
+    assert_int_equal(cl_cluster_init(&c, &cf, &err), 0);
+    assert_int_equal(cl_cluster_wstate_init(&ws[0], &c, 0), 0);
+    assert_int_equal(cl_cluster_wstate_init(&ws[1], &c, 1), 0);
+    for (int p = 0; p < 12; p++)
+        got[p] = (char)('1' + cl_cluster_pick(&c, &ws[p % 2], 0, NULL));
+    got[12] = 0;
+    printf("  cluster app1..app3, two workers: %s\n", got);
+    assert_string_equal(got, "123123123123"); /* what tools/demo.sh promises */
+
+    /* explain peeks: it names the next server and the next request still gets it. */
+    assert_int_equal(cl_cluster_wstate_init(&peek, &c, 1), 0);
+    cl_cluster_wstate_peek(&peek);
+    assert_int_equal(cl_cluster_pick(&c, &peek, 0, NULL), 0);
+    assert_int_equal(cl_cluster_pick(&c, &peek, 0, NULL), 0);
+    assert_int_equal(cl_cluster_pick(&c, &ws[1], 0, NULL), 0);
+    cl_cluster_wstate_free(&peek);
+
+    /* Drained: never picked; a request that excluded the turn's server gets another. */
+    atomic_fetch_or(&c.servers[1].flags, CL_SRV_F_DRAINING);
+    for (int p = 0; p < 30; p++)
+        assert_true(cl_cluster_pick(&c, &ws[p % 2], 0, NULL) != 1);
+    atomic_fetch_and(&c.servers[1].flags, ~(uint32_t)CL_SRV_F_DRAINING);
+    struct cl_exclude ex = {.idx = {0, 2}, .n = 2};
+    for (int p = 0; p < 6; p++)
+        assert_int_equal(cl_cluster_pick(&c, &ws[p % 2], 0, &ex), 1);
+
+    /* lbctl weight app app2 3, as lb/admin does it: the weight holds at once (per-worker
+     * rotations), and after cl_cluster_reweigh the workers share the new order. */
+    atomic_store(&c.servers[1].op_weight, 3);
+    atomic_store(&c.servers[1].weight, 3);
+    uint32_t count[3] = {0};
+    for (int p = 0; p < 50; p++)
+        count[cl_cluster_pick(&c, &ws[p % 2], 0, NULL)]++;
+    assert_true(count[0] >= 8 && count[0] <= 12); /* 1:3:1 of 50, give or take a pick */
+    assert_true(count[1] >= 28 && count[1] <= 32);
+    assert_true(count[2] >= 8 && count[2] <= 12);
+    assert_int_equal(cl_cluster_reweigh(&c, &err), 0);
+    const uint32_t w[] = {1, 3, 1};
+    t_swrr_reference(w, 3, 20, want);
+    for (int p = 0; p < 20; p++)
+        got[p] = (char)('a' + cl_cluster_pick(&c, &ws[p % 2], 0, NULL));
+    got[20] = 0;
+    printf("  cluster after lbctl weight app2 3: %s\n", got);
+    assert_string_equal(got, want);
+
+    cl_cluster_wstate_free(&ws[1]);
+    cl_cluster_wstate_free(&ws[0]);
+    cl_cluster_destroy(&c);
 }
 
 /* ---- shares ----------------------------------------------------------------------------- */
@@ -752,6 +1055,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash64_stable),
         cmocka_unit_test(test_swrr_sequence),
+        cmocka_unit_test(test_swrr_one_sequence_across_workers),
+        cmocka_unit_test(test_swrr_fallbacks),
+        cmocka_unit_test(test_swrr_threads),
+        cmocka_unit_test(test_cluster_rr_fleet_wide),
         cmocka_unit_test(test_weight_ratios),
         cmocka_unit_test(test_hash_weighted_shares),
         cmocka_unit_test(test_least_conn_rotates_ties),

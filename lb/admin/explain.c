@@ -43,15 +43,20 @@ static void explain_cluster(struct lb_runtime *rt, int ci, uint64_t key, bool ha
 {
     struct cl_cluster *cl = &rt->clusters[ci];
     explain_cluster_name(rt, ci, out);
-    if (!hashed)
-        lb_jbuf_printf(out, ",\"note\":\"%s picks from each worker's own rotation or load; "
-                            "the order below is a fresh worker's\"",
+    if (!hashed && cl->cf->balance == CONF_BAL_ROUND_ROBIN)
+        lb_jbuf_printf(out, ",\"note\":\"round_robin takes turns across all workers; the "
+                            "first server below is the next turn, the rest a fresh rotation\"");
+    else if (!hashed)
+        lb_jbuf_printf(out, ",\"note\":\"%s picks from each worker's own load or random "
+                            "state; the order below is a fresh worker's\"",
                        conf_balance_name(cl->cf->balance));
     struct cl_cluster_wstate ws;
     if (cl_cluster_wstate_init(&ws, cl, 1) < 0) {
         lb_jbuf_printf(out, ",\"error\":\"out of memory\"");
         return;
     }
+    /* Reading the next turn must not take it from the requests that follow. */
+    cl_cluster_wstate_peek(&ws);
     struct cl_exclude ex = {0};
     lb_jbuf_printf(out, ",\"order\":[");
     for (uint32_t n = 0; n < sizeof(ex.idx) / sizeof(ex.idx[0]); n++) {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lb/cluster/balance.h"
+#include "conf/hash.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "lb/io/internal.h"

@@ -43,8 +43,8 @@ struct cl_server {
      * cl_cluster_stats_init() (unit tests that never call it just lose the split). */
     _Atomic uint64_t (*resp_by_listener)[5];
     uint32_t nlisteners;
-    /* The last active probe as the health thread saw it (lb/core/health.c writes these so that
-     * other threads need not ask health/, whose tables are the health thread's own). */
+    /* The last active probe as the control thread saw it (lb/core/health.c writes these so that
+     * other threads need not ask health/, whose tables are the control thread's own). */
     _Atomic uint32_t probe_result;     /* CL_PROBE_* */
     _Atomic uint32_t probe_latency_us;
 };

@@ -290,29 +290,18 @@ static int too_big_status(const uint8_t *buf, size_t lim, size_t max_target)
     return tlen > max_target ? -HTTP_E_TARGET : -HTTP_E_TOO_BIG;
 }
 
-int http_parse_request(const char *cbuf, size_t len, size_t max_len, size_t max_target,
-                           struct http_req *req)
+/*
+ * The request line of the complete section @buf[0..end), after any leading empty lines:
+ * request-line = method SP request-target SP HTTP-version CRLF. Fills method, method_text,
+ * target and version_minor. Returns the offset of the first field line, or -HTTP_E_*.
+ */
+static int parse_request_line(const uint8_t *buf, size_t end, size_t max_target,
+                              struct http_req *req)
 {
-    const uint8_t *buf = (const uint8_t *)cbuf;
-    size_t lim = section_limit(len, max_len);
-    int bad;
-    size_t end = scan_end(buf, lim, &req->scan, true, &bad);
-    if (bad)
-        return -HTTP_E_BAD;
-    if (end == 0)
-        return lim < len || lim == max_len || lim == 0x7fffffff
-                   ? too_big_status(buf, lim, max_target)
-                   : HTTP_AGAIN;
-
-    struct http_scan scan = req->scan;
-    memset(req, 0, offsetof(struct http_req, hdrs));
-    req->scan = scan;
-
     size_t i = 0;
     while (i + 2 < end && buf[i] == '\r' && buf[i + 1] == '\n')
         i += 2;
 
-    /* request-line = method SP request-target SP HTTP-version CRLF */
     size_t m0 = i;
     while (is(buf[i], C_TCHAR))
         i++;
@@ -338,11 +327,36 @@ int http_parse_request(const char *cbuf, size_t len, size_t max_len, size_t max_
     i += 10;
     if (tlen > max_target)
         return -HTTP_E_TARGET;
-    bool absolute;
-    int rc = parse_target(buf, t0, tlen, req, &absolute);
+    return (int)i;
+}
+
+int http_parse_request(const char *cbuf, size_t len, size_t max_len, size_t max_target,
+                           struct http_req *req)
+{
+    const uint8_t *buf = (const uint8_t *)cbuf;
+    size_t lim = section_limit(len, max_len);
+    int bad;
+    size_t end = scan_end(buf, lim, &req->scan, true, &bad);
+    if (bad)
+        return -HTTP_E_BAD;
+    if (end == 0)
+        return lim < len || lim == max_len || lim == 0x7fffffff
+                   ? too_big_status(buf, lim, max_target)
+                   : HTTP_AGAIN;
+
+    struct http_scan scan = req->scan;
+    memset(req, 0, offsetof(struct http_req, hdrs));
+    req->scan = scan;
+
+    int rc = parse_request_line(buf, end, max_target, req);
     if (rc < 0)
         return rc;
-
+    size_t i = (size_t)rc;
+    int min = req->version_minor;
+    bool absolute;
+    rc = parse_target(buf, req->target.off, req->target.len, req, &absolute);
+    if (rc < 0)
+        return rc;
 
     struct framing f = {0};
     rc = http_h1_parse_fields(buf, i, end - 2, req->hdrs, &req->nhdrs, &f);

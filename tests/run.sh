@@ -30,6 +30,9 @@ run_one() { # name timeout cmd...
     esac
 }
 
+# STYLE.md's sizes: no source file over ~800 lines, no function over ~80.
+run_one "style/sizes" 60 tools/sizes.sh
+
 for t in build/tests/test_*; do
     [ -x "$t" ] || continue
     run_one "unit/$(basename "$t")" 300 "$t"

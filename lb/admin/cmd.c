@@ -436,107 +436,134 @@ static struct cl_server *find_server(struct lb_runtime *rt, const struct admin_c
     return NULL;
 }
 
+/* drain and undrain: ADMIN_R_CHANGED when the flag flipped, so that the state file is saved. */
+static int exec_drain(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_jbuf *out)
+{
+    size_t ci = 0;
+    uint32_t prev;
+    struct cl_server *s = find_server(rt, cmd, out, &ci);
+    if (!s)
+        return ADMIN_R_ERROR;
+    /* seq_cst, and before the answer is written: a connection lbctl's caller opens after
+     * lbctl returns is picked after this store, and cl_server_usable() then refuses it. */
+    if (cmd->verb == ADMIN_DRAIN)
+        prev = atomic_fetch_or(&s->flags, CL_SRV_F_DRAINING);
+    else
+        prev = atomic_fetch_and(&s->flags, ~(uint32_t)CL_SRV_F_DRAINING);
+    lb_info(cmd->verb == ADMIN_DRAIN ? "admin: drain" : "admin: undrain",
+            "cluster=%s server=%s", cmd->cluster, cmd->server);
+    lb_jbuf_printf(out,
+                   "{\"ok\":true,\"cluster\":\"%s\",\"server\":\"%s\",\"state\":\"%s\","
+                   "\"active\":%u}",
+                   cmd->cluster, cmd->server, cl_server_state(s),
+                   atomic_load_explicit(&s->active, memory_order_relaxed));
+    return ((prev & CL_SRV_F_DRAINING) != 0) != (cmd->verb == ADMIN_DRAIN) ? ADMIN_R_CHANGED
+                                                                             : 0;
+}
+
+/* weight: sets the operator's weight (slow start ramps toward it); ADMIN_R_CHANGED when the
+ * effective weight changed. */
+static int exec_weight(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_jbuf *out)
+{
+    size_t ci = 0;
+    struct cl_server *s = find_server(rt, cmd, out, &ci);
+    if (!s)
+        return ADMIN_R_ERROR;
+    atomic_store(&s->op_weight, cmd->weight);
+    uint32_t prev = atomic_exchange(&s->weight, cmd->weight);
+    lb_info("admin: weight", "cluster=%s server=%s weight=%u previous=%u", cmd->cluster,
+            cmd->server, cmd->weight, prev);
+    lb_jbuf_printf(out,
+                   "{\"ok\":true,\"cluster\":\"%s\",\"server\":\"%s\",\"weight\":%u,"
+                   "\"config_weight\":%u,\"previous\":%u",
+                   cmd->cluster, cmd->server, cmd->weight, s->cf->weight, prev);
+    /* Maglev tables, rings and round robin's shared order hold the weights: build them
+     * again (here, off the data path) and swap them in; a balancer with nothing built
+     * (least_conn, random_two) reads the weights live and needs nothing. */
+    struct lb_err e = {{0}};
+    if (cl_cluster_reweigh(&rt->clusters[ci], &e) < 0)
+        lb_jbuf_printf(out, ",\"note\":\"the table could not be rebuilt (%s): shares "
+                            "stay as they were\"", e.msg);
+    lb_jbuf_printf(out, "}");
+    return prev != cmd->weight ? ADMIN_R_CHANGED : 0;
+}
+
+/* The answer to a reload whose configuration @file does not load: each of @d's messages. */
+static void reload_errors(const char *file, const struct conf_diags *d, struct lb_jbuf *out)
+{
+    lb_jbuf_printf(out, "{\"ok\":false,\"error\":\"the configuration has errors; "
+                        "the running one stays\",\"errors\":[");
+    for (size_t i = 0; i < d->n; i++) {
+        char line[400];
+        if (d->items[i].pos.line)
+            snprintf(line, sizeof(line), "%s:%u:%u: %s", file, d->items[i].pos.line,
+                     d->items[i].pos.col, d->items[i].msg);
+        else
+            snprintf(line, sizeof(line), "%s: %s", file, d->items[i].msg);
+        lb_jbuf_printf(out, "%s", i ? "," : "");
+        lb_jbuf_str(out, line, strlen(line));
+    }
+    lb_jbuf_printf(out, "]}");
+}
+
+static int exec_reload(struct lb_runtime *rt, struct lb_jbuf *out)
+{
+    /* Checked here first so that lbctl can show the errors; the reload itself runs on
+     * the main thread (SIGHUP), which builds and swaps the new generation. */
+    struct conf_diags *d = calloc(1, sizeof(*d));
+    if (!d) {
+        admin_error(out, "out of memory");
+        return ADMIN_R_ERROR;
+    }
+    const char *file = rt->file ? rt->file : rt->conf->file;
+    struct conf *nc = conf_load(file, d);
+    if (!nc) {
+        reload_errors(file, d, out);
+        free(d);
+        return ADMIN_R_ERROR;
+    }
+    conf_free(nc);
+    free(d);
+    lb_info("admin: reload requested", "config=%s", file);
+    kill(getpid(), SIGHUP);
+    lb_jbuf_printf(out, "{\"ok\":true,\"reload\":\"started\"}");
+    return 0;
+}
+
+/* snapshots reload [SET]: loads the set (every set without one) again and publishes it. */
+static int exec_snapshots_reload(struct lb_runtime *rt, const struct admin_cmd *cmd,
+                                 struct lb_jbuf *out)
+{
+    struct lb_err e = {{0}};
+    int rc = lb_snapshots_reload(rt, cmd->set[0] ? cmd->set : NULL, &e);
+    if (rc < 0) {
+        admin_error(out, e.msg[0] ? e.msg : "snapshot reload failed");
+        return ADMIN_R_ERROR;
+    }
+    lb_jbuf_printf(out, "{\"ok\":true,\"published\":\"%s\"}", cmd->set[0] ? cmd->set : "*");
+    return 0;
+}
+
 int admin_exec(struct lb_runtime *rt, const double *const *rates, const struct admin_cmd *cmd,
                   struct lb_jbuf *out)
 {
-    struct cl_server *s;
-    size_t ci = 0;
-    uint32_t prev;
-
-    /* Names reach the answers below through %s unescaped: admin_parse admits only
-     * [A-Za-z0-9_.-], which JSON needs no escaping for. */
+    /* Names reach the answers through %s unescaped: admin_parse admits only [A-Za-z0-9_.-],
+     * which JSON needs no escaping for. */
     switch (cmd->verb) {
     case ADMIN_STATUS:
         status(rt, rates, out);
         return 0;
     case ADMIN_DRAIN:
     case ADMIN_UNDRAIN:
-        if (!(s = find_server(rt, cmd, out, &ci)))
-            return ADMIN_R_ERROR;
-        /* seq_cst, and before the answer is written: a connection lbctl's caller opens after
-         * lbctl returns is picked after this store, and cl_server_usable() then refuses it. */
-        if (cmd->verb == ADMIN_DRAIN)
-            prev = atomic_fetch_or(&s->flags, CL_SRV_F_DRAINING);
-        else
-            prev = atomic_fetch_and(&s->flags, ~(uint32_t)CL_SRV_F_DRAINING);
-        lb_info(cmd->verb == ADMIN_DRAIN ? "admin: drain" : "admin: undrain",
-                "cluster=%s server=%s", cmd->cluster, cmd->server);
-        lb_jbuf_printf(out,
-                       "{\"ok\":true,\"cluster\":\"%s\",\"server\":\"%s\",\"state\":\"%s\","
-                       "\"active\":%u}",
-                       cmd->cluster, cmd->server, cl_server_state(s),
-                       atomic_load_explicit(&s->active, memory_order_relaxed));
-        return ((prev & CL_SRV_F_DRAINING) != 0) != (cmd->verb == ADMIN_DRAIN)
-                   ? ADMIN_R_CHANGED
-                   : 0;
+        return exec_drain(rt, cmd, out);
     case ADMIN_WEIGHT:
-        if (!(s = find_server(rt, cmd, out, &ci)))
-            return ADMIN_R_ERROR;
-        atomic_store(&s->op_weight, cmd->weight);
-        prev = atomic_exchange(&s->weight, cmd->weight);
-        lb_info("admin: weight", "cluster=%s server=%s weight=%u previous=%u", cmd->cluster,
-                cmd->server, cmd->weight, prev);
-        lb_jbuf_printf(out,
-                       "{\"ok\":true,\"cluster\":\"%s\",\"server\":\"%s\",\"weight\":%u,"
-                       "\"config_weight\":%u,\"previous\":%u",
-                       cmd->cluster, cmd->server, cmd->weight, s->cf->weight, prev);
-        /* Maglev tables and rings hold the weights: build them again (here, off the data
-         * path) and swap them in, so the key shares move as for the other balancers. */
-        if (conf_balance_is_hash(rt->conf->clusters[ci].balance)) {
-            struct lb_err e = {{0}};
-            if (cl_cluster_reweigh(&rt->clusters[ci], &e) < 0)
-                lb_jbuf_printf(out, ",\"note\":\"the table could not be rebuilt (%s): shares "
-                                    "stay as they were\"", e.msg);
-        }
-        lb_jbuf_printf(out, "}");
-        return prev != cmd->weight ? ADMIN_R_CHANGED : 0;
+        return exec_weight(rt, cmd, out);
     case ADMIN_EXPLAIN:
         return admin_explain(rt, cmd, out);
-    case ADMIN_RELOAD: {
-        /* Checked here first so that lbctl can show the errors; the reload itself runs on
-         * the main thread (SIGHUP), which builds and swaps the new generation. */
-        struct conf_diags *d = calloc(1, sizeof(*d));
-        if (!d) {
-            admin_error(out, "out of memory");
-            return ADMIN_R_ERROR;
-        }
-        const char *file = rt->file ? rt->file : rt->conf->file;
-        struct conf *nc = conf_load(file, d);
-        if (!nc) {
-            lb_jbuf_printf(out, "{\"ok\":false,\"error\":\"the configuration has errors; "
-                                "the running one stays\",\"errors\":[");
-            for (size_t i = 0; i < d->n; i++) {
-                char line[400];
-                if (d->items[i].pos.line)
-                    snprintf(line, sizeof(line), "%s:%u:%u: %s", file, d->items[i].pos.line,
-                             d->items[i].pos.col, d->items[i].msg);
-                else
-                    snprintf(line, sizeof(line), "%s: %s", file, d->items[i].msg);
-                lb_jbuf_printf(out, "%s", i ? "," : "");
-                lb_jbuf_str(out, line, strlen(line));
-            }
-            lb_jbuf_printf(out, "]}");
-            free(d);
-            return ADMIN_R_ERROR;
-        }
-        conf_free(nc);
-        free(d);
-        lb_info("admin: reload requested", "config=%s", file);
-        kill(getpid(), SIGHUP);
-        lb_jbuf_printf(out, "{\"ok\":true,\"reload\":\"started\"}");
-        return 0;
-    }
-    case ADMIN_SNAPSHOTS_RELOAD: {
-        struct lb_err e = {{0}};
-        int rc = lb_snapshots_reload(rt, cmd->set[0] ? cmd->set : NULL, &e);
-        if (rc < 0) {
-            admin_error(out, e.msg[0] ? e.msg : "snapshot reload failed");
-            return ADMIN_R_ERROR;
-        }
-        lb_jbuf_printf(out, "{\"ok\":true,\"published\":\"%s\"}",
-                       cmd->set[0] ? cmd->set : "*");
-        return 0;
-    }
+    case ADMIN_RELOAD:
+        return exec_reload(rt, out);
+    case ADMIN_SNAPSHOTS_RELOAD:
+        return exec_snapshots_reload(rt, cmd, out);
     }
     admin_error(out, "internal error: unknown verb");
     return ADMIN_R_ERROR;

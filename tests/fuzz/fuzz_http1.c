@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for lb/http/h1_parse.c: request and response header parsing and body framing.
+ * libFuzzer target for lb/http/h1_*.c: request and response header parsing and body framing.
  *
  * Input layout: byte 0 picks what to parse (bit 0: request or response; bits 1-4: the
  * request method a response answers), byte 1 seeds the split points, byte 2 picks the

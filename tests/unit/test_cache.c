@@ -1,5 +1,5 @@
 /*
- * L1 response cache (lb/cache/cache.c): hits and misses, expiry with time passed in, LRU eviction
+ * L1 response cache (lb/cache): hits and misses, expiry with time passed in, LRU eviction
  * by bytes, Vary variants, the Cache-Control decision, references outliving eviction, and
  * miss coalescing (one fill for a thousand waiters; abort; fills over the size limit).
  */

@@ -1,5 +1,5 @@
 /*
- * HTTP/1.1 parsing (lb/http/h1_parse.c): valid requests and responses come out as the right spans
+ * HTTP/1.1 parsing (lb/http/h1_*.c): valid requests and responses come out as the right spans
  * and flags, every class of malformed or ambiguous message gets its exact status, and no
  * result depends on how the bytes were split: every split point of the header section and
  * byte-by-byte and random splits of bodies give the same answer as one whole buffer. Each

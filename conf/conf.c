@@ -187,8 +187,12 @@ void conf_free(struct conf *c)
         for (size_t j = 0; j < l->tls.ncerts; j++) {
             free(l->tls.certs[j].cert);
             free(l->tls.certs[j].key);
+            free(l->tls.certs[j].ocsp);
         }
         free(l->tls.certs);
+        for (size_t j = 0; j < l->tls.nalpn; j++)
+            free(l->tls.alpn[j]);
+        free(l->tls.client_ca);
         for (size_t j = 0; j < l->nroutes; j++) {
             struct conf_route *r = &l->routes[j];
             free(r->host);
@@ -211,6 +215,8 @@ void conf_free(struct conf *c)
         free(cl->health.path);
         free(cl->health.host);
         free(cl->health.expect_body);
+        free(cl->tls.ca);
+        free(cl->tls.sni);
     }
     free(c->clusters);
     for (size_t i = 0; i < c->nstatics; i++) {

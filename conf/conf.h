@@ -106,6 +106,42 @@ enum conf_method {
     CONF_M_TRACE = 1u << 8,
 };
 
+struct conf_tls_cert {
+    char *cert; /* PEM chain, resolved path */
+    char *key;  /* PEM private key, resolved path */
+    char *ocsp; /* optional DER OCSP response to staple; NULL when unset */
+    struct conf_pos pos, cert_pos, key_pos, ocsp_pos;
+};
+
+enum conf_tls_version {
+    CONF_TLS_1_2, /* default */
+    CONF_TLS_1_3,
+};
+
+#define CONF_TLS_MAX_ALPN 4
+
+/* TLS termination on a listener. */
+struct conf_tls {
+    bool enabled;
+    struct conf_tls_cert *certs;
+    size_t ncerts;
+    enum conf_tls_version min_version;  /* default tls1.2 */
+    char *alpn[CONF_TLS_MAX_ALPN];      /* protocol ids in order of preference; default http/1.1 */
+    size_t nalpn;
+    bool session_tickets;               /* default on */
+    char *client_ca;                    /* mutual TLS: CA bundle, resolved; NULL = off */
+    struct conf_pos pos, client_ca_pos, alpn_pos;
+};
+
+/* TLS from lb to a cluster's servers. */
+struct conf_upstream_tls {
+    bool enabled;
+    char *ca;    /* CA bundle, resolved; NULL: the system's default store */
+    bool verify; /* default on: the server's chain and name must check */
+    char *sni;   /* server name sent and verified; NULL: none sent, the address is verified */
+    struct conf_pos pos, ca_pos, sni_pos;
+};
+
 struct conf_server {
     char *name;
     struct conf_addr addr;
@@ -151,6 +187,7 @@ struct conf_cluster {
     uint32_t retries;                    /* default 2 */
     uint64_t slow_start_ms;              /* default 0 = off */
     uint32_t max_connections_per_server; /* default 0 = unlimited */
+    struct conf_upstream_tls tls;        /* off unless a tls: block is given */
     struct conf_pos pos;                 /* the cluster's name (its key under clusters:) */
 };
 
@@ -186,17 +223,6 @@ struct conf_route {
     struct conf_pos pos;          /* the route's mapping */
     struct conf_pos target_pos;   /* the cluster/static/enqueue value */
     struct conf_pos hash_key_pos; /* the hash_key value, when written */
-};
-
-struct conf_tls_cert {
-    char *cert; /* PEM file paths, resolved */
-    char *key;
-};
-
-struct conf_tls {
-    bool enabled;
-    struct conf_tls_cert *certs;
-    size_t ncerts;
 };
 
 struct conf_listener {

@@ -279,6 +279,23 @@ int conf_set_bool(struct conf_ctx *x, const struct conf_node *n, void *field,
     return 0;
 }
 
+int conf_set_onoff(struct conf_ctx *x, const struct conf_node *n, void *field,
+                   const struct conf_key *k)
+{
+    char q[48];
+    if (!conf_expect(x, n, CONF_NODE_SCALAR, "on or off"))
+        return -EINVAL;
+    if (!strcmp(n->str, "on") || !strcmp(n->str, "true"))
+        *(bool *)field = true;
+    else if (!strcmp(n->str, "off") || !strcmp(n->str, "false"))
+        *(bool *)field = false;
+    else {
+        conf_err(x, n->pos, "expected on or off, got '%s'", Q(q, n));
+        return -EINVAL;
+    }
+    return 0;
+}
+
 const char *conf_fmt_duration(char *buf, size_t size, uint64_t ms)
 {
     if (ms && ms % 3600000 == 0)

@@ -87,6 +87,7 @@ conf_set_fn conf_set_u32;      /* uint32_t in min..max */
 conf_set_fn conf_set_int;      /* int in min..max */
 conf_set_fn conf_set_u64;      /* uint64_t in min..max */
 conf_set_fn conf_set_bool;     /* bool: true or false */
+conf_set_fn conf_set_onoff;    /* bool: on, off, true or false */
 conf_set_fn conf_set_duration; /* uint64_t ms in min..max */
 conf_set_fn conf_set_size;     /* uint64_t bytes in min..max */
 conf_set_fn conf_set_addr;     /* struct conf_addr */

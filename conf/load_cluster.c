@@ -306,6 +306,35 @@ static int set_servers(struct conf_ctx *x, const struct conf_node *n, void *fiel
     return 0;
 }
 
+static const struct conf_key upstream_tls_keys[] = {
+    {.name = "ca", .set = conf_set_file, .off = offsetof(struct conf_upstream_tls, ca)},
+    {.name = "verify", .set = conf_set_onoff, .off = offsetof(struct conf_upstream_tls, verify)},
+    {.name = "sni", .set = conf_set_str, .off = offsetof(struct conf_upstream_tls, sni)},
+    {.name = NULL},
+};
+
+/* tls: { ca, verify, sni }: lb speaks TLS to every server of the cluster. */
+static int set_upstream_tls(struct conf_ctx *x, const struct conf_node *n, void *field,
+                            const struct conf_key *k)
+{
+    struct conf_upstream_tls *t = field;
+    struct conf_seen seen[CONF_MAX_KEYS];
+    t->pos = n->pos;
+    t->verify = true;
+    if (conf_map(x, n, t, upstream_tls_keys, seen) < 0)
+        return -EINVAL;
+    const struct conf_seen *v = conf_seen_get(upstream_tls_keys, seen, "ca");
+    t->ca_pos = v->val ? v->val->pos : n->pos;
+    v = conf_seen_get(upstream_tls_keys, seen, "sni");
+    t->sni_pos = v->val ? v->val->pos : n->pos;
+    if (t->sni && (!t->sni[0] || strlen(t->sni) > 253 || strpbrk(t->sni, " /:@"))) {
+        conf_err(x, t->sni_pos, "sni must be a host name");
+        return -EINVAL;
+    }
+    t->enabled = true;
+    return 0;
+}
+
 static const struct conf_key cluster_keys[] = {
     {.name = "balance",
      .set = conf_set_enum,
@@ -333,6 +362,7 @@ static const struct conf_key cluster_keys[] = {
      .set = conf_set_u32,
      .off = offsetof(struct conf_cluster, max_connections_per_server),
      .max = 1000000},
+    {.name = "tls", .set = set_upstream_tls, .off = offsetof(struct conf_cluster, tls)},
     {.name = NULL},
 };
 

@@ -352,8 +352,24 @@ static const struct conf_key cert_keys[] = {
      .set = conf_set_file,
      .off = offsetof(struct conf_tls_cert, key),
      .flags = CONF_K_REQUIRED},
+    {.name = "ocsp", .set = conf_set_file, .off = offsetof(struct conf_tls_cert, ocsp)},
     {.name = NULL},
 };
+
+static void load_cert(struct conf_ctx *x, const struct conf_node *n, struct conf_tls_cert *ct)
+{
+    struct conf_seen seen[CONF_MAX_KEYS];
+    ct->pos = n->pos;
+    if (conf_map(x, n, ct, cert_keys, seen) < 0)
+        return;
+    /* Where each file was named: lb -t reports what OpenSSL thinks of it there. */
+    const struct conf_seen *v = conf_seen_get(cert_keys, seen, "cert");
+    ct->cert_pos = v->val ? v->val->pos : n->pos;
+    v = conf_seen_get(cert_keys, seen, "key");
+    ct->key_pos = v->val ? v->val->pos : n->pos;
+    v = conf_seen_get(cert_keys, seen, "ocsp");
+    ct->ocsp_pos = v->val ? v->val->pos : n->pos;
+}
 
 static int set_certs(struct conf_ctx *x, const struct conf_node *n, void *field,
                      const struct conf_key *k)
@@ -374,14 +390,71 @@ static int set_certs(struct conf_ctx *x, const struct conf_node *n, void *field,
     for (size_t i = 0; i < n->nkids; i++) {
         size_t mark = conf_path_push(x, "[%zu]", i);
         if (!n->kids[i]->bad)
-            conf_map(x, n->kids[i], &tls->certs[i], cert_keys, NULL);
+            load_cert(x, n->kids[i], &tls->certs[i]);
         conf_path_pop(x, mark);
     }
     return 0;
 }
 
+/* ALPN protocol ids lb speaks; h2 has a place here once lb speaks it. */
+static int set_alpn(struct conf_ctx *x, const struct conf_node *n, void *field,
+                    const struct conf_key *k)
+{
+    struct conf_tls *tls = field;
+    char q[48];
+    if (!conf_expect(x, n, CONF_NODE_SEQ, "a list of protocols such as [http/1.1]"))
+        return -EINVAL;
+    if (n->nkids == 0 || n->nkids > CONF_TLS_MAX_ALPN) {
+        conf_err(x, n->pos, "alpn takes 1 to %d protocols", CONF_TLS_MAX_ALPN);
+        return -EINVAL;
+    }
+    tls->alpn_pos = n->pos;
+    for (size_t i = 0; i < tls->nalpn; i++)
+        free(tls->alpn[i]);
+    tls->nalpn = 0;
+    for (size_t i = 0; i < n->nkids; i++) {
+        const struct conf_node *v = n->kids[i];
+        if (v->bad || !conf_expect(x, v, CONF_NODE_SCALAR, "a protocol id"))
+            return -EINVAL;
+        if (strcmp(v->str, "http/1.1")) {
+            conf_err(x, v->pos,
+                     "alpn protocol '%s' is not spoken by lb; the one supported today is http/1.1",
+                     Q(q, v));
+            return -EINVAL;
+        }
+        for (size_t j = 0; j < tls->nalpn; j++) {
+            if (!strcmp(tls->alpn[j], v->str)) {
+                conf_err(x, v->pos, "alpn protocol '%s' is listed twice", Q(q, v));
+                return -EINVAL;
+            }
+        }
+        tls->alpn[tls->nalpn] = strdup(v->str);
+        if (!tls->alpn[tls->nalpn]) {
+            conf_err(x, v->pos, "out of memory");
+            return -ENOMEM;
+        }
+        tls->nalpn++;
+    }
+    return 0;
+}
+
+static const struct conf_enum_name tls_versions[] = {
+    {"tls1.2", CONF_TLS_1_2},
+    {"tls1.3", CONF_TLS_1_3},
+    {NULL, 0},
+};
+
 static const struct conf_key tls_keys[] = {
     {.name = "certificates", .set = set_certs, .flags = CONF_K_REQUIRED},
+    {.name = "min_version",
+     .set = conf_set_enum,
+     .off = offsetof(struct conf_tls, min_version),
+     .arg = tls_versions},
+    {.name = "alpn", .set = set_alpn},
+    {.name = "session_tickets",
+     .set = conf_set_onoff,
+     .off = offsetof(struct conf_tls, session_tickets)},
+    {.name = "client_ca", .set = conf_set_file, .off = offsetof(struct conf_tls, client_ca)},
     {.name = NULL},
 };
 
@@ -389,8 +462,21 @@ static int set_tls(struct conf_ctx *x, const struct conf_node *n, void *field,
                    const struct conf_key *k)
 {
     struct conf_tls *tls = field;
-    if (conf_map(x, n, tls, tls_keys, NULL) < 0)
+    struct conf_seen seen[CONF_MAX_KEYS];
+    tls->pos = n->pos;
+    tls->session_tickets = true;
+    if (conf_map(x, n, tls, tls_keys, seen) < 0)
         return -EINVAL;
+    const struct conf_seen *ca = conf_seen_get(tls_keys, seen, "client_ca");
+    tls->client_ca_pos = ca->val ? ca->val->pos : n->pos;
+    if (!tls->nalpn) {
+        tls->alpn[0] = strdup("http/1.1");
+        if (!tls->alpn[0]) {
+            conf_err(x, n->pos, "out of memory");
+            return -ENOMEM;
+        }
+        tls->nalpn = 1;
+    }
     tls->enabled = tls->ncerts > 0;
     return 0;
 }

@@ -22,6 +22,7 @@
 #include "lb/core/control.h"
 #include "lb/core/health.h"
 #include "lb/core/log.h"
+#include "lb/tls/tls.h"
 #include "lb/core/proxy.h"
 #include "lb/core/runtime.h"
 
@@ -301,12 +302,14 @@ static void sig_cqe(void *arg, const struct io_uring_cqe *cqe)
 static uint64_t sig_tick(void *arg, uint64_t now)
 {
     struct lb_ctl *ctl = arg;
+    /* Session ticket keys rotate on this thread too (every 12 h; reloads rotate them). */
+    uint64_t rotate = tls_keys_tick(now);
     if (ctl->sig_armed)
-        return UINT64_MAX;
+        return rotate;
     if (now < ctl->sig_retry_ms)
-        return ctl->sig_retry_ms;
+        return ctl->sig_retry_ms < rotate ? ctl->sig_retry_ms : rotate;
     sig_arm(ctl);
-    return UINT64_MAX;
+    return rotate;
 }
 
 static void sig_cancel(void *arg)
@@ -377,6 +380,9 @@ static void ctl_reload(struct lb_ctl *ctl)
         lb_error("reload failed; the running configuration stays", "err=\"%s\"", err.msg);
         return;
     }
+    /* New ticket key; tickets of the previous one still resume (and are renewed). */
+    if (tls_keys_rotate() < 0)
+        lb_warn("reload: session ticket keys not rotated (no randomness)", "");
     /* The admin socket follows the new generation (its state file re-applies drains). */
     admin_stop(ctl->admin);
     ctl->admin = admin_start(rt, ctl, &err);

@@ -10,6 +10,7 @@
 
 #include "conf/conf.h"
 #include "lb/core/proxy.h"
+#include "lb/tls/tls.h"
 
 static void usage(FILE *out)
 {
@@ -23,6 +24,25 @@ static void usage(FILE *out)
                  "Signals: SIGTERM/SIGINT stop accepting and let connections finish; SIGHUP\n"
                  "reloads the file (checked first: on errors the running configuration stays).\n"
                  "lbctl (build/lbctl -h) drives a running lb through its admin socket.\n");
+}
+
+/* Builds the TLS contexts of @c and prints their errors and warnings. Returns 1 on errors. */
+static int lb_tls_check(const struct conf *c, const char *file, FILE *out)
+{
+    struct conf_diags *errs = calloc(1, sizeof(*errs)), *warns = calloc(1, sizeof(*warns));
+    if (!errs || !warns) {
+        free(errs);
+        free(warns);
+        fprintf(out, "lb: out of memory\n");
+        return 1;
+    }
+    struct tls_gen *g = tls_gen_build(c, errs, warns);
+    conf_diags_print(warns, file, out);
+    conf_diags_print(errs, file, out);
+    tls_gen_free(g);
+    free(errs);
+    free(warns);
+    return g ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -65,9 +85,12 @@ int main(int argc, char **argv)
     }
     free(d);
     if (check_only) {
-        printf("%s: configuration ok\n", file);
+        /* Certificates, keys and CAs are read as a start would read them. */
+        int bad = lb_tls_check(c, file, stderr);
+        if (!bad)
+            printf("%s: configuration ok\n", file);
         conf_free(c);
-        return 0;
+        return bad ? 1 : 0;
     }
     /* takes @c */
     return lb_proxy_run(c, file);

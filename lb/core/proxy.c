@@ -24,6 +24,7 @@
 #include "lb/core/control.h"
 #include "lb/core/health.h"
 #include "lb/core/log.h"
+#include "lb/tls/tls.h"
 #include "lb/core/proxy.h"
 #include "lb/core/runtime.h"
 #include "lb/core/snapshots.h"
@@ -172,6 +173,8 @@ static void runtime_free(struct lb_runtime *rt)
     if (rt->workers)
         for (uint32_t i = 0; i < rt->nworkers_built; i++)
             io_worker_destroy(&rt->workers[i]);
+    tls_gen_free(rt->tls);
+    rt->tls = NULL;
     free(rt->threads);
     free(rt->workers);
     if (rt->listen_fds) {
@@ -262,11 +265,6 @@ static int check_supported(const struct conf *c, const char *file, struct lb_err
     }
     for (size_t i = 0; i < c->nlisteners; i++) {
         const struct conf_listener *l = &c->listeners[i];
-        if (l->tls.enabled) {
-            lb_err_set(err, "%s: listener %s: tls is not built yet in this version", file,
-                       l->name);
-            return -ENOTSUP;
-        }
         for (size_t j = 0; j < l->nroutes; j++) {
             const struct conf_route *r = &l->routes[j];
             if (r->action == CONF_ACT_ENQUEUE) {
@@ -277,6 +275,28 @@ static int check_supported(const struct conf *c, const char *file, struct lb_err
         }
     }
     return 0;
+}
+
+/* Certificates and keys: read and checked for this generation; the first error is the
+ * reason the generation is refused (a reload keeps the running one). */
+static int build_tls(struct lb_runtime *rt, const char *file, struct lb_err *err)
+{
+    struct conf_diags *errs = calloc(1, sizeof(*errs)), *warns = calloc(1, sizeof(*warns));
+    int rc = 0;
+    if (!errs || !warns) {
+        rc = nomem(err);
+    } else if (!(rt->tls = tls_gen_build(rt->conf, errs, warns))) {
+        const struct conf_diag *e = &errs->items[0];
+        lb_err_set(err, "%s:%u:%u: %s", file, e->pos.line, e->pos.col, e->msg);
+        rc = -EINVAL;
+    } else {
+        for (size_t i = 0; i < warns->n; i++)
+            lb_warn("tls", "at=%s:%u:%u msg=\"%s\"", file, warns->items[i].pos.line,
+                    warns->items[i].pos.col, warns->items[i].msg);
+    }
+    free(errs);
+    free(warns);
+    return rc;
 }
 
 static int open_access_log(struct lb_runtime *rt, struct lb_err *err)
@@ -436,6 +456,8 @@ struct lb_runtime *lb_proxy_build(struct conf *c, const char *file,
     rt->file = file;
 
     int rc = check_supported(c, file, err);
+    if (rc == 0)
+        rc = build_tls(rt, file, err);
     if (rc == 0)
         rc = open_access_log(rt, err);
     if (rc == 0) {

@@ -16,6 +16,7 @@
 
 struct io_worker;
 struct hc;
+struct tls_gen;
 
 struct lb_runtime {
     struct conf *conf;
@@ -28,6 +29,7 @@ struct lb_runtime {
     int **listen_fds;            /* [worker][listener] */
     unsigned ring_flags;         /* setup flags that worked in the startup probe */
     bool has_peername;           /* SO_PEERNAME through uring_cmd works (kernel >= 6.7) */
+    struct tls_gen *tls;         /* this generation's TLS contexts (lb/tls) */
     struct snap_slot *snap_slots; /* conf->nstatics: the published snapshot sets */
     size_t nsnap_slots;           /* initialised so far */
     int access_fd;               /* access log: -1 off, 2 stderr, or an O_APPEND file */

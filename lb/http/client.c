@@ -411,6 +411,7 @@ static void client_accepted(struct io_worker *w, struct io_conn *base)
     c->h.peer = NONE;
     c->h.pool_prev = c->h.pool_next = NONE;
     c->h.phase = HC_IDLE;
+    c->h.t_start_ms = w->now_ms; /* a TLS handshake must end within the header timeout */
     if (w->rt->has_peername) {
         /* The address is needed only when the request is forwarded, by which time this
          * completion is long in: it was submitted first. */

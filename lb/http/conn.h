@@ -107,6 +107,7 @@ struct http_worker {
     char **hbuf_free; /* free list of header buffers, allocated on first need */
     uint32_t hbuf_nfree, hbuf_total, hbuf_size;
     uint32_t **pool_head;    /* [cluster][server]: idle upstream slot, NONE when none */
+    struct ssl_session_st ***tls_sess; /* [cluster][server]: the session to resume (tls:) */
     struct snap_set **snaps; /* [static set]: the worker's reference to the current set */
     struct cache *cache;     /* L1 response cache of the routes with cache:, NULL when none */
     uint64_t *snap_gen;      /* [static set]: the slot generation it was taken at */

@@ -17,6 +17,7 @@
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "lb/http/internal.h"
+#include "lb/io/tls.h"
 #include "lb/metrics/stats.h"
 #include "lb/route/route.h"
 #include "static/snap.h"
@@ -60,6 +61,21 @@ void http_access_log(struct io_worker *w, struct http_conn *c, const char *serve
                      lcf_of(w, c)->name, server, up, (unsigned long)total);
     if (n > 0 && (uint32_t)n < ALOG_SIZE - hw(w)->alog_len)
         hw(w)->alog_len += (uint32_t)n;
+    else
+        return;
+    if (c->st.tls) {
+        /* TLS connections: the version, cipher and the name the client asked for. */
+        struct io_tls_info ti;
+        io_tls_get_info(&c->st, &ti);
+        char *end = hw(w)->alog + hw(w)->alog_len - 1; /* the newline */
+        n = snprintf(end, ALOG_SIZE - hw(w)->alog_len + 1, " tls=%s cipher=%s sni=%.*s%s\n",
+                     ti.version, ti.cipher, 253, ti.sni[0] ? ti.sni : "-",
+                     ti.resumed ? " resumed=1" : "");
+        if (n > 0 && (uint32_t)n <= ALOG_SIZE - hw(w)->alog_len)
+            hw(w)->alog_len += (uint32_t)n - 1;
+        else
+            *end = '\n';
+    }
 }
 
 void http_flush_log(struct io_worker *w)

@@ -16,6 +16,8 @@
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "lb/http/internal.h"
+#include "lb/io/tls.h"
+#include "lb/tls/tls.h"
 #include "lb/metrics/stats.h"
 #include "lb/route/route.h"
 #include "static/snap.h"
@@ -52,7 +54,10 @@ void http_tick(struct io_worker *w, struct io_conn *base)
     const struct conf_listener *lcf = lcf_of(w, c);
     switch (c->h.phase) {
     case HC_IDLE:
-        if (lcf->idle_timeout_ms && now - c->base.last_ms > lcf->idle_timeout_ms)
+        if (io_tls_handshaking(&c->st)) {
+            if (lcf->header_timeout_ms && now - c->h.t_start_ms > lcf->header_timeout_ms)
+                io_conn_close(w, &c->base, "tls handshake timeout");
+        } else if (lcf->idle_timeout_ms && now - c->base.last_ms > lcf->idle_timeout_ms)
             io_conn_close(w, &c->base, "idle timeout");
         break;
     case HC_HEADER:
@@ -127,12 +132,16 @@ static int http_mod_init(struct io_worker *w, void **state, struct lb_err *err)
     hw(w)->hbuf_size = (uint32_t)(2 * maxh + 2048);
     hw(w)->hbuf_free = calloc(w->nconns, sizeof(*hw(w)->hbuf_free));
     hw(w)->pool_head = calloc(cf->nclusters ? cf->nclusters : 1, sizeof(*hw(w)->pool_head));
-    if (!hw(w)->hbuf_free || !hw(w)->pool_head)
+    hw(w)->tls_sess = calloc(cf->nclusters ? cf->nclusters : 1, sizeof(*hw(w)->tls_sess));
+    if (!hw(w)->hbuf_free || !hw(w)->pool_head || !hw(w)->tls_sess)
         goto fail;
     for (size_t i = 0; i < cf->nclusters; i++) {
         size_t n = cf->clusters[i].nservers;
         hw(w)->pool_head[i] = malloc((n ? n : 1) * sizeof(**hw(w)->pool_head));
         if (!hw(w)->pool_head[i])
+            goto fail;
+        if (cf->clusters[i].tls.enabled &&
+            !(hw(w)->tls_sess[i] = calloc(n ? n : 1, sizeof(**hw(w)->tls_sess))))
             goto fail;
         for (size_t j = 0; j < n; j++)
             hw(w)->pool_head[i][j] = NONE;
@@ -186,6 +195,13 @@ static void http_mod_destroy(struct io_worker *w, void *state)
             free(hw(w)->pool_head[i]);
     free(hw(w)->pool_head);
     hw(w)->pool_head = NULL;
+    for (size_t i = 0; hw(w)->tls_sess && i < w->rt->conf->nclusters; i++) {
+        for (size_t j = 0; hw(w)->tls_sess[i] && j < w->rt->conf->clusters[i].nservers; j++)
+            SSL_SESSION_free(hw(w)->tls_sess[i][j]);
+        free(hw(w)->tls_sess[i]);
+    }
+    free(hw(w)->tls_sess);
+    hw(w)->tls_sess = NULL;
     if (hw(w)->cache)
         cache_destroy(hw(w)->cache);
     hw(w)->cache = NULL;

@@ -134,7 +134,8 @@ bool http_build_request(struct io_worker *w, struct http_conn *c, const struct h
         out_str(&o, ", ");
     }
     out_str(&o, ip);
-    out_str(&o, "\r\nX-Forwarded-Proto: http\r\nVia: ");
+    out_str(&o, c->st.tls ? "\r\nX-Forwarded-Proto: https\r\nVia: "
+                          : "\r\nX-Forwarded-Proto: http\r\nVia: ");
     if (via && via->value.len) {
         out_put(&o, buf + via->value.off, via->value.len);
         out_str(&o, ", ");

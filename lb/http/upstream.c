@@ -19,6 +19,8 @@
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "lb/http/internal.h"
+#include "lb/io/tls.h"
+#include "lb/tls/tls.h"
 #include "lb/metrics/stats.h"
 #include "lb/route/route.h"
 #include "static/snap.h"
@@ -47,6 +49,24 @@ int http_send_body(struct io_worker *w, struct http_state *h, struct io_stream *
     }
     send_on(w, dc, dst, p, h->qvalid < avail ? h->qvalid : avail);
     return 1;
+}
+
+/* A cluster with tls: the new connection speaks TLS, offering the last session this worker
+ * had with that server. */
+static int start_tls(struct io_worker *w, struct http_conn *b, uint32_t server)
+{
+    const struct tls_client *tc = w->rt->tls ? w->rt->tls->clusters[b->pick.cluster] : NULL;
+    if (!tc)
+        return 0;
+    const struct conf_addr *a = &w->rt->clusters[b->pick.cluster].servers[server].cf->addr;
+    char ip[INET6_ADDRSTRLEN];
+    const void *src = a->ss.ss_family == AF_INET6
+                          ? (const void *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr
+                          : (const void *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+    if (!inet_ntop(a->ss.ss_family, src, ip, sizeof(ip)))
+        ip[0] = '\0';
+    return io_tls_client(w, &b->st, tc->ctx, tc->cf->sni, ip,
+                         &hw(w)->tls_sess[b->pick.cluster][server]);
 }
 
 void http_backend_acquire(struct io_worker *w, struct http_conn *c)
@@ -92,6 +112,12 @@ void http_backend_acquire(struct io_worker *w, struct http_conn *c)
         b->h.t_start_ms = w->now_ms;
         attach(w, c, b);
         c->h.flags &= ~H_F_REUSED;
+        if (start_tls(w, b, (uint32_t)idx) < 0) {
+            detach(c, b);
+            io_conn_close(w, &b->base, "out of memory for TLS");
+            http_local_reply(w, c, 503, false, "Retry-After: 1\r\n");
+            return;
+        }
         io_conn_connect(w, &b->base, &b->st, &b->cx, &srv->cf->addr, cl->cf->connect_timeout_ms);
         return;
     }

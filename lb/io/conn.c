@@ -12,6 +12,7 @@
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "lb/io/internal.h"
+#include "lb/io/tls.h"
 #include "lb/io/worker.h"
 #include "lb/metrics/stats.h"
 
@@ -124,6 +125,8 @@ struct io_conn *io_conn_get(struct io_worker *w, uint32_t slot, uint32_t gen)
 
 static void conn_free(struct io_worker *w, struct io_conn *c)
 {
+    for (unsigned i = 0; i < c->ops->nstreams; i++)
+        io_tls_free(w, io_conn_stream(c, i));
     if (c->ops->on_free)
         c->ops->on_free(w, c);
     if ((c->flags & IO_CONN_F_ACCEPTED) && w->rt->lstats)

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "lb/io/stream.h"
+#include "lb/io/tls.h"
 #include "lb/io/worker.h"
 
 void io_stream_init(struct io_stream *s, uint8_t idx)
@@ -51,6 +52,10 @@ void io_stream_resume(struct io_worker *w, struct io_conn *c, struct io_stream *
 void io_stream_send(struct io_worker *w, struct io_conn *c, struct io_stream *s, const char *p,
                     uint32_t len)
 {
+    if (s->tls) {
+        io_tls_send(w, c, s, p, len);
+        return;
+    }
     struct io_uring_sqe *sqe = io_sqe(w, IO_OP_SEND0 + s->idx, c, 0);
     io_uring_prep_send(sqe, s->fidx, p, len, MSG_NOSIGNAL);
     sqe->flags |= IOSQE_FIXED_FILE;
@@ -61,6 +66,10 @@ void io_stream_shutdown(struct io_worker *w, struct io_conn *c, struct io_stream
 {
     if (s->flags & IO_ST_F_SHUT)
         return;
+    if (s->tls) {
+        io_tls_shutdown(w, c, s);
+        return;
+    }
     struct io_uring_sqe *sqe = io_sqe(w, IO_OP_AUX, c, 0);
     io_uring_prep_shutdown(sqe, s->fidx, SHUT_WR);
     sqe->flags |= IOSQE_FIXED_FILE;

@@ -13,8 +13,8 @@
  * protocol sending the rest. The bytes handed to a send stay where they are (a queued
  * buffer, a header buffer, a snapshot) until on_sent: a plain socket copies nothing.
  *
- * A plain socket is the only kind today; a TLS stream will sit behind the same calls, with
- * SSL over memory BIOs between these functions and the socket operations.
+ * A TLS stream (s->tls set, lb/io/tls.h) sits behind the same calls, with OpenSSL between
+ * these functions and the socket operations; protocols do not tell the two apart.
  */
 #ifndef IO_STREAM_H
 #define IO_STREAM_H
@@ -24,6 +24,7 @@
 
 struct io_worker;
 struct io_conn;
+struct io_tls;
 
 #define IO_NOBUF 0xffffu
 
@@ -35,6 +36,7 @@ struct io_stream {
     uint16_t flags;  /* IO_ST_F_* */
     uint8_t idx;     /* which stream of its connection (0 or 1): picks the op kinds */
     uint8_t pad;
+    struct io_tls *tls; /* NULL: a plain socket (lb/io/tls.h) */
 };
 
 #define IO_ST_F_OPEN 0x0001      /* fidx holds a socket */

@@ -18,7 +18,11 @@
 #include "lb/core/protocols.h"
 #include "lb/core/runtime.h"
 #include "lb/io/internal.h"
+#include "lb/io/tls.h"
+#include "lb/tls/tls.h"
+#include "lb/io/tls.h"
 #include "lb/io/worker.h"
+#include "lb/tls/tls.h"
 
 #define TICK_MS 100
 
@@ -62,8 +66,47 @@ struct io_uring_sqe *io_sqe(struct io_worker *w, enum io_op kind, struct io_conn
     return sqe;
 }
 
+/* Free plaintext buffers whose memory is kept: enough for a burst, not for a crowd. */
+#define IO_PLAIN_KEEP 256
+
+uint16_t io_plain_get(struct io_worker *w)
+{
+    if (!w->nplain_free)
+        return IO_NOBUF;
+    uint16_t id = w->plain_free[w->nplain_free - 1];
+    char **slot = &w->plain[id - w->nbufs];
+    if (*slot)
+        w->plain_held--;
+    else if (!(*slot = malloc(w->buf_size)))
+        return IO_NOBUF;
+    w->nplain_free--;
+    return id;
+}
+
+static void plain_put(struct io_worker *w, uint16_t id)
+{
+    char **slot = &w->plain[id - w->nbufs];
+    if (w->plain_held >= IO_PLAIN_KEEP) {
+        free(*slot);
+        *slot = NULL;
+    } else {
+        w->plain_held++;
+    }
+    /* Ids with memory stay on top of the stack, so they are taken first. */
+    if (*slot || !w->nplain_free) {
+        w->plain_free[w->nplain_free++] = id;
+    } else {
+        w->plain_free[w->nplain_free++] = w->plain_free[0];
+        w->plain_free[0] = id;
+    }
+}
+
 void io_buf_put(struct io_worker *w, uint16_t bid)
 {
+    if (bid >= w->nbufs) {
+        plain_put(w, bid);
+        return;
+    }
     io_uring_buf_ring_add(w->br, io_buf_addr(w, bid), w->buf_size, bid, (int)w->br_mask,
                           (int)w->br_pending++);
     w->bufs_free++;
@@ -122,8 +165,12 @@ static void on_accept(struct io_worker *w, const struct io_uring_cqe *cqe)
                 atomic_fetch_add_explicit(&w->rt->lstats[li].accepted, 1, memory_order_relaxed);
                 atomic_fetch_add_explicit(&w->rt->lstats[li].active, 1, memory_order_relaxed);
             }
-            io_stream_accepted(io_conn_stream(c, 0), cqe->res);
-            c->ops->accepted(w, c);
+            struct io_stream *s = io_conn_stream(c, 0);
+            io_stream_accepted(s, cqe->res);
+            if (l->tls && io_tls_server(w, s, l->tls) < 0)
+                io_conn_close(w, c, "out of memory for TLS");
+            else
+                c->ops->accepted(w, c);
         }
     }
     if (!l->accepting && !l->full)
@@ -144,7 +191,9 @@ static void conn_recv(struct io_worker *w, struct io_conn *c, const struct io_ur
     if (!(cqe->flags & IORING_CQE_F_MORE))
         s->flags &= (uint16_t)~IO_ST_F_RECV;
     int res = cqe->res;
-    if (res > 0) {
+    if (s->tls && res != -ENOBUFS && res != -ECANCELED) {
+        io_tls_recv(w, c, s, res, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+    } else if (res > 0) {
         io_stream_push(w, s, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT), (uint32_t)res);
         c->last_ms = w->now_ms;
         c->ops->on_recv(w, c, s, res);
@@ -163,6 +212,10 @@ static void conn_recv(struct io_worker *w, struct io_conn *c, const struct io_ur
 static void conn_sent(struct io_worker *w, struct io_conn *c, const struct io_uring_cqe *cqe)
 {
     struct io_stream *s = io_conn_stream(c, io_ud_kind(cqe->user_data) - IO_OP_SEND0);
+    if (s->tls) {
+        io_tls_sent(w, c, s, cqe->res);
+        return;
+    }
     s->flags &= (uint16_t)~IO_ST_F_SENDING;
     if (cqe->res > 0)
         c->last_ms = w->now_ms;
@@ -187,6 +240,8 @@ static void conn_connect(struct io_worker *w, struct io_conn *c, const struct io
     if (cqe->res == 0) {
         s->flags |= IO_ST_F_CONNECTED;
         c->last_ms = w->now_ms;
+        if (s->tls)
+            io_tls_connected(w, c, s);
     }
     c->ops->on_connect(w, c, s, cqe->res);
 }
@@ -343,9 +398,11 @@ int io_worker_init(struct io_worker *w, struct lb_runtime *rt, int id, struct lb
     w->slots = calloc(w->nconns, sizeof(*w->slots));
     w->slot_gen = calloc(w->nconns, sizeof(*w->slot_gen));
     w->free_slots = calloc(w->nconns, sizeof(*w->free_slots));
-    w->buf_next = calloc(w->nbufs, sizeof(*w->buf_next));
-    w->buf_off = calloc(w->nbufs, sizeof(*w->buf_off));
-    w->buf_len = calloc(w->nbufs, sizeof(*w->buf_len));
+    w->buf_next = calloc(w->nbufs + IO_PLAIN_MAX, sizeof(*w->buf_next));
+    w->buf_off = calloc(w->nbufs + IO_PLAIN_MAX, sizeof(*w->buf_off));
+    w->buf_len = calloc(w->nbufs + IO_PLAIN_MAX, sizeof(*w->buf_len));
+    w->plain = calloc(IO_PLAIN_MAX, sizeof(*w->plain));
+    w->plain_free = calloc(IO_PLAIN_MAX, sizeof(*w->plain_free));
     w->nls = (uint32_t)rt->conf->nlisteners;
     w->ls = calloc(w->nls ? w->nls : 1, sizeof(*w->ls));
     w->cws = calloc(rt->conf->nclusters ? rt->conf->nclusters : 1, sizeof(*w->cws));
@@ -354,17 +411,23 @@ int io_worker_init(struct io_worker *w, struct lb_runtime *rt, int id, struct lb
     if (w->buf_base == MAP_FAILED)
         w->buf_base = NULL;
     if (!w->slots || !w->slot_gen || !w->free_slots || !w->buf_next || !w->buf_off || !w->buf_len ||
+        !w->plain || !w->plain_free ||
         !w->ls || !w->cws || !w->buf_base) {
         lb_err_set(err, "worker %d: out of memory for %u connections", id, w->nconns);
         goto fail;
     }
     for (uint32_t i = 0; i < w->nconns; i++)
         w->free_slots[i] = w->nconns - 1 - i;
+    for (uint32_t i = 0; i < IO_PLAIN_MAX; i++)
+        w->plain_free[i] = (uint16_t)(w->nbufs + IO_PLAIN_MAX - 1 - i);
+    w->nplain_free = IO_PLAIN_MAX;
     w->nfree = w->nconns;
     for (uint32_t i = 0; i < w->nls; i++) {
         w->ls[i].cf = &rt->conf->listeners[i];
         w->ls[i].fd = rt->listen_fds[id][i];
         w->ls[i].ops = lb_listener_ops(w->ls[i].cf);
+        if (rt->tls && rt->tls->listeners[i])
+            w->ls[i].tls = rt->tls->listeners[i]->ctxs[0];
     }
     for (uint32_t i = 0; i < rt->conf->nclusters; i++) {
         if (cl_cluster_wstate_init(&w->cws[i], &rt->clusters[i], (uint64_t)id * 7919 + i) < 0) {
@@ -410,6 +473,13 @@ void io_worker_destroy(struct io_worker *w)
             cl_cluster_wstate_free(&w->cws[i]);
     free(w->cws);
     free(w->ls);
+    for (uint32_t i = 0; w->plain && i < IO_PLAIN_MAX; i++)
+        free(w->plain[i]);
+    free(w->plain);
+    free(w->plain_free);
+    w->plain = NULL;
+    w->plain_free = NULL;
+    io_tls_chunks_free(w);
     free(w->buf_len);
     free(w->buf_off);
     free(w->buf_next);

@@ -137,6 +137,7 @@ struct io_listener {
     int fd; /* this worker's SO_REUSEPORT socket, -1 when closed */
     const struct conf_listener *cf;
     const struct io_conn_ops *ops; /* what an accepted connection becomes */
+    struct ssl_ctx_st *tls;        /* the default context of a TLS listener, else NULL */
     bool accepting;                /* a multishot accept is armed */
     bool full;                     /* stopped accepting: no free slot or file index */
 };
@@ -166,6 +167,14 @@ struct io_worker {
     uint16_t *buf_next;  /* per buffer: next in its queue */
     uint16_t *buf_off;   /* per buffer: bytes already sent */
     uint16_t *buf_len;   /* per buffer: bytes received */
+    /* Plaintext buffers of TLS streams: ids nbufs.. nbufs + IO_PLAIN_MAX - 1 in the same
+     * queues, buf_size bytes each, malloc'd on first use and never handed to the kernel. */
+    char **plain;
+    uint16_t *plain_free; /* ids free to take, a stack */
+    uint32_t nplain_free;
+    uint32_t plain_held;  /* free ids whose memory is kept for reuse */
+    void *tls_chunks;     /* free TLS output chunks (lb/io/tls.c) */
+    uint32_t ntls_chunks;
 
     /* Connection slots: slot -> object, and each slot's generation. */
     struct io_conn **slots;
@@ -232,8 +241,14 @@ struct io_uring_sqe *io_sqe(struct io_worker *w, enum io_op op, struct io_conn *
 void io_buf_put(struct io_worker *w, uint16_t bid);
 static inline char *io_buf_addr(const struct io_worker *w, uint16_t bid)
 {
+    if (bid >= w->nbufs)
+        return w->plain[bid - w->nbufs];
     return w->buf_base + (size_t)bid * w->buf_size;
 }
+
+#define IO_PLAIN_MAX 8192
+/* A plaintext buffer (buf_size bytes) for a TLS stream's queue, or IO_NOBUF when none. */
+uint16_t io_plain_get(struct io_worker *w);
 
 /* Takes a free slot with a zeroed object of kind @ops (NULL when none): state OPEN, its
  * streams empty and closed. */

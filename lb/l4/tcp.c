@@ -24,6 +24,7 @@
 #include "lb/cluster/pick.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
+#include "lb/io/tls.h"
 #include "lb/l4/l4.h"
 
 #define L4_HIGH (64 * 1024)
@@ -35,6 +36,7 @@ struct l4_conn {
     struct cl_pick pick;
     struct io_connect cx;
     union io_peer peer;
+    uint64_t t_accept_ms; /* a TLS handshake must end within the listener's header timeout */
 };
 
 static struct l4_conn *l4(struct io_conn *c)
@@ -99,6 +101,7 @@ static void l4_accepted(struct io_worker *w, struct io_conn *base)
     struct l4_conn *c = l4(base);
     const struct conf_listener *lcf = w->ls[base->listener].cf;
     cl_pick_init(&c->pick, (uint16_t)lcf->cluster_idx);
+    c->t_accept_ms = w->now_ms;
     base->state = IO_CONN_PEERNAME;
     io_stream_arm_recv(w, base, &c->cli);
     if (!w->rt->has_peername) {
@@ -204,8 +207,12 @@ static void l4_on_close(struct io_worker *w, struct io_conn *base)
 
 static void l4_tick(struct io_worker *w, struct io_conn *base)
 {
-    uint64_t idle = w->ls[base->listener].cf->idle_timeout_ms;
-    if (base->state == IO_CONN_OPEN && idle && w->now_ms - base->last_ms > idle)
+    const struct conf_listener *lcf = w->ls[base->listener].cf;
+    uint64_t idle = lcf->idle_timeout_ms;
+    if (io_tls_handshaking(&l4(base)->cli) &&
+        w->now_ms - l4(base)->t_accept_ms > lcf->header_timeout_ms)
+        io_conn_close(w, base, "tls handshake timeout");
+    else if (base->state == IO_CONN_OPEN && idle && w->now_ms - base->last_ms > idle)
         io_conn_close(w, base, "idle timeout");
 }
 

@@ -77,7 +77,7 @@ echo "ok: broken files exit 1 with FILE:LINE:COLUMN errors"
 # Features the loader checks but this build does not run: `lb -c` refuses them by name and
 # exits 1 at once, so nobody believes drains reach a fleet, or that a route queues, when
 # nothing does.
-for ex in enqueue_redis tls; do
+for ex in enqueue_redis; do
     rc=0; timeout 10 "$LB" -c "$ROOT/conf/examples/$ex.yaml" >"$T/$ex.out" 2>&1 || rc=$?
     [ $rc -eq 1 ] || fail "$ex.yaml: lb -c exit $rc, expected 1 (refused): $(cat "$T/$ex.out")"
     grep -q 'not built yet' "$T/$ex.out" || fail "$ex.yaml: no reason given: $(cat "$T/$ex.out")"
@@ -92,4 +92,4 @@ rc=0; timeout 10 "$LB" -c "$T/fleet.yaml" >"$T/fleet.out" 2>&1 || rc=$?
 [ $rc -eq 1 ] || fail "global.redis: lb -c exit $rc, expected 1 (refused): $(cat "$T/fleet.out")"
 grep -q 'global.redis (fleet state, queues) is not built yet' "$T/fleet.out" ||
     fail "global.redis: $(cat "$T/fleet.out")"
-echo "ok: lb -c refuses tls, enqueue routes and global.redis by name"
+echo "ok: lb -c refuses enqueue routes and global.redis by name"

@@ -17,6 +17,7 @@
 #include "lb/core/snapshots.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
+#include "lb/tls/tls.h"
 
 #define MAX_WORDS 6
 #define STATE_FILE_MAX (1u << 20)
@@ -517,11 +518,15 @@ static int exec_reload(struct lb_runtime *rt, struct lb_jbuf *out)
     }
     const char *file = rt->file ? rt->file : rt->conf->file;
     struct conf *nc = conf_load(file, d);
-    if (!nc) {
+    /* Certificates and keys too: a reload that would fail on them says so here. */
+    struct tls_gen *tg = nc ? tls_gen_build(nc, d, NULL) : NULL;
+    if (!nc || !tg) {
         reload_errors(file, d, out);
+        conf_free(nc);
         free(d);
         return ADMIN_R_ERROR;
     }
+    tls_gen_free(tg);
     conf_free(nc);
     free(d);
     lb_info("admin: reload requested", "config=%s", file);

@@ -190,6 +190,8 @@ void io_conn_close(struct io_worker *w, struct io_conn *c, const char *why)
         c->ops->on_close(w, c);
     io_fdwait_unlink(w, c);
     for (unsigned i = 0; i < c->ops->nstreams; i++)
+        io_tls_close_notify(w, c, io_conn_stream(c, i));
+    for (unsigned i = 0; i < c->ops->nstreams; i++)
         stream_cancel(w, c, io_conn_stream(c, i));
     if (!c->inflight)
         io_conn_reap(w, c);

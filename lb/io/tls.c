@@ -297,9 +297,10 @@ static void fail(struct io_worker *w, struct io_conn *c, struct io_stream *s, in
         if (!(t->flags & T_DONE))
             f = (t->flags & T_EOF) && !e ? TLS_FAIL_EOF : tls_fail_classify(e, ssl_err);
         atomic_fetch_add_explicit(&tls_stats.failed[f], 1, memory_order_relaxed);
-        lb_debug("tls failed", "listener=%s stage=%s reason=%s detail=\"%s\"",
-                 listener_name(w, c), (t->flags & T_DONE) ? "record" : "handshake",
-                 tls_fail_name(f), why);
+        /* Scanners make the other failures common; a refused client certificate is news. */
+        lb_log(f == TLS_FAIL_CLIENT_CERT ? CONF_LOG_INFO : CONF_LOG_DEBUG, "tls failed",
+               "listener=%s stage=%s reason=%s detail=\"%s\"", listener_name(w, c),
+               (t->flags & T_DONE) ? "record" : "handshake", tls_fail_name(f), why);
         return;
     }
     atomic_fetch_add_explicit(&tls_stats.upstream_failed, 1, memory_order_relaxed);
@@ -498,6 +499,23 @@ void io_tls_shutdown(struct io_worker *w, struct io_conn *c, struct io_stream *s
     }
     t->flags |= T_FIN;
     flush(w, c, s);
+}
+
+void io_tls_close_notify(struct io_worker *w, struct io_conn *c, struct io_stream *s)
+{
+    struct io_tls *t = s->tls;
+    if (!t || (t->flags & (T_DONE | T_FAILED | T_WIRE)) != T_DONE || (s->flags & IO_ST_F_SHUT) ||
+        !(s->flags & IO_ST_F_OPEN) || t->out)
+        return;
+    s->flags |= IO_ST_F_SHUT;
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+    if (!t->out)
+        return;
+    /* Not tracked: the chunk stays until the slot is freed, after this completes. */
+    struct io_uring_sqe *sqe = io_sqe(w, IO_OP_AUX, c, 0);
+    io_uring_prep_send(sqe, s->fidx, t->out->data, t->out->len, MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_FIXED_FILE;
 }
 
 void io_tls_free(struct io_worker *w, struct io_stream *s)

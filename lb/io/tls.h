@@ -44,6 +44,9 @@ void io_tls_connected(struct io_worker *w, struct io_conn *c, struct io_stream *
 void io_tls_send(struct io_worker *w, struct io_conn *c, struct io_stream *s, const char *p,
                  uint32_t len);
 void io_tls_shutdown(struct io_worker *w, struct io_conn *c, struct io_stream *s);
+/* Closing: sends close_notify when the stream is idle and has not sent it (best effort: the
+ * connection is going away either way). */
+void io_tls_close_notify(struct io_worker *w, struct io_conn *c, struct io_stream *s);
 void io_tls_free(struct io_worker *w, struct io_stream *s);
 void io_tls_chunks_free(struct io_worker *w);
 

@@ -234,6 +234,16 @@ static X509 *read_leaf(const char *file)
     return x;
 }
 
+static EVP_PKEY *read_key(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return NULL;
+    EVP_PKEY *pk = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    return pk;
+}
+
 static int load_ocsp(struct tls_server *ts, const struct conf_tls_cert *cc, X509 *leaf,
                      struct tls_diag *dg)
 {
@@ -269,8 +279,8 @@ static int load_cert(struct tls_server *ts, struct loaded *ld, size_t i, struct 
     }
     ld[i].leaf = x;
     ld[i].names = cert_names(x);
-    EVP_PKEY *pk = X509_get0_pubkey(x);
-    ld[i].key_type = pk ? EVP_PKEY_get_base_id(pk) : 0;
+    EVP_PKEY *pub = X509_get0_pubkey(x);
+    ld[i].key_type = pub ? EVP_PKEY_get_base_id(pub) : 0;
     fill_info(&ts->certs[i], cc, x, ld[i].names ? ld[i].names : "");
     tls_check_dates(dg, cc->cert_pos, cc->cert, x);
 
@@ -292,14 +302,19 @@ static int load_cert(struct tls_server *ts, struct loaded *ld, size_t i, struct 
         return -EINVAL;
     int rc = -EINVAL;
     ERR_clear_error();
-    if (SSL_CTX_use_certificate_chain_file(ctx, cc->cert) != 1)
+    EVP_PKEY *pk = read_key(cc->key);
+    if (!pk)
+        tls_diag_ssl(dg, cc->key_pos, "%s holds no PEM private key", cc->key);
+    else if (X509_check_private_key(x, pk) != 1)
+        tls_diag_err(dg, cc->key_pos, "key %s does not match certificate %s", cc->key, cc->cert);
+    else if (SSL_CTX_use_certificate_chain_file(ctx, cc->cert) != 1)
         tls_diag_ssl(dg, cc->cert_pos, "cannot use certificate %s", cc->cert);
-    else if (SSL_CTX_use_PrivateKey_file(ctx, cc->key, SSL_FILETYPE_PEM) != 1)
+    else if (SSL_CTX_use_PrivateKey(ctx, pk) != 1)
         tls_diag_ssl(dg, cc->key_pos, "cannot use key %s", cc->key);
-    else if (SSL_CTX_check_private_key(ctx) != 1)
-        tls_diag_ssl(dg, cc->key_pos, "key %s does not match certificate %s", cc->key, cc->cert);
     else
         rc = 0;
+    EVP_PKEY_free(pk);
+    ERR_clear_error();
     if (rc == 0 && cc->ocsp)
         rc = load_ocsp(ts, cc, x, dg);
     if (rc < 0) {

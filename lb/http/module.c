@@ -17,10 +17,26 @@
 #include "lb/core/runtime.h"
 #include "lb/http/internal.h"
 #include "lb/io/tls.h"
-#include "lb/tls/tls.h"
 #include "lb/metrics/stats.h"
 #include "lb/route/route.h"
+#include "lb/tls/tls.h"
 #include "static/snap.h"
+
+/* A backend connection: pooled ones close when idle too long or when their server is
+ * drained or down. */
+static void upstream_tick(struct io_worker *w, struct http_conn *c, uint64_t now)
+{
+    const struct conf_cluster *ccf = w->rt->clusters[c->pick.cluster].cf;
+    if (c->h.phase == HS_IDLE && ccf->idle_timeout_ms &&
+        now - c->base.last_ms > ccf->idle_timeout_ms)
+        io_conn_close(w, &c->base, "pooled connection idle");
+    else if (c->h.phase == HS_IDLE &&
+             (atomic_load_explicit(
+                  &w->rt->clusters[c->pick.cluster].servers[c->pick.server].flags,
+                  memory_order_relaxed) &
+              (CL_SRV_F_DRAINING | CL_SRV_F_DOWN)))
+        io_conn_close(w, &c->base, "server drained or down"); /* its pooled connections go */
+}
 
 void http_tick(struct io_worker *w, struct io_conn *base)
 {
@@ -39,16 +55,7 @@ void http_tick(struct io_worker *w, struct io_conn *base)
         }
     }
     if (base->ops == &http_upstream_ops) {
-        const struct conf_cluster *ccf = w->rt->clusters[c->pick.cluster].cf;
-        if (c->h.phase == HS_IDLE && ccf->idle_timeout_ms &&
-            now - c->base.last_ms > ccf->idle_timeout_ms)
-            io_conn_close(w, &c->base, "pooled connection idle");
-        else if (c->h.phase == HS_IDLE &&
-                 (atomic_load_explicit(
-                      &w->rt->clusters[c->pick.cluster].servers[c->pick.server].flags,
-                      memory_order_relaxed) &
-                  (CL_SRV_F_DRAINING | CL_SRV_F_DOWN)))
-            io_conn_close(w, &c->base, "server drained or down"); /* its pooled connections go */
+        upstream_tick(w, c, now);
         return;
     }
     const struct conf_listener *lcf = lcf_of(w, c);

@@ -285,8 +285,8 @@ static void fail(struct io_worker *w, struct io_conn *c, struct io_stream *s, in
     if (e)
         ERR_error_string_n(e, why, sizeof(why));
     else
-        snprintf(why, sizeof(why), "%s", ssl_err == SSL_ERROR_SYSCALL ? "connection closed"
-                                                                       : "unknown error");
+        snprintf(why, sizeof(why), "%s",
+                 ssl_err == SSL_ERROR_SYSCALL ? "connection closed" : "unknown error");
     ERR_clear_error();
     t->flags |= T_FAILED;
     if (t->flags & T_COUNTED)
@@ -397,8 +397,7 @@ static int64_t decrypt(struct io_worker *w, struct io_conn *c, struct io_stream 
     }
 }
 
-void io_tls_recv(struct io_worker *w, struct io_conn *c, struct io_stream *s, int res,
-                 uint16_t bid)
+void io_tls_recv(struct io_worker *w, struct io_conn *c, struct io_stream *s, int res, uint16_t bid)
 {
     struct io_tls *t = s->tls;
     if (res > 0) {

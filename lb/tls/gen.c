@@ -76,8 +76,7 @@ void tls_check_dates(struct tls_diag *dg, struct conf_pos pos, const char *file,
     char when[32];
     if (na && na < now) {
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", gmtime(&na));
-        tls_diag_warn(dg, pos, "certificate %s expired on %s; clients will refuse it", file,
-                      when);
+        tls_diag_warn(dg, pos, "certificate %s expired on %s; clients will refuse it", file, when);
     } else if (nb && nb > now) {
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", gmtime(&nb));
         tls_diag_warn(dg, pos, "certificate %s is not valid before %s", file, when);

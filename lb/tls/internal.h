@@ -18,9 +18,8 @@ struct tls_diag {
 
 __attribute__((format(printf, 3, 4))) void tls_diag_err(struct tls_diag *dg, struct conf_pos pos,
                                                         const char *fmt, ...);
-__attribute__((format(printf, 3, 4))) void tls_diag_warn(struct tls_diag *dg,
-                                                         struct conf_pos pos, const char *fmt,
-                                                         ...);
+__attribute__((format(printf, 3, 4))) void tls_diag_warn(struct tls_diag *dg, struct conf_pos pos,
+                                                         const char *fmt, ...);
 /* An error followed by what OpenSSL's error queue says (which it empties). */
 __attribute__((format(printf, 3, 4))) void tls_diag_ssl(struct tls_diag *dg, struct conf_pos pos,
                                                         const char *fmt, ...);

@@ -86,8 +86,8 @@ int tls_keys_peek(struct tls_ticket_key *cur, struct tls_ticket_key *prev)
     return n;
 }
 
-static int key_setup(const struct tls_ticket_key *k, const unsigned char *iv,
-                     EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
+static int key_setup(const struct tls_ticket_key *k, const unsigned char *iv, EVP_CIPHER_CTX *ectx,
+                     EVP_MAC_CTX *hctx, int enc)
 {
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, sizeof(k->hmac)),
@@ -135,10 +135,10 @@ int tls_ticket_cb(SSL *ssl, unsigned char *key_name, unsigned char *iv, EVP_CIPH
 }
 
 static const char *const fail_names[TLS_FAIL__COUNT] = {
-    [TLS_FAIL_PROTOCOL] = "protocol",     [TLS_FAIL_VERSION] = "version",
+    [TLS_FAIL_PROTOCOL] = "protocol",       [TLS_FAIL_VERSION] = "version",
     [TLS_FAIL_CIPHER] = "no_shared_cipher", [TLS_FAIL_CLIENT_CERT] = "client_certificate",
-    [TLS_FAIL_PEER_ALERT] = "peer_alert", [TLS_FAIL_EOF] = "eof",
-    [TLS_FAIL_TIMEOUT] = "timeout",       [TLS_FAIL_OTHER] = "other",
+    [TLS_FAIL_PEER_ALERT] = "peer_alert",   [TLS_FAIL_EOF] = "eof",
+    [TLS_FAIL_TIMEOUT] = "timeout",         [TLS_FAIL_OTHER] = "other",
 };
 
 const char *tls_fail_name(enum tls_fail f)

@@ -119,8 +119,8 @@ static SSL_CTX *new_server_ctx(const struct conf_tls *cf, struct tls_server *ts,
         tls_diag_err(dg, cf->pos, "cannot make a TLS context");
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx,
-                                  cf->min_version == CONF_TLS_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    SSL_CTX_set_min_proto_version(ctx, cf->min_version == CONF_TLS_1_3 ? TLS1_3_VERSION
+                                                                       : TLS1_2_VERSION);
     SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -194,8 +194,7 @@ static char *cert_names(X509 *x)
     GENERAL_NAMES_free(sans);
     if (!buf[0]) {
         char cn[256];
-        int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn,
-                                          sizeof(cn));
+        int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
         if (n > 0)
             add_name(buf, sizeof(buf), cn, (size_t)n);
     }
@@ -343,7 +342,8 @@ static int build_sni(struct tls_server *ts, struct loaded *ld, size_t n)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         char *copy = ld[i].names ? strdup(ld[i].names) : NULL, *save = NULL;
-        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
+        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t;
+             t = strtok_r(NULL, ",", &save)) {
             bool wild = t[0] == '*' && t[1] == '.';
             struct tls_sni *tab = wild ? ts->wild : ts->exact;
             size_t *cnt = wild ? &ts->nwild : &ts->nexact;

@@ -34,7 +34,7 @@ struct tls_cert_info {
     char *names;   /* the names it serves, comma-separated (SAN DNS names, else its CN) */
     char *subject; /* one line */
     char *issuer;
-    char key[16];  /* "RSA 2048", "EC P-256" */
+    char key[16]; /* "RSA 2048", "EC P-256" */
     time_t not_before, not_after;
 };
 
@@ -125,12 +125,12 @@ enum tls_fail {
 };
 
 struct tls_stats {
-    _Atomic uint64_t handshakes[2];    /* completed, by version: [0] TLS 1.2, [1] TLS 1.3 */
-    _Atomic uint64_t resumed;          /* of those, resumed from a ticket */
+    _Atomic uint64_t handshakes[2]; /* completed, by version: [0] TLS 1.2, [1] TLS 1.3 */
+    _Atomic uint64_t resumed;       /* of those, resumed from a ticket */
     _Atomic uint64_t failed[TLS_FAIL__COUNT];
-    _Atomic uint64_t upstream_ok;      /* handshakes with servers */
+    _Atomic uint64_t upstream_ok; /* handshakes with servers */
     _Atomic uint64_t upstream_resumed;
-    _Atomic uint64_t upstream_failed;  /* including certificate verify failures */
+    _Atomic uint64_t upstream_failed; /* including certificate verify failures */
     _Atomic uint64_t upstream_verify_failed;
 };
 extern struct tls_stats tls_stats;

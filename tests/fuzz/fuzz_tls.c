@@ -28,17 +28,17 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(x)                                                                              \
-    do {                                                                                      \
-        if (!(x))                                                                             \
-            __builtin_trap();                                                                 \
+#define CHECK(x)                                                                                   \
+    do {                                                                                           \
+        if (!(x))                                                                                  \
+            __builtin_trap();                                                                      \
     } while (0)
 
 struct fz_conn {
     struct io_conn base;
     struct io_stream st;
-    uint64_t plain;  /* bytes the protocol was handed */
-    int sends;       /* sends made and not yet reported */
+    uint64_t plain; /* bytes the protocol was handed */
+    int sends;      /* sends made and not yet reported */
     bool failed;
 };
 

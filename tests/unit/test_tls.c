@@ -282,9 +282,9 @@ static void test_fail_names(void **state)
     for (int f = 0; f < TLS_FAIL__COUNT; f++)
         assert_non_null(tls_fail_name((enum tls_fail)f));
     assert_int_equal(tls_fail_classify(0, SSL_ERROR_SYSCALL), TLS_FAIL_EOF);
-    assert_int_equal(tls_fail_classify(ERR_PACK(ERR_LIB_SSL, 0, SSL_R_UNSUPPORTED_PROTOCOL),
-                                       SSL_ERROR_SSL),
-                     TLS_FAIL_VERSION);
+    assert_int_equal(
+        tls_fail_classify(ERR_PACK(ERR_LIB_SSL, 0, SSL_R_UNSUPPORTED_PROTOCOL), SSL_ERROR_SSL),
+        TLS_FAIL_VERSION);
     assert_int_equal(
         tls_fail_classify(ERR_PACK(ERR_LIB_SSL, 0, SSL_R_NO_SHARED_CIPHER), SSL_ERROR_SSL),
         TLS_FAIL_CIPHER);

@@ -4,7 +4,8 @@
 #  - TLS 1.0 and 1.1 are refused; min_version: tls1.3 refuses 1.2;
 #  - a ticket made on one connection resumes on twenty more (two workers, so on both);
 #  - X-Forwarded-Proto: https reaches the server, the access log shows tls/cipher/sni;
-#  - TLS on a tcp listener; a 50 MB download arrives intact;
+#  - TLS on a tcp listener; a 50 MB download arrives intact; half-close passed on with
+#    close_notify both ways;
 #  - mutual TLS: a client certificate of the CA is accepted, none or another CA's refused
 #    with a log line that says why;
 #  - TLS to an nginx backend: the right CA answers 200, a wrong one 502 and a log line
@@ -178,6 +179,52 @@ curl -s --cacert "$C/ca.pem" --resolve "a.test:$H:127.0.0.1" -X POST --data-bina
     "https://a.test:$H/echo" -o "$T/echo.out" || fail "upload"
 cmp -s "$T/up.bin" "$T/echo.out" || fail "8 MB echoed through TLS differ"
 echo "ok: TLS on tcp; 50 MB down, 8 MB up and back, intact"
+
+# Half-close through TLS on the tcp listener: the client's close_notify and FIN reach the
+# server as a FIN, its answer still comes back, then lb's close_notify and FIN.
+python3 - "$L4" <<'EOF_PY' || fail "half-close over TLS"
+import socket, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+o = ctx.wrap_bio(inc, out, server_hostname="a.test")
+def pump():
+    d = out.read()
+    if d:
+        raw.sendall(d)
+while True:
+    try:
+        o.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        pump()
+        inc.write(raw.recv(65536))
+pump()
+o.write(b"POST /echo HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello")
+try:
+    o.unwrap()
+except ssl.SSLWantReadError:
+    pass
+pump()
+raw.shutdown(socket.SHUT_WR)
+data, notify, fin = b"", False, False
+while not fin:
+    chunk = raw.recv(65536)
+    fin = not chunk
+    inc.write(chunk)
+    try:
+        while True:
+            data += o.read(65536)
+    except ssl.SSLWantReadError:
+        pass
+    except ssl.SSLZeroReturnError:
+        notify = True
+assert data.endswith(b"\r\n\r\nhello"), data
+assert notify, "no close_notify from lb"
+EOF_PY
+echo "ok: half-close passed on through TLS (close_notify both ways)"
 
 # ---- mutual TLS ----
 curl -s --cacert "$C/ca.pem" --cert "$C/client.pem" --key "$C/client.key" \

@@ -45,6 +45,8 @@ static void usage(FILE *out)
             "  snapshots reload [SET]                       publish snapshot directories again\n"
             "  explain METHOD URL [Name: value]...          route, key, server and failover\n"
             "                                               order that request would get\n"
+            "  tls [--json]                                 certificates per TLS listener,\n"
+            "                                               their names, issuer and expiry\n"
             "\n"
             "  -s SOCKET   admin socket (default " CTL_DEFAULT_SOCKET ")\n"
             "exit: 0 ok, 1 error, 2 usage\n");
@@ -280,6 +282,47 @@ static void print_status(const struct ctl_json *v)
     }
 }
 
+#define TLS_COLS 6
+
+/* lbctl tls: one line per certificate, columns as wide as their widest cell. */
+static void print_tls(const struct ctl_json *v)
+{
+    static const char *head[TLS_COLS] = {"LISTENER", "NAMES", "KEY", "NOT AFTER", "DAYS",
+                                         "ISSUER"};
+    const struct ctl_json *certs = ctl_json_get(v, "certificates");
+    if (!certs || !certs->child) {
+        printf("no TLS listeners\n");
+        return;
+    }
+    int width[TLS_COLS];
+    char cell[TLS_COLS][160];
+    for (int pass = 0; pass < 2; pass++) {
+        for (int k = 0; k < TLS_COLS; k++) {
+            if (pass == 0)
+                width[k] = (int)strlen(head[k]);
+            else
+                printf("%-*s%s", k + 1 < TLS_COLS ? width[k] : 0, head[k],
+                       k + 1 < TLS_COLS ? "  " : "\n");
+        }
+        for (const struct ctl_json *c = certs->child; c; c = c->next) {
+            snprintf(cell[0], 160, "%s", ctl_json_str(c, "listener", "?"));
+            snprintf(cell[1], 160, "%s", ctl_json_str(c, "names", "?"));
+            snprintf(cell[2], 160, "%s", ctl_json_str(c, "key", "?"));
+            snprintf(cell[3], 160, "%s", ctl_json_str(c, "not_after", "?"));
+            double days = ctl_json_num(c, "days_left", 0);
+            snprintf(cell[4], 160, "%.0f%s", days, days < 0 ? " EXPIRED" : "");
+            snprintf(cell[5], 160, "%s", ctl_json_str(c, "issuer", "?"));
+            for (int k = 0; k < TLS_COLS; k++) {
+                if (pass == 0 && (int)strlen(cell[k]) > width[k])
+                    width[k] = (int)strlen(cell[k]);
+                if (pass == 1)
+                    printf("%-*s%s", k + 1 < TLS_COLS ? width[k] : 0, cell[k],
+                           k + 1 < TLS_COLS ? "  " : "\n");
+            }
+        }
+    }
+}
+
 /* The server's entry in a status answer, or NULL. */
 static const struct ctl_json *find_server(const struct ctl_json *st, const char *cluster,
                                           const char *server)
@@ -418,6 +461,9 @@ static int run(struct ctl *c, const char *cmdline, char **pos, bool wait, uint64
     } else if (!strcmp(pos[0], "explain")) {
         if (!c->json)
             print_explain(v);
+    } else if (!strcmp(pos[0], "tls")) {
+        if (!c->json)
+            print_tls(v);
     } else if (!strcmp(pos[0], "weight")) {
         if (!c->json) {
             printf("%s/%s: weight %.0f (configured %.0f, was %.0f)\n", pos[1], pos[2],
@@ -492,7 +538,7 @@ static int check_command(const struct args *a)
     char *const *pos = a->pos;
     const char *cmd = pos[0];
     int want_min, want_max;
-    if (!strcmp(cmd, "status") || !strcmp(cmd, "reload"))
+    if (!strcmp(cmd, "status") || !strcmp(cmd, "reload") || !strcmp(cmd, "tls"))
         want_min = want_max = 1;
     else if (!strcmp(cmd, "drain") || !strcmp(cmd, "undrain"))
         want_min = want_max = 3;

@@ -39,6 +39,7 @@ enum admin_verb {
     ADMIN_RELOAD,
     ADMIN_SNAPSHOTS_RELOAD,
     ADMIN_EXPLAIN,
+    ADMIN_TLS,
 };
 
 #define ADMIN_EXPLAIN_MAX 4096 /* the request explain builds: request line and fields */

@@ -17,6 +17,7 @@
 #include "lb/core/snapshots.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
+#include "lb/metrics/metrics.h"
 #include "lb/tls/tls.h"
 
 #define MAX_WORDS 6
@@ -170,16 +171,12 @@ static int parse_explain(const char *p, size_t len, struct admin_cmd *cmd, struc
     return 0;
 }
 
-int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_err *err)
+/* Splits @line into words of printable ASCII separated by blanks. 0, or -EINVAL with the
+ * reason. */
+static int split_words(const char *line, size_t len, struct word *w, size_t *nwp,
+                       struct lb_err *err)
 {
-    struct word w[MAX_WORDS];
     size_t nw = 0;
-
-    memset(cmd, 0, sizeof(*cmd));
-    if (len && line[len - 1] == '\r') /* telnet and nc -C send CRLF */
-        len--;
-    if (len >= 8 && !memcmp(line, "explain ", 8))
-        return parse_explain(line + 8, len - 8, cmd, err);
     for (size_t i = 0; i < len;) {
         unsigned char ch = (unsigned char)line[i];
         if (ch == ' ' || ch == '\t') {
@@ -202,14 +199,37 @@ int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_e
         w[nw].len = i - start;
         nw++;
     }
+    *nwp = nw;
+    return 0;
+}
+
+int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_err *err)
+{
+    struct word w[MAX_WORDS];
+    size_t nw = 0;
+
+    memset(cmd, 0, sizeof(*cmd));
+    if (len && line[len - 1] == '\r') /* telnet and nc -C send CRLF */
+        len--;
+    if (len >= 8 && !memcmp(line, "explain ", 8))
+        return parse_explain(line + 8, len - 8, cmd, err);
+    if (split_words(line, len, w, &nw, err) < 0)
+        return -EINVAL;
     if (nw == 0) {
         lb_err_set(err, "empty command");
         return -EINVAL;
     }
 
-    if (word_is(&w[0], "status")) {
-        cmd->verb = ADMIN_STATUS;
-        return want_args(nw, 1, "status", err);
+    /* Commands without arguments. */
+    static const struct {
+        const char *name;
+        enum admin_verb verb;
+    } bare[] = {{"status", ADMIN_STATUS}, {"reload", ADMIN_RELOAD}, {"tls", ADMIN_TLS}};
+    for (size_t k = 0; k < sizeof(bare) / sizeof(bare[0]); k++) {
+        if (word_is(&w[0], bare[k].name)) {
+            cmd->verb = bare[k].verb;
+            return want_args(nw, 1, bare[k].name, err);
+        }
     }
     if (word_is(&w[0], "drain") || word_is(&w[0], "undrain")) {
         cmd->verb = w[0].len == 5 ? ADMIN_DRAIN : ADMIN_UNDRAIN;
@@ -232,10 +252,6 @@ int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_e
             return -EINVAL;
         return 0;
     }
-    if (word_is(&w[0], "reload")) {
-        cmd->verb = ADMIN_RELOAD;
-        return want_args(nw, 1, "reload", err);
-    }
     if (word_is(&w[0], "snapshots")) {
         cmd->verb = ADMIN_SNAPSHOTS_RELOAD;
         if (nw < 2 || nw > 3 || !word_is(&w[1], "reload")) {
@@ -246,7 +262,7 @@ int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_e
     }
     lb_err_set(err,
                "unknown command '%.*s': status, drain, undrain, weight, reload, "
-               "snapshots reload, explain",
+               "snapshots reload, explain, tls",
                (int)(w[0].len > 32 ? 32 : w[0].len), w[0].p);
     return -EINVAL;
 }
@@ -569,6 +585,11 @@ int admin_exec(struct lb_runtime *rt, const double *const *rates, const struct a
         return exec_reload(rt, out);
     case ADMIN_SNAPSHOTS_RELOAD:
         return exec_snapshots_reload(rt, cmd, out);
+    case ADMIN_TLS:
+        lb_jbuf_printf(out, "{\"ok\":true,\"certificates\":");
+        metrics_json_certs(rt, out);
+        lb_jbuf_printf(out, "}");
+        return 0;
     }
     admin_error(out, "internal error: unknown verb");
     return ADMIN_R_ERROR;

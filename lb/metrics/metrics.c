@@ -330,6 +330,7 @@ void metrics_prom(struct lb_runtime *rt, struct lb_jbuf *out)
     prom_requests(rt, out);
     prom_servers(rt, out);
     prom_latency(rt, out);
+    metrics_prom_tls(rt, out);
 }
 
 /* ---- JSON ------------------------------------------------------------------------------ */
@@ -400,7 +401,9 @@ void metrics_json(struct lb_runtime *rt, const double *const *rates, struct lb_j
         }
         lb_jbuf_printf(out, "}");
     }
-    lb_jbuf_printf(out, "]}");
+    lb_jbuf_printf(out, "],\"certificates\":");
+    metrics_json_certs(rt, out);
+    lb_jbuf_printf(out, "}");
 }
 
 /* ---- status page ----------------------------------------------------------------------- */
@@ -424,7 +427,8 @@ static const char page_head[] =
     ".ok{color:#2e7d32}.fail{color:#c62828}.none{color:#999}\n"
     "#err{color:#c62828}\n"
     "</style></head>\n<body>\n<h1>lb status</h1><div><span id='upd'>from the page load</span> "
-    "<span id='err'></span></div>\n<div id='listeners'></div><div id='clusters'></div>\n"
+    "<span id='err'></span></div>\n<div id='certs'></div><div id='listeners'></div>"
+    "<div id='clusters'></div>\n"
     "<script>\nvar initial = ";
 
 static const char page_tail[] =
@@ -457,6 +461,13 @@ static const char page_tail[] =
     "    '\">'+esc(chk)+'</td></tr>';});\n"
     "  h+='</table>';});\n"
     " document.getElementById('clusters').innerHTML=h;\n"
+    " var soon=(d.certificates||[]).filter(function(c){return c.days_left<14;});\n"
+    " h='';if(soon.length){h='<h2>Certificates expiring within 14 days</h2><table><tr>'+\n"
+    "  '<th>listener</th><th>names</th><th>file</th><th>not after</th><th>days left</th></tr>';\n"
+    "  soon.forEach(function(c){h+='<tr class=\"cert\"><td>'+esc(c.listener)+'</td><td>'+\n"
+    "   esc(c.names)+'</td><td>'+esc(c.file)+'</td><td>'+esc(c.not_after)+'</td><td class=\"'+\n"
+    "   (c.days_left<0?'fail':'')+'\">'+c.days_left+'</td></tr>';});h+='</table>';}\n"
+    " document.getElementById('certs').innerHTML=h;\n"
     "}\n"
     "render(initial);\n"
     "var fetches=0;\n"

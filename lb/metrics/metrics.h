@@ -45,6 +45,12 @@ void metrics_prom(struct lb_runtime *rt, struct lb_jbuf *out);
 /* Appends the /stats JSON object. @rates: [cluster][server] picks per second, or NULL. */
 void metrics_json(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out);
 
+/* TLS (lb/metrics/tls.c): the /metrics families (nothing when no listener or cluster uses
+ * TLS), and the JSON array of every certificate served with its expiry, for /stats, the status
+ * page and lbctl tls. */
+void metrics_prom_tls(struct lb_runtime *rt, struct lb_jbuf *out);
+void metrics_json_certs(struct lb_runtime *rt, struct lb_jbuf *out);
+
 /* Appends the status page, with the current /stats embedded so that it renders at once. */
 void metrics_page(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out);
 

@@ -23,14 +23,14 @@ need_uring
 C="$T/certs"
 mkdir -p "$C"
 ssl() { openssl "$@" >>"$T/openssl.log" 2>&1 || fail "openssl $1 failed: $(tail -3 "$T/openssl.log")"; }
-# leaf NAME SAN KEYTYPE CA: a key and a certificate signed by CA (ca or ca2).
+# leaf NAME SAN KEYTYPE CA [DAYS]: a key and a certificate signed by CA (ca or ca2).
 leaf() {
     if [ "$3" = rsa ]; then ssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$C/$1.key"
     else ssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$C/$1.key"; fi
     ssl req -new -key "$C/$1.key" -subj "/CN=$1" -out "$C/$1.csr"
     printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$2" >"$C/$1.ext"
     ssl x509 -req -in "$C/$1.csr" -CA "$C/$4.pem" -CAkey "$C/$4.key" -CAcreateserial \
-        -days 30 -extfile "$C/$1.ext" -out "$C/$1.pem"
+        -days "${5:-30}" -extfile "$C/$1.ext" -out "$C/$1.pem"
 }
 for ca in ca ca2; do
     ssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$C/$ca.key" \
@@ -43,13 +43,15 @@ leaf wild 'DNS:*.w.test' ec ca
 leaf a-new DNS:a.test,DNS:www.a.test ec ca
 leaf backend DNS:app.internal,IP:127.0.0.1 ec ca
 leaf client DNS:client.test ec ca
+leaf soon DNS:soon.test ec ca 5
 leaf stranger DNS:stranger.test ec ca2
 
 # ---- peers ----
 A=$(free_port); NG=$(free_port)
-H=$(free_port); L4=$(free_port); M=$(free_port); V=$(free_port); G=$(free_port); B13=$(free_port)
+MP=$(free_port); H=$(free_port); L4=$(free_port); M=$(free_port); V=$(free_port); G=$(free_port); B13=$(free_port)
 bg a "$DEMO" -l "127.0.0.1:$A" -n a
 nginx_conf "access_log off;
+    keepalive_requests 5;
     server { listen 127.0.0.1:$NG ssl; ssl_certificate $C/backend.pem;
              ssl_certificate_key $C/backend.key; location / { return 200 'nginx-tls\n'; } }" \
     >"$T/nginx.conf"
@@ -61,6 +63,7 @@ cat >"$T/lb.yaml" <<EOC
 global:
   workers: 2
   admin: { socket: $T/lb.sock }
+  metrics: { listen: 127.0.0.1:$MP }
   log: { access: $T/access.log }
 listeners:
   - name: https
@@ -73,6 +76,7 @@ listeners:
         - { cert: $C/live.pem, key: $C/live.key }
         - { cert: $C/a-rsa.pem, key: $C/a-rsa.key }
         - { cert: $C/wild.pem, key: $C/wild.key }
+        - { cert: $C/soon.pem, key: $C/soon.key }
     routes: [ { cluster: app } ]
   - name: l4
     bind: 127.0.0.1:$L4
@@ -248,7 +252,45 @@ echo "ok: mutual TLS accepts the CA's client, refuses others with a reason"
     fail "a wrong CA must give 502"
 wait_for 10 "certificate verify failed in the log" \
     grep -q 'certificate verify failed: unable to get local issuer certificate' "$T/lb.log"
-echo "ok: TLS to nginx: right CA 200, wrong CA 502 with the reason"
+# nginx closes a backend connection after 5 requests: the next ones resume its session.
+for i in $(seq 30); do curl -s -o /dev/null "http://127.0.0.1:$V/"; done
+curl -s "http://127.0.0.1:$MP/metrics" >"$T/metrics.out"
+resumed=$(sed -n 's/^lb_tls_upstream_resumptions_total \([0-9]*\)$/\1/p' "$T/metrics.out")
+[ "${resumed:-0}" -gt 0 ] || fail "no session to nginx was resumed: $(grep upstream "$T/metrics.out")"
+grep -q '^lb_tls_upstream_handshakes_total{result="verify_failed"} [1-9]' "$T/metrics.out" ||
+    fail "verify failures not counted: $(grep upstream "$T/metrics.out")"
+echo "ok: TLS to nginx: right CA 200, wrong CA 502 with the reason; sessions resumed ($resumed)"
+
+# ---- operators: metrics, lbctl tls, the status page ----
+grep -q '^lb_tls_handshakes_total{version="TLSv1.3"} [1-9]' "$T/metrics.out" || fail "handshakes"
+grep -q '^lb_tls_resumptions_total [1-9]' "$T/metrics.out" || fail "resumptions"
+grep -q '^lb_tls_handshake_failures_total{reason="version"} [1-9]' "$T/metrics.out" ||
+    fail "version failures: $(grep failures "$T/metrics.out")"
+grep -q '^lb_tls_handshake_failures_total{reason="client_certificate"} [1-9]' "$T/metrics.out" ||
+    fail "client certificate failures"
+grep -q "^lb_tls_cert_expiry_seconds{listener=\"https\",file=\"$C/wild.pem\",names=\"\*.w.test\"} [0-9]" \
+    "$T/metrics.out" || fail "cert expiry: $(grep expiry "$T/metrics.out")"
+"$LBCTL" -s "$T/lb.sock" tls >"$T/tls.out" || fail "lbctl tls"
+grep -q '^https  *\*\.w\.test  *EC 256  *20[0-9-]*T[0-9:]*Z  *2[0-9]  ' "$T/tls.out" ||
+    fail "lbctl tls: $(cat "$T/tls.out")"
+"$LBCTL" -s "$T/lb.sock" tls --json | grep -q '"days_left":2[0-9]' || fail "lbctl tls --json"
+grep -q '^https  *soon\.test  .*  4  ' "$T/tls.out" || fail "lbctl tls, 5-day cert: $(cat "$T/tls.out")"
+echo "ok: TLS metrics, lbctl tls"
+
+# The status page lists the certificate that expires within 14 days, and only that one.
+CHROME=$(command -v chromium || command -v chromium-browser || true)
+mkdir -p "$T/home"
+if [ -n "$CHROME" ] && HOME="$T/home" timeout 60 "$CHROME" --headless --no-sandbox --disable-gpu \
+    --no-first-run --user-data-dir="$T/home/profile" --virtual-time-budget=3000 \
+    --dump-dom "http://127.0.0.1:$MP/" >"$T/dom.html" 2>"$T/chromium.log"; then
+    grep -q '<tr class="cert"><td>https</td><td>soon.test</td>' "$T/dom.html" ||
+        fail "status page: soon.test not listed"
+    [ "$(grep -o "<tr class=.cert.><td>[a-z0-9-]*</td>" "$T/dom.html" | wc -l)" -eq 1 ] ||
+        fail "status page lists certificates that do not expire soon"
+    echo "ok: the status page lists the one certificate expiring within 14 days"
+else
+    echo "note: chromium cannot run here; the status page's certificate list was not rendered"
+fi
 
 # ---- bad input ----
 python3 - "$H" <<'EOF_PY' || fail "bad input"

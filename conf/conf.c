@@ -200,6 +200,7 @@ void conf_free(struct conf *c)
             free(r->target);
             free_hash_key(&r->hash_key);
             free(r->enqueue.redis_list);
+            free(r->redirect.host);
         }
         free(l->routes);
         free(l->cluster);

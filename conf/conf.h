@@ -125,11 +125,11 @@ struct conf_tls {
     bool enabled;
     struct conf_tls_cert *certs;
     size_t ncerts;
-    enum conf_tls_version min_version;  /* default tls1.2 */
-    char *alpn[CONF_TLS_MAX_ALPN];      /* protocol ids in order of preference; default http/1.1 */
+    enum conf_tls_version min_version; /* default tls1.2 */
+    char *alpn[CONF_TLS_MAX_ALPN];     /* protocol ids in order of preference; default http/1.1 */
     size_t nalpn;
-    bool session_tickets;               /* default on */
-    char *client_ca;                    /* mutual TLS: CA bundle, resolved; NULL = off */
+    bool session_tickets; /* default on */
+    char *client_ca;      /* mutual TLS: CA bundle, resolved; NULL = off */
     struct conf_pos pos, client_ca_pos, alpn_pos;
 };
 
@@ -202,10 +202,25 @@ struct conf_enqueue {
     uint64_t max_length; /* default 100000 */
 };
 
+/* redirect: { scheme, host, port, code }: the same URI somewhere else. */
+enum conf_scheme {
+    CONF_SCHEME_SAME, /* the listener's own: https with tls:, else http */
+    CONF_SCHEME_HTTP,
+    CONF_SCHEME_HTTPS,
+};
+
+struct conf_redirect {
+    enum conf_scheme scheme;
+    char *host;    /* NULL: the request's Host (its port dropped) */
+    uint32_t port; /* 0: the scheme's default port (80, 443), not written in Location */
+    int code;      /* 301, 302, 307 or 308 (default: 308, which keeps the method) */
+};
+
 enum conf_action {
     CONF_ACT_CLUSTER,
     CONF_ACT_STATIC,
     CONF_ACT_ENQUEUE,
+    CONF_ACT_REDIRECT,
 };
 
 struct conf_route {
@@ -220,6 +235,7 @@ struct conf_route {
                                       the route names no key; NONE otherwise */
     struct conf_cache cache;
     struct conf_enqueue enqueue;
+    struct conf_redirect redirect;
     struct conf_pos pos;          /* the route's mapping */
     struct conf_pos target_pos;   /* the cluster/static/enqueue value */
     struct conf_pos hash_key_pos; /* the hash_key value, when written */

@@ -203,6 +203,43 @@ static int set_enqueue(struct conf_ctx *x, const struct conf_node *n, void *fiel
     return conf_map(x, n, &r->enqueue, enqueue_keys, NULL);
 }
 
+static const struct conf_enum_name schemes[] = {
+    {"http", CONF_SCHEME_HTTP},
+    {"https", CONF_SCHEME_HTTPS},
+    {NULL, 0},
+};
+
+static const struct conf_enum_name redirect_codes[] = {
+    {"301", 301}, {"302", 302}, {"307", 307}, {"308", 308}, {NULL, 0},
+};
+
+static const struct conf_key redirect_keys[] = {
+    {.name = "scheme",
+     .set = conf_set_enum,
+     .off = offsetof(struct conf_redirect, scheme),
+     .arg = schemes},
+    {.name = "host", .set = set_host, .off = offsetof(struct conf_redirect, host)},
+    {.name = "port",
+     .set = conf_set_u32,
+     .off = offsetof(struct conf_redirect, port),
+     .min = 1,
+     .max = 65535},
+    {.name = "code",
+     .set = conf_set_enum,
+     .off = offsetof(struct conf_redirect, code),
+     .arg = redirect_codes},
+    {.name = NULL},
+};
+
+static int set_redirect(struct conf_ctx *x, const struct conf_node *n, void *field,
+                        const struct conf_key *k)
+{
+    struct conf_route *r = field;
+    r->action = CONF_ACT_REDIRECT;
+    r->redirect.code = 308;
+    return conf_map(x, n, &r->redirect, redirect_keys, NULL);
+}
+
 static const struct conf_key cache_keys[] = {
     {.name = "ttl",
      .set = conf_set_duration,
@@ -234,6 +271,7 @@ static const struct conf_key route_keys[] = {
     {.name = "cluster", .set = set_route_cluster},
     {.name = "static", .set = set_route_static},
     {.name = "enqueue", .set = set_enqueue},
+    {.name = "redirect", .set = set_redirect},
     {.name = "hash_key", .set = set_hash_key, .off = offsetof(struct conf_route, hash_key)},
     {.name = "cache", .set = set_cache, .off = offsetof(struct conf_route, cache)},
     {.name = NULL},
@@ -242,7 +280,8 @@ static const struct conf_key route_keys[] = {
 static void load_route(struct conf_ctx *x, const struct conf_node *n, struct conf_route *r)
 {
     struct conf_seen seen[CONF_MAX_KEYS];
-    static const char *const actions[] = {"cluster", "static", "enqueue"};
+    static const char *const actions[] = {"cluster", "static", "enqueue", "redirect"};
+    const size_t nactions = sizeof(actions) / sizeof(actions[0]);
 
     r->pos = n->pos;
     r->target_idx = -1;
@@ -252,14 +291,14 @@ static void load_route(struct conf_ctx *x, const struct conf_node *n, struct con
     /* Exactly one action; every extra one is reported where it is written. */
     const struct conf_seen *first = NULL;
     const char *first_name = NULL;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < nactions; i++) {
         const struct conf_seen *s = conf_seen_get(route_keys, seen, actions[i]);
         if (s->key && (!first || pos_before(s->key->pos, first->key->pos))) {
             first = s;
             first_name = actions[i];
         }
     }
-    for (size_t i = 0; first && i < 3; i++) {
+    for (size_t i = 0; first && i < nactions; i++) {
         const struct conf_seen *s = conf_seen_get(route_keys, seen, actions[i]);
         if (s->key && s != first)
             conf_err(x, s->key->pos,
@@ -268,12 +307,12 @@ static void load_route(struct conf_ctx *x, const struct conf_node *n, struct con
                      first_name, first->key->pos.line, first->key->pos.col);
     }
     if (!first) {
-        conf_err(x, n->pos, "a route needs an action: cluster, static or enqueue");
+        conf_err(x, n->pos, "a route needs an action: cluster, static, enqueue or redirect");
         return;
     }
     r->target_pos = first->val->pos;
     bool single = true;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < nactions; i++) {
         const struct conf_seen *s = conf_seen_get(route_keys, seen, actions[i]);
         single &= !s->key || s == first;
     }

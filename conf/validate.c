@@ -126,13 +126,30 @@ static void check_hash_key(struct conf_ctx *x, int ci, struct conf_hash_key *h,
     }
 }
 
+/* A redirect to this listener's own scheme with nothing else changed would send the client
+ * back here forever. (A port or host that happens to be this listener's own is the
+ * operator's business: lb cannot tell which names reach it.) */
+static void check_redirect(struct conf_ctx *x, const struct conf_listener *l,
+                           const struct conf_route *r)
+{
+    const struct conf_redirect *rd = &r->redirect;
+    enum conf_scheme own = l->tls.enabled ? CONF_SCHEME_HTTPS : CONF_SCHEME_HTTP;
+    if (!rd->host && !rd->port && (rd->scheme == CONF_SCHEME_SAME || rd->scheme == own))
+        conf_err(x, r->target_pos,
+                 "this redirect sends clients back to the same %s URL: give another scheme, "
+                 "host or port",
+                 own == CONF_SCHEME_HTTPS ? "https" : "http");
+}
+
 static void check_routes(struct conf_ctx *x, struct conf_listener *l, const struct name_index *cix,
                          const struct name_index *six)
 {
     for (size_t j = 0; j < l->nroutes; j++) {
         struct conf_route *r = &l->routes[j];
         size_t mark = conf_path_push(x, ".routes[%zu]", j);
-        if (r->action == CONF_ACT_ENQUEUE) {
+        if (r->action == CONF_ACT_REDIRECT) {
+            check_redirect(x, l, r);
+        } else if (r->action == CONF_ACT_ENQUEUE) {
             if (x->c->global.nredis_nodes == 0 && r->target_pos.line)
                 conf_err(x, r->target_pos,
                          "enqueue needs Redis: add global: { redis: { nodes: [ IP:PORT ] } }");

@@ -19,9 +19,9 @@
 #include <string.h>
 
 #include "lb/admin/admin.h"
+#include "lb/core/runtime.h"
 #include "lb/http/h1.h"
 #include "lb/route/route.h"
-#include "lb/core/runtime.h"
 #include "static/snap.h"
 
 /* A JSON string from @n bytes at @p. */
@@ -47,8 +47,9 @@ static void explain_cluster(struct lb_runtime *rt, int ci, uint64_t key, bool ha
         lb_jbuf_printf(out, ",\"note\":\"round_robin takes turns across all workers; the "
                             "first server below is the next turn, the rest a fresh rotation\"");
     else if (!hashed)
-        lb_jbuf_printf(out, ",\"note\":\"%s picks from each worker's own load or random "
-                            "state; the order below is a fresh worker's\"",
+        lb_jbuf_printf(out,
+                       ",\"note\":\"%s picks from each worker's own load or random "
+                       "state; the order below is a fresh worker's\"",
                        conf_balance_name(cl->cf->balance));
     struct cl_cluster_wstate ws;
     if (cl_cluster_wstate_init(&ws, cl, 1) < 0) {
@@ -92,12 +93,16 @@ static void explain_answer(const struct route_answer *a, struct lb_jbuf *out)
 static const char *parse_why(int status)
 {
     switch (status) {
-    case HTTP_E_TARGET: return "request target longer than this listener takes";
+    case HTTP_E_TARGET:
+        return "request target longer than this listener takes";
     case HTTP_E_TOO_BIG:
         return "header section over this listener's max_header_bytes, or over 100 fields";
-    case HTTP_E_CODING: return "a transfer coding other than chunked";
-    case HTTP_E_VERSION: return "an HTTP version other than 1.0 and 1.1";
-    default: return "malformed or ambiguous request (strict HTTP/1.1 parsing)";
+    case HTTP_E_CODING:
+        return "a transfer coding other than chunked";
+    case HTTP_E_VERSION:
+        return "an HTTP version other than 1.0 and 1.1";
+    default:
+        return "malformed or ambiguous request (strict HTTP/1.1 parsing)";
     }
 }
 
@@ -135,6 +140,16 @@ static bool explain_static(struct lb_runtime *rt, const struct conf_route *r, co
     return true;
 }
 
+/* A redirect route's "location", as the data path writes it (http_redirect_reply). */
+static void explain_location(const struct route_location *loc, struct lb_jbuf *out)
+{
+    static __thread char text[ADMIN_EXPLAIN_MAX + 64];
+    int n = snprintf(text, sizeof(text), "%s://%.*s%s%.*s", loc->scheme, (int)loc->host_len,
+                     loc->host, loc->port, (int)loc->uri_len, loc->uri);
+    lb_jbuf_printf(out, ",\"location\":");
+    jstr(out, text, n < (int)sizeof(text) ? (size_t)n : sizeof(text) - 1);
+}
+
 /* One listener's object, without its closing brace. @req is parsed again with the
  * listener's limits. */
 static void explain_listener(struct lb_runtime *rt, const struct conf_listener *l, const char *buf,
@@ -165,6 +180,10 @@ static void explain_listener(struct lb_runtime *rt, const struct conf_listener *
             return;
     } else if (d.action == CONF_ACT_ENQUEUE) {
         lb_jbuf_printf(out, ",\"action\":\"enqueue\",\"list\":\"%s\"", r->enqueue.redis_list);
+    } else if (d.action == CONF_ACT_REDIRECT) {
+        lb_jbuf_printf(out, ",\"action\":\"redirect\"");
+        if (d.answer.status < 400)
+            explain_location(&d.location, out);
     } else {
         lb_jbuf_printf(out, ",\"action\":\"cluster\"");
         if (r->cache.enabled)
@@ -197,8 +216,9 @@ int admin_explain(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_
     memset(&req.scan, 0, sizeof(req.scan));
     int rc = http_parse_request(buf, cmd->request_len, sizeof(cmd->request), 8192, &req);
     if (rc <= 0) {
-        lb_jbuf_printf(out, "{\"ok\":true,\"answer\":%d,\"why\":\"lb would refuse this "
-                            "request itself (strict HTTP/1.1 parsing)\"}",
+        lb_jbuf_printf(out,
+                       "{\"ok\":true,\"answer\":%d,\"why\":\"lb would refuse this "
+                       "request itself (strict HTTP/1.1 parsing)\"}",
                        rc < 0 ? -rc : 400);
         return 0;
     }

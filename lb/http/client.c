@@ -53,6 +53,11 @@ static void client_dispatch(struct io_worker *w, struct http_conn *c, struct htt
     /* CONNECT, 404/405, 501 and 413 are route_decide's answers (and explain's). */
     struct route_decision d;
     if (route_decide(w->rt->conf, lcf, buf, req, io_peer_hash(&c->peer), &d)) {
+        if (d.route >= 0 && d.action == CONF_ACT_REDIRECT && d.answer.status < 400) {
+            c->h.route = (uint16_t)d.route;
+            http_redirect_reply(w, c, d.answer.status, d.answer.close, &d.location);
+            return;
+        }
         http_local_reply(w, c, d.answer.status, d.answer.close,
                          d.answer.hdr[0] ? d.answer.hdr : NULL);
         return;
@@ -118,8 +123,7 @@ static uint32_t request_flags(const struct http_req *req)
     uint32_t f = 0;
     if (req->flags & HTTP_F_CLOSE)
         f |= H_F_CLOSE | H_F_CLIENT_CLOSE;
-    if (req->version_minor == 0 && (req->flags & HTTP_F_KEEPALIVE) &&
-        !(req->flags & HTTP_F_CLOSE))
+    if (req->version_minor == 0 && (req->flags & HTTP_F_KEEPALIVE) && !(req->flags & HTTP_F_CLOSE))
         f |= H_F_KEEPALIVE10;
     if (req->flags & HTTP_F_UPGRADE_WS)
         f |= H_F_WS;

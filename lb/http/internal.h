@@ -161,6 +161,11 @@ void http_backend_progress(struct io_worker *w, struct http_conn *c, struct http
 void http_local_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
                       const char *extra);
 
+/* A redirect route's answer @status, with Location from @loc. */
+struct route_location;
+void http_redirect_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
+                         const struct route_location *loc);
+
 /* @c's address as text into @out; returns its length (0 when unknown). */
 int http_client_ip_text(const struct http_conn *c, char *out, size_t n);
 

@@ -1,5 +1,6 @@
 /*
- * Answers lb gives itself (400, 404, 405, 408, 413, 414, 431, 501, 502, 503, 504, 505).
+ * Answers lb gives itself (400, 404, 405, 408, 413, 414, 431, 501, 502, 503, 504, 505), and
+ * redirect routes' 301, 302, 307 and 308.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,6 +30,14 @@ static const char *reason_of(int status)
         return "OK";
     case 500:
         return "Internal Server Error";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
     case 404:
@@ -58,8 +67,9 @@ static const char *reason_of(int status)
     }
 }
 
-void http_local_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
-                      const char *extra)
+/* The answer, with header lines @extra and a Location field when @loc is not NULL. */
+static void local_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
+                        const char *extra, const struct route_location *loc)
 {
     http_fill_abort(w, c);
     struct http_conn *b = peer_of(w, c);
@@ -86,11 +96,19 @@ void http_local_reply(struct io_worker *w, struct http_conn *c, int status, bool
     int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason);
     /* The answer goes after whatever the incoming header occupies. */
     uint32_t off = hw(w)->hbuf_size / 2;
+    /* A Location fits: its host and URI came in the header, which takes at most half. */
     int n = snprintf(c->h.hbuf + off, hw(w)->hbuf_size - off,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                     "%s%s\r\n%s",
-                     status, reason, blen, extra ? extra : "", close ? "Connection: close\r\n" : "",
+                     "%s%s%s%s%.*s%s%.*s%s%s\r\n%s",
+                     status, reason, blen, extra ? extra : "", loc ? "Location: " : "",
+                     loc ? loc->scheme : "", loc ? "://" : "", loc ? (int)loc->host_len : 0,
+                     loc ? loc->host : "", loc ? loc->port : "", loc ? (int)loc->uri_len : 0,
+                     loc ? loc->uri : "", loc ? "\r\n" : "", close ? "Connection: close\r\n" : "",
                      (c->h.flags & H_F_HEAD) ? "" : body);
+    if (n < 0 || (uint32_t)n >= hw(w)->hbuf_size - off) {
+        http_client_close(w, c, "an answer longer than the header buffer");
+        return;
+    }
     c->h.out_off = off;
     c->h.out_len = (uint32_t)n;
     c->h.out_sent = 0;
@@ -98,9 +116,22 @@ void http_local_reply(struct io_worker *w, struct http_conn *c, int status, bool
     c->h.phase = HC_LOCAL;
     if (close)
         c->h.flags |= H_F_CLOSE;
-    lb_info("request answered by lb", "listener=%s status=%d", lcf_of(w, c)->name, status);
+    if (!loc) /* a redirect is the route's normal work: the access log has it */
+        lb_info("request answered by lb", "listener=%s status=%d", lcf_of(w, c)->name, status);
     if (!(c->st.flags & IO_ST_F_SENDING)) {
         c->h.flags |= H_F_SENDING_HDR;
         send_on(w, c, &c->st, c->h.hbuf + off, c->h.out_len);
     }
+}
+
+void http_local_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
+                      const char *extra)
+{
+    local_reply(w, c, status, close, extra, NULL);
+}
+
+void http_redirect_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
+                         const struct route_location *loc)
+{
+    local_reply(w, c, status, close, NULL, loc);
 }

@@ -14,17 +14,39 @@
 static uint32_t method_bit(enum http_method m)
 {
     switch (m) {
-    case HTTP_M_GET: return CONF_M_GET;
-    case HTTP_M_HEAD: return CONF_M_HEAD;
-    case HTTP_M_POST: return CONF_M_POST;
-    case HTTP_M_PUT: return CONF_M_PUT;
-    case HTTP_M_DELETE: return CONF_M_DELETE;
-    case HTTP_M_OPTIONS: return CONF_M_OPTIONS;
-    case HTTP_M_PATCH: return CONF_M_PATCH;
-    case HTTP_M_CONNECT: return CONF_M_CONNECT;
-    case HTTP_M_TRACE: return CONF_M_TRACE;
-    default: return 0;
+    case HTTP_M_GET:
+        return CONF_M_GET;
+    case HTTP_M_HEAD:
+        return CONF_M_HEAD;
+    case HTTP_M_POST:
+        return CONF_M_POST;
+    case HTTP_M_PUT:
+        return CONF_M_PUT;
+    case HTTP_M_DELETE:
+        return CONF_M_DELETE;
+    case HTTP_M_OPTIONS:
+        return CONF_M_OPTIONS;
+    case HTTP_M_PATCH:
+        return CONF_M_PATCH;
+    case HTTP_M_CONNECT:
+        return CONF_M_CONNECT;
+    case HTTP_M_TRACE:
+        return CONF_M_TRACE;
+    default:
+        return 0;
     }
+}
+
+/* The request's Host without its port ("[v6]:port" keeps its brackets). */
+static size_t host_len_no_port(const char *h, size_t hl)
+{
+    for (size_t i = hl; i > 0; i--) {
+        if (h[i - 1] == ':')
+            return i - 1;
+        if (h[i - 1] == ']')
+            break;
+    }
+    return hl;
 }
 
 /* True when @r takes the request; *@method_only when only the method kept it from it. */
@@ -36,16 +58,7 @@ static bool route_takes(const struct conf_route *r, const char *buf, const struc
         return true;
     if (r->host) {
         const char *h = buf + req->host.off;
-        uint32_t hl = req->host.len;
-        /* Compare without the port ("[v6]:port" keeps its brackets). */
-        for (uint32_t i = hl; i > 0; i--) {
-            if (h[i - 1] == ':') {
-                hl = i - 1;
-                break;
-            }
-            if (h[i - 1] == ']')
-                break;
-        }
+        size_t hl = host_len_no_port(h, req->host.len);
         if (strlen(r->host) != hl || strncasecmp(r->host, h, hl))
             return false;
     }
@@ -182,6 +195,34 @@ static void allow_list(uint32_t methods, char *out, size_t n)
     }
 }
 
+/* Fills d->location for redirect route @r and answers its code, or 400 when the request
+ * gives nothing to keep: no Host (HTTP/1.0) or no path (asterisk-form). */
+static int redirect(const struct conf_listener *l, const struct conf_route *r, const char *buf,
+                    const struct http_req *req, bool close, struct route_decision *d)
+{
+    const struct conf_redirect *rd = &r->redirect;
+    struct route_location *loc = &d->location;
+    bool https =
+        rd->scheme == CONF_SCHEME_HTTPS || (rd->scheme == CONF_SCHEME_SAME && l->tls.enabled);
+    loc->scheme = https ? "https" : "http";
+    if (rd->host) {
+        loc->host = rd->host;
+        loc->host_len = strlen(rd->host);
+    } else {
+        loc->host = buf + req->host.off;
+        loc->host_len = host_len_no_port(loc->host, req->host.len);
+    }
+    loc->port[0] = '\0';
+    if (rd->port && rd->port != (https ? 443u : 80u))
+        snprintf(loc->port, sizeof(loc->port), ":%u", rd->port & 0xffffu);
+    /* The path and query: all of an origin-form target, the tail of an absolute-form one. */
+    loc->uri = buf + req->path.off;
+    loc->uri_len = req->target.off + req->target.len - req->path.off;
+    if (loc->host_len == 0 || req->path.len == 0 || loc->uri[0] != '/')
+        return answer(&d->answer, 400, true, "a redirect needs the request's Host and path");
+    return answer(&d->answer, (uint16_t)rd->code, close, "redirected by the route");
+}
+
 int route_decide(const struct conf *cf, const struct conf_listener *l, const char *buf,
                  const struct http_req *req, uint64_t client_hash, struct route_decision *d)
 {
@@ -228,6 +269,8 @@ int route_decide(const struct conf *cf, const struct conf_listener *l, const cha
         else if (d->body_refused)
             answer(&d->miss, 413, true, "Content-Length over the listener's max_body_bytes");
         break;
+    case CONF_ACT_REDIRECT:
+        return redirect(l, r, buf, req, body || client_close, d);
     case CONF_ACT_CLUSTER:
         d->cluster = r->target_idx;
         if (d->body_refused)

@@ -32,6 +32,17 @@ struct route_answer {
     char allow[ROUTE_ALLOW_MAX]; /* 405: the Allow value alone ("GET, HEAD"), else "" */
 };
 
+/* Where a redirect route sends the request: Location is
+ * "<scheme>://<host><port><uri>", each part pointing into the config or the request. */
+struct route_location {
+    const char *scheme; /* "http" or "https" */
+    const char *host;   /* the route's host, or the request's Host without its port */
+    size_t host_len;
+    char port[8];    /* ":8443", or "" for the scheme's default port */
+    const char *uri; /* the request's path and query, as received */
+    size_t uri_len;
+};
+
 struct route_decision {
     struct route_answer answer; /* status != 0: lb answers this at once */
     int route;                  /* index in l->routes of the route that takes the request, or
@@ -50,7 +61,8 @@ struct route_decision {
     const char *key;            /* hashed: the key's text (inside the request's buffer), or
                                    NULL when the client's address is the key */
     size_t key_len;
-    uint64_t key_hash;          /* hashed: lb_hash64 of @key, or the client hash; else 0 */
+    uint64_t key_hash;              /* hashed: lb_hash64 of @key, or the client hash; else 0 */
+    struct route_location location; /* a redirect route's answer (answer.status 301-308) */
 };
 
 /*
@@ -59,8 +71,10 @@ struct route_decision {
  * route takes the request, and when none does lb answers 405 with Allow (a route matched
  * all but the method) or 404; an action lb does not serve gets 501; a declared
  * Content-Length over max_body_bytes gets 413 (for a static route only once the snapshot
- * missed, see @d->miss); for a hashing cluster the route's hash_key gives the key (header,
- * cookie, path, uri; a missing header or cookie, client_ip and a static fallback take
+ * missed, see @d->miss); a redirect route answers its code with @d->location (400 when the
+ * request names no host, or its target is no path: "OPTIONS *"); for a hashing cluster the route's
+ * hash_key gives the key (header, cookie, path, uri; a missing header or cookie, client_ip and a
+ * static fallback take
  * @client_hash). Hosts compare without the port and case-insensitively.
  * Fills all of @d; returns d->answer.status (0: the request goes on to its route).
  */

@@ -49,6 +49,7 @@ leaf stranger DNS:stranger.test ec ca2
 # ---- peers ----
 A=$(free_port); NG=$(free_port)
 MP=$(free_port); H=$(free_port); L4=$(free_port); M=$(free_port); V=$(free_port); G=$(free_port); B13=$(free_port)
+R=$(free_port)
 bg a "$DEMO" -l "127.0.0.1:$A" -n a
 nginx_conf "access_log off;
     keepalive_requests 5;
@@ -95,6 +96,11 @@ listeners:
     routes: [ { cluster: app } ]
   - { name: verified, bind: 127.0.0.1:$V, protocol: http, routes: [ { cluster: secure } ] }
   - { name: wrongca, bind: 127.0.0.1:$G, protocol: http, routes: [ { cluster: wrong } ] }
+  - name: plain
+    bind: 127.0.0.1:$R
+    routes:
+      - { match: { path_prefix: /legacy/ }, redirect: { host: www.a.test, scheme: https, port: $H, code: 301 } }
+      - redirect: { scheme: https, port: $H }
 clusters:
   app: { servers: [ { name: a, address: 127.0.0.1:$A } ] }
   secure:
@@ -136,6 +142,26 @@ curl -sv --cacert "$C/ca.pem" --resolve "a.test:$H:127.0.0.1" "https://a.test:$H
     >"$T/h.out" 2>"$T/h.err" || fail "curl https: $(tail -5 "$T/h.err")"
 grep -q 'ALPN: server accepted http/1.1' "$T/h.err" || fail "ALPN: $(grep ALPN "$T/h.err")"
 grep -qi '^x-forwarded-proto: https' "$T/h.out" || fail "X-Forwarded-Proto: $(cat "$T/h.out")"
+# ---- redirects from the plain listener ----
+curl -s -D "$T/r.hdr" -o /dev/null --resolve "a.test:$R:127.0.0.1" \
+    "http://a.test:$R/x/y?z=1" || fail "redirect request"
+grep -q '^HTTP/1.1 308 ' "$T/r.hdr" || fail "redirect status: $(cat "$T/r.hdr")"
+grep -qi "^location: https://a.test:$H/x/y?z=1\s*$" "$T/r.hdr" || fail "location: $(cat "$T/r.hdr")"
+# curl follows it over TLS, with the same method and body (308).
+got=$(curl -sL --cacert "$C/ca.pem" --resolve "a.test:$R:127.0.0.1" \
+    --resolve "a.test:$H:127.0.0.1" --data-binary hello "http://a.test:$R/echo")
+[ "$got" = hello ] || fail "308 followed with the body: '$got'"
+code=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$R/legacy/p")
+[ "$code" = "301 https://www.a.test:$H/legacy/p" ] || fail "301 to another host: '$code'"
+# A request with no Host (HTTP/1.0) cannot be redirected: 400, and lb keeps serving.
+printf 'GET /x HTTP/1.0\r\n\r\n' | timeout 5 python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(sys.stdin.buffer.read()); print(s.recv(200).split(b"\r\n")[0].decode())' "$R" \
+    >"$T/r10.out"
+grep -q '^HTTP/1.1 400 ' "$T/r10.out" || fail "HTTP/1.0 without Host: $(cat "$T/r10.out")"
+echo "ok: redirects keep the URI, 308 keeps the method, 301 to another host"
+
 openssl s_client -connect "127.0.0.1:$H" -servername a.test -alpn h2 </dev/null >"$T/alpn.out" 2>&1
 grep -q 'No ALPN negotiated' "$T/alpn.out" || fail "h2 only: $(grep -i alpn "$T/alpn.out")"
 wait_for 10 "access log line" grep -q 'tls=TLSv1.3 cipher=TLS_.* sni=a.test' "$T/access.log"

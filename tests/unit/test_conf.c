@@ -792,7 +792,7 @@ static void test_route_actions(void **state)
     expect_err(APP WEB "        static: snaps\n", 10, 9,
                "a route takes exactly one action, and it already has 'cluster' (9:9)");
     expect_err(APP WEB "      - match: { path_prefix: /x }\n", 10, 9,
-               "a route needs an action: cluster, static or enqueue");
+               "a route needs an action: cluster, static, enqueue or redirect");
     expect_err(APP WEB "      - { match: { path_prefix: /x }, enqueue: { redis_list: q } }\n", 10,
                48, "enqueue needs Redis");
     expect_err(APP WEB "      - { match: { path_prefix: /x }, enqueue: { max_length: 5 } }\n", 10,
@@ -805,6 +805,44 @@ static void test_route_actions(void **state)
                "this route can never match");
     expect_err(APP WEB "      - { match: { host: 'a.com:80' }, cluster: app }\n", 10, 26,
                "hosts are matched without their port");
+}
+
+/* redirect: { scheme, host, port, code }; lines 5-8 hold the listener. */
+#define RLIS                                                                                       \
+    "listeners:\n"                                                                                 \
+    "  - name: web\n"                                                                              \
+    "    bind: 127.0.0.1:8080\n"                                                                   \
+    "    routes:\n"
+
+static void test_redirects(void **state)
+{
+    struct conf *c = load(APP RLIS "      - redirect: { scheme: https, port: 8443 }\n");
+    assert_non_null(c);
+    const struct conf_route *r = &c->listeners[0].routes[0];
+    assert_int_equal(r->action, CONF_ACT_REDIRECT);
+    assert_int_equal(r->redirect.scheme, CONF_SCHEME_HTTPS);
+    assert_int_equal(r->redirect.port, 8443);
+    assert_int_equal(r->redirect.code, 308);
+    assert_null(r->redirect.host);
+    conf_free(c);
+    c = load(APP RLIS "      - redirect: { host: New.Example.com, code: 301 }\n");
+    assert_non_null(c);
+    assert_string_equal(c->listeners[0].routes[0].redirect.host, "new.example.com");
+    assert_int_equal(c->listeners[0].routes[0].redirect.code, 301);
+    conf_free(c);
+
+    expect_err(APP RLIS "      - redirect: { code: 308 }\n", 9, 19,
+               "sends clients back to the same http URL");
+    expect_err(APP RLIS "      - redirect: { scheme: http }\n", 9, 19,
+               "sends clients back to the same http URL");
+    expect_err(APP RLIS "      - redirect: { scheme: https, code: 303 }\n", 9, 42, "unknown code '303'");
+    expect_err(APP RLIS "      - redirect: { scheme: ftp }\n", 9, 29, "ftp");
+    expect_err(APP RLIS "      - redirect: { port: 0 }\n", 9, 27, "port");
+    expect_err(APP RLIS "      - redirect: { host: 'a b' }\n", 9, 27, "expected a host name");
+    expect_err(APP RLIS "      - { redirect: { scheme: https }, cluster: app }\n", 9, 40,
+               "a route takes exactly one action, and it already has 'redirect' (9:11)");
+    expect_err(APP RLIS "      - { redirect: { scheme: https }, cache: { ttl: 1s } }\n", 9, 40,
+               "cache applies only to routes with a cluster, not to 'redirect'");
 }
 
 static void test_text_checks(void **state)
@@ -1117,6 +1155,7 @@ int main(void)
         cmocka_unit_test(test_hash_rules),
         cmocka_unit_test(test_listener_kinds),
         cmocka_unit_test(test_route_actions),
+        cmocka_unit_test(test_redirects),
         cmocka_unit_test(test_text_checks),
         cmocka_unit_test(test_aliases_and_depth),
         cmocka_unit_test(test_limits),

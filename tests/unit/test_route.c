@@ -51,6 +51,11 @@ static const char t_conf_fmt[] =
     "      - match: { path_prefix: /q/, methods: [POST] }  # 9\n"
     "        enqueue: { redis_list: q }\n"
     "      - { match: { path_prefix: /ro/, methods: [GET] }, cluster: app }  # 10\n"
+    "      - { match: { path_prefix: /r/ }, redirect: { scheme: https, port: 8443 } }  # 11\n"
+    "      - { match: { path_prefix: /moved/ }, redirect: { host: new.example.com, code: 301 } }"
+    "  # 12\n"
+    "      - { match: { path_prefix: /p443/ }, redirect: { scheme: https, port: 443, code: 302 } }"
+    "  # 13\n"
     "  - name: small\n"
     "    bind: 127.0.0.1:8081\n"
     "    limits: { max_header_bytes: 1k, max_body_bytes: 0 }\n"
@@ -83,6 +88,7 @@ struct row {
     const char *cluster;  /* where it goes (also named with 413), or NULL */
     const char *key;      /* hashed: the key's text or KEY_CLIENT; NULL: no hash */
     const char *snapshot; /* static routes: found, miss, bad path */
+    const char *location; /* redirect routes: the Location field's value */
 };
 
 #define H "Host: h\r\n"
@@ -91,81 +97,99 @@ struct row {
 static const struct row rows[] = {
     /* Host: with a port, any letter case; path prefix; methods. */
     {"web", "GET /orders/1 HTTP/1.1\r\nHost: API.Example.com:8080\r\nX-User-Id: alice\r\n\r\n", 0,
-     NULL, false, 0, "ring", "alice", NULL},
+     NULL, false, 0, "ring", "alice", NULL, NULL},
     {"web", "GET http://api.example.com/orders/9 HTTP/1.1\r\n" API "X-User-Id: bob\r\n\r\n", 0,
-     NULL, false, 0, "ring", "bob", NULL},
+     NULL, false, 0, "ring", "bob", NULL, NULL},
     {"web", "HEAD /orders HTTP/1.1\r\nHost: api.EXAMPLE.com\r\n\r\n", 0, NULL, false, 0, "ring",
-     KEY_CLIENT, NULL},
+     KEY_CLIENT, NULL, NULL},
     {"web", "GET /orders HTTP/1.1\r\nHost: other.example.com\r\n\r\n", 404, NULL, false, -1, NULL,
-     NULL, NULL},
-    {"web", "GET /Orders HTTP/1.1\r\n" API "\r\n", 404, NULL, false, -1, NULL, NULL, NULL},
-    {"web", "DELETE /orders/1 HTTP/1.1\r\n" API "\r\n", 0, NULL, false, 1, "app", NULL, NULL},
+     NULL, NULL, NULL},
+    {"web", "GET /Orders HTTP/1.1\r\n" API "\r\n", 404, NULL, false, -1, NULL, NULL, NULL, NULL},
+    {"web", "DELETE /orders/1 HTTP/1.1\r\n" API "\r\n", 0, NULL, false, 1, "app", NULL, NULL, NULL},
     {"web", "PUT /orders HTTP/1.1\r\n" API "\r\n", 405, "GET, HEAD, DELETE", false, -1, NULL, NULL,
-     NULL},
+     NULL, NULL},
     /* A body that follows an answer would be read as the next request: close. */
     {"web", "POST /orders/1 HTTP/1.1\r\n" API "Content-Length: 3\r\n\r\n", 405, "GET, HEAD, DELETE",
-     true, -1, NULL, NULL, NULL},
+     true, -1, NULL, NULL, NULL, NULL},
     {"web", "POST /orders HTTP/1.1\r\n" API "Transfer-Encoding: chunked\r\n\r\n", 405,
-     "GET, HEAD, DELETE", true, -1, NULL, NULL, NULL},
+     "GET, HEAD, DELETE", true, -1, NULL, NULL, NULL, NULL},
     {"web", "PURGE /orders HTTP/1.1\r\n" API "\r\n", 405, "GET, HEAD, DELETE", false, -1, NULL,
-     NULL, NULL},
+     NULL, NULL, NULL},
     {"web", "POST /ro/x HTTP/1.1\r\n" H "Content-Length: 0\r\n\r\n", 405, "GET", true, -1, NULL,
-     NULL, NULL},
+     NULL, NULL, NULL},
     {"web", "GET /nope HTTP/1.1\r\n" H "Connection: close\r\n\r\n", 404, NULL, true, -1, NULL, NULL,
-     NULL},
-    {"web", "GET /nope HTTP/1.0\r\n\r\n", 404, NULL, true, -1, NULL, NULL, NULL},
+     NULL, NULL},
+    {"web", "GET /nope HTTP/1.0\r\n\r\n", 404, NULL, true, -1, NULL, NULL, NULL, NULL},
     /* CONNECT is refused before any route, whatever the routes say. */
     {"web", "CONNECT api.example.com:443 HTTP/1.1\r\nHost: api.example.com:443\r\n\r\n", 405,
-     CONNECT_ALLOW, true, -1, NULL, NULL, NULL},
+     CONNECT_ALLOW, true, -1, NULL, NULL, NULL, NULL},
     {"small", "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", 405, CONNECT_ALLOW, true, -1, NULL,
-     NULL, NULL},
+     NULL, NULL, NULL},
     /* max_body_bytes: a declared length over it is 413 before any server is asked; a
      * chunked body is not declared. */
     {"web", "POST /ip/x HTTP/1.1\r\n" H "Content-Length: 1025\r\n\r\n", 413, NULL, true, 8, "ring",
-     NULL, NULL},
+     NULL, NULL, NULL},
     {"web", "POST /ip/x HTTP/1.1\r\n" H "Content-Length: 1024\r\n\r\n", 0, NULL, false, 8, "ring",
-     KEY_CLIENT, NULL},
+     KEY_CLIENT, NULL, NULL},
     {"web", "POST /ip/x HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n", 0, NULL, false, 8,
-     "ring", KEY_CLIENT, NULL},
+     "ring", KEY_CLIENT, NULL, NULL},
     {"small", "POST /x HTTP/1.1\r\n" H "Content-Length: 99999999999\r\n\r\n", 0, NULL, false, 0,
-     "app", NULL, NULL},
+     "app", NULL, NULL, NULL},
     /* Static routes: a snapshot answers; a miss goes to the fallback (413 there too), or is
      * 404 without one. */
-    {"web", "GET /snap/a.json HTTP/1.1\r\n" H "\r\n", 0, NULL, false, 2, NULL, NULL, "found"},
+    {"web", "GET /snap/a.json HTTP/1.1\r\n" H "\r\n", 0, NULL, false, 2, NULL, NULL, "found", NULL},
     {"web", "POST /snap/a.json HTTP/1.1\r\n" H "Content-Length: 2000\r\n\r\n", 0, NULL, false, 2,
-     NULL, NULL, "found"},
-    {"web", "GET /snap/nothing.json HTTP/1.1\r\n" H "\r\n", 0, NULL, false, 2, "app", NULL, "miss"},
+     NULL, NULL, "found", NULL},
+    {"web", "GET /snap/nothing.json HTTP/1.1\r\n" H "\r\n", 0, NULL, false, 2, "app", NULL, "miss",
+     NULL},
     {"web", "POST /snap/nothing.json HTTP/1.1\r\n" H "Content-Length: 2000\r\n\r\n", 413, NULL,
-     true, 2, "app", NULL, "miss"},
-    {"web", "GET /snap/%zz HTTP/1.1\r\n" H "\r\n", 400, NULL, false, 2, NULL, NULL, "bad path"},
-    {"web", "GET /bare/nothing.json HTTP/1.1\r\n" H "\r\n", 404, NULL, false, 3, NULL, NULL,
-     "miss"},
+     true, 2, "app", NULL, "miss", NULL},
+    {"web", "GET /snap/%zz HTTP/1.1\r\n" H "\r\n", 400, NULL, false, 2, NULL, NULL, "bad path",
+     NULL},
+    {"web", "GET /bare/nothing.json HTTP/1.1\r\n" H "\r\n", 404, NULL, false, 3, NULL, NULL, "miss",
+     NULL},
     /* Its body unread, a 404 that kept the connection would serve the body as a request. */
     {"web", "POST /bare/x HTTP/1.1\r\n" H "Content-Length: 34\r\n\r\n", 404, NULL, true, 3, NULL,
-     NULL, "miss"},
+     NULL, "miss", NULL},
     {"web", "GET /hsnap/nothing.json HTTP/1.1\r\n" H "\r\n", 0, NULL, false, 4, "ring", KEY_CLIENT,
-     "miss"},
+     "miss", NULL},
     /* Hash keys. */
     {"web", "GET /c/x HTTP/1.1\r\n" H "Cookie: a=1; sid=s42; b=2\r\n\r\n", 0, NULL, false, 5,
-     "ring", "s42", NULL},
+     "ring", "s42", NULL, NULL},
     {"web", "GET /c/x HTTP/1.1\r\n" H "Cookie: a=1\r\nCookie: sid=late\r\n\r\n", 0, NULL, false, 5,
-     "ring", "late", NULL},
+     "ring", "late", NULL, NULL},
     {"web", "GET /c/x HTTP/1.1\r\n" H "Cookie: a=1\r\n\r\n", 0, NULL, false, 5, "ring", KEY_CLIENT,
+     NULL, NULL},
+    {"web", "GET /p/abc?x=1 HTTP/1.1\r\n" H "\r\n", 0, NULL, false, 6, "ring", "/p/abc", NULL,
      NULL},
-    {"web", "GET /p/abc?x=1 HTTP/1.1\r\n" H "\r\n", 0, NULL, false, 6, "ring", "/p/abc", NULL},
-    {"web", "GET /u/abc?x=1 HTTP/1.1\r\n" H "\r\n", 0, NULL, false, 7, "ring", "/u/abc?x=1", NULL},
+    {"web", "GET /u/abc?x=1 HTTP/1.1\r\n" H "\r\n", 0, NULL, false, 7, "ring", "/u/abc?x=1", NULL,
+     NULL},
     {"web", "GET /ip/ HTTP/1.1\r\n" H "X-User-Id: ignored\r\n\r\n", 0, NULL, false, 8, "ring",
-     KEY_CLIENT, NULL},
+     KEY_CLIENT, NULL, NULL},
     /* An action lb does not serve. */
     {"web", "POST /q/x HTTP/1.1\r\n" H "Content-Length: 0\r\n\r\n", 501, NULL, true, 9, NULL, NULL,
-     NULL},
+     NULL, NULL},
+    /* Redirects keep the path and query; the port is the route's, unless the scheme's
+     * default; the Host's port goes. An unread body closes. */
+    {"web", "GET /r/a?b=1 HTTP/1.1\r\nHost: h:8080\r\n\r\n", 308, NULL, false, 11, NULL, NULL, NULL,
+     "https://h:8443/r/a?b=1"},
+    {"web", "POST /r/x HTTP/1.1\r\n" H "Content-Length: 3\r\n\r\n", 308, NULL, true, 11, NULL, NULL,
+     NULL, "https://h:8443/r/x"},
+    {"web", "GET http://api.example.com/r/z?q HTTP/1.1\r\n" API "\r\n", 308, NULL, false, 11, NULL,
+     NULL, NULL, "https://api.example.com:8443/r/z?q"},
+    {"web", "GET /moved/%41 HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 301, NULL, false, 12, NULL, NULL,
+     NULL, "http://new.example.com/moved/%41"},
+    {"web", "HEAD /p443/ HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 302, NULL, false, 13, NULL, NULL,
+     NULL, "https://[::1]/p443/"},
+    {"web", "GET /r/x HTTP/1.0\r\n\r\n", 400, NULL, true, 11, NULL, NULL, NULL, NULL},
     /* The parser's answers, with the listener's own limits. */
-    {"web", "GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, NULL, true, -1, NULL, NULL, NULL},
-    {"web", "GET /x HTTP/1.2\r\n" H "\r\n", 505, NULL, true, -1, NULL, NULL, NULL},
-    {"small", "GET /x HTTP/1.1\r\n" H "X-Pad: @1100\r\n\r\n", 431, NULL, true, -1, NULL, NULL,
+    {"web", "GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, NULL, true, -1, NULL, NULL, NULL,
+     NULL},
+    {"web", "GET /x HTTP/1.2\r\n" H "\r\n", 505, NULL, true, -1, NULL, NULL, NULL, NULL},
+    {"small", "GET /x HTTP/1.1\r\n" H "X-Pad: @1100\r\n\r\n", 431, NULL, true, -1, NULL, NULL, NULL,
      NULL},
     {"web", "GET /ip/x HTTP/1.1\r\n" H "X-Pad: @1100\r\n\r\n", 0, NULL, false, 8, "ring",
-     KEY_CLIENT, NULL},
+     KEY_CLIENT, NULL, NULL},
 };
 
 struct t_rt {
@@ -284,7 +308,8 @@ struct outcome {
     char key_text[256];
     char snapshot[16];
     char server[CONF_NAME_MAX]; /* hashed, with a key: the first pick */
-    char json[2048];            /* explain: its answer, for the failure message */
+    char location[256];
+    char json[2048]; /* explain: its answer, for the failure message */
 };
 
 static void check(const struct row *w, const struct outcome *o, const char *side, size_t i)
@@ -307,15 +332,17 @@ static void check(const struct row *w, const struct outcome *o, const char *side
         what = "key";
     else if (strcmp(o->snapshot, w->snapshot ? w->snapshot : ""))
         what = "snapshot";
+    else if (strcmp(o->location, w->location ? w->location : ""))
+        what = "location";
     if (what)
         fail_msg("row %zu (%s: %.*s): %s says %s: status %d allow '%s' close %d route %d "
-                 "cluster '%s' key %s snapshot '%s' %s",
+                 "cluster '%s' key %s snapshot '%s' location '%s' %s",
                  i, w->listener, (int)strcspn(w->req, "\r"), w->req, side, what, o->status,
                  o->allow, o->close, o->route, o->cluster,
                  o->key == KEY_CLIENT ? "(client)"
                  : o->key             ? o->key_text
                                       : "(none)",
-                 o->snapshot, o->json);
+                 o->snapshot, o->location, o->json);
 }
 
 /* The first server a pick with @key gives, as explain's "server". */
@@ -368,6 +395,11 @@ static void data_path(const struct conf_listener *l, const char *buf, size_t len
     }
     o->status = status;
     o->close = d.answer.close;
+    if (d.action == CONF_ACT_REDIRECT && status < 400) {
+        const struct route_location *loc = &d.location;
+        snprintf(o->location, sizeof(o->location), "%s://%.*s%s%.*s", loc->scheme,
+                 (int)loc->host_len, loc->host, loc->port, (int)loc->uri_len, loc->uri);
+    }
     snprintf(o->allow, sizeof(o->allow), "%s", d.answer.allow);
     if (status == 405)
         assert_true(!strncmp(d.answer.hdr, "Allow: ", 7) &&
@@ -434,6 +466,7 @@ static void explain(const char *lname, const char *buf, size_t len, struct outco
     o->route = r->type == CTL_JSON_NUM ? (int)r->num : -1;
     snprintf(o->cluster, sizeof(o->cluster), "%s", ctl_json_str(l, "cluster", ""));
     snprintf(o->snapshot, sizeof(o->snapshot), "%s", ctl_json_str(l, "snapshot", ""));
+    snprintf(o->location, sizeof(o->location), "%s", ctl_json_str(l, "location", ""));
     const struct ctl_json *k = ctl_json_get(l, "key");
     if (k && k->type == CTL_JSON_STR) {
         snprintf(o->key_text, sizeof(o->key_text), "%s", k->str);

@@ -117,8 +117,11 @@ static bool str_eq(const char *a, const char *b)
 }
 
 static bool same_probe(const struct hc_target *t, const struct conf_server *sv,
-                       const struct conf_health *h)
+                       const struct conf_health *h, int32_t tls_cluster)
 {
+    /* A TLS probe speaks with its cluster's context: shared within that cluster only. */
+    if (t->tls_cluster != tls_cluster)
+        return false;
     if (t->addr->len != sv->addr.len || memcmp(&t->addr->ss, &sv->addr.ss, sv->addr.len) != 0)
         return false;
     if (t->h->check != h->check)
@@ -146,11 +149,13 @@ static int build_request(struct hc_target *t)
 }
 
 static int add_to_target(struct hc *hc, struct hc_server *s, const struct conf_server *sv,
-                         const struct conf_health *h)
+                         const struct conf_cluster *cf)
 {
+    const struct conf_health *h = &cf->health;
+    int32_t tls_cluster = cf->tls.enabled ? (int32_t)s->cluster : -1;
     uint32_t ti;
     for (ti = 0; ti < hc->ntargets; ti++)
-        if (same_probe(&hc->targets[ti], sv, h))
+        if (same_probe(&hc->targets[ti], sv, h, tls_cluster))
             break;
     struct hc_target *t = &hc->targets[ti];
     if (ti == hc->ntargets) {
@@ -160,6 +165,7 @@ static int add_to_target(struct hc *hc, struct hc_server *s, const struct conf_s
         t->interval_ms = h->interval_ms;
         t->timeout_ms = h->timeout_ms;
         t->first_user = NO_USER;
+        t->tls_cluster = tls_cluster;
         if (h->check == CONF_CHECK_HTTP && build_request(t) < 0)
             return -ENOMEM;
     }
@@ -227,7 +233,7 @@ struct hc *hc_new(const struct conf *c, const struct hc_ops *ops, uint64_t seed,
             s->weight = sv->weight;
             s->cur_weight = sv->weight;
             cl->tier_n[s->tier]++;
-            if (cf->health.check != CONF_CHECK_NONE && add_to_target(hc, s, sv, &cf->health) < 0)
+            if (cf->health.check != CONF_CHECK_NONE && add_to_target(hc, s, sv, cf) < 0)
                 goto nomem;
         }
     }
@@ -253,6 +259,16 @@ void hc_free(struct hc *hc)
     free(hc->servers);
     free(hc->clusters);
     free(hc);
+}
+
+void hc_set_tls(struct hc *hc, uint32_t cluster, struct ssl_ctx_st *ctx, const char *sni)
+{
+    for (uint32_t i = 0; i < hc->ntargets; i++) {
+        if (hc->targets[i].tls_cluster == (int32_t)cluster) {
+            hc->targets[i].ssl_ctx = ctx;
+            hc->targets[i].sni = sni;
+        }
+    }
 }
 
 uint32_t hc_ntargets(const struct hc *hc)

@@ -1,6 +1,6 @@
 /*
- * Health checking: active probes (tcp, http) and passive outlier detection, and the
- * up/down/ejected state they decide for every server of every cluster.
+ * Health checking: active probes (tcp, http; over TLS for clusters with tls:) and passive outlier
+ * detection, and the up/down/ejected state they decide for every server of every cluster.
  *
  * health/ knows clusters and servers only by their indices in the configuration (struct conf)
  * and never includes lb/ headers: whoever runs it (lb/core/health.c) passes a table of callbacks
@@ -49,6 +49,7 @@
 #define HC_REASON_MAX 96
 
 struct hc;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 struct io_uring;
 struct io_uring_cqe;
 
@@ -114,6 +115,15 @@ struct hc_status {
  */
 struct hc *hc_new(const struct conf *c, const struct hc_ops *ops, uint64_t seed,
                   struct lb_err *err);
+
+/*
+ * Before hc_engine_attach: the probes of @cluster (one with a tls: block) speak TLS with @ctx,
+ * sending and verifying @sni, or verifying the server's address when @sni is NULL, as the data
+ * path does. A tcp check passes when the handshake completes (the certificate verified when
+ * the context verifies); an http check sends its request inside TLS. @ctx and @sni must
+ * outlive @hc. A TLS cluster left without a context fails its probes, saying so.
+ */
+void hc_set_tls(struct hc *hc, uint32_t cluster, struct ssl_ctx_st *ctx, const char *sni);
 
 /*
  * Before hc_engine_attach: @server of @cluster starts DOWN (it was down in the generation a reload

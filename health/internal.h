@@ -66,6 +66,9 @@ struct hc_target {
     uint32_t first_user; /* head of the server list (hc_server.next_user) */
     char *req;           /* http: the request, built once */
     size_t req_len;
+    int32_t tls_cluster;        /* the cluster whose tls: the probes use, or -1: plain */
+    struct ssl_ctx_st *ssl_ctx; /* hc_set_tls: the context of that cluster (the caller's) */
+    const char *sni;            /* its name to send and verify, or NULL: verify the address */
 };
 
 struct hc_engine;
@@ -81,7 +84,7 @@ struct hc {
     struct hc_target *targets;
     uint32_t ntargets;
     bool any_passive;
-    int wake_fd; /* eventfd: a worker that trips a passive threshold wakes the engine */
+    int wake_fd;           /* eventfd: a worker that trips a passive threshold wakes the engine */
     struct hc_engine *eng; /* probe.c: the probes on the caller's ring, NULL until attached */
 };
 

@@ -11,6 +11,11 @@
  *   http: socket() -> connect -> send the request (resumed when short) -> recv until
  *         hc_http_verdict() decides (status line, and the body text when asked for)
  *
+ * For a cluster with tls: (hc_set_tls) the same steps run inside TLS: after the connect, an
+ * SSL over two memory BIOs; each send carries what OpenSSL wrote, each recv feeds what came
+ * back, until the handshake is done (a tcp check passes there) and, for http, until the
+ * verdict. A failed verification fails the probe with "certificate verify failed: WHY".
+ *
  * Sockets are ordinary descriptors made with socket(2): a handful of probes a second do not
  * need a fixed-file table, and nothing here is on the workers' data path. Probe sockets close
  * with SO_LINGER 0 (a reset), as HAProxy's checks do, so that thousands of probes leave no
@@ -23,8 +28,12 @@
  * their link timeouts, the wake read, cancellations), so that the caller knows when nothing of
  * a detached engine can reach the kernel or come back under its tag any more.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <liburing.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,13 +65,17 @@ struct hc_probe {
     int fd;       /* -1 when idle */
     uint32_t gen; /* bumped per probe; completions of an older one are dropped */
     enum probe_phase phase;
-    enum probe_op op;  /* connect, send or recv in flight; PROBE_OP_NONE when none */
-    uint64_t next_ms;  /* when the next probe starts */
+    enum probe_op op; /* connect, send or recv in flight; PROBE_OP_NONE when none */
+    uint64_t next_ms; /* when the next probe starts */
     uint64_t start_ns;
     uint64_t deadline_ns;
     size_t sent;                 /* http: request bytes sent */
     size_t len;                  /* http: response bytes received into buf */
     char *buf;                   /* http: HC_HTTP_MAX bytes */
+    SSL *ssl;                    /* TLS targets, during a probe; NULL otherwise */
+    char *raw;                   /* TLS targets: ciphertext in or out, HC_HTTP_MAX bytes */
+    size_t raw_len, raw_sent;    /* TLS: ciphertext to send, and sent of it */
+    bool hs_done;                /* TLS: handshake complete */
     struct __kernel_timespec ts; /* the link timeout; read by the kernel at submission */
 };
 
@@ -112,6 +125,9 @@ static void finish(struct hc_engine *e, uint32_t ti, bool ok, const char *reason
         close(p->fd);
     p->fd = -1;
     p->phase = PROBE_IDLE;
+    SSL_free(p->ssl);
+    p->ssl = NULL;
+    p->hs_done = false;
     uint64_t now = mono_ns();
     uint64_t lat = (now - p->start_ns) / 1000;
     hc_probe_done(e->hc, ti, ok, reason, lat > UINT32_MAX ? UINT32_MAX : (uint32_t)lat,
@@ -156,23 +172,169 @@ static bool arm(struct hc_engine *e, uint32_t ti, struct io_uring_sqe *sqe, enum
     return true;
 }
 
+/* Sends the rest of the request, or with TLS the rest of the ciphertext in raw. */
 static void arm_send(struct hc_engine *e, uint32_t ti)
 {
     struct hc_probe *p = &e->probes[ti];
     const struct hc_target *t = &e->hc->targets[ti];
     p->phase = PROBE_SEND;
     struct io_uring_sqe *sqe = get_sqe(e);
-    io_uring_prep_send(sqe, p->fd, t->req + p->sent, t->req_len - p->sent, MSG_NOSIGNAL);
+    if (p->ssl)
+        io_uring_prep_send(sqe, p->fd, p->raw + p->raw_sent, p->raw_len - p->raw_sent,
+                           MSG_NOSIGNAL);
+    else
+        io_uring_prep_send(sqe, p->fd, t->req + p->sent, t->req_len - p->sent, MSG_NOSIGNAL);
     arm(e, ti, sqe, PROBE_OP_SEND);
 }
 
+/* Receives more of the response, or with TLS the next ciphertext into raw. */
 static void arm_recv(struct hc_engine *e, uint32_t ti)
 {
     struct hc_probe *p = &e->probes[ti];
     p->phase = PROBE_RECV;
     struct io_uring_sqe *sqe = get_sqe(e);
-    io_uring_prep_recv(sqe, p->fd, p->buf + p->len, HC_HTTP_MAX - p->len, 0);
+    if (p->ssl)
+        io_uring_prep_recv(sqe, p->fd, p->raw, HC_HTTP_MAX, 0);
+    else
+        io_uring_prep_recv(sqe, p->fd, p->buf + p->len, HC_HTTP_MAX - p->len, 0);
     arm(e, ti, sqe, PROBE_OP_RECV);
+}
+
+/* ---- TLS ---- */
+
+/* Fails the probe with OpenSSL's reason: the verification's first, else the error queue's. */
+static void tls_fail(struct hc_engine *e, uint32_t ti, const char *what)
+{
+    struct hc_probe *p = &e->probes[ti];
+    char why[HC_REASON_MAX];
+    long vr = SSL_get_verify_result(p->ssl);
+    unsigned long err = ERR_peek_last_error();
+    if (vr != X509_V_OK)
+        snprintf(why, sizeof(why), "certificate verify failed: %s",
+                 X509_verify_cert_error_string(vr));
+    else if (err)
+        snprintf(why, sizeof(why), "TLS %s: %s", what, ERR_reason_error_string(err));
+    else
+        snprintf(why, sizeof(why), "TLS %s: the server closed the connection", what);
+    ERR_clear_error();
+    finish(e, ti, false, why);
+}
+
+/* Reads the response's plaintext and asks for a verdict. Returns false when the probe ended. */
+static bool tls_read(struct hc_engine *e, uint32_t ti, bool eof)
+{
+    struct hc_probe *p = &e->probes[ti];
+    const struct hc_target *t = &e->hc->targets[ti];
+    int err = SSL_ERROR_WANT_READ;
+    while (p->len < HC_HTTP_MAX) {
+        int n = SSL_read(p->ssl, p->buf + p->len, (int)(HC_HTTP_MAX - p->len));
+        if (n <= 0) {
+            err = SSL_get_error(p->ssl, n);
+            break;
+        }
+        p->len += (size_t)n;
+    }
+    /* The server's close_notify, its FIN, or a full buffer: the response is all there is. */
+    bool end = eof || err == SSL_ERROR_ZERO_RETURN || p->len == HC_HTTP_MAX;
+    char why[HC_REASON_MAX];
+    int v = hc_http_verdict(p->buf, p->len, end, t->h->expect_status, t->h->expect_body, why,
+                            sizeof(why));
+    if (v != -EAGAIN) {
+        ERR_clear_error();
+        finish(e, ti, v == 1, why);
+        return false;
+    }
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_ZERO_RETURN) {
+        tls_fail(e, ti, "read");
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Moves a TLS probe on, after a connect, a send of all of raw, or a recv fed into the
+ * SSL (@eof: the server closed): handshake, then the request, then the response; then sends
+ * what OpenSSL wrote, or else receives.
+ */
+static void tls_step(struct hc_engine *e, uint32_t ti, bool eof)
+{
+    struct hc_probe *p = &e->probes[ti];
+    const struct hc_target *t = &e->hc->targets[ti];
+    if (!p->hs_done) {
+        int r = SSL_do_handshake(p->ssl);
+        if (r != 1) {
+            if (SSL_get_error(p->ssl, r) != SSL_ERROR_WANT_READ || eof) {
+                tls_fail(e, ti, "handshake");
+                return;
+            }
+        } else {
+            p->hs_done = true;
+            if (t->h->check != CONF_CHECK_HTTP) {
+                finish(e, ti, true, "TLS handshake done");
+                return;
+            }
+            /* A memory BIO takes all of it. */
+            if (SSL_write(p->ssl, t->req, (int)t->req_len) != (int)t->req_len) {
+                tls_fail(e, ti, "write");
+                return;
+            }
+        }
+    } else if (!tls_read(e, ti, eof)) {
+        return;
+    }
+    BIO *out = SSL_get_wbio(p->ssl);
+    if (BIO_ctrl_pending(out) > 0) {
+        int n = BIO_read(out, p->raw, HC_HTTP_MAX);
+        p->raw_len = n > 0 ? (size_t)n : 0;
+        p->raw_sent = 0;
+        arm_send(e, ti);
+    } else if (eof) {
+        tls_fail(e, ti, "response");
+    } else {
+        arm_recv(e, ti);
+    }
+}
+
+/* After the connect: a client SSL over two memory BIOs, set up as the data path's. */
+static void tls_begin(struct hc_engine *e, uint32_t ti)
+{
+    struct hc_probe *p = &e->probes[ti];
+    const struct hc_target *t = &e->hc->targets[ti];
+    if (!t->ssl_ctx) {
+        finish(e, ti, false, "no TLS context for this cluster");
+        return;
+    }
+    BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+    p->ssl = SSL_new(t->ssl_ctx);
+    if (!p->ssl || !in || !out) {
+        BIO_free(in);
+        BIO_free(out);
+        finish(e, ti, false, "out of memory for TLS");
+        return;
+    }
+    BIO_set_mem_eof_return(in, -1); /* empty: "retry", not end of stream */
+    SSL_set_bio(p->ssl, in, out);
+    SSL_set_connect_state(p->ssl);
+    int ok = 1;
+    bool verify = SSL_get_verify_mode(p->ssl) != SSL_VERIFY_NONE;
+    if (t->sni) {
+        ok = SSL_set_tlsext_host_name(p->ssl, t->sni);
+        if (ok && verify)
+            ok = SSL_set1_host(p->ssl, t->sni);
+    } else if (verify) {
+        char ip[INET6_ADDRSTRLEN];
+        const struct sockaddr_storage *ss = &t->addr->ss;
+        const void *a = ss->ss_family == AF_INET6
+                            ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+                            : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+        ok = inet_ntop(ss->ss_family, a, ip, sizeof(ip)) &&
+             X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(p->ssl), ip);
+    }
+    if (!ok) {
+        finish(e, ti, false, "out of memory for TLS");
+        return;
+    }
+    tls_step(e, ti, false);
 }
 
 static void start_probe(struct hc_engine *e, uint32_t ti, uint64_t now_ns)
@@ -227,6 +389,8 @@ void hc_engine_on_cqe(struct hc *hc, const struct io_uring_cqe *cqe)
             close(p->fd);
         p->fd = -1;
         p->phase = PROBE_IDLE;
+        SSL_free(p->ssl);
+        p->ssl = NULL;
         return;
     }
     int res = cqe->res;
@@ -235,6 +399,8 @@ void hc_engine_on_cqe(struct hc *hc, const struct io_uring_cqe *cqe)
     case PROBE_OP_CONNECT:
         if (res < 0)
             fail_errno(e, ti, "connect", res);
+        else if (t->tls_cluster >= 0)
+            tls_begin(e, ti);
         else if (t->h->check == CONF_CHECK_TCP)
             finish(e, ti, true, "connected");
         else
@@ -243,6 +409,14 @@ void hc_engine_on_cqe(struct hc *hc, const struct io_uring_cqe *cqe)
     case PROBE_OP_SEND:
         if (res < 0) {
             fail_errno(e, ti, "send", res);
+            break;
+        }
+        if (p->ssl) {
+            p->raw_sent += (size_t)res;
+            if (p->raw_sent < p->raw_len)
+                arm_send(e, ti);
+            else
+                tls_step(e, ti, false);
             break;
         }
         p->sent += (size_t)res;
@@ -254,6 +428,14 @@ void hc_engine_on_cqe(struct hc *hc, const struct io_uring_cqe *cqe)
     case PROBE_OP_RECV: {
         if (res < 0) {
             fail_errno(e, ti, "response", res);
+            break;
+        }
+        if (p->ssl) {
+            if (res > 0 && BIO_write(SSL_get_rbio(p->ssl), p->raw, res) != res) {
+                finish(e, ti, false, "out of memory for TLS");
+                break;
+            }
+            tls_step(e, ti, res == 0);
             break;
         }
         p->len += (size_t)res;
@@ -359,6 +541,8 @@ int hc_engine_attach(struct hc *hc, struct io_uring *ring, uint8_t tag, struct l
         p->fd = -1;
         if (hc->targets[i].h->check == CONF_CHECK_HTTP && !(p->buf = malloc(HC_HTTP_MAX)))
             goto nomem;
+        if (hc->targets[i].tls_cluster >= 0 && !(p->raw = malloc(HC_HTTP_MAX)))
+            goto nomem;
         /* First probes spread over the first tenth of an interval, so that a config with
          * many servers does not open all its probe sockets in the same millisecond. */
         p->next_ms = now_ms + hc_jitter(hc->targets[i].interval_ms, &hc->rng) / 10;
@@ -378,7 +562,9 @@ void hc_engine_free(struct hc *hc)
     for (uint32_t i = 0; e->probes && i < hc->ntargets; i++) {
         if (e->probes[i].fd >= 0)
             close(e->probes[i].fd);
+        SSL_free(e->probes[i].ssl);
         free(e->probes[i].buf);
+        free(e->probes[i].raw);
         e->probes[i].buf = NULL;
     }
     free(e->probes);

@@ -13,6 +13,7 @@
 #include "lb/core/health.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
+#include "lb/tls/tls.h"
 
 static void on_event(void *arg, const struct hc_event *ev)
 {
@@ -74,8 +75,7 @@ static void on_probe(void *arg, uint32_t cluster, uint32_t server, bool ok, uint
     struct lb_runtime *rt = arg;
     struct cl_server *s = &rt->clusters[cluster].servers[server];
     atomic_store_explicit(&s->probe_latency_us, latency_us, memory_order_relaxed);
-    atomic_store_explicit(&s->probe_result, ok ? CL_PROBE_OK : CL_PROBE_FAIL,
-                          memory_order_relaxed);
+    atomic_store_explicit(&s->probe_result, ok ? CL_PROBE_OK : CL_PROBE_FAIL, memory_order_relaxed);
 }
 
 int lb_health_init(struct lb_runtime *rt, struct lb_err *err)
@@ -141,6 +141,12 @@ int lb_health_start(struct lb_runtime *rt, struct lb_ctl *ctl, struct lb_err *er
     if (tag < 0) {
         lb_err_set(err, "health: no tag left on the control loop");
         return tag;
+    }
+    /* Clusters with tls: are probed over TLS, with the context their traffic uses. */
+    for (size_t i = 0; rt->tls && i < rt->tls->nclusters; i++) {
+        const struct tls_client *tc = rt->tls->clusters[i];
+        if (tc)
+            hc_set_tls(rt->hc, (uint32_t)i, tc->ctx, tc->cf->sni);
     }
     int rc = hc_engine_attach(rt->hc, lb_ctl_ring(ctl), (uint8_t)tag, err);
     rt->hc_tag = tag;

@@ -49,7 +49,7 @@ leaf stranger DNS:stranger.test ec ca2
 # ---- peers ----
 A=$(free_port); NG=$(free_port)
 MP=$(free_port); H=$(free_port); L4=$(free_port); M=$(free_port); V=$(free_port); G=$(free_port); B13=$(free_port)
-R=$(free_port)
+R=$(free_port); P=$(free_port)
 bg a "$DEMO" -l "127.0.0.1:$A" -n a
 nginx_conf "access_log off;
     keepalive_requests 5;
@@ -101,6 +101,12 @@ listeners:
     routes:
       - { match: { path_prefix: /legacy/ }, redirect: { host: www.a.test, scheme: https, port: $H, code: 301 } }
       - redirect: { scheme: https, port: $H }
+  - name: probes
+    bind: 127.0.0.1:$P
+    routes:
+      - { match: { path_prefix: /a }, cluster: probed }
+      - { match: { path_prefix: /b }, cluster: probed_tcp }
+      - cluster: probed_bad
 clusters:
   app: { servers: [ { name: a, address: 127.0.0.1:$A } ] }
   secure:
@@ -111,6 +117,18 @@ clusters:
     tls: { ca: $C/ca2.pem, verify: on, sni: app.internal }
     retries: 0
     servers: [ { name: n1, address: 127.0.0.1:$NG } ]
+  probed:   # nginx answers plain HTTP on its TLS port with 400: a pass means TLS
+    tls: { ca: $C/ca.pem, verify: on, sni: app.internal }
+    health: { check: http, path: /, interval: 500ms, timeout: 400ms, rise: 1, fall: 1 }
+    servers: [ { name: h1, address: 127.0.0.1:$NG } ]
+  probed_tcp:
+    tls: { ca: $C/ca.pem, verify: on }   # no SNI: the certificate's IP is verified
+    health: { check: tcp, interval: 500ms, timeout: 400ms, rise: 1, fall: 1 }
+    servers: [ { name: t1, address: 127.0.0.1:$NG } ]
+  probed_bad:
+    tls: { ca: $C/ca2.pem, verify: on, sni: app.internal }
+    health: { check: http, interval: 500ms, timeout: 400ms, rise: 1, fall: 1 }
+    servers: [ { name: b1, address: 127.0.0.1:$NG } ]
 EOC
 "$LB" -t -c "$T/lb.yaml" >"$T/check.out" 2>&1 || fail "lb -t: $(cat "$T/check.out")"
 bg lb "$LB" -c "$T/lb.yaml"
@@ -277,7 +295,7 @@ echo "ok: mutual TLS accepts the CA's client, refuses others with a reason"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$G/")" = 502 ] ||
     fail "a wrong CA must give 502"
 wait_for 10 "certificate verify failed in the log" \
-    grep -q 'certificate verify failed: unable to get local issuer certificate' "$T/lb.log"
+    grep -q 'tls to server failed.*certificate verify failed: unable to get local issuer certificate' "$T/lb.log"
 # nginx closes a backend connection after 5 requests: the next ones resume its session.
 for i in $(seq 30); do curl -s -o /dev/null "http://127.0.0.1:$V/"; done
 curl -s "http://127.0.0.1:$MP/metrics" >"$T/metrics.out"
@@ -286,6 +304,23 @@ resumed=$(sed -n 's/^lb_tls_upstream_resumptions_total \([0-9]*\)$/\1/p' "$T/met
 grep -q '^lb_tls_upstream_handshakes_total{result="verify_failed"} [1-9]' "$T/metrics.out" ||
     fail "verify failures not counted: $(grep upstream "$T/metrics.out")"
 echo "ok: TLS to nginx: right CA 200, wrong CA 502 with the reason; sessions resumed ($resumed)"
+
+# ---- health probes over TLS ----
+probe_ok() { # CLUSTER SERVER VALUE: the last probe's result in /metrics
+    curl -s "http://127.0.0.1:$MP/metrics" |
+        grep -q "^lb_server_check_success{cluster=\"$1\",server=\"$2\"} $3\$"
+}
+wait_for 10 "the https probe of h1 passes" probe_ok probed h1 1
+wait_for 10 "the TLS handshake probe of t1 passes" probe_ok probed_tcp t1 1
+wait_for 10 "the probe of b1 (wrong CA) fails" probe_ok probed_bad b1 0
+wait_for 10 "b1 down with the reason" grep -q \
+    'msg="server down" cluster=probed_bad server=b1 .*certificate verify failed: unable to get local issuer' \
+    "$T/lb.log"
+! grep -q 'msg="server down" cluster=probed\(_tcp\)\? ' "$T/lb.log" || fail "$(grep 'server down' "$T/lb.log")"
+[ "$(curl -s "http://127.0.0.1:$P/a")" = nginx-tls ] || fail "probed cluster serves"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P/x")" = 503 ] ||
+    fail "the cluster whose only server is down answers 503"
+echo "ok: health probes over TLS: https and handshake checks pass, a wrong CA marks the server down"
 
 # ---- operators: metrics, lbctl tls, the status page ----
 grep -q '^lb_tls_handshakes_total{version="TLSv1.3"} [1-9]' "$T/metrics.out" || fail "handshakes"

@@ -397,6 +397,15 @@ static int64_t decrypt(struct io_worker *w, struct io_conn *c, struct io_stream 
     }
 }
 
+/* The stream failed where the protocol was not waiting on a send of its own (a session
+ * ticket or an alert that could not be sent, a FIN after a failure): it learns it as a
+ * failed read, and nothing more is read, so that no recv is armed again on a dead socket. */
+static void dead(struct io_worker *w, struct io_conn *c, struct io_stream *s, int err)
+{
+    s->flags |= IO_ST_F_EOF;
+    c->ops->on_recv(w, c, s, err);
+}
+
 void io_tls_recv(struct io_worker *w, struct io_conn *c, struct io_stream *s, int res, uint16_t bid)
 {
     struct io_tls *t = s->tls;
@@ -409,8 +418,10 @@ void io_tls_recv(struct io_worker *w, struct io_conn *c, struct io_stream *s, in
         c->ops->on_recv(w, c, s, res);
         return;
     }
-    if (t->flags & T_FAILED)
+    if (t->flags & T_FAILED) {
+        dead(w, c, s, -EPROTO);
         return;
+    }
     bool eof = false;
     int64_t got = 0;
     int hs = handshake(w, c, s);
@@ -454,6 +465,8 @@ void io_tls_sent(struct io_worker *w, struct io_conn *c, struct io_stream *s, in
         if (s->flags & IO_ST_F_SENDING) {
             s->flags &= (uint16_t)~IO_ST_F_SENDING;
             c->ops->on_sent(w, c, s, res < 0 ? res : -EPROTO);
+        } else if (c->state != IO_CONN_CLOSING) {
+            dead(w, c, s, res < 0 ? res : -EPROTO);
         }
         return;
     }

@@ -417,6 +417,31 @@ EOF_PY
 kill -0 "$LB_PID" || fail "lb died"
 echo "ok: garbage, a half handshake (timed out), a 16 KiB ClientHello: lb serves on"
 
+# Clients that leave right after the handshake, before lb's session tickets go out (so
+# their send fails): every such connection must end, none left reading a dead socket.
+openssl s_time -connect "127.0.0.1:$H" -new -time 1 >"$T/stime.out" 2>&1 ||
+    fail "s_time: $(tail -3 "$T/stime.out")"
+grep -q 'connections in' "$T/stime.out" || fail "s_time made no connection"
+python3 - "$H" <<'EOF_PY'
+import socket, ssl, struct, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+for _ in range(20):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))),
+                        server_hostname="a.test")
+    raw = s.detach() if hasattr(s, "detach") else s
+    so = socket.socket(fileno=raw) if isinstance(raw, int) else raw
+    so.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    so.close()  # a reset, no close_notify
+EOF_PY
+active_zero() {
+    curl -s "http://127.0.0.1:$MP/metrics" |
+        grep -q '^lb_listener_connections_active{listener="https",protocol="http"} 0$'
+}
+wait_for 10 "every connection that left after the handshake is closed" active_zero
+echo "ok: clients leaving right after the handshake leave no connection behind"
+
 # ---- reload to a new certificate under load ----
 python3 - "$H" "$T/load.out" <<'EOF_PY' &
 import socket, ssl, sys, time

@@ -11,6 +11,8 @@
 #   stream.png       GB/s of the L4 1 GiB transfer per target
 #   idle_mem.png     bytes of memory per idle connection per proxy
 #   c10k.png         latency of 10,000 requests at once, one per held connection
+#   tls_hs.png       TLS handshakes per CPU-second of the proxy (full and resumed, ECDSA, RSA)
+#   tls.png          HTTPS keep-alive CPU µs per request
 set -eu
 [ $# = 2 ] || { echo "usage: tools/bench/charts.sh RESULTS OUTDIR" >&2; exit 2; }
 res=$1 out=$2
@@ -30,6 +32,9 @@ label() {
         p50) echo "p50" ;; p99) echo "p99" ;; p999) echo "p99.9" ;;
         rss_per_conn) echo "RSS growth / conn" ;; rss_per_conn_marginal) echo "RSS, second half" ;;
         pss_per_conn) echo "PSS growth / conn" ;;
+        tls_full_ec) echo "full, ECDSA" ;; tls_full_rsa) echo "full, RSA" ;;
+        tls_resumed_ec) echo "resumed, ECDSA" ;; tls_resumed_rsa) echo "resumed, RSA" ;;
+        tls_ka) echo "HTTPS keep-alive" ;;
         *) echo "$1" ;;
     esac
 }
@@ -119,4 +124,13 @@ fi
 if has c10k; then
     chart c10k "One request on each of the held connections at once" "µs" log \
         "p50:c10k:p50 p99:c10k:p99"
+fi
+if has tls_full_ec; then
+    chart tls_hs "TLS handshakes per CPU-second of the proxy (higher is better)" \
+        "handshakes per CPU-second" lin \
+        "tls_full_ec:tls_full_ec:hs tls_full_rsa:tls_full_rsa:hs tls_resumed_ec:tls_resumed_ec:hs tls_resumed_rsa:tls_resumed_rsa:hs"
+fi
+if has tls_ka; then
+    chart tls "HTTPS keep-alive: proxy CPU per request (lower is better)" "µs per request" lin \
+        "tls_ka:tls_ka:cpu"
 fi

@@ -27,7 +27,7 @@ if [ -n "${BENCH_DATA:-}" ] && [ -s "$BENCH_DATA/results" ]; then
     echo "### Figures where lb is behind a peer (medians of this run)"
     echo
     awk 'function better(m, a, b) { # 1 when a is better than b for metric m
-             if (m == "rps" || m == "gbps") return a > b
+             if (m == "rps" || m == "gbps" || m == "hs") return a > b
              return a < b
          }
          function name(t) { return t == "haproxy" ? "HAProxy" : t }
@@ -36,7 +36,7 @@ if [ -n "${BENCH_DATA:-}" ] && [ -s "$BENCH_DATA/results" ]; then
              for (k in peers) {
                  split(k, wm, " "); w = wm[1]; m = wm[2]
                  if (!((w " lb " m) in v)) continue
-                 if (m !~ /^(rps|gbps|cpu|cpu_ms_per_gib|p99|rss_per_conn)$/) continue
+                 if (m !~ /^(rps|gbps|hs|cpu|cpu_ms_per_gib|p99|rss_per_conn)$/) continue
                  lv = v[w " lb " m]; n = split(peers[k], ps, " ")
                  for (i = 1; i <= n; i++) {
                      pv = v[w " " ps[i] " " m]

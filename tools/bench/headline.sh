@@ -1,6 +1,6 @@
 #!/bin/sh
 # Rewrites the headline block of README.md (the lines between `<!-- bench:begin -->` and
-# `<!-- bench:end -->`) with five ratios from a benchmark run's recorded figures (lib.sh's
+# `<!-- bench:end -->`) with six ratios from a benchmark run's recorded figures (lib.sh's
 # record: "WORKLOAD TARGET METRIC MEDIAN MIN MAX" a line). run.sh calls it after a full run;
 # a QUICK run leaves README.md alone, since its numbers are too noisy to show.
 #
@@ -42,6 +42,10 @@ trap 'rm -f "$block" "$new"' EXIT
     echo "- An idle keep-alive client connection: $(num "$(med idle_mem lb rss_per_conn)" 0) bytes" \
         "of lb memory (target under 512; HAProxy $(num "$(med idle_mem haproxy rss_per_conn)" 0)," \
         "nginx $(num "$(med idle_mem nginx rss_per_conn)" 0))."
+    echo "- TLS: full ECDSA handshakes per CPU-second $(rat tls_full_ec hs haproxy) x HAProxy's" \
+        "(target at least 1.20); HTTPS keep-alive CPU per request $(rat tls_ka cpu haproxy) of" \
+        "HAProxy's (target at most 0.80); an idle TLS connection" \
+        "$(num "$(med tls_idle lb rss_per_conn)" 0) bytes (HAProxy $(num "$(med tls_idle haproxy rss_per_conn)" 0))."
 } >"$block"
 awk -v bf="$block" '
     $0 == "<!-- bench:begin -->" { print; while ((getline l < bf) > 0) print l; skip = 1; next }

@@ -360,6 +360,55 @@ static void start_probe(struct hc_engine *e, uint32_t ti, uint64_t now_ns)
     arm(e, ti, sqe, PROBE_OP_CONNECT);
 }
 
+/* A send of the probe's request (or, with TLS, of its ciphertext) completed. */
+static void on_sent(struct hc_engine *e, uint32_t ti, int res)
+{
+    struct hc_probe *p = &e->probes[ti];
+    if (res < 0) {
+        fail_errno(e, ti, "send", res);
+        return;
+    }
+    if (p->ssl) {
+        p->raw_sent += (size_t)res;
+        if (p->raw_sent < p->raw_len)
+            arm_send(e, ti);
+        else
+            tls_step(e, ti, false);
+        return;
+    }
+    p->sent += (size_t)res;
+    if (p->sent < e->hc->targets[ti].req_len)
+        arm_send(e, ti);
+    else
+        arm_recv(e, ti);
+}
+
+/* A recv of the response (or, with TLS, of ciphertext) completed. */
+static void on_received(struct hc_engine *e, uint32_t ti, int res)
+{
+    struct hc_probe *p = &e->probes[ti];
+    const struct hc_target *t = &e->hc->targets[ti];
+    if (res < 0) {
+        fail_errno(e, ti, "response", res);
+        return;
+    }
+    if (p->ssl) {
+        if (res > 0 && BIO_write(SSL_get_rbio(p->ssl), p->raw, res) != res)
+            finish(e, ti, false, "out of memory for TLS");
+        else
+            tls_step(e, ti, res == 0);
+        return;
+    }
+    p->len += (size_t)res;
+    char why[HC_REASON_MAX];
+    int v = hc_http_verdict(p->buf, p->len, res == 0, t->h->expect_status, t->h->expect_body, why,
+                            sizeof(why));
+    if (v == -EAGAIN)
+        arm_recv(e, ti);
+    else
+        finish(e, ti, v == 1, why);
+}
+
 void hc_engine_on_cqe(struct hc *hc, const struct io_uring_cqe *cqe)
 {
     struct hc_engine *e = hc->eng;
@@ -407,47 +456,11 @@ void hc_engine_on_cqe(struct hc *hc, const struct io_uring_cqe *cqe)
             arm_send(e, ti);
         break;
     case PROBE_OP_SEND:
-        if (res < 0) {
-            fail_errno(e, ti, "send", res);
-            break;
-        }
-        if (p->ssl) {
-            p->raw_sent += (size_t)res;
-            if (p->raw_sent < p->raw_len)
-                arm_send(e, ti);
-            else
-                tls_step(e, ti, false);
-            break;
-        }
-        p->sent += (size_t)res;
-        if (p->sent < t->req_len)
-            arm_send(e, ti);
-        else
-            arm_recv(e, ti);
+        on_sent(e, ti, res);
         break;
-    case PROBE_OP_RECV: {
-        if (res < 0) {
-            fail_errno(e, ti, "response", res);
-            break;
-        }
-        if (p->ssl) {
-            if (res > 0 && BIO_write(SSL_get_rbio(p->ssl), p->raw, res) != res) {
-                finish(e, ti, false, "out of memory for TLS");
-                break;
-            }
-            tls_step(e, ti, res == 0);
-            break;
-        }
-        p->len += (size_t)res;
-        char why[HC_REASON_MAX];
-        int v = hc_http_verdict(p->buf, p->len, res == 0, t->h->expect_status, t->h->expect_body,
-                                why, sizeof(why));
-        if (v == -EAGAIN)
-            arm_recv(e, ti);
-        else
-            finish(e, ti, v == 1, why);
+    case PROBE_OP_RECV:
+        on_received(e, ti, res);
         break;
-    }
     default:
         break;
     }

@@ -218,6 +218,7 @@ void conf_free(struct conf *c)
         free(cl->health.expect_body);
         free(cl->tls.ca);
         free(cl->tls.sni);
+        free(cl->password);
     }
     free(c->clusters);
     for (size_t i = 0; i < c->nstatics; i++) {
@@ -392,6 +393,8 @@ const char *conf_protocol_name(enum conf_protocol p)
         return "http";
     case CONF_PROTO_TCP:
         return "tcp";
+    case CONF_PROTO_REDIS:
+        return "redis";
     }
     return "?";
 }

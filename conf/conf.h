@@ -45,6 +45,7 @@ struct conf_addr {
 enum conf_protocol {
     CONF_PROTO_HTTP,
     CONF_PROTO_TCP,
+    CONF_PROTO_REDIS, /* RESP: each command goes to the shard (server) owning its key */
 };
 
 enum conf_balance {
@@ -188,6 +189,7 @@ struct conf_cluster {
     uint64_t slow_start_ms;              /* default 0 = off */
     uint32_t max_connections_per_server; /* default 0 = unlimited */
     struct conf_upstream_tls tls;        /* off unless a tls: block is given */
+    char *password;                      /* Redis AUTH on every connection to its servers */
     struct conf_pos pos;                 /* the cluster's name (its key under clusters:) */
 };
 
@@ -252,8 +254,8 @@ struct conf_listener {
     uint64_t max_body_bytes;    /* default 10m; 0 = unlimited */
     struct conf_route *routes;  /* http */
     size_t nroutes;
-    char *cluster;                 /* tcp: the cluster, as written */
-    int cluster_idx;               /* tcp: after validation */
+    char *cluster;                 /* tcp, redis: the cluster, as written */
+    int cluster_idx;               /* tcp, redis: after validation */
     struct conf_hash_key hash_key; /* tcp: client_ip only (the default on a hash cluster) */
     struct conf_pos pos;           /* the listener's mapping */
     struct conf_pos name_pos;

@@ -363,6 +363,7 @@ static const struct conf_key cluster_keys[] = {
      .off = offsetof(struct conf_cluster, max_connections_per_server),
      .max = 1000000},
     {.name = "tls", .set = set_upstream_tls, .off = offsetof(struct conf_cluster, tls)},
+    {.name = "password", .set = conf_set_text, .off = offsetof(struct conf_cluster, password)},
     {.name = NULL},
 };
 

@@ -379,6 +379,7 @@ static int set_routes(struct conf_ctx *x, const struct conf_node *n, void *field
 static const struct conf_enum_name protocols[] = {
     {"http", CONF_PROTO_HTTP},
     {"tcp", CONF_PROTO_TCP},
+    {"redis", CONF_PROTO_REDIS},
     {NULL, 0},
 };
 
@@ -608,6 +609,17 @@ static void load_listener(struct conf_ctx *x, const struct conf_node *n, struct 
         if (!ro->key)
             conf_err(x, n->pos,
                      "an http listener needs routes, e.g. routes: [ { cluster: NAME } ]");
+    } else if (l->protocol == CONF_PROTO_REDIS) {
+        if (ro->key)
+            conf_err(x, ro->key->pos,
+                     "a redis listener has no routes: each command goes to the server of its "
+                     "'cluster' that owns the command's key");
+        if (!cl->key)
+            conf_err(x, n->pos, "a redis listener needs 'cluster'");
+        if (hk->key)
+            conf_err(x, hk->key->pos,
+                     "a redis listener hashes each command's key ({hash tag} honoured): it "
+                     "takes no hash_key");
     } else {
         if (ro->key)
             conf_err(x, ro->key->pos,

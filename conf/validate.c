@@ -141,6 +141,29 @@ static void check_redirect(struct conf_ctx *x, const struct conf_listener *l,
                  own == CONF_SCHEME_HTTPS ? "https" : "http");
 }
 
+/* The cluster of a redis listener is a set of shards: a key's owner must not change with
+ * health or load, and a shard has no stand-in. */
+static void check_shards(struct conf_ctx *x, const struct conf_listener *l)
+{
+    const struct conf_cluster *cl = &x->c->clusters[l->cluster_idx];
+    if (!conf_balance_is_hash(cl->balance))
+        conf_err(x, l->cluster_pos,
+                 "a redis listener shards keys over its cluster, which must use balance: "
+                 "maglev or ring_hash (cluster '%s' uses %s)",
+                 cl->name, conf_balance_name(cl->balance));
+    else if (cl->bounded_load > 0)
+        conf_err(x, l->cluster_pos,
+                 "cluster '%s' shards a redis listener's keys: bounded_load would move keys "
+                 "to a shard that does not hold them",
+                 cl->name);
+    for (size_t i = 0; i < cl->nservers; i++)
+        if (cl->servers[i].backup)
+            conf_err(x, l->cluster_pos,
+                     "cluster '%s' shards a redis listener's keys: server '%s' cannot be a "
+                     "backup (a backup shard holds none of the keys)",
+                     cl->name, cl->servers[i].name);
+}
+
 static void check_routes(struct conf_ctx *x, struct conf_listener *l, const struct name_index *cix,
                          const struct name_index *six)
 {
@@ -320,6 +343,14 @@ void conf_validate(struct conf_ctx *x)
                 check_hash_key(x, l->cluster_idx, &l->hash_key, l->hash_key_pos);
                 conf_path_pop(x, m2);
             }
+        } else if (l->protocol == CONF_PROTO_REDIS && l->cluster) {
+            size_t m2 = conf_path_push(x, ".cluster");
+            l->cluster_idx = index_find(&cix, l->cluster);
+            if (l->cluster_idx < 0)
+                undefined(x, l->cluster_pos, "cluster", l->cluster, &cix);
+            else
+                check_shards(x, l);
+            conf_path_pop(x, m2);
         } else if (l->protocol == CONF_PROTO_HTTP) {
             check_routes(x, l, &cix, &six);
         }

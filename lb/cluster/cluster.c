@@ -49,8 +49,8 @@ int cl_cluster_init(struct cl_cluster *c, const struct conf_cluster *cf, struct 
             continue;
         /* Maglev's table must be at least 100x the tier; grow the default to a prime
          * that is, unless the operator chose a size (then the loader checked it). */
-        tier->bal = cl_balancer_new(cf->balance, bs, tier->n, cf->bounded_load, cf->table_size,
-                                    err);
+        tier->bal =
+            cl_balancer_new(cf->balance, bs, tier->n, cf->bounded_load, cf->table_size, err);
         if (!tier->bal)
             goto fail;
     }
@@ -110,8 +110,7 @@ const char *cl_server_state(const struct cl_server *s)
     return s->cf->backup ? "backup" : "up";
 }
 
-int cl_cluster_wstate_init(struct cl_cluster_wstate *ws, const struct cl_cluster *c,
-                           uint64_t seed)
+int cl_cluster_wstate_init(struct cl_cluster_wstate *ws, const struct cl_cluster *c, uint64_t seed)
 {
     memset(ws, 0, sizeof(*ws));
     for (int t = 0; t < 2; t++) {
@@ -187,6 +186,25 @@ int cl_cluster_pick(const struct cl_cluster *c, struct cl_cluster_wstate *ws, ui
             return (int)tier->map[i];
     }
     return -ENOENT;
+}
+
+static bool view_every(const void *arg, uint32_t i)
+{
+    (void)arg, (void)i;
+    return true;
+}
+
+int cl_cluster_owner(const struct cl_cluster *c, struct cl_cluster_wstate *ws, uint64_t key)
+{
+    const struct cl_tier *tier = &c->tiers[0];
+    struct cl_balancer *bal = atomic_load_explicit(&tier->bal, memory_order_acquire);
+    if (!bal)
+        return -ENOENT;
+    struct pick_view pv = {.c = c, .tier = tier, .ex = NULL};
+    struct cl_bal_view v = {
+        .usable = view_every, .active = view_active, .weight = view_weight, .arg = &pv};
+    int i = cl_balancer_pick(bal, &ws->st[0], key, &v);
+    return i >= 0 ? (int)tier->map[i] : i;
 }
 
 void cl_server_carry(struct cl_server *dst, const struct cl_server *src)

@@ -33,11 +33,11 @@ struct cl_server {
                                      toward this, so neither overwrites the other */
     _Atomic uint32_t active;      /* connections (L4) or requests (L7) in flight */
     _Atomic uint32_t consecutive_failures;
-    _Atomic uint64_t picks;           /* times chosen */
+    _Atomic uint64_t picks; /* times chosen */
     _Atomic uint64_t connect_failures;
     _Atomic uint64_t bytes_in, bytes_out;
-    _Atomic uint64_t retries;         /* requests that failed here and were sent again */
-    _Atomic uint64_t resp[5];         /* responses from this server by class: 1xx..5xx */
+    _Atomic uint64_t retries; /* requests that failed here and were sent again */
+    _Atomic uint64_t resp[5]; /* responses from this server by class: 1xx..5xx */
     /* [listener][class]: the same responses split by the listener that took the request, so
      * that /metrics can label them as DESIGN.md's example does. NULL until
      * cl_cluster_stats_init() (unit tests that never call it just lose the split). */
@@ -45,7 +45,7 @@ struct cl_server {
     uint32_t nlisteners;
     /* The last active probe as the control thread saw it (lb/core/health.c writes these so that
      * other threads need not ask health/, whose tables are the control thread's own). */
-    _Atomic uint32_t probe_result;     /* CL_PROBE_* */
+    _Atomic uint32_t probe_result; /* CL_PROBE_* */
     _Atomic uint32_t probe_latency_us;
 };
 
@@ -72,7 +72,7 @@ struct cl_tier {
     struct cl_balancer *_Atomic bal;
     struct cl_balancer *retired; /* replaced tables, freed with the cluster: a worker may
                                     still be reading one (a few per operator change) */
-    uint32_t *map;           /* tier index -> cluster server index */
+    uint32_t *map;               /* tier index -> cluster server index */
     uint32_t n;
 };
 
@@ -80,7 +80,7 @@ struct cl_cluster {
     const struct conf_cluster *cf;
     struct cl_server *servers;
     uint32_t n;
-    struct cl_tier tiers[2]; /* [0] primaries, [1] backups */
+    struct cl_tier tiers[2];   /* [0] primaries, [1] backups */
     struct cl_latency latency; /* requests answered by this cluster's servers */
 };
 
@@ -97,8 +97,7 @@ void cl_cluster_destroy(struct cl_cluster *c);
  * Startup only. Returns 0 or -ENOMEM. */
 int cl_cluster_stats_init(struct cl_cluster *c, uint32_t nlisteners);
 
-int cl_cluster_wstate_init(struct cl_cluster_wstate *ws, const struct cl_cluster *c,
-                           uint64_t seed);
+int cl_cluster_wstate_init(struct cl_cluster_wstate *ws, const struct cl_cluster *c, uint64_t seed);
 void cl_cluster_wstate_free(struct cl_cluster_wstate *ws);
 
 /* After init, for `lbctl explain`: picks through @ws read round robin's next fleet-wide turn
@@ -122,6 +121,13 @@ struct cl_exclude {
  */
 int cl_cluster_pick(const struct cl_cluster *c, struct cl_cluster_wstate *ws, uint64_t key,
                     const struct cl_exclude *ex);
+
+/*
+ * The server that owns hash @key among the primaries, whatever their health: a sharded
+ * store's key lives on that server only, so it must not move when the server is down
+ * (lb/redis). -ENOENT when the cluster has no primary.
+ */
+int cl_cluster_owner(const struct cl_cluster *c, struct cl_cluster_wstate *ws, uint64_t key);
 
 bool cl_server_usable(const struct cl_cluster *c, const struct cl_server *s);
 

@@ -835,7 +835,8 @@ static void test_redirects(void **state)
                "sends clients back to the same http URL");
     expect_err(APP RLIS "      - redirect: { scheme: http }\n", 9, 19,
                "sends clients back to the same http URL");
-    expect_err(APP RLIS "      - redirect: { scheme: https, code: 303 }\n", 9, 42, "unknown code '303'");
+    expect_err(APP RLIS "      - redirect: { scheme: https, code: 303 }\n", 9, 42,
+               "unknown code '303'");
     expect_err(APP RLIS "      - redirect: { scheme: ftp }\n", 9, 29, "ftp");
     expect_err(APP RLIS "      - redirect: { port: 0 }\n", 9, 27, "port");
     expect_err(APP RLIS "      - redirect: { host: 'a b' }\n", 9, 27, "expected a host name");
@@ -843,6 +844,44 @@ static void test_redirects(void **state)
                "a route takes exactly one action, and it already has 'redirect' (9:11)");
     expect_err(APP RLIS "      - { redirect: { scheme: https }, cache: { ttl: 1s } }\n", 9, 40,
                "cache applies only to routes with a cluster, not to 'redirect'");
+}
+
+/* protocol: redis: a cluster of shards, hashed by each command's key. */
+static void test_redis_listeners(void **state)
+{
+#define SHARDS                                                                                     \
+    "clusters:\n"                                                                                  \
+    "  shards:\n"                                                                                  \
+    "    balance: maglev\n"                                                                        \
+    "    password: pw\n"                                                                           \
+    "    servers: [ { name: s1, address: 127.0.0.1:6381 } ]\n"
+    struct conf *c = load(SHARDS "listeners:\n"
+                                 "  - { name: r, bind: 127.0.0.1:7000, protocol: redis, "
+                                 "cluster: shards }\n");
+    assert_non_null(c);
+    assert_int_equal(c->listeners[0].protocol, CONF_PROTO_REDIS);
+    assert_int_equal(c->listeners[0].cluster_idx, 0);
+    assert_string_equal(c->clusters[0].password, "pw");
+    conf_free(c);
+    expect_err(SHARDS "listeners:\n  - { name: r, bind: 127.0.0.1:7000, protocol: redis }\n", 7, 5,
+               "a redis listener needs 'cluster'");
+    expect_err(APP "listeners:\n  - { name: r, bind: 127.0.0.1:7000, protocol: redis, cluster: app "
+                   "}\n",
+               6, 64, "must use balance: maglev or ring_hash (cluster 'app' uses round_robin)");
+    expect_err(SHARDS "listeners:\n  - { name: r, bind: 127.0.0.1:7000, protocol: redis, cluster: "
+                      "shards, hash_key: client_ip }\n",
+               7, 72, "takes no hash_key");
+    expect_err(SHARDS "listeners:\n  - { name: r, bind: 127.0.0.1:7000, protocol: redis, "
+                      "routes: [ { cluster: shards } ] }\n",
+               7, 55, "a redis listener has no routes");
+    expect_err("clusters:\n"
+               "  shards:\n"
+               "    balance: ring_hash\n"
+               "    servers: [ { name: s1, address: 127.0.0.1:6381 },\n"
+               "               { name: s2, address: 127.0.0.1:6382, backup: true } ]\n"
+               "listeners:\n"
+               "  - { name: r, bind: 127.0.0.1:7000, protocol: redis, cluster: shards }\n",
+               7, 64, "server 's2' cannot be a backup");
 }
 
 static void test_text_checks(void **state)
@@ -1156,6 +1195,7 @@ int main(void)
         cmocka_unit_test(test_listener_kinds),
         cmocka_unit_test(test_route_actions),
         cmocka_unit_test(test_redirects),
+        cmocka_unit_test(test_redis_listeners),
         cmocka_unit_test(test_text_checks),
         cmocka_unit_test(test_aliases_and_depth),
         cmocka_unit_test(test_limits),

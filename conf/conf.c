@@ -382,6 +382,8 @@ const char *conf_check_name(enum conf_check c)
         return "tcp";
     case CONF_CHECK_HTTP:
         return "http";
+    case CONF_CHECK_REDIS:
+        return "redis";
     }
     return "?";
 }

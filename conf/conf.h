@@ -79,7 +79,10 @@ enum conf_check {
     CONF_CHECK_NONE, /* default: no active probes */
     CONF_CHECK_TCP,
     CONF_CHECK_HTTP,
+    CONF_CHECK_REDIS, /* PING then ROLE on every member: traffic goes to the master */
 };
+
+#define CONF_MAX_REPLICAS 8
 
 enum conf_log_level {
     CONF_LOG_ERROR,
@@ -146,8 +149,11 @@ struct conf_upstream_tls {
 struct conf_server {
     char *name;
     struct conf_addr addr;
-    uint32_t weight;          /* 1..256, default 1 */
-    bool backup;              /* default false: gets traffic only while no primary is usable */
+    uint32_t weight; /* 1..256, default 1 */
+    bool backup;     /* default false: gets traffic only while no primary is usable */
+    struct conf_addr replicas[CONF_MAX_REPLICAS]; /* check: redis: members that may be master */
+    size_t nreplicas;
+    struct conf_pos replicas_pos;
     struct conf_pos pos;      /* the server's mapping */
     struct conf_pos addr_pos; /* its address value */
 };

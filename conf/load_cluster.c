@@ -24,10 +24,34 @@ static const struct conf_enum_name balances[] = {
 
 static const struct conf_enum_name checks[] = {
     {"http", CONF_CHECK_HTTP},
+    {"redis", CONF_CHECK_REDIS},
     {"tcp", CONF_CHECK_TCP},
     {"none", CONF_CHECK_NONE},
     {NULL, 0},
 };
+
+static int set_replicas(struct conf_ctx *x, const struct conf_node *n, void *field,
+                        const struct conf_key *k)
+{
+    struct conf_server *sv = field;
+    if (!conf_expect(x, n, CONF_NODE_SEQ, "a list of addresses [ IP:PORT, ... ]"))
+        return -EINVAL;
+    if (n->nkids == 0 || n->nkids > CONF_MAX_REPLICAS) {
+        conf_err(x, n->pos, "replicas: 1 to %d addresses", CONF_MAX_REPLICAS);
+        return -EINVAL;
+    }
+    sv->replicas_pos = n->pos;
+    int rc = 0;
+    for (size_t i = 0; i < n->nkids; i++) {
+        size_t mark = conf_path_push(x, "[%zu]", i);
+        if (n->kids[i]->bad || conf_set_addr(x, n->kids[i], &sv->replicas[i], k) < 0)
+            rc = -EINVAL;
+        conf_path_pop(x, mark);
+    }
+    if (rc == 0)
+        sv->nreplicas = n->nkids;
+    return rc;
+}
 
 static const struct conf_key server_keys[] = {
     {.name = "name",
@@ -44,6 +68,7 @@ static const struct conf_key server_keys[] = {
      .min = 1,
      .max = 256},
     {.name = "backup", .set = conf_set_bool, .off = offsetof(struct conf_server, backup)},
+    {.name = "replicas", .set = set_replicas},
     {.name = NULL},
 };
 
@@ -426,6 +451,13 @@ static void load_cluster(struct conf_ctx *x, const struct conf_node *n, struct c
         if (min_table > MAGLEV_DEFAULT_TABLE)
             cl->table_size = (uint32_t)next_prime(min_table);
     }
+    /* Only a check that asks each member its role can know which one takes the traffic. */
+    for (size_t i = 0; i < cl->nservers; i++)
+        if (cl->servers[i].nreplicas && cl->health.check != CONF_CHECK_REDIS)
+            conf_err(x, cl->servers[i].replicas_pos,
+                     "replicas need health: { check: redis } to know which member is master "
+                     "(server '%s')",
+                     cl->servers[i].name ? cl->servers[i].name : "?");
 }
 
 int conf_set_clusters(struct conf_ctx *x, const struct conf_node *n, void *field,

@@ -109,6 +109,70 @@ static void passive_set(struct hc *hc, struct hc_server *s, enum hc_passive_stat
     after_change(hc, s, was, now_ms);
 }
 
+/* ---- redis probes ----------------------------------------------------------------------- */
+
+/* The next CRLF-terminated line at *@pos: its start and length; false when incomplete. */
+static bool next_line(const char *buf, size_t len, size_t *pos, const char **l, size_t *ll)
+{
+    const char *p = buf + *pos;
+    const char *e = memchr(p, '\n', len - *pos);
+    if (!e || e == p || e[-1] != '\r')
+        return false;
+    *l = p;
+    *ll = (size_t)(e - 1 - p);
+    *pos = (size_t)(e + 1 - buf);
+    return true;
+}
+
+int hc_redis_verdict(const char *buf, size_t len, bool eof, bool auth, bool *master, char *why,
+                     size_t n)
+{
+    size_t pos = 0, ll;
+    const char *l;
+    *master = false;
+    static const char *const steps[] = {"AUTH", "PING"};
+    for (int i = auth ? 0 : 1; i < 2; i++) {
+        if (!next_line(buf, len, &pos, &l, &ll))
+            goto more;
+        if (l[0] != '+') {
+            snprintf(why, n, "%s: %.*s", steps[i], (int)(ll > 60 ? 60 : ll), l);
+            return 0;
+        }
+    }
+    /* ROLE: *N, then the role as a bulk string. */
+    if (!next_line(buf, len, &pos, &l, &ll))
+        goto more;
+    if (l[0] != '*') {
+        snprintf(why, n, "ROLE: %.*s", (int)(ll > 60 ? 60 : ll), l);
+        return 0;
+    }
+    if (!next_line(buf, len, &pos, &l, &ll))
+        goto more;
+    size_t rl = (size_t)strtoul(l + 1, NULL, 10);
+    if (l[0] != '$' || rl > 16) {
+        snprintf(why, n, "ROLE: a reply lb does not understand");
+        return 0;
+    }
+    if (len - pos < rl + 2)
+        goto more;
+    const char *role = buf + pos;
+    if (rl == 6 && !memcmp(role, "master", 6)) {
+        *master = true;
+        snprintf(why, n, "master");
+    } else if ((rl == 5 && !memcmp(role, "slave", 5)) || (rl == 7 && !memcmp(role, "replica", 7))) {
+        snprintf(why, n, "replica");
+    } else {
+        snprintf(why, n, "ROLE %.*s: not a data node", (int)rl, role);
+        return 0;
+    }
+    return 1;
+more:
+    if (!eof && len < HC_HTTP_MAX)
+        return -EAGAIN;
+    snprintf(why, n, "%s", eof ? "connection closed before the ROLE reply" : "reply too long");
+    return 0;
+}
+
 /* ---- building ---------------------------------------------------------------------------- */
 
 static bool str_eq(const char *a, const char *b)
@@ -148,9 +212,47 @@ static int build_request(struct hc_target *t)
     return 0;
 }
 
+/* check: redis: one target per member, the server's own (never shared: which member is
+ * master is a fact about this server's group). Members start as the config says: the
+ * address is master, until a probe says otherwise. */
+static int add_redis_targets(struct hc *hc, struct hc_server *s, const struct conf_server *sv,
+                             const struct conf_cluster *cf)
+{
+    static const char ping_role[] = "*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nROLE\r\n";
+    for (uint32_t k = 0; k <= sv->nreplicas; k++) {
+        uint32_t ti = hc->ntargets++;
+        struct hc_target *t = &hc->targets[ti];
+        t->addr = k ? &sv->replicas[k - 1] : &sv->addr;
+        t->h = &cf->health;
+        t->interval_ms = cf->health.interval_ms;
+        t->timeout_ms = cf->health.timeout_ms;
+        t->first_user = NO_USER;
+        t->redis_server = (uint32_t)(s - hc->servers);
+        t->member = k;
+        t->last_ok = true;
+        t->master = k == 0;
+        t->tls_cluster = -1;
+        t->password = cf->password;
+        int n = cf->password ? asprintf(&t->req, "*2\r\n$4\r\nAUTH\r\n$%zu\r\n%s\r\n%s",
+                                        strlen(cf->password), cf->password, ping_role)
+                             : asprintf(&t->req, "%s", ping_role);
+        if (n < 0) {
+            t->req = NULL;
+            return -ENOMEM;
+        }
+        t->req_len = (size_t)n;
+        s->members[k] = (int32_t)ti;
+    }
+    s->nmembers = (uint32_t)sv->nreplicas + 1;
+    s->target = s->members[0];
+    return 0;
+}
+
 static int add_to_target(struct hc *hc, struct hc_server *s, const struct conf_server *sv,
                          const struct conf_cluster *cf)
 {
+    if (cf->health.check == CONF_CHECK_REDIS)
+        return add_redis_targets(hc, s, sv, cf);
     const struct conf_health *h = &cf->health;
     int32_t tls_cluster = cf->tls.enabled ? (int32_t)s->cluster : -1;
     uint32_t ti;
@@ -165,6 +267,7 @@ static int add_to_target(struct hc *hc, struct hc_server *s, const struct conf_s
         t->interval_ms = h->interval_ms;
         t->timeout_ms = h->timeout_ms;
         t->first_user = NO_USER;
+        t->redis_server = NO_USER;
         t->tls_cluster = tls_cluster;
         if (h->check == CONF_CHECK_HTTP && build_request(t) < 0)
             return -ENOMEM;
@@ -208,7 +311,11 @@ struct hc *hc_new(const struct conf *c, const struct hc_ops *ops, uint64_t seed,
         hc->nservers += (uint32_t)c->clusters[i].nservers;
     hc->clusters = calloc(hc->nclusters ? hc->nclusters : 1, sizeof(*hc->clusters));
     hc->servers = calloc(hc->nservers ? hc->nservers : 1, sizeof(*hc->servers));
-    hc->targets = calloc(hc->nservers ? hc->nservers : 1, sizeof(*hc->targets));
+    size_t ntargets = 0; /* at most: one per server, one per redis member */
+    for (size_t i = 0; i < c->nclusters; i++)
+        for (size_t j = 0; j < c->clusters[i].nservers; j++)
+            ntargets += 1 + c->clusters[i].servers[j].nreplicas;
+    hc->targets = calloc(ntargets ? ntargets : 1, sizeof(*hc->targets));
     if (!hc->clusters || !hc->servers || !hc->targets)
         goto nomem;
 
@@ -409,11 +516,50 @@ static void active_result(struct hc *hc, struct hc_server *s, bool ok, const cha
     }
 }
 
+/* A redis member's probe: the server passes while some member answers as master, and its
+ * traffic follows that member (the current one first, so two masters do not flap). */
+static void redis_result(struct hc *hc, struct hc_target *t, bool ok, const char *reason,
+                         uint32_t latency_us, uint64_t now_ms)
+{
+    struct hc_server *s = &hc->servers[t->redis_server];
+    t->last_ok = ok;
+    if (!ok)
+        t->master = false;
+    int m = -1;
+    const struct hc_target *cur = &hc->targets[s->members[s->master]];
+    if (cur->last_ok && cur->master) {
+        m = (int)s->master;
+    } else {
+        for (uint32_t k = 0; k < s->nmembers && m < 0; k++) {
+            const struct hc_target *tk = &hc->targets[s->members[k]];
+            if (tk->last_ok && tk->master)
+                m = (int)k;
+        }
+    }
+    char why[HC_REASON_MAX];
+    if (m >= 0 && (uint32_t)m != s->master) {
+        s->master = (uint32_t)m;
+        snprintf(why, sizeof(why), "ROLE master at %s", hc->targets[s->members[m]].addr->text);
+        if (hc->ops.member)
+            hc->ops.member(hc->ops.arg, s->cluster, s->server, (uint32_t)m, why);
+    }
+    if (m >= 0)
+        snprintf(why, sizeof(why), "master at %s", hc->targets[s->members[m]].addr->text);
+    else
+        snprintf(why, sizeof(why), "no member is master (%s: %s)", t->addr->text,
+                 reason ? reason : (ok ? "replica" : "failed"));
+    active_result(hc, s, m >= 0, why, latency_us, now_ms);
+}
+
 void hc_probe_done(struct hc *hc, uint32_t target, bool ok, const char *reason, uint32_t latency_us,
                    uint64_t now_ms)
 {
     if (target >= hc->ntargets)
         return;
+    if (hc->targets[target].redis_server != NO_USER) {
+        redis_result(hc, &hc->targets[target], ok, reason, latency_us, now_ms);
+        return;
+    }
     for (uint32_t u = hc->targets[target].first_user; u != NO_USER; u = hc->servers[u].next_user)
         active_result(hc, &hc->servers[u], ok, reason, latency_us, now_ms);
 }

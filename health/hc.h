@@ -1,6 +1,6 @@
 /*
- * Health checking: active probes (tcp, http; over TLS for clusters with tls:) and passive outlier
- * detection, and the up/down/ejected state they decide for every server of every cluster.
+ * Health checking: active probes (tcp, http, redis; over TLS for clusters with tls:) and passive
+ * outlier detection, and the up/down/ejected state they decide for every server of every cluster.
  *
  * health/ knows clusters and servers only by their indices in the configuration (struct conf)
  * and never includes lb/ headers: whoever runs it (lb/core/health.c) passes a table of callbacks
@@ -81,7 +81,13 @@ typedef void hc_weight_fn(void *arg, uint32_t cluster, uint32_t server, uint32_t
 typedef void hc_probe_fn(void *arg, uint32_t cluster, uint32_t server, bool ok,
                          uint32_t latency_us);
 
+/* check: redis: traffic for the server now goes to member @member (0 its address, i its
+ * replica i - 1), whose ROLE said master. */
+typedef void hc_member_fn(void *arg, uint32_t cluster, uint32_t server, uint32_t member,
+                          const char *reason);
+
 struct hc_ops {
+    hc_member_fn *member; /* may be NULL */
     hc_event_fn *event;   /* required */
     hc_weight_fn *weight; /* may be NULL: no slow start */
     hc_probe_fn *probe;   /* may be NULL */

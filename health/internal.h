@@ -45,6 +45,10 @@ struct hc_server {
     uint64_t eject_until_ms;
     uint64_t in_since_ms; /* when it last came back in (ejection count expiry) */
 
+    int32_t members[1 + CONF_MAX_REPLICAS]; /* check: redis: each member's target */
+    uint32_t nmembers;                      /* 0 for other checks */
+    uint32_t master;                        /* the member traffic goes to */
+
     bool ramping; /* slow start in progress */
     uint64_t ramp_start_ms;
     uint32_t cur_weight; /* last weight reported */
@@ -66,6 +70,12 @@ struct hc_target {
     uint32_t first_user; /* head of the server list (hc_server.next_user) */
     char *req;           /* http: the request, built once */
     size_t req_len;
+    uint32_t redis_server;      /* check: redis: the one server this member target belongs
+                                   to (hc->servers index), else UINT32_MAX */
+    uint32_t member;            /* its member index: 0 the address, i replicas[i - 1] */
+    bool last_ok;               /* redis: the last probe answered */
+    bool master;                /* redis: and its ROLE said master */
+    const char *password;       /* redis: AUTH first (the cluster's password), or NULL */
     int32_t tls_cluster;        /* the cluster whose tls: the probes use, or -1: plain */
     struct ssl_ctx_st *ssl_ctx; /* hc_set_tls: the context of that cluster (the caller's) */
     const char *sni;            /* its name to send and verify, or NULL: verify the address */
@@ -87,6 +97,12 @@ struct hc {
     int wake_fd;           /* eventfd: a worker that trips a passive threshold wakes the engine */
     struct hc_engine *eng; /* probe.c: the probes on the caller's ring, NULL until attached */
 };
+
+/* hc.c: the verdict on a redis probe's replies ([AUTH], PING, ROLE) in @buf: 1 pass (*@master
+ * says whether ROLE said master), 0 fail (reason in @why), -EAGAIN need more (@eof: no more
+ * will come). */
+int hc_redis_verdict(const char *buf, size_t len, bool eof, bool auth, bool *master, char *why,
+                     size_t n);
 
 /* probe.c: frees the engine (closing its probe sockets); nothing of it may be in flight. */
 void hc_engine_free(struct hc *hc);

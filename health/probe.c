@@ -10,6 +10,8 @@
  *   tcp:  socket() -> connect                                    -> pass when it connects
  *   http: socket() -> connect -> send the request (resumed when short) -> recv until
  *         hc_http_verdict() decides (status line, and the body text when asked for)
+ *   redis: the same with [AUTH,] PING and ROLE pipelined; hc_redis_verdict() decides, and
+ *          says whether the member is master
  *
  * For a cluster with tls: (hc_set_tls) the same steps run inside TLS: after the connect, an
  * SSL over two memory BIOs; each send carries what OpenSSL wrote, each recv feeds what came
@@ -401,8 +403,16 @@ static void on_received(struct hc_engine *e, uint32_t ti, int res)
     }
     p->len += (size_t)res;
     char why[HC_REASON_MAX];
-    int v = hc_http_verdict(p->buf, p->len, res == 0, t->h->expect_status, t->h->expect_body, why,
+    int v;
+    if (t->h->check == CONF_CHECK_REDIS) {
+        bool master;
+        v = hc_redis_verdict(p->buf, p->len, res == 0 || p->len == HC_HTTP_MAX, t->password,
+                             &master, why, sizeof(why));
+        e->hc->targets[ti].master = master;
+    } else {
+        v = hc_http_verdict(p->buf, p->len, res == 0, t->h->expect_status, t->h->expect_body, why,
                             sizeof(why));
+    }
     if (v == -EAGAIN)
         arm_recv(e, ti);
     else
@@ -552,7 +562,8 @@ int hc_engine_attach(struct hc *hc, struct io_uring *ring, uint8_t tag, struct l
     for (uint32_t i = 0; i < hc->ntargets; i++) {
         struct hc_probe *p = &e->probes[i];
         p->fd = -1;
-        if (hc->targets[i].h->check == CONF_CHECK_HTTP && !(p->buf = malloc(HC_HTTP_MAX)))
+        enum conf_check chk = hc->targets[i].h->check;
+        if ((chk == CONF_CHECK_HTTP || chk == CONF_CHECK_REDIS) && !(p->buf = malloc(HC_HTTP_MAX)))
             goto nomem;
         if (hc->targets[i].tls_cluster >= 0 && !(p->raw = malloc(HC_HTTP_MAX)))
             goto nomem;

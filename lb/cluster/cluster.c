@@ -224,6 +224,12 @@ void cl_server_carry(struct cl_server *dst, const struct cl_server *src)
         atomic_store(&dst->resp[i], atomic_load(&src->resp[i]));
     atomic_store(&dst->probe_result, atomic_load(&src->probe_result));
     atomic_store(&dst->probe_latency_us, atomic_load(&src->probe_latency_us));
+    /* The master a reload finds is the one the old generation followed, when the members
+     * are the same; the probes take over from there. */
+    uint32_t m = atomic_load(&src->member);
+    if (m <= dst->cf->nreplicas && !strcmp(m ? src->cf->replicas[m - 1].text : src->cf->addr.text,
+                                           m ? dst->cf->replicas[m - 1].text : dst->cf->addr.text))
+        atomic_store(&dst->member, m);
 }
 
 int cl_cluster_reweigh(struct cl_cluster *c, struct lb_err *err)

@@ -47,7 +47,17 @@ struct cl_server {
      * other threads need not ask health/, whose tables are the control thread's own). */
     _Atomic uint32_t probe_result; /* CL_PROBE_* */
     _Atomic uint32_t probe_latency_us;
+    /* check: redis: the member traffic goes to, 0 (the address) or i (cf->replicas[i - 1]):
+     * the one whose ROLE says master, written by the control thread. */
+    _Atomic uint32_t member;
 };
+
+/* The address traffic for @s goes to now: its address, or the replica that is master. */
+static inline const struct conf_addr *cl_server_addr(const struct cl_server *s)
+{
+    uint32_t m = atomic_load_explicit(&s->member, memory_order_relaxed);
+    return m && m <= s->cf->nreplicas ? &s->cf->replicas[m - 1] : &s->cf->addr;
+}
 
 #define CL_PROBE_NONE 0 /* no probe yet, or the cluster has no active checks */
 #define CL_PROBE_OK 1

@@ -78,9 +78,21 @@ static void on_probe(void *arg, uint32_t cluster, uint32_t server, bool ok, uint
     atomic_store_explicit(&s->probe_result, ok ? CL_PROBE_OK : CL_PROBE_FAIL, memory_order_relaxed);
 }
 
+/* check: redis: the shard's traffic follows the member that says it is master. */
+static void on_member(void *arg, uint32_t cluster, uint32_t server, uint32_t member,
+                      const char *reason)
+{
+    struct lb_runtime *rt = arg;
+    struct cl_server *s = &rt->clusters[cluster].servers[server];
+    atomic_store_explicit(&s->member, member, memory_order_relaxed);
+    lb_warn("redis master moved", "cluster=%s server=%s address=%s reason=\"%s\"",
+            rt->clusters[cluster].cf->name, s->cf->name, cl_server_addr(s)->text, reason);
+}
+
 int lb_health_init(struct lb_runtime *rt, struct lb_err *err)
 {
-    struct hc_ops ops = {.event = on_event, .weight = on_weight, .probe = on_probe, .arg = rt};
+    struct hc_ops ops = {
+        .member = on_member, .event = on_event, .weight = on_weight, .probe = on_probe, .arg = rt};
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t seed = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 20 ^ (uint64_t)getpid();

@@ -93,7 +93,7 @@ static void start_connect(struct io_worker *w, struct l4_conn *c)
     }
     struct cl_server *srv = cl_pick_commit(&c->pick, cl, idx);
     c->base.state = IO_CONN_CONNECTING;
-    io_conn_connect(w, &c->base, &c->srv, &c->cx, &srv->cf->addr, cl->cf->connect_timeout_ms);
+    io_conn_connect(w, &c->base, &c->srv, &c->cx, cl_server_addr(srv), cl->cf->connect_timeout_ms);
 }
 
 static void l4_accepted(struct io_worker *w, struct io_conn *base)

@@ -39,7 +39,9 @@ struct rds_server {
     struct rds_buf raw; /* what the reader was fed and has not framed yet */
     uint32_t roff;      /* start of the reply being read in @raw */
     uint64_t rbytes;    /* bytes of that reply the reader consumed so far */
+    uint32_t member;    /* the member it connected to (cl_server.member then) */
     bool connected;
+    bool retired; /* the shard's master moved: finish what waits, take nothing new */
 };
 
 static struct rds_server *srv_of(struct io_conn *c)
@@ -110,6 +112,13 @@ static struct rds_pend fifo_pop(struct rds_server *s)
     return p;
 }
 
+/* The address @s connected to: the server's, or the replica that was master then. */
+static const char *conn_addr(const struct cl_server *cs, const struct rds_server *s)
+{
+    return s->member && s->member <= cs->cf->nreplicas ? cs->cf->replicas[s->member - 1].text
+                                                       : cs->cf->addr.text;
+}
+
 /* Fails every part waiting on @s with "shard NAME (ADDRESS): WHY". */
 static void fail_all(struct io_worker *w, struct rds_server *s, const char *why)
 {
@@ -117,7 +126,7 @@ static void fail_all(struct io_worker *w, struct rds_server *s, const char *why)
         return;
     const struct cl_server *cs = cl_srv(w, s);
     char msg[200];
-    snprintf(msg, sizeof(msg), "shard %s (%s): %s", cs->cf->name, cs->cf->addr.text, why);
+    snprintf(msg, sizeof(msg), "shard %s (%s): %s", cs->cf->name, conn_addr(cs, s), why);
     lb_warn("redis shard failed", "cluster=%s server=%s reason=\"%s\" waiting=%u",
             w->rt->clusters[s->cluster].cf->name, cs->cf->name, why, s->fn);
     while (s->fn) {
@@ -173,7 +182,8 @@ static struct rds_server *open_conn(struct io_worker *w, uint16_t ci, uint32_t s
     }
     s->base.state = IO_CONN_CONNECTING;
     x->srv[ci][si] = s;
-    io_conn_connect(w, &s->base, &s->st, &s->cx, &cl->servers[si].cf->addr,
+    s->member = atomic_load_explicit(&cl->servers[si].member, memory_order_relaxed);
+    io_conn_connect(w, &s->base, &s->st, &s->cx, cl_server_addr(&cl->servers[si]),
                     cl->cf->connect_timeout_ms);
     return s;
 }
@@ -183,6 +193,14 @@ void rds_server_send(struct io_worker *w, uint16_t cluster, uint32_t server, str
 {
     struct rds_worker *x = rw(w);
     struct rds_server *s = x->srv[cluster][server];
+    const struct cl_server *cs0 = &w->rt->clusters[cluster].servers[server];
+    if (s && s->member != atomic_load_explicit(&cs0->member, memory_order_relaxed)) {
+        /* Health checks found the shard's master elsewhere: new commands go there; those
+         * sent to the old one get its replies (or its failure). */
+        s->retired = true;
+        x->srv[cluster][server] = s = NULL;
+        x->retry_ms[cluster][server] = 0;
+    }
     if (!s && w->now_ms < x->retry_ms[cluster][server]) {
         const struct cl_server *cs = &w->rt->clusters[cluster].servers[server];
         char msg[200];
@@ -212,9 +230,13 @@ static void srv_on_connect(struct io_worker *w, struct io_conn *base, struct io_
     struct rds_worker *x = rw(w);
     if (res < 0) {
         const char *e = res == -ECANCELED ? "connect timed out" : strerror(-res);
-        snprintf(x->why[s->cluster][s->server], 96, "connect failed: %s", e);
-        x->retry_ms[s->cluster][s->server] = w->now_ms + RETRY_MS;
-        fail_all(w, s, x->why[s->cluster][s->server]);
+        char why[96];
+        snprintf(why, sizeof(why), "connect failed: %s", e);
+        if (x->srv[s->cluster][s->server] == s) {
+            snprintf(x->why[s->cluster][s->server], 96, "%s", why);
+            x->retry_ms[s->cluster][s->server] = w->now_ms + RETRY_MS;
+        }
+        fail_all(w, s, why);
         io_conn_close(w, base, "connect failed");
         return;
     }
@@ -286,6 +308,10 @@ static void frame(struct io_worker *w, struct rds_server *s)
         if (!deliver(w, s, rp, n))
             return;
     }
+    if (s->retired && !s->fn) {
+        io_conn_close(w, &s->base, "redis master moved");
+        return;
+    }
     if (s->roff == s->raw.len) {
         s->roff = s->raw.len = 0;
     } else if (s->roff > s->raw.len / 2) {
@@ -328,8 +354,8 @@ static void srv_tick(struct io_worker *w, struct io_conn *base)
 {
     struct rds_server *s = srv_of(base);
     uint64_t limit = w->rt->clusters[s->cluster].cf->response_timeout_ms;
-    if (w->stopping && !s->fn) {
-        io_conn_close(w, base, "stopping"); /* nothing waits on it: the stop need not */
+    if ((w->stopping || s->retired) && !s->fn) {
+        io_conn_close(w, base, s->retired ? "redis master moved" : "stopping");
         return;
     }
     if (s->fn && limit && w->now_ms - s->fifo[s->fhead].t_ms > limit) {

@@ -667,7 +667,7 @@ static void test_unknown_names(void **state)
                3, 14, "did you mean 'round_robin'?");
     expect_err(APP WEB "    protocol: udp\n", 10, 15, "expected one of: http, tcp");
     expect_err(with_health("check: icmp"), 4, 22, "unknown check 'icmp'");
-    expect_err(with_health("check: icmp"), 4, 22, "expected one of: http, tcp, none");
+    expect_err(with_health("check: icmp"), 4, 22, "expected one of: http, redis, tcp, none");
     expect_err(APP WEB
                "      - { match: { path_prefix: /x, methods: [GET, FETCH] }, cluster: app }\n",
                10, 52, "unknown method 'FETCH'");
@@ -882,6 +882,37 @@ static void test_redis_listeners(void **state)
                "listeners:\n"
                "  - { name: r, bind: 127.0.0.1:7000, protocol: redis, cluster: shards }\n",
                7, 64, "server 's2' cannot be a backup");
+
+    /* Shard failover: replicas need a check that asks each member its role. */
+    c = load("clusters:\n"
+             "  shards:\n"
+             "    balance: maglev\n"
+             "    health: { check: redis }\n"
+             "    servers:\n"
+             "      - { name: s1, address: 127.0.0.1:6381, replicas: [ 127.0.0.1:6391, "
+             "127.0.0.1:6392 ] }\n"
+             "listeners:\n"
+             "  - { name: r, bind: 127.0.0.1:7000, protocol: redis, cluster: shards }\n");
+    assert_non_null(c);
+    assert_int_equal(c->clusters[0].health.check, CONF_CHECK_REDIS);
+    assert_int_equal(c->clusters[0].servers[0].nreplicas, 2);
+    assert_string_equal(c->clusters[0].servers[0].replicas[1].text, "127.0.0.1:6392");
+    conf_free(c);
+    expect_err("clusters:\n"
+               "  shards:\n"
+               "    servers:\n"
+               "      - { name: s1, address: 127.0.0.1:6381, replicas: [ 127.0.0.1:6391 ] }\n"
+               "listeners:\n"
+               "  - { name: r, bind: 127.0.0.1:7000, protocol: tcp, cluster: shards }\n",
+               4, 56, "replicas need health: { check: redis }");
+    expect_err("clusters:\n"
+               "  shards:\n"
+               "    health: { check: redis }\n"
+               "    servers:\n"
+               "      - { name: s1, address: 127.0.0.1:6381, replicas: [ nowhere ] }\n"
+               "listeners:\n"
+               "  - { name: r, bind: 127.0.0.1:7000, protocol: tcp, cluster: shards }\n",
+               5, 58, "got 'nowhere'");
 }
 
 static void test_text_checks(void **state)

@@ -24,6 +24,7 @@
 
 #include "conf/conf.h"
 #include "health/hc.h"
+#include "health/internal.h" /* redis members: the targets' master flags */
 
 #define T_MAX_EV 64
 
@@ -518,7 +519,8 @@ static void t_loop_once(struct hc *hc, struct io_uring *ring, uint8_t tag, bool 
     uint64_t now = t_mono_ms();
     uint64_t next = tick ? hc_engine_tick(hc, now) : now + 20;
     uint64_t ms = next > now ? next - now : 0;
-    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)(ms < 50 ? ms : 50) * 1000000};
+    struct __kernel_timespec ts = {.tv_sec = 0,
+                                   .tv_nsec = (long long)(ms < 50 ? ms : 50) * 1000000};
     struct io_uring_cqe *cqe;
     io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
     unsigned head, n = 0;
@@ -581,6 +583,98 @@ static void test_engine_on_ring(void **state)
     close(lb);
 }
 
+/* ---- redis: the verdict on [AUTH,] PING, ROLE, and following the master ----------------- */
+
+static void test_redis_verdict(void **state)
+{
+    char why[96];
+    bool m;
+    static const char master[] = "+PONG\r\n*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n";
+    assert_int_equal(hc_redis_verdict(master, sizeof(master) - 1, false, false, &m, why, 96), 1);
+    assert_true(m);
+    static const char replica[] = "+OK\r\n+PONG\r\n*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n";
+    assert_int_equal(hc_redis_verdict(replica, sizeof(replica) - 1, false, true, &m, why, 96), 1);
+    assert_false(m);
+    /* Every prefix of a good answer waits for more, and fails at EOF. */
+    for (size_t n = 0; n < sizeof(master) - 1 - 14; n++) {
+        assert_int_equal(hc_redis_verdict(master, n, false, false, &m, why, 96), -EAGAIN);
+        assert_int_equal(hc_redis_verdict(master, n, true, false, &m, why, 96), 0);
+    }
+    static const char noauth[] = "-NOAUTH Authentication required.\r\n";
+    assert_int_equal(hc_redis_verdict(noauth, sizeof(noauth) - 1, false, false, &m, why, 96), 0);
+    assert_non_null(strstr(why, "PING: -NOAUTH"));
+    static const char badpw[] = "-WRONGPASS invalid\r\n";
+    assert_int_equal(hc_redis_verdict(badpw, sizeof(badpw) - 1, false, true, &m, why, 96), 0);
+    assert_non_null(strstr(why, "AUTH: -WRONGPASS"));
+    static const char loading[] = "+PONG\r\n-LOADING Redis is loading\r\n";
+    assert_int_equal(hc_redis_verdict(loading, sizeof(loading) - 1, false, false, &m, why, 96), 0);
+    static const char sentinel[] = "+PONG\r\n*2\r\n$8\r\nsentinel\r\n*0\r\n";
+    assert_int_equal(hc_redis_verdict(sentinel, sizeof(sentinel) - 1, false, false, &m, why, 96),
+                     0);
+}
+
+struct t_member {
+    uint32_t member, calls;
+};
+
+static void t_on_member(void *arg, uint32_t cluster, uint32_t server, uint32_t member,
+                        const char *reason)
+{
+    struct t_member *tm = arg;
+    tm->member = member;
+    tm->calls++;
+}
+
+static void t_event_only(void *arg, const struct hc_event *ev)
+{
+    (void)arg, (void)ev;
+}
+
+static void test_redis_follows_master(void **state)
+{
+    static const char yaml[] = LISTENER "clusters:\n"
+                                        "  c:\n"
+                                        "    health: { check: redis, rise: 1, fall: 2 }\n"
+                                        "    servers:\n"
+                                        "      - { name: a, address: 127.0.0.1:6001, "
+                                        "replicas: [ 127.0.0.1:6002, 127.0.0.1:6003 ] }\n";
+    struct conf_diags d = {0};
+    struct conf *cf = conf_load_buf("test.yaml", yaml, strlen(yaml), &d);
+    assert_non_null(cf);
+    struct t_member tm = {0};
+    struct hc_ops ops = {.member = t_on_member, .event = t_event_only, .arg = &tm};
+    struct hc *hc = hc_new(cf, &ops, 1, NULL);
+    assert_non_null(hc);
+    assert_int_equal(hc_ntargets(hc), 3); /* one per member */
+    struct hc_status st;
+    /* The replicas answer as replicas: nothing moves, the server stays up. */
+    hc->targets[1].master = hc->targets[2].master = false;
+    hc_probe_done(hc, 1, true, "replica", 10, 1000);
+    hc_probe_done(hc, 2, true, "replica", 10, 1000);
+    assert_int_equal(tm.calls, 0);
+    hc_server_status(hc, 0, 0, &st);
+    assert_false(st.down);
+    /* The master dies: two failed results and the server is down. */
+    hc_probe_done(hc, 0, false, "connect: refused", 10, 1100);
+    hc_probe_done(hc, 1, true, "replica", 10, 1100);
+    hc_server_status(hc, 0, 0, &st);
+    assert_true(st.down);
+    assert_non_null(strstr(st.reason, "no member is master"));
+    /* Member 2 is promoted: traffic follows it at once and the server is up again. */
+    hc->targets[2].master = true;
+    hc_probe_done(hc, 2, true, "master", 10, 1200);
+    assert_int_equal(tm.calls, 1);
+    assert_int_equal(tm.member, 2);
+    hc_server_status(hc, 0, 0, &st);
+    assert_false(st.down);
+    /* The old master comes back as a master too (split brain): lb stays where it is. */
+    hc->targets[0].master = true;
+    hc_probe_done(hc, 0, true, "master", 10, 1300);
+    assert_int_equal(tm.calls, 1);
+    hc_free(hc);
+    conf_free(cf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -595,6 +689,8 @@ int main(void)
         cmocka_unit_test(test_dedupe_by_address),
         cmocka_unit_test(test_jitter_bounds),
         cmocka_unit_test(test_http_verdict),
+        cmocka_unit_test(test_redis_verdict),
+        cmocka_unit_test(test_redis_follows_master),
         cmocka_unit_test(test_engine_on_ring),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

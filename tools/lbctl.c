@@ -44,6 +44,7 @@ static void usage(FILE *out)
             "  reload                                       same as SIGHUP\n"
             "  snapshots reload [SET]                       publish snapshot directories again\n"
             "  explain METHOD URL [Name: value]...          route, key, server and failover\n"
+            "  explain redis KEY                            the shard that owns a Redis key\n"
             "                                               order that request would get\n"
             "  tls [--json]                                 certificates per TLS listener,\n"
             "                                               their names, issuer and expiry\n"
@@ -252,7 +253,12 @@ static void print_status(const struct ctl_json *v)
                 double w = ctl_json_num(s, "weight", 0), cw = ctl_json_num(s, "config_weight", 0);
                 snprintf(cell[0], 80, "%s", ctl_json_str(cl, "name", "?"));
                 snprintf(cell[1], 80, "%s", ctl_json_str(s, "name", "?"));
-                snprintf(cell[2], 80, "%s", ctl_json_str(s, "address", "?"));
+                if (ctl_json_get(s, "master") &&
+                    strcmp(ctl_json_str(s, "master", ""), ctl_json_str(s, "address", "")))
+                    snprintf(cell[2], 80, "%s (master: %s)", ctl_json_str(s, "address", "?"),
+                             ctl_json_str(s, "master", "?"));
+                else
+                    snprintf(cell[2], 80, "%s", ctl_json_str(s, "address", "?"));
                 snprintf(cell[3], 80, "%s", ctl_json_str(s, "state", "?"));
                 if (w == cw)
                     snprintf(cell[4], 80, "%.0f", w);
@@ -269,7 +275,8 @@ static void print_status(const struct ctl_json *v)
                 if (!strcmp(chk, "none"))
                     snprintf(cell[11], 80, "-");
                 else
-                    snprintf(cell[11], 80, "%s %.1fms", chk, ctl_json_num(s, "check_latency_ms", 0));
+                    snprintf(cell[11], 80, "%s %.1fms", chk,
+                             ctl_json_num(s, "check_latency_ms", 0));
                 for (int k = 0; k < NCOLS; k++) {
                     if (pass == 0 && (int)strlen(cell[k]) > width[k])
                         width[k] = (int)strlen(cell[k]);
@@ -287,8 +294,7 @@ static void print_status(const struct ctl_json *v)
 /* lbctl tls: one line per certificate, columns as wide as their widest cell. */
 static void print_tls(const struct ctl_json *v)
 {
-    static const char *head[TLS_COLS] = {"LISTENER", "NAMES", "KEY", "NOT AFTER", "DAYS",
-                                         "ISSUER"};
+    static const char *head[TLS_COLS] = {"LISTENER", "NAMES", "KEY", "NOT AFTER", "DAYS", "ISSUER"};
     const struct ctl_json *certs = ctl_json_get(v, "certificates");
     if (!certs || !certs->child) {
         printf("no TLS listeners\n");
@@ -390,9 +396,30 @@ static int wait_drained(struct ctl *c, const char *cluster, const char *server, 
     }
 }
 
+/* explain redis KEY: one line per redis listener. */
+static void print_explain_key(const struct ctl_json *v)
+{
+    const struct ctl_json *ls = ctl_json_get(v, "listeners");
+    if (!ls || !ls->child)
+        printf("no redis listener\n");
+    for (const struct ctl_json *l = ls ? ls->child : NULL; l; l = l->next) {
+        printf("%s (%s): key %s", ctl_json_str(l, "listener", "?"), ctl_json_str(l, "bind", "?"),
+               ctl_json_str(v, "key", "?"));
+        if (ctl_json_get(v, "hash_tag"))
+            printf(" (hash tag %s)", ctl_json_str(v, "hash_tag", ""));
+        printf(", cluster %s (%s): shard %s at %s, %s\n", ctl_json_str(l, "cluster", "?"),
+               ctl_json_str(l, "balance", "?"), ctl_json_str(l, "server", "?"),
+               ctl_json_str(l, "address", "?"), ctl_json_str(l, "state", "?"));
+    }
+}
+
 /* explain's answer, one line per http listener. */
 static void print_explain(const struct ctl_json *v)
 {
+    if (ctl_json_get(v, "key")) {
+        print_explain_key(v);
+        return;
+    }
     if (ctl_json_get(v, "answer")) {
         printf("lb answers %.0f itself: %s\n", ctl_json_num(v, "answer", 0),
                ctl_json_str(v, "why", ""));
@@ -546,6 +573,8 @@ static int check_command(const struct args *a)
         want_min = want_max = 4;
     else if (!strcmp(cmd, "snapshots"))
         want_min = 2, want_max = 3;
+    else if (!strcmp(cmd, "explain") && a->npos > 1 && !strcmp(pos[1], "redis"))
+        want_min = want_max = 3;
     else if (!strcmp(cmd, "explain"))
         want_min = 3, want_max = 64;
     else

@@ -39,6 +39,7 @@ enum admin_verb {
     ADMIN_RELOAD,
     ADMIN_SNAPSHOTS_RELOAD,
     ADMIN_EXPLAIN,
+    ADMIN_EXPLAIN_KEY, /* explain redis KEY: the key is in request */
     ADMIN_TLS,
 };
 
@@ -60,6 +61,10 @@ struct admin_cmd {
  * request in @cmd would get in @rt, as one JSON answer. Returns 0 or ADMIN_R_ERROR.
  */
 int admin_explain(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_jbuf *out);
+
+/* explain redis KEY: for each redis listener, the shard that owns the key, and the member
+ * its traffic goes to. Returns 0. */
+int admin_explain_key(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_jbuf *out);
 
 /*
  * Parses one command line @line of @len bytes (no newline; any bytes at all). Words are

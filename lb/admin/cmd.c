@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "lb/admin/admin.h"
-#include "lb/core/snapshots.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
+#include "lb/core/snapshots.h"
 #include "lb/metrics/metrics.h"
 #include "lb/tls/tls.h"
 
@@ -92,6 +92,19 @@ static bool req_put(struct admin_cmd *cmd, const char *p, size_t n)
     return true;
 }
 
+/* explain redis KEY: @kl 0 when the words were not exactly two. */
+static int parse_explain_key(const char *key, size_t kl, struct admin_cmd *cmd, struct lb_err *err)
+{
+    if (kl == 0 || kl >= sizeof(cmd->request)) {
+        lb_err_set(err, "usage: explain redis KEY (one word, printable ASCII)");
+        return -EINVAL;
+    }
+    cmd->verb = ADMIN_EXPLAIN_KEY;
+    memcpy(cmd->request, key, kl);
+    cmd->request_len = kl;
+    return 0;
+}
+
 /*
  * explain METHOD URL [Name: value]...: URL is http://host[:port]/path?query or /path; a word
  * ending in ':' starts a field, the words after it (to the next such word) are its value.
@@ -125,9 +138,11 @@ static int parse_explain(const char *p, size_t len, struct admin_cmd *cmd, struc
         nw++;
     }
     if (nw < 2) {
-        lb_err_set(err, "usage: explain METHOD URL [Name: value]...");
+        lb_err_set(err, "usage: explain METHOD URL [Name: value]... | explain redis KEY");
         return -EINVAL;
     }
+    if (wl[0] == 5 && !memcmp(w[0], "redis", 5))
+        return parse_explain_key(w[1], nw == 2 ? wl[1] : 0, cmd, err);
     const char *url = w[1], *host = NULL, *target = url;
     size_t ul = wl[1], hl = 0, tl = ul;
     if (ul > 7 && !strncasecmp(url, "http://", 7)) {
@@ -234,8 +249,7 @@ int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_e
     if (word_is(&w[0], "drain") || word_is(&w[0], "undrain")) {
         cmd->verb = w[0].len == 5 ? ADMIN_DRAIN : ADMIN_UNDRAIN;
         if (want_args(nw, 3,
-                      cmd->verb == ADMIN_DRAIN ? "drain CLUSTER SERVER"
-                                                  : "undrain CLUSTER SERVER",
+                      cmd->verb == ADMIN_DRAIN ? "drain CLUSTER SERVER" : "undrain CLUSTER SERVER",
                       err) < 0)
             return -EINVAL;
         if (copy_name(&w[1], cmd->cluster, "cluster", err) < 0 ||
@@ -365,8 +379,7 @@ void admin_error(struct lb_jbuf *out, const char *msg)
 
 /* ---- commands -------------------------------------------------------------------------- */
 
-void admin_status_clusters(struct lb_runtime *rt, const double *const *rates,
-                              struct lb_jbuf *out)
+void admin_status_clusters(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out)
 {
     static const char *const probe_names[] = {"none", "ok", "fail"};
     lb_jbuf_printf(out, "\"clusters\":[");
@@ -383,6 +396,17 @@ void admin_status_clusters(struct lb_runtime *rt, const double *const *rates,
             lb_jbuf_str(out, s->cf->name, strlen(s->cf->name));
             lb_jbuf_printf(out, ",\"address\":");
             lb_jbuf_str(out, s->cf->addr.text, strnlen(s->cf->addr.text, sizeof(s->cf->addr.text)));
+            if (s->cf->nreplicas) { /* check: redis: the members, and the one that is master */
+                const struct conf_addr *m = cl_server_addr(s);
+                lb_jbuf_printf(out, ",\"master\":");
+                lb_jbuf_str(out, m->text, strnlen(m->text, sizeof(m->text)));
+                lb_jbuf_printf(out, ",\"replicas\":[");
+                for (size_t k = 0; k < s->cf->nreplicas; k++) {
+                    lb_jbuf_printf(out, "%s", k ? "," : "");
+                    lb_jbuf_str(out, s->cf->replicas[k].text, strlen(s->cf->replicas[k].text));
+                }
+                lb_jbuf_printf(out, "]");
+            }
             lb_jbuf_printf(
                 out,
                 ",\"state\":\"%s\",\"backup\":%s,\"config_weight\":%u,\"weight\":%u,"
@@ -467,15 +491,14 @@ static int exec_drain(struct lb_runtime *rt, const struct admin_cmd *cmd, struct
         prev = atomic_fetch_or(&s->flags, CL_SRV_F_DRAINING);
     else
         prev = atomic_fetch_and(&s->flags, ~(uint32_t)CL_SRV_F_DRAINING);
-    lb_info(cmd->verb == ADMIN_DRAIN ? "admin: drain" : "admin: undrain",
-            "cluster=%s server=%s", cmd->cluster, cmd->server);
+    lb_info(cmd->verb == ADMIN_DRAIN ? "admin: drain" : "admin: undrain", "cluster=%s server=%s",
+            cmd->cluster, cmd->server);
     lb_jbuf_printf(out,
                    "{\"ok\":true,\"cluster\":\"%s\",\"server\":\"%s\",\"state\":\"%s\","
                    "\"active\":%u}",
                    cmd->cluster, cmd->server, cl_server_state(s),
                    atomic_load_explicit(&s->active, memory_order_relaxed));
-    return ((prev & CL_SRV_F_DRAINING) != 0) != (cmd->verb == ADMIN_DRAIN) ? ADMIN_R_CHANGED
-                                                                             : 0;
+    return ((prev & CL_SRV_F_DRAINING) != 0) != (cmd->verb == ADMIN_DRAIN) ? ADMIN_R_CHANGED : 0;
 }
 
 /* weight: sets the operator's weight (slow start ramps toward it); ADMIN_R_CHANGED when the
@@ -499,8 +522,10 @@ static int exec_weight(struct lb_runtime *rt, const struct admin_cmd *cmd, struc
      * (least_conn, random_two) reads the weights live and needs nothing. */
     struct lb_err e = {{0}};
     if (cl_cluster_reweigh(&rt->clusters[ci], &e) < 0)
-        lb_jbuf_printf(out, ",\"note\":\"the table could not be rebuilt (%s): shares "
-                            "stay as they were\"", e.msg);
+        lb_jbuf_printf(out,
+                       ",\"note\":\"the table could not be rebuilt (%s): shares "
+                       "stay as they were\"",
+                       e.msg);
     lb_jbuf_printf(out, "}");
     return prev != cmd->weight ? ADMIN_R_CHANGED : 0;
 }
@@ -566,7 +591,7 @@ static int exec_snapshots_reload(struct lb_runtime *rt, const struct admin_cmd *
 }
 
 int admin_exec(struct lb_runtime *rt, const double *const *rates, const struct admin_cmd *cmd,
-                  struct lb_jbuf *out)
+               struct lb_jbuf *out)
 {
     /* Names reach the answers through %s unescaped: admin_parse admits only [A-Za-z0-9_.-],
      * which JSON needs no escaping for. */
@@ -581,6 +606,8 @@ int admin_exec(struct lb_runtime *rt, const double *const *rates, const struct a
         return exec_weight(rt, cmd, out);
     case ADMIN_EXPLAIN:
         return admin_explain(rt, cmd, out);
+    case ADMIN_EXPLAIN_KEY:
+        return admin_explain_key(rt, cmd, out);
     case ADMIN_RELOAD:
         return exec_reload(rt, out);
     case ADMIN_SNAPSHOTS_RELOAD:

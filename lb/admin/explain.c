@@ -21,6 +21,7 @@
 #include "lb/admin/admin.h"
 #include "lb/core/runtime.h"
 #include "lb/http/h1.h"
+#include "lb/redis/cmd.h"
 #include "lb/route/route.h"
 #include "static/snap.h"
 
@@ -238,6 +239,47 @@ int admin_explain(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_
         lb_jbuf_printf(out, "%s", first ? "" : ",");
         first = false;
         explain_listener(rt, l, buf, cmd->request_len, &req, out);
+        lb_jbuf_printf(out, "}");
+    }
+    lb_jbuf_printf(out, "]}");
+    return 0;
+}
+
+int admin_explain_key(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_jbuf *out)
+{
+    const char *key = cmd->request;
+    size_t kl = cmd->request_len;
+    lb_jbuf_printf(out, "{\"ok\":true,\"key\":");
+    jstr(out, key, kl);
+    const char *open = memchr(key, '{', kl);
+    const char *close = open ? memchr(open + 1, '}', kl - (size_t)(open + 1 - key)) : NULL;
+    if (close && close > open + 1) {
+        lb_jbuf_printf(out, ",\"hash_tag\":");
+        jstr(out, open + 1, (size_t)(close - open - 1));
+    }
+    lb_jbuf_printf(out, ",\"listeners\":[");
+    bool first = true;
+    for (size_t li = 0; li < rt->conf->nlisteners; li++) {
+        const struct conf_listener *l = &rt->conf->listeners[li];
+        if (l->protocol != CONF_PROTO_REDIS || l->cluster_idx < 0)
+            continue;
+        struct cl_cluster *cl = &rt->clusters[l->cluster_idx];
+        lb_jbuf_printf(out, "%s{\"listener\":\"%s\",\"bind\":\"%s\"", first ? "" : ",", l->name,
+                       l->bind.text);
+        first = false;
+        explain_cluster_name(rt, l->cluster_idx, out);
+        struct cl_cluster_wstate ws;
+        int s = -ENOMEM;
+        if (cl_cluster_wstate_init(&ws, cl, 1) == 0) {
+            cl_cluster_wstate_peek(&ws);
+            s = cl_cluster_owner(cl, &ws, rds_key_hash(key, kl));
+            cl_cluster_wstate_free(&ws);
+        }
+        if (s >= 0) {
+            const struct cl_server *srv = &cl->servers[s];
+            lb_jbuf_printf(out, ",\"server\":\"%s\",\"address\":\"%s\",\"state\":\"%s\"",
+                           srv->cf->name, cl_server_addr(srv)->text, cl_server_state(srv));
+        }
         lb_jbuf_printf(out, "}");
     }
     lb_jbuf_printf(out, "]}");

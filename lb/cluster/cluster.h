@@ -24,6 +24,19 @@
 #define CL_SRV_F_DRAINING 0x0002 /* operator drain: no new connections or requests */
 #define CL_SRV_F_EJECTED 0x0004  /* passive detection: too many consecutive failures */
 
+/*
+ * Request latency histogram buckets, upper bounds in microseconds (Prometheus's "le", shown
+ * in seconds). Fixed so that every cluster's histogram aggregates with every other's; the
+ * last, implicit bucket is +Inf.
+ */
+#define CL_LAT_NBUCKETS 14
+extern const uint64_t cl_lat_bounds_us[CL_LAT_NBUCKETS];
+
+struct cl_latency {
+    _Atomic uint64_t bucket[CL_LAT_NBUCKETS + 1]; /* not cumulative; [CL_LAT_NBUCKETS]: +Inf */
+    _Atomic uint64_t sum_us;
+};
+
 struct cl_server {
     const struct conf_server *cf; /* name, address, configured weight, backup */
     uint32_t idx;                 /* in its cluster */
@@ -50,6 +63,10 @@ struct cl_server {
     /* check: redis: the member traffic goes to, 0 (the address) or i (cf->replicas[i - 1]):
      * the one whose ROLE says master, written by the control thread. */
     _Atomic uint32_t member;
+    /* protocol: redis: commands answered with an error (by the shard, or by lb for it), and
+     * the round trip of each command to the shard. */
+    _Atomic uint64_t errors;
+    struct cl_latency latency;
 };
 
 /* The address traffic for @s goes to now: its address, or the replica that is master. */
@@ -62,19 +79,6 @@ static inline const struct conf_addr *cl_server_addr(const struct cl_server *s)
 #define CL_PROBE_NONE 0 /* no probe yet, or the cluster has no active checks */
 #define CL_PROBE_OK 1
 #define CL_PROBE_FAIL 2
-
-/*
- * Request latency histogram buckets, upper bounds in microseconds (Prometheus's "le", shown
- * in seconds). Fixed so that every cluster's histogram aggregates with every other's; the
- * last, implicit bucket is +Inf.
- */
-#define CL_LAT_NBUCKETS 14
-extern const uint64_t cl_lat_bounds_us[CL_LAT_NBUCKETS];
-
-struct cl_latency {
-    _Atomic uint64_t bucket[CL_LAT_NBUCKETS + 1]; /* not cumulative; [CL_LAT_NBUCKETS]: +Inf */
-    _Atomic uint64_t sum_us;
-};
 
 struct cl_tier {
     /* NULL when the tier is empty. Swapped whole (cl_cluster_reweigh) when an operator
@@ -196,13 +200,18 @@ static inline void cl_server_count_retry(struct cl_server *s)
 
 /* Data path: one request answered by a server of @c took @us microseconds, from its first
  * byte to the end of the response. Two relaxed atomic adds. */
-static inline void cl_cluster_observe_latency(struct cl_cluster *c, uint64_t us)
+static inline void cl_latency_observe(struct cl_latency *h, uint64_t us)
 {
     uint32_t i = 0;
     while (i < CL_LAT_NBUCKETS && us > cl_lat_bounds_us[i])
         i++;
-    atomic_fetch_add_explicit(&c->latency.bucket[i], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->latency.sum_us, us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, us, memory_order_relaxed);
+}
+
+static inline void cl_cluster_observe_latency(struct cl_cluster *c, uint64_t us)
+{
+    cl_latency_observe(&c->latency, us);
 }
 
 #endif

@@ -331,6 +331,7 @@ void metrics_prom(struct lb_runtime *rt, struct lb_jbuf *out)
     prom_servers(rt, out);
     prom_latency(rt, out);
     metrics_prom_tls(rt, out);
+    metrics_prom_redis(rt, out);
 }
 
 /* ---- JSON ------------------------------------------------------------------------------ */

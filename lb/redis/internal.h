@@ -69,7 +69,8 @@ struct rds_client {
 struct rds_pend {
     struct rds_req *req; /* NULL: lb's own command (AUTH) */
     uint32_t part;
-    uint64_t t_ms;
+    uint64_t t_ms; /* the worker's clock when queued: the response timeout */
+    uint64_t t_us; /* CLOCK_MONOTONIC when queued: the shard's latency */
 };
 
 struct rds_server;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
@@ -83,6 +84,13 @@ static void free_obj(void *o)
 }
 static redisReplyObjectFunctions frame_only = {mk_str, mk_arr, mk_int, mk_nil, free_obj};
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* ---- the FIFO of parts waiting for replies ---- */
 
 static int fifo_push(struct rds_server *s, struct rds_req *req, uint32_t part, uint64_t now)
@@ -99,7 +107,7 @@ static int fifo_push(struct rds_server *s, struct rds_req *req, uint32_t part, u
         s->fcap = ncap;
         s->fhead = 0;
     }
-    s->fifo[(s->fhead + s->fn) % s->fcap] = (struct rds_pend){req, part, now};
+    s->fifo[(s->fhead + s->fn) % s->fcap] = (struct rds_pend){req, part, now, mono_us()};
     s->fn++;
     return 0;
 }
@@ -129,10 +137,13 @@ static void fail_all(struct io_worker *w, struct rds_server *s, const char *why)
     snprintf(msg, sizeof(msg), "shard %s (%s): %s", cs->cf->name, conn_addr(cs, s), why);
     lb_warn("redis shard failed", "cluster=%s server=%s reason=\"%s\" waiting=%u",
             w->rt->clusters[s->cluster].cf->name, cs->cf->name, why, s->fn);
+    struct cl_server *csw = &w->rt->clusters[s->cluster].servers[s->server];
     while (s->fn) {
         struct rds_pend p = fifo_pop(s);
-        if (p.req)
+        if (p.req) {
+            atomic_fetch_add_explicit(&csw->errors, 1, memory_order_relaxed);
             rds_req_fail(w, p.req, p.part, msg);
+        }
     }
 }
 
@@ -204,12 +215,16 @@ void rds_server_send(struct io_worker *w, uint16_t cluster, uint32_t server, str
     if (!s && w->now_ms < x->retry_ms[cluster][server]) {
         const struct cl_server *cs = &w->rt->clusters[cluster].servers[server];
         char msg[200];
-        snprintf(msg, sizeof(msg), "shard %s (%s) unavailable: %s", cs->cf->name, cs->cf->addr.text,
-                 x->why[cluster][server]);
+        snprintf(msg, sizeof(msg), "shard %s (%s) unavailable: %s", cs->cf->name,
+                 cl_server_addr(cs)->text, x->why[cluster][server]);
+        atomic_fetch_add_explicit(&w->rt->clusters[cluster].servers[server].errors, 1,
+                                  memory_order_relaxed);
         rds_req_fail(w, req, part, msg);
         return;
     }
     if (!s && !(s = open_conn(w, cluster, server))) {
+        atomic_fetch_add_explicit(&w->rt->clusters[cluster].servers[server].errors, 1,
+                                  memory_order_relaxed);
         rds_req_fail(w, req, part, "no connection to the shard (lb is out of slots or memory)");
         return;
     }
@@ -256,6 +271,10 @@ static bool deliver(struct io_worker *w, struct rds_server *s, const char *p, si
     }
     struct rds_pend pd = fifo_pop(s);
     if (pd.req) {
+        struct cl_server *cs = &w->rt->clusters[s->cluster].servers[s->server];
+        cl_latency_observe(&cs->latency, mono_us() - pd.t_us);
+        if (p[0] == '-')
+            atomic_fetch_add_explicit(&cs->errors, 1, memory_order_relaxed);
         rds_req_reply(w, pd.req, pd.part, p, n);
         return true;
     }

@@ -49,7 +49,12 @@ done
 wait_for 10 "the replica has s1's keys" sh -c \
     "[ \"\$(redis-cli -p $R1 exists $K1)\" = 1 ]"
 [ "$(redis-cli -p "$LT" get "$K1")" = "v${K1#k}" ] || fail "the tcp listener does not reach s1's master"
-echo "ok: keys on both shards ($K1 on s1, $K2 on s2), the replica follows"
+"$LBCTL" -s "$T/lb.sock" explain redis "$K1" >"$T/explain1.out" || fail "lbctl explain redis"
+grep -q "^cache (127.0.0.1:$L): key $K1, cluster shards (maglev): shard s1 at 127.0.0.1:$M1, up" \
+    "$T/explain1.out" || fail "explain before: $(cat "$T/explain1.out")"
+"$LBCTL" -s "$T/lb.sock" explain redis "{$K2}.other" | grep -q "hash tag $K2.*shard s2 at" ||
+    fail "explain with a hash tag: $("$LBCTL" -s "$T/lb.sock" explain redis "{$K2}.other")"
+echo "ok: keys on both shards ($K1 on s1, $K2 on s2), the replica follows, explain names the shard"
 
 # The client that runs through the failover.
 python3 - "$L" "$K1" "$K2" "$T" >"$T/load.out" 2>&1 <<'EOF_PY' &
@@ -107,4 +112,8 @@ set -- $(tail -n 1 "$T/load.out")
 [ "$(redis-cli -p "$R1" get "$K1" | cut -c1)" = x ] || fail "s1's key was not written on the new master"
 [ "$(redis-cli -p "$LT" set via-tcp 1)" = OK ] || fail "the tcp listener after the failover"
 [ "$(redis-cli -p "$R1" get via-tcp)" = 1 ] || fail "the tcp listener writes on the new master"
+"$LBCTL" -s "$T/lb.sock" explain redis "$K1" | grep -q "shard s1 at 127.0.0.1:$R1, up" ||
+    fail "explain after: $("$LBCTL" -s "$T/lb.sock" explain redis "$K1")"
+"$LBCTL" -s "$T/lb.sock" status | grep -q "^shards  *s1  *127.0.0.1:$M1 (master: 127.0.0.1:$R1)" ||
+    fail "lbctl status: $("$LBCTL" -s "$T/lb.sock" status)"
 echo "ok: s1 followed its promoted replica ${10} ms after the promotion; s2 saw no error; tcp follows"

@@ -13,14 +13,14 @@
 need python3 redis-server redis-cli redis-benchmark
 need_uring
 PASS=s3cret-pw
-S1=$(free_port); S2=$(free_port); S3=$(free_port); L=$(free_port); L2=$(free_port)
+S1=$(free_port); S2=$(free_port); S3=$(free_port); L=$(free_port); L2=$(free_port); MP=$(free_port)
 for p in $S1 $S2 $S3; do
     bg "shard$p" redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --dir "$T" \
         --requirepass "$PASS"
     [ "$p" = "$S2" ] && S2_PID=$LAST_PID
 done
 cat >"$T/lb.yaml" <<EOC
-global: { workers: 2, admin: { socket: $T/lb.sock } }
+global: { workers: 2, admin: { socket: $T/lb.sock }, metrics: { listen: 127.0.0.1:$MP } }
 listeners:
   - { name: cache, bind: 127.0.0.1:$L, protocol: redis, cluster: shards }
   - name: small
@@ -157,6 +157,21 @@ done
 [ $bad -gt 30 ] && [ $ok -gt 100 ] || fail "after s2 died: $ok answered, $bad failed"
 [ "$(cli ping)" = PONG ] || fail "lb after a shard died"
 echo "ok: with s2 dead its $bad keys fail naming it, the other $ok answer"
+
+# ---- per-shard metrics ----
+curl -s "http://127.0.0.1:$MP/metrics" >"$T/metrics.out" || fail "metrics"
+metric() { sed -n "s/^$1 \([0-9.e+]*\)\$/\1/p" "$T/metrics.out"; }
+for sv in s1 s2 s3; do
+    n=$(metric "lb_redis_commands_total{cluster=\"shards\",server=\"$sv\"}")
+    [ "${n:-0}" -gt 5000 ] || fail "commands on $sv: '$n': $(grep lb_redis_commands "$T/metrics.out")"
+    c=$(metric "lb_redis_command_duration_seconds_count{cluster=\"shards\",server=\"$sv\"}")
+    [ "${c:-0}" -gt 5000 ] || fail "latency count on $sv: '$c'"
+done
+e=$(metric 'lb_redis_errors_total{cluster="shards",server="s2"}')
+[ "${e:-0}" -ge "$bad" ] || fail "errors on s2: '$e', $bad seen by the client: $(grep -e lb_redis_errors -e lb_redis_commands "$T/metrics.out")"
+e1=$(metric 'lb_redis_errors_total{cluster="shards",server="s1"}')
+[ "${e1:-1}" -lt 10 ] || fail "errors on s1: '$e1'"
+echo "ok: per-shard commands, errors ($e on s2) and round-trip histograms in /metrics"
 
 stop "$LB_PID"
 [ "$STOP_RC" = 0 ] || fail "lb exited $STOP_RC on SIGTERM"

@@ -13,6 +13,7 @@
 #   c10k.png         latency of 10,000 requests at once, one per held connection
 #   tls_hs.png       TLS handshakes per CPU-second of the proxy (full and resumed, ECDSA, RSA)
 #   tls.png          HTTPS keep-alive CPU µs per request
+#   redis.png        redis-benchmark GET/SET requests/s through lb and twemproxy
 set -eu
 [ $# = 2 ] || { echo "usage: tools/bench/charts.sh RESULTS OUTDIR" >&2; exit 2; }
 res=$1 out=$2
@@ -22,7 +23,7 @@ mkdir -p "$out"
 work=$(mktemp -d /tmp/lb-bench-charts.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-TARGETS="direct lb haproxy nginx"
+TARGETS="direct lb haproxy nginx twemproxy"
 label() {
     case $1 in
         direct) echo "direct" ;; lb) echo "lb" ;; haproxy) echo "HAProxy" ;; nginx) echo "nginx" ;;
@@ -34,12 +35,15 @@ label() {
         pss_per_conn) echo "PSS growth / conn" ;;
         tls_full_ec) echo "full, ECDSA" ;; tls_full_rsa) echo "full, RSA" ;;
         tls_resumed_ec) echo "resumed, ECDSA" ;; tls_resumed_rsa) echo "resumed, RSA" ;;
-        tls_ka) echo "HTTPS keep-alive" ;;
+        tls_ka) echo "HTTPS keep-alive" ;; twemproxy) echo "twemproxy" ;;
+        rds_get) echo "GET" ;; rds_set) echo "SET" ;; rds_get_p16) echo "GET -P 16" ;;
+        rds_set_p16) echo "SET -P 16" ;;
         *) echo "$1" ;;
     esac
 }
 color() {
     case $1 in lb) echo "#d62728" ;; haproxy) echo "#1f77b4" ;; nginx) echo "#2ca02c" ;;
+        twemproxy) echo "#9467bd" ;;
         *) echo "#7f7f7f" ;; esac
 }
 
@@ -133,4 +137,9 @@ fi
 if has tls_ka; then
     chart tls "HTTPS keep-alive: proxy CPU per request (lower is better)" "µs per request" lin \
         "tls_ka:tls_ka:cpu"
+fi
+if has rds_get; then
+    chart redis "Sharding Redis proxy: redis-benchmark requests/s (higher is better)" \
+        "requests/s" lin \
+        "rds_get:rds_get:rps rds_set:rds_set:rps rds_get_p16:rds_get_p16:rps rds_set_p16:rds_set_p16:rps"
 fi

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Rewrites the headline block of README.md (the lines between `<!-- bench:begin -->` and
-# `<!-- bench:end -->`) with six ratios from a benchmark run's recorded figures (lib.sh's
+# `<!-- bench:end -->`) with seven ratios from a benchmark run's recorded figures (lib.sh's
 # record: "WORKLOAD TARGET METRIC MEDIAN MIN MAX" a line). run.sh calls it after a full run;
 # a QUICK run leaves README.md alone, since its numbers are too noisy to show.
 #
@@ -46,6 +46,9 @@ trap 'rm -f "$block" "$new"' EXIT
         "(target at least 1.20); HTTPS keep-alive CPU per request $(rat tls_ka cpu haproxy) of" \
         "HAProxy's (target at most 0.80); an idle TLS connection" \
         "$(num "$(med tls_idle lb rss_per_conn)" 0) bytes (HAProxy $(num "$(med tls_idle haproxy rss_per_conn)" 0))."
+    echo "- Redis sharding (\`protocol: redis\`): GET $(rat rds_get rps twemproxy) x twemproxy's" \
+        "requests/s, -P 16 $(rat rds_get_p16 rps twemproxy) x (target at least 1.20 both); CPU" \
+        "per command $(rat rds cpu twemproxy) of twemproxy's."
 } >"$block"
 awk -v bf="$block" '
     $0 == "<!-- bench:begin -->" { print; while ((getline l < bf) > 0) print l; skip = 1; next }

@@ -65,50 +65,16 @@ static void req_free(struct rds_req *r)
 /* The request's last part is in: its reply is complete. */
 static void req_done(struct io_worker *w, struct rds_req *r)
 {
-    if (!r->failed) {
-        if (r->merge == RDS_M_SUM) {
-            rds_buf_printf(&r->out, ":%lld\r\n", (long long)r->sum);
-        } else if (r->merge == RDS_M_OK) {
-            rds_buf_put(&r->out, "+OK\r\n", 5);
-        } else if (r->merge == RDS_M_ARRAY) {
-            rds_buf_printf(&r->out, "*%u\r\n", r->parts);
-            for (uint32_t i = 0; i < r->parts; i++)
-                rds_buf_put(&r->out, r->elems[i].p, r->elems[i].len);
-        }
-    }
+    rds_merge_finish(r);
     if (!r->cli)
         req_free(r); /* orphaned: nobody waits for it */
     else
         progress(w, r->cli);
 }
 
-/* A failed part: the request answers with the first error. */
-static void req_error(struct rds_req *r, const char *p, size_t n)
-{
-    if (r->failed)
-        return;
-    r->failed = true;
-    r->out.len = 0;
-    rds_buf_put(&r->out, p, n);
-}
-
 void rds_req_reply(struct io_worker *w, struct rds_req *r, uint32_t part, const char *p, size_t n)
 {
-    if (r->merge == RDS_M_ONE) {
-        rds_buf_put(&r->out, p, n);
-    } else if (p[0] == '-') {
-        req_error(r, p, n);
-    } else if (r->merge == RDS_M_SUM && p[0] == ':') {
-        r->sum += strtoll(p + 1, NULL, 10);
-    } else if (r->merge == RDS_M_OK && p[0] == '+') {
-        /* one more +OK */
-    } else if (r->merge == RDS_M_ARRAY && n > 4 && !memcmp(p, "*1\r\n", 4)) {
-        rds_buf_put(&r->elems[part], p + 4, n - 4);
-    } else {
-        static const char bad[] = "-ERR lb: a shard gave an unexpected reply\r\n";
-        req_error(r, bad, sizeof(bad) - 1);
-    }
-    if (++r->done == r->parts)
+    if (rds_merge_reply(r, part, p, n))
         req_done(w, r);
 }
 
@@ -119,12 +85,6 @@ void rds_req_fail(struct io_worker *w, struct rds_req *r, uint32_t part, const c
     if (n >= (int)sizeof(line)) {
         n = (int)sizeof(line) - 1;
         memcpy(line + n - 2, "\r\n", 2);
-    }
-    if (r->merge == RDS_M_ONE) {
-        rds_buf_put(&r->out, line, (size_t)n);
-        if (++r->done == r->parts)
-            req_done(w, r);
-        return;
     }
     rds_req_reply(w, r, part, line, (size_t)n);
 }

@@ -90,6 +90,13 @@ static inline struct rds_worker *rw(struct io_worker *w)
     return io_mod(w, &rds_module);
 }
 
+/* merge.c: adds the reply @p (@len bytes, one RESP value) of part @part to @r by its merge
+ * rule (the first error wins); true when it was the last part. */
+bool rds_merge_reply(struct rds_req *r, uint32_t part, const char *p, size_t n);
+
+/* merge.c: completes @r->out once every part replied (the sum, +OK, the array). */
+void rds_merge_finish(struct rds_req *r);
+
 /* server.c: queues part @part of @req (@cmd, RESP, @len bytes) on the connection of server
  * @server of cluster @cluster, connecting it when needed. On a shard that cannot be reached
  * the part is answered at once with an error. */

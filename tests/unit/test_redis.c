@@ -15,6 +15,7 @@
 
 #include "conf/hash.h"
 #include "lb/redis/cmd.h"
+#include "lb/redis/internal.h"
 
 bool rds_cmd_table_sorted(void);
 
@@ -156,11 +157,72 @@ static void test_hash_tags(void **state)
     assert_true(rds_key_hash("plain", 5) == lb_hash64("plain", 5, 0));
 }
 
+/* ---- merging the replies of split commands ---- */
+
+static void out_is(const struct rds_req *r, const char *want)
+{
+    if (r->out.len != strlen(want) || memcmp(r->out.p, want, r->out.len))
+        fail_msg("reply '%.*s', want '%s'", (int)r->out.len, r->out.p, want);
+}
+
+static void reply(struct rds_req *r, uint32_t part, const char *p, bool last)
+{
+    assert_int_equal(rds_merge_reply(r, part, p, strlen(p)), last);
+}
+
+static void test_merge(void **state)
+{
+    /* DEL a b c on three shards: the counts add up. */
+    struct rds_req del = {.merge = RDS_M_SUM, .parts = 3};
+    reply(&del, 1, ":1\r\n", false);
+    reply(&del, 0, ":0\r\n", false);
+    reply(&del, 2, ":1\r\n", true);
+    rds_merge_finish(&del);
+    out_is(&del, ":2\r\n");
+    rds_buf_free(&del.out);
+
+    /* MGET a b c: elements in key order, whatever order the shards answer in. */
+    struct rds_buf elems[3] = {{0}};
+    struct rds_req mget = {.merge = RDS_M_ARRAY, .parts = 3, .elems = elems};
+    reply(&mget, 2, "*1\r\n$1\r\nc\r\n", false);
+    reply(&mget, 0, "*1\r\n$-1\r\n", false);
+    reply(&mget, 1, "*1\r\n$2\r\nbb\r\n", true);
+    rds_merge_finish(&mget);
+    out_is(&mget, "*3\r\n$-1\r\n$2\r\nbb\r\n$1\r\nc\r\n");
+    rds_buf_free(&mget.out);
+    for (int i = 0; i < 3; i++)
+        rds_buf_free(&elems[i]);
+
+    /* MSET: +OK when every shard says so; the first error wins, later ones are dropped. */
+    struct rds_req mset = {.merge = RDS_M_OK, .parts = 3};
+    reply(&mset, 0, "+OK\r\n", false);
+    reply(&mset, 1, "-ERR lb: shard s2 (127.0.0.1:1): connect failed\r\n", false);
+    reply(&mset, 2, "-OOM command not allowed\r\n", true);
+    rds_merge_finish(&mset);
+    out_is(&mset, "-ERR lb: shard s2 (127.0.0.1:1): connect failed\r\n");
+    rds_buf_free(&mset.out);
+
+    /* A reply that does not fit the command's shape is an error, not a guess. */
+    struct rds_req bad = {.merge = RDS_M_SUM, .parts = 1};
+    reply(&bad, 0, "+OK\r\n", true);
+    rds_merge_finish(&bad);
+    out_is(&bad, "-ERR lb: a shard gave an unexpected reply\r\n");
+    rds_buf_free(&bad.out);
+
+    /* A keyed command passes its reply through as it is. */
+    struct rds_req one = {.merge = RDS_M_ONE, .parts = 1};
+    reply(&one, 0, "*2\r\n:1\r\n:2\r\n", true);
+    rds_merge_finish(&one);
+    out_is(&one, "*2\r\n:1\r\n:2\r\n");
+    rds_buf_free(&one.out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_resp),  cmocka_unit_test(test_inline),    cmocka_unit_test(test_bad),
-        cmocka_unit_test(test_table), cmocka_unit_test(test_hash_tags),
+        cmocka_unit_test(test_resp),      cmocka_unit_test(test_inline),
+        cmocka_unit_test(test_bad),       cmocka_unit_test(test_table),
+        cmocka_unit_test(test_hash_tags), cmocka_unit_test(test_merge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -329,18 +329,6 @@ static uint32_t parse_all(struct io_worker *w, struct rds_client *c)
     return made;
 }
 
-static void start_send(struct io_worker *w, struct rds_client *c)
-{
-    if (c->sending.len || !c->out.len)
-        return;
-    struct rds_buf t = c->sending;
-    c->sending = c->out;
-    c->out = t;
-    c->out.len = 0;
-    c->sent = 0;
-    io_stream_send(w, &c->base, &c->st, c->sending.p, c->sending.len);
-}
-
 /* Moves finished requests, in order, to the output; reads on; sends; ends when asked to. */
 static void progress(struct io_worker *w, struct rds_client *c)
 {
@@ -353,7 +341,7 @@ static void progress(struct io_worker *w, struct rds_client *c)
         c->again = false;
         while (c->head && c->head->done == c->head->parts) {
             struct rds_req *r = c->head;
-            rds_buf_put(&c->out, r->out.p, r->out.len);
+            rds_buf_put(&c->wire.out, r->out.p, r->out.len);
             if (r->quit)
                 c->close_after = true;
             c->head = r->next;
@@ -375,8 +363,8 @@ static void progress(struct io_worker *w, struct rds_client *c)
         c->paused = true;
         io_stream_pause(w, &c->base, &c->st);
     }
-    start_send(w, c);
-    if (c->close_after && !c->sending.len && !c->out.len &&
+    rds_wire_start(w, &c->base, &c->st, &c->wire);
+    if (c->close_after && !c->wire.sending.len && !c->wire.out.len &&
         (!c->nreqs || c->st.flags & IO_ST_F_EOF))
         io_conn_close(w, &c->base, NULL);
 }
@@ -419,22 +407,15 @@ static void cli_on_sent(struct io_worker *w, struct io_conn *base, struct io_str
         io_conn_close(w, base, "send error");
         return;
     }
-    c->sent += (uint32_t)res;
-    if (c->sent < c->sending.len) {
-        io_stream_send(w, base, st, c->sending.p + c->sent, c->sending.len - c->sent);
-        return;
-    }
-    c->sending.len = 0;
-    if (c->sending.cap > 256 * 1024)
-        rds_buf_free(&c->sending);
-    progress(w, c);
+    if (rds_wire_sent(w, base, st, &c->wire, res))
+        progress(w, c);
 }
 
 static void cli_tick(struct io_worker *w, struct io_conn *base)
 {
     struct rds_client *c = cli_of(base);
     uint64_t idle = lcf_of(w, c)->idle_timeout_ms;
-    if (w->stopping && !c->nreqs && !c->sending.len)
+    if (w->stopping && !c->nreqs && !c->wire.sending.len)
         io_conn_close(w, base, "stopping");
     else if (idle && !c->nreqs && w->now_ms - base->last_ms > idle)
         io_conn_close(w, base, "idle timeout");
@@ -460,8 +441,7 @@ static void cli_on_free(struct io_worker *w, struct io_conn *base)
 {
     struct rds_client *c = cli_of(base);
     rds_buf_free(&c->in);
-    rds_buf_free(&c->out);
-    rds_buf_free(&c->sending);
+    rds_wire_free(&c->wire);
 }
 
 const struct io_conn_ops rds_client_ops = {

@@ -30,6 +30,24 @@ int rds_buf_put(struct rds_buf *b, const void *p, size_t n);
 int rds_buf_printf(struct rds_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rds_buf_free(struct rds_buf *b);
 
+/* Bytes for one socket: appended to @out while @sending is on the wire (one send in flight,
+ * short sends resumed), then the two swap. */
+struct rds_wire {
+    struct rds_buf out, sending;
+    uint32_t sent; /* of @sending */
+};
+
+/* merge.c: sends what @wr->out holds on stream @st of @c unless a send is in flight. */
+void rds_wire_start(struct io_worker *w, struct io_conn *c, struct io_stream *st,
+                    struct rds_wire *wr);
+
+/* merge.c: the send in flight took @res (> 0) bytes. Returns true when all of @sending went
+ * (the caller may start the next), false when the rest was sent again. */
+bool rds_wire_sent(struct io_worker *w, struct io_conn *c, struct io_stream *st,
+                   struct rds_wire *wr, int res);
+
+void rds_wire_free(struct rds_wire *wr);
+
 enum rds_merge {
     RDS_M_ONE,   /* the one part's reply as it is */
     RDS_M_SUM,   /* integers added */
@@ -58,11 +76,10 @@ struct rds_client {
     struct rds_buf in;           /* received, not parsed yet */
     struct rds_req *head, *tail; /* in the client's order */
     uint32_t nreqs;
-    struct rds_buf out, sending; /* replies ready; the send in flight */
-    uint32_t sent;               /* of @sending */
-    bool close_after;            /* QUIT, EOF or a protocol error: close once answered */
-    bool paused;                 /* reads stopped: RDS_PIPELINE_MAX requests wait */
-    bool busy, again;            /* progress() is running; run it once more */
+    struct rds_wire wire; /* replies ready; the send in flight */
+    bool close_after;     /* QUIT, EOF or a protocol error: close once answered */
+    bool paused;          /* reads stopped: RDS_PIPELINE_MAX requests wait */
+    bool busy, again;     /* progress() is running; run it once more */
 };
 
 /* One part waiting for its reply on a shard connection. */

@@ -56,6 +56,39 @@ void rds_merge_finish(struct rds_req *r)
 
 /* ---- buffers ---- */
 
+void rds_wire_start(struct io_worker *w, struct io_conn *c, struct io_stream *st,
+                    struct rds_wire *wr)
+{
+    if (wr->sending.len || !wr->out.len)
+        return;
+    struct rds_buf t = wr->sending;
+    wr->sending = wr->out;
+    wr->out = t;
+    wr->out.len = 0;
+    wr->sent = 0;
+    io_stream_send(w, c, st, wr->sending.p, wr->sending.len);
+}
+
+bool rds_wire_sent(struct io_worker *w, struct io_conn *c, struct io_stream *st,
+                   struct rds_wire *wr, int res)
+{
+    wr->sent += (uint32_t)res;
+    if (wr->sent < wr->sending.len) {
+        io_stream_send(w, c, st, wr->sending.p + wr->sent, wr->sending.len - wr->sent);
+        return false;
+    }
+    wr->sending.len = 0;
+    if (wr->sending.cap > 256 * 1024) /* after a burst: an idle connection keeps no big buffer */
+        rds_buf_free(&wr->sending);
+    return true;
+}
+
+void rds_wire_free(struct rds_wire *wr)
+{
+    rds_buf_free(&wr->out);
+    rds_buf_free(&wr->sending);
+}
+
 int rds_buf_put(struct rds_buf *b, const void *p, size_t n)
 {
     if (b->len + n > UINT32_MAX)

@@ -32,9 +32,8 @@ struct rds_server {
     struct io_connect cx;
     uint16_t cluster;
     uint32_t server;
-    struct rds_buf out, sending; /* commands queued; the send in flight */
-    uint32_t sent;               /* of @sending */
-    struct rds_pend *fifo;       /* a ring of @fcap */
+    struct rds_wire wire;  /* commands queued; the send in flight */
+    struct rds_pend *fifo; /* a ring of @fcap */
     uint32_t fhead, fn, fcap;
     redisReader *reader;
     struct rds_buf raw; /* what the reader was fed and has not framed yet */
@@ -149,14 +148,8 @@ static void fail_all(struct io_worker *w, struct rds_server *s, const char *why)
 
 static void kick(struct io_worker *w, struct rds_server *s)
 {
-    if (!s->connected || s->sending.len || !s->out.len)
-        return;
-    struct rds_buf t = s->sending;
-    s->sending = s->out;
-    s->out = t;
-    s->out.len = 0;
-    s->sent = 0;
-    io_stream_send(w, &s->base, &s->st, s->sending.p, s->sending.len);
+    if (s->connected)
+        rds_wire_start(w, &s->base, &s->st, &s->wire);
 }
 
 /* ---- opening ---- */
@@ -178,7 +171,7 @@ static struct rds_server *open_conn(struct io_worker *w, uint16_t ci, uint32_t s
         const char *argv[2] = {"AUTH", cl->cf->password};
         size_t lens[2] = {4, strlen(cl->cf->password)};
         int n = redisFormatCommandArgv(&cmd, 2, argv, lens);
-        if (n < 0 || rds_buf_put(&s->out, cmd, (size_t)n) < 0 ||
+        if (n < 0 || rds_buf_put(&s->wire.out, cmd, (size_t)n) < 0 ||
             fifo_push(s, NULL, 0, w->now_ms) < 0) {
             redisReaderFree(s->reader);
             s->reader = NULL;
@@ -228,7 +221,7 @@ void rds_server_send(struct io_worker *w, uint16_t cluster, uint32_t server, str
         rds_req_fail(w, req, part, "no connection to the shard (lb is out of slots or memory)");
         return;
     }
-    if (rds_buf_put(&s->out, cmd, len) < 0 || fifo_push(s, req, part, w->now_ms) < 0) {
+    if (rds_buf_put(&s->wire.out, cmd, len) < 0 || fifo_push(s, req, part, w->now_ms) < 0) {
         rds_req_fail(w, req, part, "out of memory");
         return;
     }
@@ -360,13 +353,8 @@ static void srv_on_sent(struct io_worker *w, struct io_conn *base, struct io_str
         io_conn_close(w, base, "redis send failed");
         return;
     }
-    s->sent += (uint32_t)res;
-    if (s->sent < s->sending.len) {
-        io_stream_send(w, base, st, s->sending.p + s->sent, s->sending.len - s->sent);
-        return;
-    }
-    s->sending.len = 0;
-    kick(w, s);
+    if (rds_wire_sent(w, base, st, &s->wire, res))
+        kick(w, s);
 }
 
 static void srv_tick(struct io_worker *w, struct io_conn *base)
@@ -400,8 +388,7 @@ static void srv_on_free(struct io_worker *w, struct io_conn *base)
     if (s->reader)
         redisReaderFree(s->reader);
     s->reader = NULL;
-    rds_buf_free(&s->out);
-    rds_buf_free(&s->sending);
+    rds_wire_free(&s->wire);
     rds_buf_free(&s->raw);
     free(s->fifo);
     s->fifo = NULL;

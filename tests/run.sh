@@ -11,6 +11,15 @@ mkdir -p "$logs"
 pass=0 fail=0 skip=0 failed=""
 FUZZ_SMOKE_SECONDS=${FUZZ_SMOKE_SECONDS:-10}
 
+# Under `make SAN=address,undefined test` every process a test starts (lb, lbctl, the demo
+# backend, unit binaries) writes its sanitizer reports here, where no test can lose them in
+# its own temp dir; any report fails the run. (libFuzzer targets report on their own.)
+san="$(pwd)/$logs/sanitizer"
+rm -rf "$san"
+mkdir -p "$san"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-log_path=$san/asan:detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-log_path=$san/ubsan:print_stacktrace=1:halt_on_error=1}"
+
 run_one() { # name timeout cmd...
     name=$1; limit=$2; shift 2
     case "$name" in *"$pattern"*) ;; *) return ;; esac
@@ -53,12 +62,17 @@ for f in build/fuzz/fuzz_*; do
     scratch=$(mktemp -d)
     dict=tests/fuzz/$n.dict
     [ -f "$dict" ] && dict="-dict=$dict" || dict="-runs=-1" # -runs=-1: the default, a no-op
-    run_one "fuzz/$n" $((FUZZ_SMOKE_SECONDS + 120)) \
+    run_one "fuzz/$n" $((FUZZ_SMOKE_SECONDS + 120)) env -u ASAN_OPTIONS -u UBSAN_OPTIONS \
         "$f" -max_total_time="$FUZZ_SMOKE_SECONDS" -timeout=10 -rss_limit_mb=2048 "$dict" \
         -artifact_prefix="$logs/$n-" "$scratch" "$corpus"
     rm -rf "$scratch"
 done
 
+if ls "$san" | grep -q .; then
+    fail=$((fail + 1)); failed="$failed sanitizer"
+    echo "FAIL sanitizer reports ($san):"
+    for f in "$san"/*; do echo "--- $f"; head -n 30 "$f"; done
+fi
 [ -n "$failed" ] && echo "failed:$failed"
 [ "$skip" -gt 0 ] && echo "$skip skipped"
 echo "$pass passed, $fail failed"

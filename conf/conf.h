@@ -84,6 +84,10 @@ enum conf_check {
 
 #define CONF_MAX_REPLICAS 8
 
+/* A request body must arrive within timeouts.body plus one second per this many bytes
+ * received: slow senders are cut, big uploads at any reasonable speed are not. */
+#define CONF_BODY_MIN_RATE 1024
+
 enum conf_log_level {
     CONF_LOG_ERROR,
     CONF_LOG_WARN,
@@ -256,6 +260,7 @@ struct conf_listener {
     struct conf_tls tls;
     uint64_t header_timeout_ms; /* default 10s */
     uint64_t idle_timeout_ms;   /* default 60s */
+    uint64_t body_timeout_ms;   /* default 30s: a request body's grace, see CONF_BODY_MIN_RATE */
     uint64_t max_header_bytes;  /* default 16k */
     uint64_t max_body_bytes;    /* default 10m; 0 = unlimited */
     struct conf_route *routes;  /* http */

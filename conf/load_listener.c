@@ -532,6 +532,11 @@ static const struct conf_key listener_timeout_keys[] = {
      .off = offsetof(struct conf_listener, idle_timeout_ms),
      .min = 1,
      .max = 24 * HOUR},
+    {.name = "body",
+     .set = conf_set_duration,
+     .off = offsetof(struct conf_listener, body_timeout_ms),
+     .min = 1,
+     .max = 24 * HOUR},
     {.name = NULL},
 };
 
@@ -578,6 +583,7 @@ static void load_listener(struct conf_ctx *x, const struct conf_node *n, struct 
     l->protocol = CONF_PROTO_HTTP;
     l->header_timeout_ms = 10 * SEC;
     l->idle_timeout_ms = 60 * SEC;
+    l->body_timeout_ms = 30 * SEC;
     l->max_header_bytes = 16 * KIB;
     l->max_body_bytes = 10 * MIB;
     l->cluster_idx = -1;

@@ -31,11 +31,39 @@ static void upstream_tick(struct io_worker *w, struct http_conn *c, uint64_t now
         now - c->base.last_ms > ccf->idle_timeout_ms)
         io_conn_close(w, &c->base, "pooled connection idle");
     else if (c->h.phase == HS_IDLE &&
-             (atomic_load_explicit(
-                  &w->rt->clusters[c->pick.cluster].servers[c->pick.server].flags,
-                  memory_order_relaxed) &
+             (atomic_load_explicit(&w->rt->clusters[c->pick.cluster].servers[c->pick.server].flags,
+                                   memory_order_relaxed) &
               (CL_SRV_F_DRAINING | CL_SRV_F_DOWN)))
         io_conn_close(w, &c->base, "server drained or down"); /* its pooled connections go */
+}
+
+/* A client sending its request body: lb waits on it (nothing of it is queued, so the delay is
+ * not the server's), and it is behind timeouts.body plus a second per CONF_BODY_MIN_RATE
+ * bytes received. */
+static bool body_too_slow(const struct http_conn *c, const struct conf_listener *lcf, uint64_t now)
+{
+    /* With Expect: 100-continue the client may be waiting for the server's go-ahead. */
+    if (!lcf->body_timeout_ms || c->h.body.done || c->st.qbytes ||
+        (c->h.flags & (H_F_CLIENT_EOF | H_F_CONTINUE)) || (c->st.flags & IO_ST_F_PAUSED))
+        return false;
+    uint64_t allowed = lcf->body_timeout_ms + c->h.bytes_in * 1000 / CONF_BODY_MIN_RATE;
+    return now - c->h.t_start_ms > allowed;
+}
+
+/* Answers 408 (or closes, once the answer began) a request whose body is too slow. */
+static bool cut_slow_body(struct io_worker *w, struct http_conn *c, const struct conf_listener *lcf,
+                          uint64_t now)
+{
+    if (!body_too_slow(c, lcf, now))
+        return false;
+    lb_info("request body too slow", "listener=%s bytes=%llu seconds=%llu", lcf->name,
+            (unsigned long long)c->h.bytes_in,
+            (unsigned long long)((now - c->h.t_start_ms) / 1000));
+    if (c->h.flags & H_F_RESP_HDR)
+        http_client_close(w, c, "request body too slow");
+    else
+        http_local_reply(w, c, 408, true, NULL);
+    return true;
 }
 
 void http_tick(struct io_worker *w, struct io_conn *base)
@@ -81,6 +109,8 @@ void http_tick(struct io_worker *w, struct io_conn *base)
         }
         break;
     case HC_FORWARD: {
+        if (cut_slow_body(w, c, lcf, now))
+            break;
         struct http_conn *b = peer_of(w, c);
         if (!b)
             break;

@@ -258,12 +258,14 @@ struct conf_listener {
     struct conf_addr bind;
     enum conf_protocol protocol; /* default http */
     struct conf_tls tls;
-    uint64_t header_timeout_ms; /* default 10s */
-    uint64_t idle_timeout_ms;   /* default 60s */
-    uint64_t body_timeout_ms;   /* default 30s: a request body's grace, see CONF_BODY_MIN_RATE */
-    uint64_t max_header_bytes;  /* default 16k */
-    uint64_t max_body_bytes;    /* default 10m; 0 = unlimited */
-    struct conf_route *routes;  /* http */
+    uint64_t header_timeout_ms;  /* default 10s */
+    uint64_t idle_timeout_ms;    /* default 60s */
+    uint64_t body_timeout_ms;    /* default 30s: a request body's grace, see CONF_BODY_MIN_RATE */
+    uint64_t max_header_bytes;   /* default 16k */
+    uint64_t max_body_bytes;     /* default 10m; 0 = unlimited */
+    uint32_t per_ip_connections; /* open connections per client address; 0 = unlimited */
+    uint32_t per_ip_rate;        /* requests (tcp: connections) a second per address; 0 = off */
+    struct conf_route *routes;   /* http */
     size_t nroutes;
     char *cluster;                 /* tcp, redis: the cluster, as written */
     int cluster_idx;               /* tcp, redis: after validation */

@@ -540,6 +540,24 @@ static const struct conf_key listener_timeout_keys[] = {
     {.name = NULL},
 };
 
+/* A rate: N or "N/s", 1..1000000 a second. */
+static int set_rate(struct conf_ctx *x, const struct conf_node *n, void *field,
+                    const struct conf_key *k)
+{
+    char q[48];
+    if (!conf_expect(x, n, CONF_NODE_SCALAR, "a rate such as 100/s"))
+        return -EINVAL;
+    char *end;
+    unsigned long v = strtoul(n->str, &end, 10);
+    if (end == n->str || (*end && strcmp(end, "/s")) || v < 1 || v > 1000000) {
+        conf_err(x, n->pos, "expected a rate such as 100/s (1..1000000 a second), got '%s'",
+                 Q(q, n));
+        return -EINVAL;
+    }
+    *(uint32_t *)field = (uint32_t)v;
+    return 0;
+}
+
 static const struct conf_key listener_limit_keys[] = {
     {.name = "max_header_bytes",
      .set = conf_set_size,
@@ -550,6 +568,11 @@ static const struct conf_key listener_limit_keys[] = {
      .set = conf_set_size,
      .off = offsetof(struct conf_listener, max_body_bytes),
      .max = 64 * GIB},
+    {.name = "per_ip_connections",
+     .set = conf_set_u32,
+     .off = offsetof(struct conf_listener, per_ip_connections),
+     .max = 1000000},
+    {.name = "per_ip_rate", .set = set_rate, .off = offsetof(struct conf_listener, per_ip_rate)},
     {.name = NULL},
 };
 

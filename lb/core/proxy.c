@@ -23,6 +23,7 @@
 #include "health/hc.h"
 #include "lb/core/control.h"
 #include "lb/core/health.h"
+#include "lb/core/limits.h"
 #include "lb/core/log.h"
 #include "lb/tls/tls.h"
 #include "lb/core/proxy.h"
@@ -191,6 +192,9 @@ static void runtime_free(struct lb_runtime *rt)
             cl_cluster_destroy(&rt->clusters[i]);
     free(rt->clusters);
     free(rt->lstats);
+    for (size_t i = 0; rt->limits && i < rt->conf->nlisteners; i++)
+        lb_limits_free(rt->limits[i]);
+    free(rt->limits);
     if (rt->access_fd > STDERR_FILENO)
         close(rt->access_fd);
     for (size_t i = 0; i < rt->nsnap_slots; i++)
@@ -386,7 +390,20 @@ static int build_clusters(struct lb_runtime *rt, struct lb_err *err)
             return nomem(err);
     }
     rt->lstats = calloc(c->nlisteners ? c->nlisteners : 1, sizeof(*rt->lstats));
-    return rt->lstats ? 0 : nomem(err);
+    rt->limits = calloc(c->nlisteners ? c->nlisteners : 1, sizeof(*rt->limits));
+    if (!rt->lstats || !rt->limits)
+        return nomem(err);
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        const struct conf_listener *l = &c->listeners[i];
+        if ((l->per_ip_connections || l->per_ip_rate) &&
+            !(rt->limits[i] = lb_limits_new(l->per_ip_connections, l->per_ip_rate)))
+            return nomem(err);
+        if (rt->limits[i] && !rt->has_peername)
+            lb_warn("per-address limits are not enforced: lb cannot learn client addresses "
+                    "on this kernel (SO_PEERNAME through io_uring needs Linux 6.7)",
+                    "listener=%s", l->name);
+    }
+    return 0;
 }
 
 /* One listening socket per worker and listener: @prev's own socket (a dup of it) for an

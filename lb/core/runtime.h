@@ -17,11 +17,13 @@
 struct io_worker;
 struct hc;
 struct tls_gen;
+struct lb_limits;
 
 struct lb_runtime {
     struct conf *conf;
     struct cl_cluster *clusters; /* conf->nclusters */
     struct metrics_listener_stats *lstats; /* conf->nlisteners; NULL in unit tests */
+    struct lb_limits **limits;   /* conf->nlisteners: per-address limits, NULL where none */
     uint32_t nworkers;
     uint32_t conns_per_worker;
     uint32_t files_per_worker;   /* fixed-file table of each worker's ring */

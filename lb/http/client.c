@@ -38,12 +38,30 @@
 
 #include "health/hc.h"
 #include "lb/cache/cache.h"
+#include "lb/core/limits.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "lb/http/internal.h"
 #include "lb/metrics/stats.h"
 #include "lb/route/route.h"
 #include "static/snap.h"
+
+/* Per-address limits of the listener: true when lb answered 429 instead of the request. */
+static bool over_limit(struct io_worker *w, struct http_conn *c)
+{
+    struct lb_limits *lim = w->rt->limits ? w->rt->limits[c->base.listener] : NULL;
+    if (!lim)
+        return false;
+    if (c->h.limit & H_LIMIT_OVER) {
+        http_local_reply(w, c, 429, true, "Retry-After: 1\r\n");
+        return true;
+    }
+    if (lim->max_rate && !lb_limit_rate_take(lim, io_peer_hash(&c->peer), w->now_ms)) {
+        http_local_reply(w, c, 429, false, "Retry-After: 1\r\n");
+        return true;
+    }
+    return false;
+}
 
 /* Routes a parsed request and starts it on its way. */
 static void client_dispatch(struct io_worker *w, struct http_conn *c, struct http_req *req)
@@ -52,6 +70,8 @@ static void client_dispatch(struct io_worker *w, struct http_conn *c, struct htt
     const char *buf = c->h.hbuf;
     /* CONNECT, 404/405, 501 and 413 are route_decide's answers (and explain's). */
     struct route_decision d;
+    if (over_limit(w, c))
+        return;
     if (route_decide(w->rt->conf, lcf, buf, req, io_peer_hash(&c->peer), &d)) {
         if (d.route >= 0 && d.action == CONF_ACT_REDIRECT && d.answer.status < 400) {
             c->h.route = (uint16_t)d.route;
@@ -426,8 +446,15 @@ static void client_accepted(struct io_worker *w, struct io_conn *base)
 
 static void client_on_peername(struct io_worker *w, struct io_conn *base, int res)
 {
-    if (res < 0)
-        memset(&hc(base)->peer, 0, sizeof(hc(base)->peer));
+    struct http_conn *c = hc(base);
+    if (res < 0) {
+        memset(&c->peer, 0, sizeof(c->peer));
+        return;
+    }
+    struct lb_limits *lim = w->rt->limits ? w->rt->limits[base->listener] : NULL;
+    if (lim && lim->max_conns)
+        c->h.limit =
+            lb_limit_conn_take(lim, io_peer_hash(&c->peer)) ? H_LIMIT_COUNTED : H_LIMIT_OVER;
 }
 
 static void client_recv_op(struct io_worker *w, struct io_conn *c, struct io_stream *s, int res)
@@ -443,6 +470,9 @@ static void client_sent_op(struct io_worker *w, struct io_conn *c, struct io_str
 static void client_on_close(struct io_worker *w, struct io_conn *base)
 {
     struct http_conn *c = hc(base);
+    if (c->h.limit & H_LIMIT_COUNTED)
+        lb_limit_conn_put(w->rt->limits[base->listener], io_peer_hash(&c->peer));
+    c->h.limit = 0;
     http_fill_abort(w, c);
     http_fdwait_unlink(w, c);
     cl_pick_release(&c->pick, &w->rt->clusters[c->pick.cluster]);

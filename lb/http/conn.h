@@ -88,7 +88,11 @@ struct http_state {
     uint8_t phase;   /* enum http_phase */
     uint8_t method;  /* enum http_method */
     uint8_t retries;
+    uint8_t limit; /* client: H_LIMIT_*, for the connection's life */
 };
+
+#define H_LIMIT_COUNTED 1 /* counted in its listener's per-address connections */
+#define H_LIMIT_OVER 2    /* over that limit: its first request is answered 429, then close */
 
 /* Both HTTP kinds: a client (http_client_ops) or an upstream (http_upstream_ops). */
 struct http_conn {
@@ -106,12 +110,12 @@ struct http_conn {
 struct http_worker {
     char **hbuf_free; /* free list of header buffers, allocated on first need */
     uint32_t hbuf_nfree, hbuf_total, hbuf_size;
-    uint32_t **pool_head;    /* [cluster][server]: idle upstream slot, NONE when none */
+    uint32_t **pool_head;              /* [cluster][server]: idle upstream slot, NONE when none */
     struct ssl_session_st ***tls_sess; /* [cluster][server]: the session to resume (tls:) */
-    struct snap_set **snaps; /* [static set]: the worker's reference to the current set */
-    struct cache *cache;     /* L1 response cache of the routes with cache:, NULL when none */
-    uint64_t *snap_gen;      /* [static set]: the slot generation it was taken at */
-    char *alog;              /* access log lines waiting for the end of the iteration */
+    struct snap_set **snaps;           /* [static set]: the worker's reference to the current set */
+    struct cache *cache; /* L1 response cache of the routes with cache:, NULL when none */
+    uint64_t *snap_gen;  /* [static set]: the slot generation it was taken at */
+    char *alog;          /* access log lines waiting for the end of the iteration */
     uint32_t alog_len;
     int alog_fd; /* -1: access log off */
 };

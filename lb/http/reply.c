@@ -1,5 +1,5 @@
 /*
- * Answers lb gives itself (400, 404, 405, 408, 413, 414, 431, 501, 502, 503, 504, 505), and
+ * Answers lb gives itself (400, 404, 405, 408, 413, 414, 429, 431, 501, 502, 503, 504, 505), and
  * redirect routes' 301, 302, 307 and 308.
  */
 #include <arpa/inet.h>
@@ -50,6 +50,8 @@ static const char *reason_of(int status)
         return "Content Too Large";
     case 414:
         return "URI Too Long";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 501:

@@ -22,6 +22,7 @@
 
 #include "health/hc.h"
 #include "lb/cluster/pick.h"
+#include "lb/core/limits.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "lb/io/tls.h"
@@ -37,6 +38,7 @@ struct l4_conn {
     struct io_connect cx;
     union io_peer peer;
     uint64_t t_accept_ms; /* a TLS handshake must end within the listener's header timeout */
+    bool limit_counted;   /* counted in its listener's per-address connections */
 };
 
 static struct l4_conn *l4(struct io_conn *c)
@@ -111,11 +113,35 @@ static void l4_accepted(struct io_worker *w, struct io_conn *base)
     io_conn_ask_peername(w, base, &c->cli, &c->peer, lcf);
 }
 
+/* Per-address limits of the listener: a connection over them is closed before any server is
+ * asked. Returns false when it was. */
+static bool within_limits(struct io_worker *w, struct l4_conn *c)
+{
+    struct lb_limits *lim = w->rt->limits ? w->rt->limits[c->base.listener] : NULL;
+    if (!lim)
+        return true;
+    uint64_t h = io_peer_hash(&c->peer);
+    if (lim->max_conns) {
+        if (!lb_limit_conn_take(lim, h)) {
+            io_conn_close(w, &c->base, "per-address connection limit");
+            return false;
+        }
+        c->limit_counted = true;
+    }
+    if (lim->max_rate && !lb_limit_rate_take(lim, h, w->now_ms)) {
+        io_conn_close(w, &c->base, "per-address rate limit");
+        return false;
+    }
+    return true;
+}
+
 static void l4_on_peername(struct io_worker *w, struct io_conn *base, int res)
 {
     struct l4_conn *c = l4(base);
     if (res < 0)
         memset(&c->peer, 0, sizeof(c->peer));
+    else if (!within_limits(w, c))
+        return;
     start_connect(w, c);
 }
 
@@ -202,6 +228,9 @@ static void l4_on_sent(struct io_worker *w, struct io_conn *base, struct io_stre
 static void l4_on_close(struct io_worker *w, struct io_conn *base)
 {
     struct l4_conn *c = l4(base);
+    if (c->limit_counted)
+        lb_limit_conn_put(w->rt->limits[base->listener], io_peer_hash(&c->peer));
+    c->limit_counted = false;
     cl_pick_release(&c->pick, conn_cluster(w, c));
 }
 

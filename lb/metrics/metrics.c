@@ -10,9 +10,10 @@
 #include <time.h>
 
 #include "lb/admin/admin.h"
-#include "lb/metrics/metrics.h"
+#include "lb/core/limits.h"
 #include "lb/core/runtime.h"
 #include "lb/io/worker.h"
+#include "lb/metrics/metrics.h"
 
 #ifndef LB_VERSION
 #define LB_VERSION "0.1-dev"
@@ -133,6 +134,19 @@ static void prom_listeners(struct lb_runtime *rt, struct lb_jbuf *o)
                    (struct label[]){{"listener", cf->listeners[i].name},
                                     {"protocol", conf_protocol_name(cf->listeners[i].protocol)}},
                    2, LOAD(rt->lstats[i].active));
+    family(o, "lb_listener_limited_total", "counter",
+           "Connections (reason=connections) and requests or tcp connections (reason=rate) "
+           "refused by the listener's per-address limits.");
+    for (size_t i = 0; rt->limits && i < cf->nlisteners; i++) {
+        if (!rt->limits[i])
+            continue;
+        sample_u64(o, "lb_listener_limited_total",
+                   (struct label[]){{"listener", cf->listeners[i].name}, {"reason", "connections"}},
+                   2, LOAD(rt->limits[i]->refused_conns));
+        sample_u64(o, "lb_listener_limited_total",
+                   (struct label[]){{"listener", cf->listeners[i].name}, {"reason", "rate"}}, 2,
+                   LOAD(rt->limits[i]->refused_rate));
+    }
     family(o, "lb_listener_responses_total", "counter",
            "HTTP responses sent to clients by status class, lb's own answers included.");
     for (size_t i = 0; i < cf->nlisteners; i++) {
@@ -558,8 +572,8 @@ static int respond_text(struct lb_jbuf *out, int status, bool head, const char *
     return respond(out, status, "text/plain; charset=utf-8", NULL, text, head, extra);
 }
 
-int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char *req,
-                      size_t len, struct lb_jbuf *out)
+int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char *req, size_t len,
+                   struct lb_jbuf *out)
 {
     /* request-line = method SP request-target SP HTTP-version CRLF (RFC 9112 3); a bare LF
      * is accepted as the line end, as 9112 2.2 allows. Only origin-form targets. */

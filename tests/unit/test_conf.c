@@ -814,6 +814,25 @@ static void test_route_actions(void **state)
     "    bind: 127.0.0.1:8080\n"                                                                   \
     "    routes:\n"
 
+static void test_per_ip_limits(void **state)
+{
+    struct conf *c = load(APP "listeners:\n"
+                              "  - name: web\n"
+                              "    bind: 127.0.0.1:8080\n"
+                              "    limits: { per_ip_connections: 10, per_ip_rate: 100/s }\n"
+                              "    routes: [ { cluster: app } ]\n");
+    assert_non_null(c);
+    assert_int_equal(c->listeners[0].per_ip_connections, 10);
+    assert_int_equal(c->listeners[0].per_ip_rate, 100);
+    conf_free(c);
+    expect_err(APP "listeners:\n"
+                   "  - name: web\n"
+                   "    bind: 127.0.0.1:8080\n"
+                   "    limits: { per_ip_rate: 100/m }\n"
+                   "    routes: [ { cluster: app } ]\n",
+               8, 28, "expected a rate such as 100/s");
+}
+
 static void test_redirects(void **state)
 {
     struct conf *c = load(APP RLIS "      - redirect: { scheme: https, port: 8443 }\n");
@@ -1226,6 +1245,7 @@ int main(void)
         cmocka_unit_test(test_listener_kinds),
         cmocka_unit_test(test_route_actions),
         cmocka_unit_test(test_redirects),
+        cmocka_unit_test(test_per_ip_limits),
         cmocka_unit_test(test_redis_listeners),
         cmocka_unit_test(test_text_checks),
         cmocka_unit_test(test_aliases_and_depth),

@@ -19,8 +19,6 @@
 #include "lb/core/runtime.h"
 #include "lb/io/internal.h"
 #include "lb/io/tls.h"
-#include "lb/tls/tls.h"
-#include "lb/io/tls.h"
 #include "lb/io/worker.h"
 #include "lb/tls/tls.h"
 
@@ -134,6 +132,29 @@ void io_listeners_rearm(struct io_worker *w)
     }
 }
 
+/* A connection shed, or accepting paused: counted always, said at most once a second (an
+ * attack or a leak would otherwise write a line per connection). */
+static void shed(struct io_worker *w, struct io_listener *l, uint32_t li, bool paused)
+{
+    if (w->rt->lstats)
+        atomic_fetch_add_explicit(paused ? &w->rt->lstats[li].paused : &w->rt->lstats[li].refused,
+                                  1, memory_order_relaxed);
+    if (w->now_ms - w->shed_log_ms < 1000) {
+        w->shed_quiet++;
+        return;
+    }
+    if (paused)
+        lb_warn("accept paused: no free file slot, resumed when a connection closes",
+                "listener=%s files_per_worker=%u hint=\"raise ulimit -n\" since_last=%u",
+                l->cf->name, w->rt->files_per_worker, w->shed_quiet);
+    else
+        lb_warn("connection refused: worker at max_connections",
+                "listener=%s max_connections=%u workers=%u since_last=%u", l->cf->name,
+                w->rt->conf->global.max_connections, w->rt->nworkers, w->shed_quiet);
+    w->shed_log_ms = w->now_ms;
+    w->shed_quiet = 0;
+}
+
 static void on_accept(struct io_worker *w, const struct io_uring_cqe *cqe)
 {
     uint32_t li = io_ud_slot(cqe->user_data);
@@ -145,7 +166,7 @@ static void on_accept(struct io_worker *w, const struct io_uring_cqe *cqe)
         if (cqe->res == -ENFILE || cqe->res == -EMFILE) {
             /* The fixed-file table is full; accept again when a connection closes. */
             l->full = true;
-            lb_warn("accept paused: no free file slot", "listener=%s", l->cf->name);
+            shed(w, l, li, true);
         } else if (cqe->res != -ECANCELED) {
             lb_warn("accept failed", "listener=%s err=%s", l->cf->name, strerror(-cqe->res));
         }
@@ -156,7 +177,7 @@ static void on_accept(struct io_worker *w, const struct io_uring_cqe *cqe)
             w->rejected++;
             struct io_uring_sqe *sqe = io_sqe(w, IO_OP_ORPHAN, NULL, 0);
             io_uring_prep_close_direct(sqe, (unsigned)cqe->res);
-            lb_warn("connection refused: worker at max_connections", "listener=%s", l->cf->name);
+            shed(w, l, li, false);
         } else {
             w->accepted++;
             c->listener = (uint8_t)li;
@@ -411,8 +432,7 @@ int io_worker_init(struct io_worker *w, struct lb_runtime *rt, int id, struct lb
     if (w->buf_base == MAP_FAILED)
         w->buf_base = NULL;
     if (!w->slots || !w->slot_gen || !w->free_slots || !w->buf_next || !w->buf_off || !w->buf_len ||
-        !w->plain || !w->plain_free ||
-        !w->ls || !w->cws || !w->buf_base) {
+        !w->plain || !w->plain_free || !w->ls || !w->cws || !w->buf_base) {
         lb_err_set(err, "worker %d: out of memory for %u connections", id, w->nconns);
         goto fail;
     }

@@ -172,8 +172,8 @@ struct io_worker {
     char **plain;
     uint16_t *plain_free; /* ids free to take, a stack */
     uint32_t nplain_free;
-    uint32_t plain_held;  /* free ids whose memory is kept for reuse */
-    void *tls_chunks;     /* free TLS output chunks (lb/io/tls.c) */
+    uint32_t plain_held; /* free ids whose memory is kept for reuse */
+    void *tls_chunks;    /* free TLS output chunks (lb/io/tls.c) */
     uint32_t ntls_chunks;
 
     /* Connection slots: slot -> object, and each slot's generation. */
@@ -199,6 +199,8 @@ struct io_worker {
     uint64_t stop_deadline_ms;
     uint64_t stale_cqes; /* completions for recycled slots: should stay 0 */
     uint64_t accepted, rejected;
+    uint64_t shed_log_ms;        /* the last "refused"/"paused" warning: at most one a second */
+    uint32_t shed_quiet;         /* refusals and pauses since then, said in the next warning */
     _Atomic uint32_t conns_open; /* slots in use (nconns - nfree), for the control thread */
 };
 

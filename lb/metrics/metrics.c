@@ -134,6 +134,19 @@ static void prom_listeners(struct lb_runtime *rt, struct lb_jbuf *o)
                    (struct label[]){{"listener", cf->listeners[i].name},
                                     {"protocol", conf_protocol_name(cf->listeners[i].protocol)}},
                    2, LOAD(rt->lstats[i].active));
+    family(o, "lb_listener_refused_total", "counter",
+           "Connections accepted and closed at once: the worker was at max_connections.");
+    for (size_t i = 0; i < cf->nlisteners; i++)
+        sample_u64(o, "lb_listener_refused_total",
+                   (struct label[]){{"listener", cf->listeners[i].name}}, 1,
+                   LOAD(rt->lstats[i].refused));
+    family(o, "lb_listener_accept_paused_total", "counter",
+           "Times accepting stopped for lack of a free file slot (ulimit -n), until a "
+           "connection closed.");
+    for (size_t i = 0; i < cf->nlisteners; i++)
+        sample_u64(o, "lb_listener_accept_paused_total",
+                   (struct label[]){{"listener", cf->listeners[i].name}}, 1,
+                   LOAD(rt->lstats[i].paused));
     family(o, "lb_listener_limited_total", "counter",
            "Connections (reason=connections) and requests or tcp connections (reason=rate) "
            "refused by the listener's per-address limits.");

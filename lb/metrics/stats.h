@@ -13,6 +13,8 @@
 struct metrics_listener_stats {
     _Atomic uint64_t accepted; /* client connections accepted */
     _Atomic uint32_t active;   /* client connections open now */
+    _Atomic uint64_t refused;  /* accepted and closed at once: the worker at max_connections */
+    _Atomic uint64_t paused;   /* times accepting stopped: no free file slot (ulimit -n) */
     _Atomic uint64_t resp[5];  /* L7: responses sent by class 1xx..5xx, including lb's own
                                   (static snapshots, 404 no route, 502, 503...) */
 };

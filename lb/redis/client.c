@@ -36,11 +36,20 @@ static void progress(struct io_worker *w, struct rds_client *c);
 
 /* ---- requests ---- */
 
-static struct rds_req *req_new(struct rds_client *c)
+/* A request object: from the worker's free list (its reply buffer kept), else new. */
+static struct rds_req *req_new(struct io_worker *w, struct rds_client *c)
 {
-    struct rds_req *r = calloc(1, sizeof(*r));
-    if (!r)
+    struct rds_worker *x = rw(w);
+    struct rds_req *r = x->free_reqs;
+    if (r) {
+        x->free_reqs = r->next;
+        x->nfree_reqs--;
+        struct rds_buf keep = r->out;
+        *r = (struct rds_req){.out = keep};
+        r->out.len = 0;
+    } else if (!(r = calloc(1, sizeof(*r)))) {
         return NULL;
+    }
     r->cli = c;
     if (c->tail)
         c->tail->next = r;
@@ -51,15 +60,25 @@ static struct rds_req *req_new(struct rds_client *c)
     return r;
 }
 
-static void req_free(struct rds_req *r)
+/* Back to the worker's free list, so that the per-command path allocates nothing once warm;
+ * a reply buffer grown by a big reply is not kept. */
+static void req_free(struct io_worker *w, struct rds_req *r)
 {
-    rds_buf_free(&r->out);
+    struct rds_worker *x = rw(w);
     if (r->elems) {
         for (uint32_t i = 0; i < r->parts; i++)
             rds_buf_free(&r->elems[i]);
         free(r->elems);
+        r->elems = NULL;
     }
-    free(r);
+    if (x->nfree_reqs >= RDS_FREE_REQS_MAX || r->out.cap > RDS_KEEP_REPLY_BYTES) {
+        rds_buf_free(&r->out);
+        free(r);
+        return;
+    }
+    r->next = x->free_reqs;
+    x->free_reqs = r;
+    x->nfree_reqs++;
 }
 
 /* The request's last part is in: its reply is complete. */
@@ -67,7 +86,7 @@ static void req_done(struct io_worker *w, struct rds_req *r)
 {
     rds_merge_finish(r);
     if (!r->cli)
-        req_free(r); /* orphaned: nobody waits for it */
+        req_free(w, r); /* orphaned: nobody waits for it */
     else
         progress(w, r->cli);
 }
@@ -263,7 +282,7 @@ static void dispatch(struct io_worker *w, struct rds_client *c, const char *raw,
 {
     if (a->n == 0)
         return; /* an empty line: Redis ignores it too */
-    struct rds_req *r = req_new(c);
+    struct rds_req *r = req_new(w, c);
     if (!r) {
         c->close_after = true;
         return;
@@ -308,7 +327,7 @@ static uint32_t parse_all(struct io_worker *w, struct rds_client *c)
         if (n == RDS_AGAIN)
             break;
         if (n < 0) {
-            struct rds_req *r = req_new(c);
+            struct rds_req *r = req_new(w, c);
             if (r)
                 local_reply(r, "-ERR %s\r\n", err);
             lb_info("redis client refused", "listener=%s reason=\"%s\"", l->name, err);
@@ -348,7 +367,7 @@ static void progress(struct io_worker *w, struct rds_client *c)
             if (!c->head)
                 c->tail = NULL;
             c->nreqs--;
-            req_free(r);
+            req_free(w, r);
         }
         if (c->paused && c->nreqs < RDS_PIPELINE_MAX / 2) {
             c->paused = false;
@@ -431,7 +450,7 @@ static void cli_on_close(struct io_worker *w, struct io_conn *base)
         if (r->done < r->parts)
             r->cli = NULL;
         else
-            req_free(r);
+            req_free(w, r);
     }
     c->head = c->tail = NULL;
     c->nreqs = 0;

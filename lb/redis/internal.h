@@ -17,8 +17,10 @@
 #include "lb/io/worker.h"
 #include "lb/redis/cmd.h"
 
-#define RDS_PIPELINE_MAX 1024 /* requests of one client in flight: more pauses its reads */
-#define RDS_ARGS_MAX 65536    /* arguments of one command */
+#define RDS_PIPELINE_MAX 1024     /* requests of one client in flight: more pauses its reads */
+#define RDS_ARGS_MAX 65536        /* arguments of one command */
+#define RDS_FREE_REQS_MAX 4096    /* request objects a worker keeps for reuse */
+#define RDS_KEEP_REPLY_BYTES 4096 /* a kept request's reply buffer at most */
 
 /* A growable byte buffer (malloc'd). */
 struct rds_buf {
@@ -94,10 +96,12 @@ struct rds_server;
 
 /* Per worker. */
 struct rds_worker {
-    struct rds_server ***srv; /* [cluster][server]: the shard connection, or NULL */
-    uint64_t **retry_ms;      /* [cluster][server]: no new connection before this */
-    char ***why;              /* [cluster][server]: why the last connection failed */
-    struct rds_argv argv;     /* the parser's scratch */
+    struct rds_server ***srv;  /* [cluster][server]: the shard connection, or NULL */
+    uint64_t **retry_ms;       /* [cluster][server]: no new connection before this */
+    char ***why;               /* [cluster][server]: why the last connection failed */
+    struct rds_argv argv;      /* the parser's scratch */
+    struct rds_req *free_reqs; /* finished requests for reuse (their reply buffers kept) */
+    uint32_t nfree_reqs;
 };
 
 extern struct io_module rds_module; /* lb/redis/module.c */

@@ -33,6 +33,12 @@ static void rds_mod_destroy(struct io_worker *w, void *state)
     free(x->retry_ms);
     free(x->why);
     free(x->argv.v);
+    while (x->free_reqs) {
+        struct rds_req *r = x->free_reqs;
+        x->free_reqs = r->next;
+        rds_buf_free(&r->out);
+        free(r);
+    }
     free(x);
 }
 

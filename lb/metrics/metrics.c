@@ -324,6 +324,30 @@ static uint64_t latency_read(const struct cl_latency *h, uint64_t cum[CL_LAT_NBU
     return total;
 }
 
+/* One histogram's samples: NAME_bucket{LABELS,le}, NAME_sum{LABELS}, NAME_count{LABELS}.
+ * @l has room for one more label (le) after its @n. */
+static void histogram(struct lb_jbuf *o, const char *name, struct label *l, size_t n,
+                      const struct cl_latency *h)
+{
+    char sub[96];
+    uint64_t cum[CL_LAT_NBUCKETS + 1];
+    uint64_t count = latency_read(h, cum);
+    snprintf(sub, sizeof(sub), "%s_bucket", name);
+    for (int i = 0; i <= CL_LAT_NBUCKETS; i++) {
+        char le[32];
+        if (i < CL_LAT_NBUCKETS)
+            snprintf(le, sizeof(le), "%g", cl_lat_bounds_us[i] / 1e6);
+        else
+            snprintf(le, sizeof(le), "+Inf");
+        l[n] = (struct label){"le", le};
+        sample_u64(o, sub, l, n + 1, cum[i]);
+    }
+    snprintf(sub, sizeof(sub), "%s_sum", name);
+    sample_f(o, sub, l, n, LOAD(h->sum_us) / 1e6);
+    snprintf(sub, sizeof(sub), "%s_count", name);
+    sample_u64(o, sub, l, n, count);
+}
+
 static void prom_latency(struct lb_runtime *rt, struct lb_jbuf *o)
 {
     const char *name = "lb_request_duration_seconds";
@@ -331,22 +355,48 @@ static void prom_latency(struct lb_runtime *rt, struct lb_jbuf *o)
            "HTTP requests answered by the cluster's servers: first request byte to last "
            "response byte.");
     for (size_t ci = 0; ci < rt->conf->nclusters; ci++) {
-        const char *cn = rt->conf->clusters[ci].name;
-        uint64_t cum[CL_LAT_NBUCKETS + 1];
-        uint64_t count = latency_read(&rt->clusters[ci].latency, cum);
-        for (int i = 0; i <= CL_LAT_NBUCKETS; i++) {
-            char le[32];
-            if (i < CL_LAT_NBUCKETS)
-                snprintf(le, sizeof(le), "%g", cl_lat_bounds_us[i] / 1e6);
-            else
-                snprintf(le, sizeof(le), "+Inf");
-            sample_u64(o, "lb_request_duration_seconds_bucket",
-                       (struct label[]){{"cluster", cn}, {"le", le}}, 2, cum[i]);
+        struct label l[2] = {{"cluster", rt->conf->clusters[ci].name}};
+        histogram(o, name, l, 1, &rt->clusters[ci].latency);
+    }
+}
+
+/* Whether a redis listener shards over cluster @ci. */
+static bool sharded(const struct conf *cf, size_t ci)
+{
+    for (size_t i = 0; i < cf->nlisteners; i++)
+        if (cf->listeners[i].protocol == CONF_PROTO_REDIS &&
+            cf->listeners[i].cluster_idx == (int)ci)
+            return true;
+    return false;
+}
+
+/* The shards of redis listeners: commands, errors and round trips (lb/redis counts them). */
+static void prom_redis(struct lb_runtime *rt, struct lb_jbuf *o)
+{
+    static const char *const fam[][3] = {
+        {"lb_redis_commands_total", "counter",
+         "Commands (or parts of split ones) sent to the shard."},
+        {"lb_redis_errors_total", "counter",
+         "Commands the shard answered with an error, or that failed on it (lb's -ERR lb: ...)."},
+        {"lb_redis_command_duration_seconds", "histogram",
+         "Round trip of a command to the shard: queued to reply."},
+    };
+    const struct conf *cf = rt->conf;
+    bool any = false;
+    for (size_t ci = 0; ci < cf->nclusters; ci++)
+        any |= sharded(cf, ci);
+    for (int f = 0; any && f < 3; f++) {
+        family(o, fam[f][0], fam[f][1], fam[f][2]);
+        for (size_t ci = 0; ci < cf->nclusters; ci++) {
+            for (uint32_t si = 0; sharded(cf, ci) && si < rt->clusters[ci].n; si++) {
+                const struct cl_server *s = &rt->clusters[ci].servers[si];
+                struct label l[3] = {{"cluster", cf->clusters[ci].name}, {"server", s->cf->name}};
+                if (f == 2)
+                    histogram(o, fam[f][0], l, 2, &s->latency);
+                else
+                    sample_u64(o, fam[f][0], l, 2, f == 0 ? LOAD(s->picks) : LOAD(s->errors));
+            }
         }
-        sample_f(o, "lb_request_duration_seconds_sum", (struct label[]){{"cluster", cn}}, 1,
-                 LOAD(rt->clusters[ci].latency.sum_us) / 1e6);
-        sample_u64(o, "lb_request_duration_seconds_count", (struct label[]){{"cluster", cn}}, 1,
-                   count);
     }
 }
 
@@ -358,7 +408,7 @@ void metrics_prom(struct lb_runtime *rt, struct lb_jbuf *out)
     prom_servers(rt, out);
     prom_latency(rt, out);
     metrics_prom_tls(rt, out);
-    metrics_prom_redis(rt, out);
+    prom_redis(rt, out);
 }
 
 /* ---- JSON ------------------------------------------------------------------------------ */

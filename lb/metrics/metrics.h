@@ -49,9 +49,6 @@ void metrics_json(struct lb_runtime *rt, const double *const *rates, struct lb_j
  * TLS), and the JSON array of every certificate served with its expiry, for /stats, the status
  * page and lbctl tls. */
 void metrics_prom_tls(struct lb_runtime *rt, struct lb_jbuf *out);
-
-/* lb/metrics/redis.c: the shards of redis listeners: commands, errors, round trips. */
-void metrics_prom_redis(struct lb_runtime *rt, struct lb_jbuf *out);
 void metrics_json_certs(struct lb_runtime *rt, struct lb_jbuf *out);
 
 /* Appends the status page, with the current /stats embedded so that it renders at once. */

@@ -161,6 +161,14 @@ static void stream_cancel(struct io_worker *w, struct io_conn *c, struct io_stre
     io_stream_drop(w, s);
 }
 
+void io_stream_close_file(struct io_worker *w, struct io_conn *c, struct io_stream *s)
+{
+    struct io_uring_sqe *sqe = io_sqe(w, IO_OP_AUX, c, 0);
+    io_uring_prep_close_direct(sqe, (unsigned)s->fidx);
+    s->flags &= (uint16_t)~IO_ST_F_OPEN;
+    w->files_open--;
+}
+
 void io_conn_reap(struct io_worker *w, struct io_conn *c)
 {
     bool closing = false;
@@ -168,9 +176,7 @@ void io_conn_reap(struct io_worker *w, struct io_conn *c)
         struct io_stream *s = io_conn_stream(c, i);
         if (!(s->flags & IO_ST_F_OPEN))
             continue;
-        struct io_uring_sqe *sqe = io_sqe(w, IO_OP_AUX, c, 0);
-        io_uring_prep_close_direct(sqe, (unsigned)s->fidx);
-        s->flags &= (uint16_t)~IO_ST_F_OPEN;
+        io_stream_close_file(w, c, s);
         closing = true;
     }
     if (closing)
@@ -304,6 +310,7 @@ int io_conn_socket_done(struct io_worker *w, struct io_conn *c, struct io_stream
         return res;
     s->fidx = res;
     s->flags = IO_ST_F_OPEN;
+    w->files_open++;
     const struct conf_addr *a = cx->addr;
     /* The setsockopt is hard-linked: a kernel without uring_cmd sockopts still connects. */
     struct io_uring_sqe *sqe = io_sqe(w, IO_OP_AUX, c, 0);

@@ -199,9 +199,12 @@ struct io_worker {
     uint64_t stop_deadline_ms;
     uint64_t stale_cqes; /* completions for recycled slots: should stay 0 */
     uint64_t accepted, rejected;
-    uint64_t shed_log_ms;        /* the last "refused"/"paused" warning: at most one a second */
-    uint32_t shed_quiet;         /* refusals and pauses since then, said in the next warning */
-    _Atomic uint32_t conns_open; /* slots in use (nconns - nfree), for the control thread */
+    uint64_t shed_log_ms;          /* the last "refused"/"paused" warning: at most one a second */
+    uint32_t shed_quiet;           /* refusals and pauses since then, said in the next warning */
+    _Atomic uint32_t conns_open;   /* slots in use (nconns - nfree), for the control thread */
+    uint32_t files_open;           /* fixed-file entries holding a socket of ours */
+    _Atomic uint32_t bufs_in_use;  /* provided and plaintext buffers lb holds (each tick) */
+    _Atomic uint32_t files_in_use; /* files_open, published each tick */
 };
 
 /* user_data layout: | op:8 | gen:24 | slot:32 |; gen changes each time a slot is reused. */
@@ -284,6 +287,10 @@ void io_fdwait_push(struct io_worker *w, struct io_conn *c);
 void io_fdwait_unlink(struct io_worker *w, struct io_conn *c);
 /* Wakes the oldest waiter, if any: an entry came free, or something it can use instead. */
 void io_fdwait_wake(struct io_worker *w);
+
+/* Closes the socket of @s in its fixed-file slot (the stream is no longer open). Only once
+ * nothing is in flight on it, or after a cancel of everything that is. */
+void io_stream_close_file(struct io_worker *w, struct io_conn *c, struct io_stream *s);
 
 /* Puts @c on the list of connections whose recv ended with ENOBUFS; their starved streams
  * are re-armed once buffers come back. */

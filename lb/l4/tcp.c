@@ -173,8 +173,7 @@ static void l4_on_connect(struct io_worker *w, struct io_conn *base, struct io_s
         struct io_uring_sqe *sqe = io_sqe(w, IO_OP_AUX, base, 0);
         io_uring_prep_cancel_fd(sqe, c->srv.fidx,
                                 IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
-        sqe = io_sqe(w, IO_OP_AUX, base, 0);
-        io_uring_prep_close_direct(sqe, (unsigned)c->srv.fidx);
+        io_stream_close_file(w, base, &c->srv);
     }
     io_stream_init(&c->srv, 1);
 

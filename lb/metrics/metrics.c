@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,20 +100,34 @@ static bool reaches(const struct conf *cf, const struct conf_listener *l, size_t
     return false;
 }
 
+/* A gauge with one sample per worker: the _Atomic uint32_t at @off in struct io_worker. */
+static void per_worker(struct lb_runtime *rt, struct lb_jbuf *o, const char *name, const char *help,
+                       size_t off)
+{
+    family(o, name, "gauge", help);
+    for (uint32_t i = 0; rt->workers && i < rt->nworkers; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "%u", i);
+        sample_u64(o, name, (struct label[]){{"worker", id}}, 1,
+                   LOAD(*(_Atomic uint32_t *)((char *)&rt->workers[i] + off)));
+    }
+}
+
 static void prom_process(struct lb_runtime *rt, struct lb_jbuf *o)
 {
     family(o, "lb_build_info", "gauge", "Always 1; the labels say which lb this is.");
     sample_u64(o, "lb_build_info", (struct label[]){{"version", LB_VERSION}}, 1, 1);
     family(o, "lb_workers", "gauge", "Worker threads, each with its own io_uring ring.");
     sample_u64(o, "lb_workers", NULL, 0, rt->nworkers);
-    family(o, "lb_connections_active", "gauge",
-           "Connection slots in use per worker: client connections and L7 backend connections.");
-    for (uint32_t i = 0; rt->workers && i < rt->nworkers; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "%u", i);
-        sample_u64(o, "lb_connections_active", (struct label[]){{"worker", id}}, 1,
-                   LOAD(rt->workers[i].conns_open));
-    }
+    per_worker(rt, o, "lb_connections_active",
+               "Connection slots in use per worker: client connections and L7 backend connections.",
+               offsetof(struct io_worker, conns_open));
+    per_worker(rt, o, "lb_worker_buffers_in_use",
+               "Receive and TLS plaintext buffers held per worker (not free for the kernel).",
+               offsetof(struct io_worker, bufs_in_use));
+    per_worker(rt, o, "lb_worker_files_open",
+               "Sockets per worker in its fixed-file table: clients and backends.",
+               offsetof(struct io_worker, files_in_use));
     family(o, "lb_connections_max", "gauge", "Connection slots per worker (max_connections).");
     sample_u64(o, "lb_connections_max", NULL, 0, rt->conns_per_worker);
 }

@@ -123,8 +123,24 @@ struct io_conn *io_conn_get(struct io_worker *w, uint32_t slot, uint32_t gen)
     return c;
 }
 
+/* Takes @c off the list of starved connections. The list is singly linked and short-lived
+ * (it exists only while the ring has run dry), so a walk is fine. */
+static void starved_unlink(struct io_worker *w, struct io_conn *c)
+{
+    uint32_t *link = &w->starved_head;
+    while (*link != LIST_END && *link != c->slot)
+        link = &w->slots[*link]->next_starved;
+    if (*link == c->slot)
+        *link = c->next_starved;
+    c->next_starved = NOT_STARVED;
+}
+
 static void conn_free(struct io_worker *w, struct io_conn *c)
 {
+    /* A connection closed while it waited for buffers must not stay on the list: its slot
+     * would be NULL (or someone else's) when the buffers come back. */
+    if (c->next_starved != NOT_STARVED)
+        starved_unlink(w, c);
     for (unsigned i = 0; i < c->ops->nstreams; i++)
         io_tls_free(w, io_conn_stream(c, i));
     if (c->ops->on_free)

@@ -78,13 +78,13 @@ static inline void arm_recv(struct io_worker *w, struct http_conn *c, struct io_
 /* Stops receiving on @s while its queue is over the high-water mark. */
 static inline void maybe_pause(struct io_worker *w, struct http_conn *c, struct io_stream *s)
 {
-    if (s->qbytes >= HTTP_HIGH)
+    if (s->qbytes >= io_high_water(w, HTTP_HIGH))
         io_stream_pause(w, &c->base, s);
 }
 
 static inline void maybe_resume(struct io_worker *w, struct http_conn *c, struct io_stream *s)
 {
-    if (s->qbytes < HTTP_HIGH / 2)
+    if (s->qbytes < io_high_water(w, HTTP_HIGH) / 2)
         io_stream_resume(w, &c->base, s);
 }
 

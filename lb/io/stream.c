@@ -26,7 +26,12 @@ void io_stream_arm_recv(struct io_worker *w, struct io_conn *c, struct io_stream
         !(s->flags & IO_ST_F_CONNECTED) || (s->flags & block))
         return;
     struct io_uring_sqe *sqe = io_sqe(w, IO_OP_RECV0 + s->idx, c, 0);
-    io_uring_prep_recv_multishot(sqe, s->fidx, NULL, 0, 0);
+    /* A multishot recv takes all the socket holds, a buffer per piece, before a pause can
+     * stop it; while the ring is short, one buffer per arm lets io_high_water() hold. */
+    if (io_ring_short(w))
+        io_uring_prep_recv(sqe, s->fidx, NULL, 0, 0);
+    else
+        io_uring_prep_recv_multishot(sqe, s->fidx, NULL, 0, 0);
     sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
     sqe->buf_group = 0;
     s->flags |= IO_ST_F_RECV;
@@ -78,8 +83,25 @@ void io_stream_shutdown(struct io_worker *w, struct io_conn *c, struct io_stream
 
 /* ---- the queue ---- */
 
+/* A piece this small that fits behind the queue's last bytes is copied there. */
+#define IO_COALESCE_MAX 4096
+
 void io_stream_push(struct io_worker *w, struct io_stream *s, uint16_t b, uint32_t len)
 {
+    /* Small pieces (a header sent a byte at a time, a TLS record trickling in) join the tail
+     * buffer when it has room, and the buffer they came in goes straight back to the ring:
+     * a slow client holds one buffer, not one per piece, and a thousand of them cannot
+     * drain the ring that every other connection receives into. Appending is safe while a
+     * send of the tail is in flight: that send covers only the bytes that were there. The
+     * fast path never copies: a request that arrives whole finds the queue empty. */
+    uint16_t t = s->qtail;
+    if (t != IO_NOBUF && len <= IO_COALESCE_MAX && w->buf_len[t] + len <= w->buf_size) {
+        memcpy(io_buf_addr(w, t) + w->buf_len[t], io_buf_addr(w, b), len);
+        w->buf_len[t] = (uint16_t)(w->buf_len[t] + len);
+        s->qbytes += len;
+        io_buf_put(w, b);
+        return;
+    }
     w->buf_len[b] = (uint16_t)len;
     w->buf_off[b] = 0;
     w->buf_next[b] = IO_NOBUF;

@@ -238,6 +238,20 @@ static inline void *io_mod(const struct io_worker *w, const struct io_module *m)
     return w->mod[m->id];
 }
 
+/* The high-water mark for a stream's queue: @high bytes normally; while the worker's ring
+ * is short of buffers (under a quarter left to hand out, growth included), one buffer's
+ * worth. Slow readers then hold a buffer or two each instead of @high, and the ring keeps
+ * buffers for connections that have nothing queued: hundreds of clients reading a byte a
+ * second cannot starve everyone else. */
+static inline bool io_ring_short(const struct io_worker *w)
+{
+    return w->bufs_free + (w->nbufs - w->bufs_added) < w->nbufs / 4;
+}
+static inline uint32_t io_high_water(const struct io_worker *w, uint32_t high)
+{
+    return io_ring_short(w) ? w->buf_size : high;
+}
+
 /* An SQE for @op on connection @c (NULL: not tied to a connection, slot = @slot).
  * Submits to make room when the SQ is full; never returns NULL. */
 struct io_uring_sqe *io_sqe(struct io_worker *w, enum io_op op, struct io_conn *c, uint32_t slot);

@@ -202,7 +202,7 @@ static void l4_on_recv(struct io_worker *w, struct io_conn *base, struct io_stre
                                   memory_order_relaxed);
     }
     pump(w, c, s, o);
-    if (s->qbytes >= L4_HIGH)
+    if (s->qbytes >= io_high_water(w, L4_HIGH))
         io_stream_pause(w, base, s);
     maybe_finish(w, c);
 }

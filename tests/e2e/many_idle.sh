@@ -1,0 +1,54 @@
+# 10,000 idle keep-alive client connections held by the real build/lb (2 workers) while wrk
+# runs beside them: wrk sees no error, no idle connection is dropped, and afterwards all
+# 10,000 ask again at once and every one gets its 200.
+. "$(dirname "$0")/lib.sh"
+need python3 curl wrk
+need_uring
+N=10000
+[ "$(ulimit -Hn)" -gt $((N + 500)) ] || skip "hard open-file limit $(ulimit -Hn) is below $N connections"
+ulimit -n "$(ulimit -Hn)"
+A=$(free_port); L=$(free_port); MP=$(free_port)
+bg a "$DEMO" -l "127.0.0.1:$A" -n a
+cat >"$T/lb.yaml" <<EOC
+global: { workers: 2, admin: { socket: $T/lb.sock }, metrics: { listen: 127.0.0.1:$MP } }
+listeners:
+  - name: web
+    bind: 127.0.0.1:$L
+    timeouts: { idle: 10m }
+    routes: [ { cluster: app } ]
+clusters:
+  app: { servers: [ { name: a, address: 127.0.0.1:$A } ] }
+EOC
+bg lb "$LB" -c "$T/lb.yaml"
+LBPID=$LAST_PID
+wait_port "$A"; wait_port "$L"; wait_port "$MP"
+
+ST="$T/idle.status"
+bg idle python3 "$ROOT/tools/bench/idle_client.py" "$L" "$N" "$ST"
+IDLE=$LAST_PID
+phase() { [ -f "$ST" ] && grep -q "^$1 " "$ST"; }
+wait_for 120 "half of the idle connections set up" phase half
+kill -USR1 "$IDLE"
+wait_for 120 "all idle connections set up" phase idle
+read -r _ held errors _ <"$ST"
+echo "idle: held=$held errors=$errors"
+[ "$held" = "$N" ] && [ "$errors" = 0 ] || fail "idle set-up: $(cat "$ST")"
+active=$(curl -s "http://127.0.0.1:$MP/metrics" |
+    awk '/^lb_listener_connections_active\{listener="web"/ { print $2 }')
+echo "lb_listener_connections_active=$active"
+[ "$active" -ge "$N" ] || fail "lb counts $active client connections, want at least $N"
+
+wrk -t2 -c64 -d5s "http://127.0.0.1:$L/" >"$T/wrk.out" 2>&1 || fail "wrk: $(cat "$T/wrk.out")"
+cat "$T/wrk.out"
+grep -q "Socket errors\|Non-2xx" "$T/wrk.out" && fail "wrk saw errors beside the idle connections"
+reqs=$(awk '/requests in/ { print $1 }' "$T/wrk.out")
+[ "${reqs:-0}" -gt 0 ] || fail "wrk made no request"
+
+kill -USR1 "$IDLE"
+wait_for 120 "the idle connections' second requests" phase active
+cat "$ST"
+read -r _ ok setup_err idle_err active_err _ <"$ST"
+[ "$ok" = "$N" ] && [ "$setup_err" = 0 ] && [ "$idle_err" = 0 ] && [ "$active_err" = 0 ] ||
+    fail "after wrk: $(cat "$ST")"
+kill -0 "$LBPID" || fail "lb died"
+echo "PASS"

@@ -1,5 +1,5 @@
 # lb: one non-recursive GNU Makefile. Outputs go under build/.
-#   make                 build/lb and build/lbctl
+#   make                 build/lb, build/lbctl, build/lbq and the tools
 #   make test            install missing packages, build everything, run every test
 #   make run             install missing packages, start the demo
 #   make fuzz            run each libFuzzer target for FUZZ_SECONDS (needs clang)

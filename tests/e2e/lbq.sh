@@ -9,8 +9,10 @@
 #    the URL's path), Content-Type and body byte for byte; queue and processing lists empty;
 #  - kill -9 mid-run, then a restart: every id delivered at least once, duplicates at most
 #    the number of threads (entries in hand), nothing left behind;
-#  - a backend answering 500 twice per id: retried, delivered once; ids always failing go to
-#    Q:dead after --max-tries, with exactly that many attempts; a malformed entry goes to
+#  - a backend answering 500 twice per id: retried, delivered once; ids always failing (500,
+#    or malformed responses: NUL in the head, no status line, bad chunk size, two
+#    Content-Lengths, a head over 64 KiB) go to Q:dead after --max-tries, with exactly that
+#    many attempts; a malformed entry goes to
 #    Q:dead with a log line; final --json figures checked;
 #  - SIGTERM with entries in hand: they are finished (delivered), the rest stay queued, and a
 #    stop during a retry wait puts the entry back with its try count.
@@ -22,7 +24,7 @@ R=$(free_port); CLOSED=$(free_port); B=$(free_port); BF=$(free_port); BS=$(free_
 bg redis redis-server --port "$R" --bind 127.0.0.1 --save '' --appendonly no --dir "$T"
 bg backend python3 "$ROOT/tests/e2e/lbq_backend.py" "$B" "$T/ok.log"
 bg flaky python3 "$ROOT/tests/e2e/lbq_backend.py" "$BF" "$T/flaky.log" --fail-first 2 \
-    --fail-ids dl-0,dl-1,bk-0
+    --fail-ids dl-0,dl-1,bk-0 --bad-ids bad-0,bad-1
 bg slow python3 "$ROOT/tests/e2e/lbq_backend.py" "$BS" "$T/slow.log" --delay-ms 1500
 for p in $R $B $BF $BS; do wait_port "$p"; done
 rc() { redis-cli -p "$R" "$@"; }
@@ -152,27 +154,29 @@ echo "ok: kill -9 after $before deliveries, restart: every id delivered, $dups d
 # --- retries, dead letters, malformed entry
 push rt rt 20 "$T/manifest"
 push rt dl 2 "$T/manifest"
+push rt bad 2 "$T/manifest"
 push rt --raw '{"id":"m","ts":1,"method":"POST","uri":"/","body":"\ud800"}'
 bg lbq_rt "$LBQ" --redis "127.0.0.1:$R" consume rt --to "http://127.0.0.1:$BF" --threads 3 \
     --max-tries 4 --backoff 5ms --json
 RT=$LAST_PID
-wait_for 60 "rt settled" sh -c "[ \$(redis-cli -p $R llen rt:dead) = 3 ] && [ \$(grep -c '^rt-[0-9]* 200 ' '$T/flaky.log') = 20 ]"
+wait_for 60 "rt settled" sh -c "[ \$(redis-cli -p $R llen rt:dead) = 5 ] && [ \$(grep -c '^rt-[0-9]* 200 ' '$T/flaky.log') = 20 ]"
 stop "$RT"
 [ "$STOP_RC" = 0 ] || fail "lbq exit $STOP_RC after SIGTERM"
 dups=$(check_log "$T/flaky.log" rt 20 0) || fail "retries: $dups"
 [ "$(count "$T/flaky.log" rt 500)" = 40 ] || fail "rt: $(count "$T/flaky.log" rt 500) answers 500, not 2 per id"
 [ "$(count "$T/flaky.log" dl 500)" = 8 ] || fail "dl: $(count "$T/flaky.log" dl 500) tries, not 4 per id"
 [ "$(count "$T/flaky.log" dl 200)" = 0 ] || fail "dl delivered?"
+[ "$(count "$T/flaky.log" bad bad)" = 8 ] || fail "bad: $(count "$T/flaky.log" bad bad) tries, not 4 per id"
 rc lrange rt:dead 0 -1 >"$T/dead.out"
 grep -q '"id": "dl-0"' "$T/dead.out" && grep -q '"id": "dl-1"' "$T/dead.out" &&
-    grep -q '"id":"m"' "$T/dead.out" || fail "rt:dead: $(cat "$T/dead.out")"
+    grep -q '"id":"m"' "$T/dead.out" && grep -q '"id": "bad-1"' "$T/dead.out" || fail "rt:dead: $(cat "$T/dead.out")"
 grep -q "malformed entry .* moved to rt:dead: byte .*surrogate" "$T/lbq_rt.log" || fail "no malformed log line"
-for kv in delivered=20 dead=3 malformed=1 retried=46 failed=48; do
+for kv in delivered=20 dead=5 malformed=1 retried=52 failed=56; do
     [ "$(jget "$T/lbq_rt.log" "${kv%=*}")" = "${kv#*=}" ] || fail "rt ${kv%=*}: $(tail -n 1 "$T/lbq_rt.log")"
 done
 [ "$(rc hlen rt:tries)" = 0 ] || fail "rt:tries not emptied"
 [ "$(leftovers rt)" = 0 ] || fail "rt: $(leftovers rt) entries left"
-echo "ok: retries after 500, dead letters after --max-tries 4, a malformed entry dead-lettered"
+echo "ok: retries after 500, dead letters after --max-tries 4 (500s and malformed responses), a malformed entry dead-lettered"
 
 # --- SIGTERM: in-hand entries finished, the rest stay; a retry wait puts its entry back
 push st sg 10 "$T/manifest"

@@ -203,8 +203,10 @@ static void *worker_main(void *arg)
         char *raw = NULL;
         size_t len = 0;
         int rc = lbq_take(w->rc, w->o, w->proc, 0.5, &raw, &len, &err);
-        if (rc < 0)
+        if (rc < 0) {
             drop_redis(w, err.msg);
+            nap(500); /* a persistent error (a queue key of another type) must not spin */
+        }
         if (rc > 0)
             handle(w, raw, len);
         free(raw);

@@ -308,6 +308,8 @@ static int parse_head(struct lbq_http *h, size_t hlen, struct resp *r)
 {
     char *p = h->rbuf, *end = h->rbuf + hlen;
     memset(r, 0, sizeof(*r));
+    if (memchr(p, '\0', hlen - 1))
+        return -EPROTO; /* the string functions below must see the whole head */
     if (hlen < 14 || strncmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ' ||
         p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9' ||
         (p[12] != ' ' && p[12] != '\r'))
@@ -318,6 +320,8 @@ static int parse_head(struct lbq_http *h, size_t hlen, struct resp *r)
     while (p < end - 2) {
         char *eol = strstr(p, "\r\n");
         const char *v;
+        if (!eol)
+            return -EPROTO;
         size_t len = (size_t)(eol - p);
         *eol = '\0';
         if (header_is(p, len, "content-length", &v)) {
@@ -417,7 +421,9 @@ int lbq_http_deliver(struct lbq_http *h, const struct lbq_entry *e, unsigned att
         lbq_http_close(h);
         bool stale = reused && !got_any && (rc == -ECONNRESET || rc == -EPIPE);
         lb_err_set(err, "%s: %s", h->url->authority,
-                   rc == -EPROTO ? "malformed response" : strerror(-rc));
+                   rc == -EPROTO    ? "malformed response"
+                   : rc == -ENOBUFS ? "response head over 64 KiB"
+                                    : strerror(-rc));
         if (!stale)
             break;
     }

@@ -18,7 +18,7 @@
 #    stop during a retry wait puts the entry back with its try count.
 . "$(dirname "$0")/lib.sh"
 need python3 redis-server redis-cli
-LBQ="$ROOT/build/lbq"
+LBQ="${LBQ:-$ROOT/build/lbq}"
 [ -x "$LBQ" ] || fail "build/lbq is missing (make)"
 R=$(free_port); CLOSED=$(free_port); B=$(free_port); BF=$(free_port); BS=$(free_port)
 bg redis redis-server --port "$R" --bind 127.0.0.1 --save '' --appendonly no --dir "$T"
@@ -195,3 +195,26 @@ stop "$BK"
 [ "$STOP_RC" = 0 ] || fail "lbq exit $STOP_RC after SIGTERM in a retry wait"
 [ "$(rc llen bk)" = 1 ] && [ "$(rc hget bk:tries bk-0)" = 1 ] || fail "bk: $(rc llen bk) queued, tries $(rc hget bk:tries bk-0)"
 echo "ok: SIGTERM finished the 4 entries in hand, 6 stay queued; a retry wait hands its entry back"
+
+# --- --rate: 300 entries at 150/s cannot take less than 299/150 s (a bound that a slow
+# machine only makes looser); progress on a terminal (script(1) gives lbq a pty)
+push rq rq 300 "$T/manifest"
+bg lbq_rq "$LBQ" --redis "127.0.0.1:$R" consume rq --to "http://127.0.0.1:$B" --threads 4 --rate 150 --json
+RQ=$LAST_PID
+wait_for 60 "rq drained" sh -c "[ \$(grep -c '^rq-' '$T/ok.log') -ge 300 ]"
+stop "$RQ"
+python3 - "$T/lbq_rq.log" <<'EOF_PY' || fail "--rate 150: $(tail -n 1 "$T/lbq_rq.log")"
+import json, sys
+last = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+sys.exit(0 if last["final"] and last["delivered"] == 300 and last["elapsed_s"] >= 299 / 150 else 1)
+EOF_PY
+if command -v script >/dev/null 2>&1; then
+    push pq pq 5 "$T/manifest"
+    script -qec "timeout -s INT 3 '$LBQ' --redis 127.0.0.1:$R consume pq --to http://127.0.0.1:$B" \
+        "$T/tty.out" >/dev/null </dev/null || true
+    grep -q "delivered 5  failed 0  retried 0  dead 0  .*/s  queue 0" "$T/tty.out" ||
+        fail "no progress line on a terminal: $(tr '\r' '\n' <"$T/tty.out" | head -5)"
+    echo "ok: --rate bounds deliveries, progress line on a terminal"
+else
+    echo "ok: --rate bounds deliveries (script(1) missing: terminal progress not checked)"
+fi

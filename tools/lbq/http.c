@@ -157,7 +157,7 @@ static bool hop_header(const char *n, size_t len)
 static long build_head(const struct lbq_http *h, const struct lbq_entry *e, unsigned attempt,
                        char **out)
 {
-    size_t cap = 512 + strlen(h->url->path) + strlen(e->uri) + strlen(e->id);
+    size_t cap = 1024 + strlen(h->url->path) + strlen(e->uri) + strlen(e->id);
     for (size_t i = 0; i < e->nheaders; i++)
         cap += e->headers[i].name_len + e->headers[i].value_len + 4;
     char *b = malloc(cap);

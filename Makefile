@@ -1,5 +1,5 @@
 # lb: one non-recursive GNU Makefile. Outputs go under build/.
-#   make                 build/lb and build/lbctl
+#   make                 build/lb, build/lbctl, build/lbq and the tools
 #   make test            install missing packages, build everything, run every test
 #   make run             install missing packages, start the demo
 #   make fuzz            run each libFuzzer target for FUZZ_SECONDS (needs clang)
@@ -45,8 +45,10 @@ UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/fuzzobj/%.o)
+LBQ_SRCS    := $(wildcard tools/lbq/*.c)
 TOOL_BINS   := $(if $(wildcard tools/demo/main.c),$(B)/demo-backend) \
-               $(if $(wildcard tools/bench/stream.c),$(B)/bench-stream)
+               $(if $(wildcard tools/bench/stream.c),$(B)/bench-stream) \
+               $(if $(wildcard tools/lbq/main.c),$(B)/lbq)
 
 .PHONY: all deps test check run fuzz fuzz-build clean bench
 all: $(B)/lb $(B)/lbctl $(TOOL_BINS)
@@ -68,6 +70,10 @@ $(B)/lbctl: $(CTL_SRCS:%.c=$(B)/obj/%.o) $(CONF_OBJS)
 $(B)/demo-backend: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/demo/*.c))
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# The queue consumer: every .c in tools/lbq/, with conf/ for -c FILE.
+$(B)/lbq: $(LBQ_SRCS:%.c=$(B)/obj/%.o) $(CONF_OBJS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
+
 # The bulk-transfer client and server of tools/bench/l4_stream.sh.
 $(B)/bench-stream: $(B)/obj/tools/bench/stream.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
@@ -86,6 +92,12 @@ $(B)/fuzzobj/%.o: %.c
 $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ -o $@ $(PKG_LIBS) $(LDLIBS)
+
+# Tools are not in the library: the lbq entry decoder (one file with no dependencies but
+# conf/err.h) is added to its unit test and its fuzz target as an extra prerequisite, which
+# the pattern rules' $^ picks up.
+$(B)/tests/test_lbq: $(B)/obj/tools/lbq/entry.o
+$(B)/fuzz/fuzz_lbq_entry: $(B)/fuzzobj/tools/lbq/entry.o
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -200,6 +200,8 @@ void conf_free(struct conf *c)
             free(r->target);
             free_hash_key(&r->hash_key);
             free(r->enqueue.redis_list);
+            for (size_t k = 0; k < r->enqueue.nheaders; k++)
+                free(r->enqueue.headers[k]);
             free(r->redirect.host);
         }
         free(l->routes);
@@ -233,6 +235,8 @@ void conf_free(struct conf *c)
         free(c->global.redis_nodes[i]);
     free(c->global.redis_nodes);
     free(c->global.redis_instance);
+    free(c->global.redis_prefix);
+    free(c->global.redis_password);
     free(c->file);
     free(c);
 }

@@ -209,9 +209,15 @@ struct conf_cache {
     uint64_t max_bytes; /* per worker, default 64m */
 };
 
+#define CONF_ENQ_MAX_HEADERS 16
+
 struct conf_enqueue {
     char *redis_list;
-    uint64_t max_length; /* default 100000 */
+    uint64_t max_length;                 /* default 100000 */
+    uint64_t max_body;                   /* default 64k: a longer request body is answered 413 */
+    char *headers[CONF_ENQ_MAX_HEADERS]; /* header names kept in the entry, lowercased;
+                                            Content-Type and X-Forwarded-For always are */
+    size_t nheaders;
 };
 
 /* redirect: { scheme, host, port, code }: the same URI somewhere else. */
@@ -301,6 +307,9 @@ struct conf_global {
     char **redis_nodes;           /* host:port strings, each checked by conf_parse_addr */
     size_t nredis_nodes;          /* 0: no redis: block */
     char *redis_instance;         /* NULL: lb derives one from the host name */
+    char *redis_prefix;           /* default "lb:": lb's own keys start with it */
+    uint64_t redis_timeout_ms;    /* default 250ms: a slower answer counts as Redis down */
+    char *redis_password;         /* NULL: no AUTH */
     uint64_t shutdown_timeout_ms; /* default 10s: how long a stop waits for connections */
 };
 

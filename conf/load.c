@@ -658,6 +658,13 @@ static const struct conf_key log_keys[] = {
 static const struct conf_key redis_keys[] = {
     {.name = "nodes", .set = set_redis_nodes, .flags = CONF_K_REQUIRED},
     {.name = "instance", .set = conf_set_name, .off = offsetof(struct conf_global, redis_instance)},
+    {.name = "prefix", .set = conf_set_str, .off = offsetof(struct conf_global, redis_prefix)},
+    {.name = "timeout",
+     .set = conf_set_duration,
+     .off = offsetof(struct conf_global, redis_timeout_ms),
+     .min = 1,
+     .max = 60 * 1000},
+    {.name = "password", .set = conf_set_text, .off = offsetof(struct conf_global, redis_password)},
     {.name = NULL},
 };
 
@@ -705,8 +712,10 @@ void conf_load_root(struct conf_ctx *x, const struct conf_node *root)
     g->log_level = CONF_LOG_INFO;
     g->access = CONF_ACCESS_OFF;
     g->shutdown_timeout_ms = 10 * SEC;
+    g->redis_timeout_ms = 250;
     g->admin_socket = strdup("/tmp/lb.sock");
-    if (!g->admin_socket) {
+    g->redis_prefix = strdup("lb:");
+    if (!g->admin_socket || !g->redis_prefix) {
         conf_err(x, root->pos, "out of memory");
         return;
     }

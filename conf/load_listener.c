@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conf/load.h"
 
@@ -181,6 +182,63 @@ static int set_route_static(struct conf_ctx *x, const struct conf_node *n, void 
     return conf_set_name(x, n, &r->target, k);
 }
 
+/* A header name is an RFC 9110 token; stored lowercased, each name once. */
+static bool enq_header_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static int add_enq_header(struct conf_ctx *x, const struct conf_node *v, struct conf_enqueue *e)
+{
+    char q[48];
+    if (v->bad || !conf_expect(x, v, CONF_NODE_SCALAR, "a header name"))
+        return -EINVAL;
+    for (size_t i = 0; i < v->len; i++) {
+        if (!enq_header_char((unsigned char)v->str[i])) {
+            conf_err(x, v->pos, "'%s' is not a header name (letters, digits, -, _ ...)", Q(q, v));
+            return -EINVAL;
+        }
+    }
+    if (v->len == 0) {
+        conf_err(x, v->pos, "an empty header name");
+        return -EINVAL;
+    }
+    for (size_t j = 0; j < e->nheaders; j++) {
+        if (!strcasecmp(e->headers[j], v->str)) {
+            conf_err(x, v->pos, "header '%s' is listed twice", Q(q, v));
+            return -EINVAL;
+        }
+    }
+    char *name = strdup(v->str);
+    if (!name) {
+        conf_err(x, v->pos, "out of memory");
+        return -ENOMEM;
+    }
+    for (char *p = name; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    e->headers[e->nheaders++] = name;
+    return 0;
+}
+
+static int set_enq_headers(struct conf_ctx *x, const struct conf_node *n, void *field,
+                           const struct conf_key *k)
+{
+    struct conf_enqueue *e = field;
+    if (!conf_expect(x, n, CONF_NODE_SEQ, "a list of header names such as [X-Request-Id]"))
+        return -EINVAL;
+    if (n->nkids > CONF_ENQ_MAX_HEADERS) {
+        conf_err(x, n->pos, "headers takes at most %d names", CONF_ENQ_MAX_HEADERS);
+        return -EINVAL;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n->nkids; i++) {
+        if (add_enq_header(x, n->kids[i], e) < 0)
+            rc = -EINVAL;
+    }
+    return rc;
+}
+
 static const struct conf_key enqueue_keys[] = {
     {.name = "redis_list",
      .set = conf_set_str,
@@ -191,6 +249,12 @@ static const struct conf_key enqueue_keys[] = {
      .off = offsetof(struct conf_enqueue, max_length),
      .min = 1,
      .max = 1000000000},
+    {.name = "max_body",
+     .set = conf_set_size,
+     .off = offsetof(struct conf_enqueue, max_body),
+     .min = 0,
+     .max = 64 * MIB},
+    {.name = "headers", .set = set_enq_headers},
     {.name = NULL},
 };
 
@@ -200,6 +264,7 @@ static int set_enqueue(struct conf_ctx *x, const struct conf_node *n, void *fiel
     struct conf_route *r = field;
     r->action = CONF_ACT_ENQUEUE;
     r->enqueue.max_length = 100000;
+    r->enqueue.max_body = 64 * KIB;
     return conf_map(x, n, &r->enqueue, enqueue_keys, NULL);
 }
 

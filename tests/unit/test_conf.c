@@ -88,6 +88,9 @@ static void test_minimal_defaults(void **state)
     assert_null(c->global.access_file);
     assert_int_equal(c->global.nredis_nodes, 0);
     assert_int_equal(c->global.shutdown_timeout_ms, 10000);
+    assert_string_equal(c->global.redis_prefix, "lb:");
+    assert_int_equal(c->global.redis_timeout_ms, 250);
+    assert_null(c->global.redis_password);
 
     assert_int_equal(c->nlisteners, 1);
     const struct conf_listener *l = &c->listeners[0];
@@ -166,7 +169,8 @@ static const char full_yaml[] =
     "  admin: { socket: /tmp/lb-test.sock }\n"
     "  metrics: { listen: 127.0.0.1:9100 }\n"
     "  log: { level: debug, access: /tmp/lb-access.log }\n"
-    "  redis: { nodes: [127.0.0.1:6379, '[::1]:6380'], instance: lb-a }\n"
+    "  redis: { nodes: [127.0.0.1:6379, '[::1]:6380'], instance: lb-a, prefix: 'a:', "
+    "timeout: 1s, password: s3cret }\n"
     "  shutdown_timeout: 3s\n"
     "listeners:\n"
     "  - name: web\n"
@@ -182,7 +186,8 @@ static const char full_yaml[] =
     "        hash_key: header:X-User-Id\n"
     "        cache: { ttl: 1s, max_bytes: 1m }\n"
     "      - match: { path_prefix: /flash/, methods: [POST] }\n"
-    "        enqueue: { redis_list: 'flash:orders', max_length: 500 }\n"
+    "        enqueue: { redis_list: 'flash:orders', max_length: 500, max_body: 1k, "
+    "headers: [X-User-Id, Idempotency-Key] }\n"
     "      - cluster: app\n"
     "  - name: redis\n"
     "    bind: 127.0.0.1:7000\n"
@@ -244,6 +249,9 @@ static void test_full_schema(void **state)
     assert_int_equal(g->nredis_nodes, 2);
     assert_string_equal(g->redis_nodes[1], "[::1]:6380");
     assert_string_equal(g->redis_instance, "lb-a");
+    assert_string_equal(g->redis_prefix, "a:");
+    assert_int_equal(g->redis_timeout_ms, 1000);
+    assert_string_equal(g->redis_password, "s3cret");
     assert_int_equal(g->shutdown_timeout_ms, 3000);
 
     assert_int_equal(c->nlisteners, 2);
@@ -275,6 +283,10 @@ static void test_full_schema(void **state)
     assert_int_equal(r->action, CONF_ACT_ENQUEUE);
     assert_string_equal(r->enqueue.redis_list, "flash:orders");
     assert_int_equal(r->enqueue.max_length, 500);
+    assert_int_equal(r->enqueue.max_body, 1024);
+    assert_int_equal(r->enqueue.nheaders, 2);
+    assert_string_equal(r->enqueue.headers[0], "x-user-id");
+    assert_string_equal(r->enqueue.headers[1], "idempotency-key");
     assert_int_equal(r->methods, CONF_M_POST);
     assert_false(l->routes[3].has_match);
 
@@ -797,6 +809,17 @@ static void test_route_actions(void **state)
                48, "enqueue needs Redis");
     expect_err(APP WEB "      - { match: { path_prefix: /x }, enqueue: { max_length: 5 } }\n", 10,
                48, "missing required key 'redis_list'");
+    expect_err(APP WEB "      - { match: { path_prefix: /x }, enqueue: { redis_list: q, "
+                       "headers: [ok, 'a b'] } }\n",
+               10, 79, "'a b' is not a header name");
+    expect_err(APP WEB "      - { match: { path_prefix: /x }, enqueue: { redis_list: q, "
+                       "headers: [X-A, x-a] } }\n",
+               10, 80, "header 'x-a' is listed twice");
+    expect_err(APP WEB "      - { match: { path_prefix: /x }, enqueue: { redis_list: q, "
+                       "max_body: 1g } }\n",
+               10, 75, "max_body");
+    expect_err("global: { redis: { nodes: [127.0.0.1:6379], timeout: 0s } }\n" APP WEB, 1, 54,
+               "timeout");
     expect_err(APP WEB "      - { match: { path_prefix: /x }, static: s, cache: { ttl: 1s } }\n"
                        "static: { s: { dir: /tmp } }\n",
                10, 50, "cache applies only to routes with a cluster");

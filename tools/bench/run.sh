@@ -39,7 +39,7 @@ if [ $# -gt 0 ]; then
     done
 else
     scripts=$(ls tools/bench/*.sh | grep -v -e '/lib\.sh$' -e '/run\.sh$' -e '/charts\.sh$' \
-        -e '/headline\.sh$' -e '/profile\.sh$')
+        -e '/headline\.sh$' -e '/profile\.sh$' -e '/soak\.sh$')
     profile=1
 fi
 

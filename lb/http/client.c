@@ -201,8 +201,12 @@ static void client_on_header(struct io_worker *w, struct http_conn *c)
     if (c->h.phase == HC_IDLE)
         request_begin(w, c);
     /* Copy what arrived since the last look; one byte past the limit tells "too big"
-     * apart from "exactly at the limit". */
-    c->h.hlen += q_peek(w, &c->st, c->h.hlen, c->h.hbuf + c->h.hlen, max - c->h.hlen);
+     * apart from "exactly at the limit". While the header is incomplete, hbuf holds all of
+     * it and the queue none: what was copied leaves the queue at once, so a client sending
+     * its header a byte at a time holds no receive buffer of the ring, only its hbuf. */
+    uint32_t had = c->h.hlen;
+    uint32_t got = q_peek(w, &c->st, 0, c->h.hbuf + had, max - had);
+    c->h.hlen += got;
 
     static __thread struct http_req req;
     req.scan.scanned = c->h.scanned;
@@ -210,10 +214,12 @@ static void client_on_header(struct io_worker *w, struct http_conn *c)
     int rc = http_parse_request(c->h.hbuf, c->h.hlen, max, max_target, &req);
     c->h.scanned = req.scan.scanned;
     if (rc <= 0) {
+        if (rc == HTTP_AGAIN)
+            q_consume(w, &c->st, got);
         request_unparsed(w, c, rc, max);
         return;
     }
-    q_consume(w, &c->st, (uint32_t)rc);
+    q_consume(w, &c->st, (uint32_t)rc - had);
     c->h.bytes_in += (uint32_t)rc;
     c->h.method = (uint8_t)req.method;
     c->h.target_off = req.target.off;

@@ -40,8 +40,7 @@ wait_port "$F"; wait_port "$G"; wait_port "$L"; wait_port "$MP"
 fds_start=$(ls "/proc/$LBPID/fd" | wc -l)
 
 metrics() { curl -s "http://127.0.0.1:$MP/metrics"; }
-# sum NAME: the sum of every sample of the metric NAME.
-sum() { metrics | awk -v n="$1" '$1 ~ "^"n"({|$)" { s += $2 } END { print s + 0 }'; }
+sum() { metric_sum "$MP" "$1"; }
 
 # The healthy cluster is asked all along, from its own client.
 python3 - "$L" >"$T/good.out" 2>&1 <<'EOF_PY' &
@@ -133,13 +132,8 @@ read -r _ ok bad <"$T/good.out" || fail "no result from the healthy client"
 
 # Every client is gone and idle backend connections time out after 1 s: nothing is left.
 idle() {
-    [ "$(sum lb_connections_active)" = 0 ] && [ "$(sum lb_worker_buffers_in_use)" = 0 ] &&
-        [ "$(sum lb_worker_files_open)" = 0 ] &&
-        [ "$(ls "/proc/$LBPID/fd" | wc -l)" -le "$fds_start" ]
+    holds_nothing "$MP" && [ "$(ls "/proc/$LBPID/fd" | wc -l)" -le "$fds_start" ]
 }
-for m in lb_connections_active lb_worker_buffers_in_use lb_worker_files_open; do
-    metrics | grep -q "^$m{worker=\"1\"}" || fail "metric $m missing"
-done
 wait_for 15 "resources back to zero" idle
 echo "after: slots=$(sum lb_connections_active) buffers=$(sum lb_worker_buffers_in_use)" \
     "files=$(sum lb_worker_files_open) fds=$(ls "/proc/$LBPID/fd" | wc -l) (start $fds_start)"

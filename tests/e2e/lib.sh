@@ -129,3 +129,21 @@ need_uring() {
         skip "io_uring disabled (kernel.io_uring_disabled=2)"
     fi
 }
+
+# metric_sum PORT NAME: the sum of every sample of metric NAME on lb's 127.0.0.1:PORT/metrics.
+metric_sum() {
+    curl -s "http://127.0.0.1:$1/metrics" |
+        awk -v n="$2" '$1 ~ "^"n"({|$)" { s += $2 } END { print s + 0 }'
+}
+
+# holds_nothing PORT: true when lb (metrics on PORT) holds no connection slot, ring or TLS
+# buffer and no socket on any worker: what every fault and abuse test ends by waiting for.
+# Fails the test when the gauges are missing, since a missing gauge would read as 0.
+holds_nothing() {
+    for m in lb_connections_active lb_worker_buffers_in_use lb_worker_files_open; do
+        curl -s "http://127.0.0.1:$1/metrics" | grep -q "^$m{worker=" || fail "metric $m missing"
+    done
+    [ "$(metric_sum "$1" lb_connections_active)" = 0 ] &&
+        [ "$(metric_sum "$1" lb_worker_buffers_in_use)" = 0 ] &&
+        [ "$(metric_sum "$1" lb_worker_files_open)" = 0 ]
+}

@@ -71,7 +71,7 @@ $(B)/demo-backend: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/demo/*.c))
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # The queue consumer: every .c in tools/lbq/, with conf/ for -c FILE.
-$(B)/lbq: $(LBQ_SRCS:%.c=$(B)/obj/%.o) $(CONF_OBJS)
+$(B)/lbq: $(LBQ_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/tools/ctl_json.o $(CONF_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
 
 # The bulk-transfer client and server of tools/bench/l4_stream.sh.
@@ -93,11 +93,11 @@ $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ -o $@ $(PKG_LIBS) $(LDLIBS)
 
-# Tools are not in the library: the lbq entry decoder (one file with no dependencies but
-# conf/err.h) is added to its unit test and its fuzz target as an extra prerequisite, which
+# Tools are not in the library: the lbq entry decoder (with tools/ctl_json.c for its UTF-8
+# writer) is added to its unit test and its fuzz target as an extra prerequisite, which
 # the pattern rules' $^ picks up.
-$(B)/tests/test_lbq: $(B)/obj/tools/lbq/entry.o
-$(B)/fuzz/fuzz_lbq_entry: $(B)/fuzzobj/tools/lbq/entry.o
+$(B)/tests/test_lbq: $(B)/obj/tools/lbq/entry.o $(B)/obj/tools/ctl_json.o
+$(B)/fuzz/fuzz_lbq_entry: $(B)/fuzzobj/tools/lbq/entry.o $(B)/fuzzobj/tools/ctl_json.o
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -65,7 +65,7 @@ static int hex4(struct jp *p, uint32_t *out)
     return 0;
 }
 
-static size_t put_utf8(char *o, uint32_t cp)
+size_t ctl_utf8_put(char *o, uint32_t cp)
 {
     if (cp < 0x80) {
         o[0] = (char)cp;
@@ -157,7 +157,7 @@ static char *parse_string(struct jp *p)
             }
             if (cp >= 0xd800 && cp < 0xe000)
                 cp = 0xfffd; /* a lone surrogate */
-            o += put_utf8(o, cp);
+            o += ctl_utf8_put(o, cp);
             break;
         }
         default:

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define CTL_JSON_MAX_DEPTH 64
 
@@ -45,5 +46,9 @@ const struct ctl_json *ctl_json_get(const struct ctl_json *obj, const char *key)
 const char *ctl_json_str(const struct ctl_json *obj, const char *key, const char *dflt);
 double ctl_json_num(const struct ctl_json *obj, const char *key, double dflt);
 bool ctl_json_bool(const struct ctl_json *obj, const char *key, bool dflt);
+
+/* Writes code point @cp (at most U+10FFFF, not a surrogate: the caller checked) as UTF-8 at
+ * @o, which has room for 4 bytes; returns the bytes written. */
+size_t ctl_utf8_put(char *o, uint32_t cp);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/ctl_json.h"
 #include "tools/lbq/entry.h"
 
 struct ps {
@@ -67,30 +68,6 @@ static int hex4(struct ps *s, unsigned *v)
     return 0;
 }
 
-static size_t put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | cp >> 12);
-        o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | cp >> 18);
-    o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-    o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* \uXXXX (the backslash and 'u' already taken), with a following low surrogate when the
  * first is a high one. Returns the code point's length in UTF-8 written to @o (if any). */
 static int unicode_escape(struct ps *s, char *o, size_t *n)
@@ -111,7 +88,7 @@ static int unicode_escape(struct ps *s, char *o, size_t *n)
         hi = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
     }
     char tmp[4];
-    *n = put_utf8(o ? o : tmp, hi);
+    *n = ctl_utf8_put(o ? o : tmp, hi);
     return 0;
 }
 

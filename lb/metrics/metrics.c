@@ -132,6 +132,17 @@ static void prom_process(struct lb_runtime *rt, struct lb_jbuf *o)
     sample_u64(o, "lb_connections_max", NULL, 0, rt->conns_per_worker);
 }
 
+/* A counter with one sample per listener: the _Atomic uint64_t at @off in its stats. */
+static void per_listener(struct lb_runtime *rt, struct lb_jbuf *o, const char *name,
+                         const char *help, size_t off)
+{
+    const struct conf *cf = rt->conf;
+    family(o, name, "counter", help);
+    for (size_t i = 0; i < cf->nlisteners; i++)
+        sample_u64(o, name, (struct label[]){{"listener", cf->listeners[i].name}}, 1,
+                   LOAD(*(_Atomic uint64_t *)((char *)&rt->lstats[i] + off)));
+}
+
 static void prom_listeners(struct lb_runtime *rt, struct lb_jbuf *o)
 {
     const struct conf *cf = rt->conf;
@@ -149,19 +160,13 @@ static void prom_listeners(struct lb_runtime *rt, struct lb_jbuf *o)
                    (struct label[]){{"listener", cf->listeners[i].name},
                                     {"protocol", conf_protocol_name(cf->listeners[i].protocol)}},
                    2, LOAD(rt->lstats[i].active));
-    family(o, "lb_listener_refused_total", "counter",
-           "Connections accepted and closed at once: the worker was at max_connections.");
-    for (size_t i = 0; i < cf->nlisteners; i++)
-        sample_u64(o, "lb_listener_refused_total",
-                   (struct label[]){{"listener", cf->listeners[i].name}}, 1,
-                   LOAD(rt->lstats[i].refused));
-    family(o, "lb_listener_accept_paused_total", "counter",
-           "Times accepting stopped for lack of a free file slot (ulimit -n), until a "
-           "connection closed.");
-    for (size_t i = 0; i < cf->nlisteners; i++)
-        sample_u64(o, "lb_listener_accept_paused_total",
-                   (struct label[]){{"listener", cf->listeners[i].name}}, 1,
-                   LOAD(rt->lstats[i].paused));
+    per_listener(rt, o, "lb_listener_refused_total",
+                 "Connections accepted and closed at once: the worker was at max_connections.",
+                 offsetof(struct metrics_listener_stats, refused));
+    per_listener(rt, o, "lb_listener_accept_paused_total",
+                 "Times accepting stopped for lack of a free file slot (ulimit -n), until a "
+                 "connection closed.",
+                 offsetof(struct metrics_listener_stats, paused));
     family(o, "lb_listener_limited_total", "counter",
            "Connections (reason=connections) and requests or tcp connections (reason=rate) "
            "refused by the listener's per-address limits.");

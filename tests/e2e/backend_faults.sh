@@ -85,6 +85,10 @@ r=$(code /ok); echo "while ejected: $r"
 # them: a reload brings the server back with a fresh passive state.
 sed -i 's/consecutive_failures: 3, ejection: 60s, max_ejected_percent: 100/consecutive_failures: 100, ejection: 100ms, max_ejected_percent: 100/' "$T/lb.yaml"
 "$LBCTL" -s "$T/lb.sock" reload >/dev/null || fail "reload refused"
+# Until the old generation's workers have stopped accepting, a new connection may still land
+# on one of them (the listening socket is shared) and meet the ejection: wait for it to finish.
+wait_for 20 "the previous generation finished draining" \
+    grep -q 'msg="previous generation finished draining"' "$T/lb.log"
 wait_for 10 "f1 up after the reload" sh -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$L/ok | grep -qx 200"
 for i in 1 2 3; do
     r=$(code /reset); echo "reset mid-body: $r"

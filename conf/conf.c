@@ -284,6 +284,8 @@ struct conf *conf_load_buf(const char *name, const char *buf, size_t len, struct
      * whatever the loader could not fill in. */
     conf_load_root(&x, root);
     conf_validate(&x);
+    if (!d->n && conf_add_redis_cluster(c) < 0)
+        conf_diag(d, top, "out of memory");
 out:
     free((char *)x.base_dir);
     free(x.cluster_flags);

@@ -322,7 +322,11 @@ struct conf {
     size_t nclusters;
     struct conf_static *statics;
     size_t nstatics;
+    int redis_cluster; /* global.redis as clusters[redis_cluster] (conf/redis.c), or -1 */
 };
+
+/* The name of the cluster lb makes of global.redis: one no config can give. */
+#define CONF_REDIS_CLUSTER "lb:redis"
 
 /* One diagnostic; conf_load collects them in order of position. */
 struct conf_diag {

@@ -119,4 +119,8 @@ void conf_load_root(struct conf_ctx *x, const struct conf_node *root);
 /* Cross-object rules: names, addresses, references, hash keys (validate.c). */
 void conf_validate(struct conf_ctx *x);
 
+/* conf/redis.c: appends global.redis as a cluster of lb's own (sets c->redis_cluster, -1
+ * without global.redis). Returns -1 when out of memory. */
+int conf_add_redis_cluster(struct conf *c);
+
 #endif

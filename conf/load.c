@@ -584,8 +584,9 @@ static int set_redis_nodes(struct conf_ctx *x, const struct conf_node *n, void *
     struct conf_global *g = field;
     if (!conf_expect(x, n, CONF_NODE_SEQ, "a list of addresses [ IP:PORT, ... ]"))
         return -EINVAL;
-    if (n->nkids == 0) {
-        conf_err(x, n->pos, "at least one redis node is needed");
+    if (n->nkids == 0 || n->nkids > CONF_MAX_REPLICAS + 1) {
+        conf_err(x, n->pos, "a redis primary and at most %d replicas are needed",
+                 CONF_MAX_REPLICAS);
         return -EINVAL;
     }
     g->redis_nodes = calloc(n->nkids, sizeof(*g->redis_nodes));

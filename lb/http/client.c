@@ -78,12 +78,19 @@ static void client_dispatch(struct io_worker *w, struct http_conn *c, struct htt
             http_redirect_reply(w, c, d.answer.status, d.answer.close, &d.location);
             return;
         }
+        if (d.route >= 0 && d.action == CONF_ACT_ENQUEUE && d.answer.status == 413)
+            atomic_fetch_add_explicit(&w->rt->lstats[c->base.listener].enq[METRICS_ENQ_TOO_LARGE],
+                                      1, memory_order_relaxed);
         http_local_reply(w, c, d.answer.status, d.answer.close,
                          d.answer.hdr[0] ? d.answer.hdr : NULL);
         return;
     }
     const struct conf_route *r = &lcf->routes[d.route];
     c->h.route = (uint16_t)d.route;
+    if (d.action == CONF_ACT_ENQUEUE) {
+        http_enq_begin(w, c, req);
+        return;
+    }
     if (d.set >= 0) {
         int fallback;
         if (http_static_serve(w, c, r, req, &fallback))
@@ -293,6 +300,7 @@ void http_client_close(struct io_worker *w, struct http_conn *c, const char *why
 /* The current exchange is over: close, or wait for (or parse) the next request. */
 void http_client_next(struct io_worker *w, struct http_conn *c)
 {
+    http_enq_free(c);
     if (c->h.flags & H_F_CLOSE) {
         /* The client asked for the close, its whole request was read and nothing more is
          * queued: closing now sends FIN after the answer, and nothing unread can turn it
@@ -364,6 +372,9 @@ static void client_on_recv(struct io_worker *w, struct http_conn *c, int res)
         if (c->st.flags & IO_ST_F_EOF)
             io_conn_close(w, &c->base, NULL);
         break;
+    case HC_ENQ_BODY:
+        http_enq_progress(w, c);
+        break;
     default:
         break;
     }
@@ -376,6 +387,8 @@ static void client_on_send(struct io_worker *w, struct http_conn *c, int res)
         return;
     }
     c->h.bytes_out += (uint32_t)res;
+    if (http_enq_sent(w, c, res))
+        return;
     if (c->h.phase == HC_STATIC) {
         uint32_t n = (uint32_t)res;
         for (int i = 0; i < 2 && n; i++) {
@@ -479,6 +492,7 @@ static void client_on_close(struct io_worker *w, struct io_conn *base)
     if (c->h.limit & H_LIMIT_COUNTED)
         lb_limit_conn_put(w->rt->limits[base->listener], io_peer_hash(&c->peer));
     c->h.limit = 0;
+    http_enq_free(c);
     http_fill_abort(w, c);
     http_fdwait_unlink(w, c);
     cl_pick_release(&c->pick, &w->rt->clusters[c->pick.cluster]);

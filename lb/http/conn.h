@@ -32,6 +32,8 @@ enum http_phase {
     HC_TUNNEL,     /* WebSocket after 101: bytes both ways */
     HC_STATIC,     /* sending a snapshot or a cached answer from memory */
     HC_CACHE_WAIT, /* waiting for another request to fetch the answer this one wants */
+    HC_ENQ_BODY,   /* enqueue route: reading the request body */
+    HC_ENQ_WAIT,   /* enqueue route: the push is in flight to Redis */
     HS_BUSY,       /* backend: serving its client */
     HS_IDLE,       /* backend: in its server's pool */
 };
@@ -52,6 +54,7 @@ enum http_phase {
 #define H_F_CLIENT_EOF 0x1000  /* the client sent FIN */
 #define H_F_KEEPALIVE10 0x2000 /* HTTP/1.0 client asked for keep-alive */
 #define H_F_CONTINUE 0x4000    /* the request has Expect: 100-continue */
+#define H_F_SENDING_CONT 0x20000 /* the send in flight is an enqueue route's 100 Continue */
 #define H_F_CLIENT_CLOSE                                                                           \
     0x10000 /* the client said it sends nothing more (Connection: close,                           \
                or HTTP/1.0 without keep-alive) */
@@ -75,6 +78,7 @@ struct http_state {
     struct snap_set *snap;      /* client: the snapshot set a static answer is sent from (a ref) */
     struct cache_entry *centry; /* client: the cache entry an answer is sent from (a ref) */
     struct cache_fill *fill;    /* client: the cache fill this request's answer feeds */
+    struct http_enq *enq;       /* client: an enqueue route's entry being read and pushed */
     const char *xp[2];          /* client: a static answer, in up to two pieces (header, body) */
     uint32_t xl[2];
     uint32_t target_off; /* client: the request-target in hbuf, for the access log */
@@ -117,7 +121,9 @@ struct http_worker {
     uint64_t *snap_gen;  /* [static set]: the slot generation it was taken at */
     char *alog;          /* access log lines waiting for the end of the iteration */
     uint32_t alog_len;
-    int alog_fd; /* -1: access log off */
+    int alog_fd;      /* -1: access log off */
+    uint64_t enq_seq;     /* the last queue entry id's sequence number on this worker */
+    uint64_t enq_warn_ms; /* when an enqueue failure was last logged */
 };
 
 static inline struct http_worker *hw(const struct io_worker *w)

@@ -161,12 +161,29 @@ void http_backend_progress(struct io_worker *w, struct http_conn *c, struct http
 void http_local_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
                       const char *extra);
 
+/* Answers @status with a body of lb's own (@len bytes of @type at @body, copied). */
+void http_local_answer(struct io_worker *w, struct http_conn *c, int status, bool close,
+                       const char *extra, const char *type, const char *body, size_t len);
+
+/* enqueue.c: an enqueue route took @req: read its body, push it, answer 202 or 503. */
+void http_enq_begin(struct io_worker *w, struct http_conn *c, const struct http_req *req);
+
+/* enqueue.c: more of the body arrived (phase HC_ENQ_BODY). */
+void http_enq_progress(struct io_worker *w, struct http_conn *c);
+
+/* enqueue.c: a send of @c completed; true when it was the 100 Continue's (handled). */
+bool http_enq_sent(struct io_worker *w, struct http_conn *c, int res);
+
+/* enqueue.c: forgets the request's entry (its exchange ended or the client left). */
+void http_enq_free(struct http_conn *c);
+
 /* A redirect route's answer @status, with Location from @loc. */
 struct route_location;
 void http_redirect_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
                          const struct route_location *loc);
 
-/* @c's address as text into @out; returns its length (0 when unknown). */
+/* @c's address as text into @out ("unknown" when not known); returns 0, or -1 when it does
+ * not fit. */
 int http_client_ip_text(const struct http_conn *c, char *out, size_t n);
 
 /* Writes the request as the backend gets it into the second half of hbuf. */

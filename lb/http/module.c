@@ -126,6 +126,9 @@ void http_tick(struct io_worker *w, struct io_conn *base)
         }
         break;
     }
+    case HC_ENQ_BODY: /* HC_ENQ_WAIT: bounded by global.redis.timeout */
+        cut_slow_body(w, c, lcf, now);
+        break;
     case HC_TUNNEL:
         if (lcf->idle_timeout_ms && now - c->base.last_ms > lcf->idle_timeout_ms) {
             struct http_conn *b = peer_of(w, c);

@@ -28,6 +28,10 @@ static const char *reason_of(int status)
     switch (status) {
     case 200:
         return "OK";
+    case 202:
+        return "Accepted";
+    case 411:
+        return "Length Required";
     case 500:
         return "Internal Server Error";
     case 301:
@@ -69,9 +73,16 @@ static const char *reason_of(int status)
     }
 }
 
+/* The body of an answer: "STATUS REASON\n" as text/plain unless given. */
+struct answer_body {
+    const char *type, *p;
+    size_t len;
+};
+
 /* The answer, with header lines @extra and a Location field when @loc is not NULL. */
 static void local_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
-                        const char *extra, const struct route_location *loc)
+                        const char *extra, const struct route_location *loc,
+                        const struct answer_body *ab)
 {
     http_fill_abort(w, c);
     struct http_conn *b = peer_of(w, c);
@@ -94,19 +105,22 @@ static void local_reply(struct io_worker *w, struct http_conn *c, int status, bo
         (c->h.phase != HC_HEADER && c->h.phase != HC_IDLE && !c->h.body.done))
         close = true;
     const char *reason = reason_of(status);
-    char body[96];
-    int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason);
+    char text[96];
+    struct answer_body own = {"text/plain", text, 0};
+    own.len = (size_t)snprintf(text, sizeof(text), "%d %s\n", status, reason);
+    if (!ab)
+        ab = &own;
     /* The answer goes after whatever the incoming header occupies. */
     uint32_t off = hw(w)->hbuf_size / 2;
     /* A Location fits: its host and URI came in the header, which takes at most half. */
     int n = snprintf(c->h.hbuf + off, hw(w)->hbuf_size - off,
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                     "%s%s%s%s%.*s%s%.*s%s%s\r\n%s",
-                     status, reason, blen, extra ? extra : "", loc ? "Location: " : "",
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "%s%s%s%s%.*s%s%.*s%s%s\r\n%.*s",
+                     status, reason, ab->type, ab->len, extra ? extra : "", loc ? "Location: " : "",
                      loc ? loc->scheme : "", loc ? "://" : "", loc ? (int)loc->host_len : 0,
                      loc ? loc->host : "", loc ? loc->port : "", loc ? (int)loc->uri_len : 0,
                      loc ? loc->uri : "", loc ? "\r\n" : "", close ? "Connection: close\r\n" : "",
-                     (c->h.flags & H_F_HEAD) ? "" : body);
+                     (c->h.flags & H_F_HEAD) ? 0 : (int)ab->len, ab->p);
     if (n < 0 || (uint32_t)n >= hw(w)->hbuf_size - off) {
         http_client_close(w, c, "an answer longer than the header buffer");
         return;
@@ -118,9 +132,9 @@ static void local_reply(struct io_worker *w, struct http_conn *c, int status, bo
     c->h.phase = HC_LOCAL;
     if (close)
         c->h.flags |= H_F_CLOSE;
-    if (!loc) /* a redirect is the route's normal work: the access log has it */
+    if (!loc && ab == &own) /* redirects and enqueue answers are routes' normal work */
         lb_info("request answered by lb", "listener=%s status=%d", lcf_of(w, c)->name, status);
-    if (!(c->st.flags & IO_ST_F_SENDING)) {
+    if (!(c->st.flags & IO_ST_F_SENDING)) { /* else http_enq_sent() sends it */
         c->h.flags |= H_F_SENDING_HDR;
         send_on(w, c, &c->st, c->h.hbuf + off, c->h.out_len);
     }
@@ -129,11 +143,18 @@ static void local_reply(struct io_worker *w, struct http_conn *c, int status, bo
 void http_local_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
                       const char *extra)
 {
-    local_reply(w, c, status, close, extra, NULL);
+    local_reply(w, c, status, close, extra, NULL, NULL);
+}
+
+void http_local_answer(struct io_worker *w, struct http_conn *c, int status, bool close,
+                       const char *extra, const char *type, const char *body, size_t len)
+{
+    struct answer_body ab = {type, body, len};
+    local_reply(w, c, status, close, extra, NULL, &ab);
 }
 
 void http_redirect_reply(struct io_worker *w, struct http_conn *c, int status, bool close,
                          const struct route_location *loc)
 {
-    local_reply(w, c, status, close, NULL, loc);
+    local_reply(w, c, status, close, NULL, loc, NULL);
 }

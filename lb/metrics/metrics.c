@@ -193,6 +193,28 @@ static void prom_listeners(struct lb_runtime *rt, struct lb_jbuf *o)
     }
 }
 
+/* Enqueue routes and lb's Redis (global.redis): the push latency is the lb:redis server's
+ * latency histogram, with the other servers'. */
+static void prom_queues(struct lb_runtime *rt, struct lb_jbuf *o)
+{
+    static const char *const results[4] = {"pushed", "full", "redis_down", "too_large"};
+    const struct conf *cf = rt->conf;
+    if (cf->redis_cluster < 0)
+        return;
+    const struct cl_server *s = &rt->clusters[cf->redis_cluster].servers[0];
+    family(o, "lb_redis_up", "gauge",
+           "1 when lb's Redis (global.redis) answers as master to the health checks.");
+    sample_u64(o, "lb_redis_up", NULL, 0, !(LOAD(s->flags) & CL_SRV_F_DOWN));
+    family(o, "lb_enqueue_total", "counter",
+           "Requests to enqueue routes by result: pushed (202), full and redis_down (503), "
+           "too_large (413, or 411 without Content-Length).");
+    for (size_t i = 0; rt->lstats && i < cf->nlisteners; i++)
+        for (int k = 0; k < 4; k++)
+            sample_u64(o, "lb_enqueue_total",
+                       (struct label[]){{"listener", cf->listeners[i].name}, {"result", results[k]}},
+                       2, LOAD(rt->lstats[i].enq[k]));
+}
+
 static void prom_requests(struct lb_runtime *rt, struct lb_jbuf *o)
 {
     const struct conf *cf = rt->conf;
@@ -424,6 +446,7 @@ void metrics_prom(struct lb_runtime *rt, struct lb_jbuf *out)
 {
     prom_process(rt, out);
     prom_listeners(rt, out);
+    prom_queues(rt, out);
     prom_requests(rt, out);
     prom_servers(rt, out);
     prom_latency(rt, out);

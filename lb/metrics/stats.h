@@ -10,6 +10,14 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+/* What became of a request to an enqueue route. */
+enum metrics_enq_result {
+    METRICS_ENQ_PUSHED,    /* in the list: 202 */
+    METRICS_ENQ_FULL,      /* the list at max_length: 503 */
+    METRICS_ENQ_DOWN,      /* Redis unreachable, failing or too slow: 503 */
+    METRICS_ENQ_TOO_LARGE, /* body over max_body (413) or without a length (411) */
+};
+
 struct metrics_listener_stats {
     _Atomic uint64_t accepted; /* client connections accepted */
     _Atomic uint32_t active;   /* client connections open now */
@@ -17,6 +25,7 @@ struct metrics_listener_stats {
     _Atomic uint64_t paused;   /* times accepting stopped: no free file slot (ulimit -n) */
     _Atomic uint64_t resp[5];  /* L7: responses sent by class 1xx..5xx, including lb's own
                                   (static snapshots, 404 no route, 502, 503...) */
+    _Atomic uint64_t enq[4];   /* enqueue routes: requests by enum metrics_enq_result */
 };
 
 /* Data path, L7: a response with @status (100..599) went to a client of this listener.

@@ -51,6 +51,8 @@ static struct rds_req *req_new(struct io_worker *w, struct rds_client *c)
         return NULL;
     }
     r->cli = c;
+    if (!c)
+        return r; /* lb's own command: in no client's FIFO */
     if (c->tail)
         c->tail->next = r;
     else
@@ -85,7 +87,10 @@ static void req_free(struct io_worker *w, struct rds_req *r)
 static void req_done(struct io_worker *w, struct rds_req *r)
 {
     rds_merge_finish(r);
-    if (!r->cli)
+    if (r->on_done) {
+        r->on_done(w, r->token, r->out.p, r->out.len);
+        req_free(w, r);
+    } else if (!r->cli)
         req_free(w, r); /* orphaned: nobody waits for it */
     else
         progress(w, r->cli);
@@ -106,6 +111,20 @@ void rds_req_fail(struct io_worker *w, struct rds_req *r, uint32_t part, const c
         memcpy(line + n - 2, "\r\n", 2);
     }
     rds_req_reply(w, r, part, line, (size_t)n);
+}
+
+int rds_call(struct io_worker *w, uint16_t cluster, const char *cmd, size_t len, rds_done_fn done,
+             uint64_t token)
+{
+    struct rds_req *r = req_new(w, NULL);
+    if (!r)
+        return -ENOMEM;
+    r->t_start_us = w->now_ms * 1000;
+    r->parts = 1;
+    r->on_done = done;
+    r->token = token;
+    rds_server_send(w, cluster, 0, r, 0, cmd, len);
+    return 0;
 }
 
 /* A reply lb makes itself, ready at once. */

@@ -16,6 +16,7 @@
 
 #include "lb/io/worker.h"
 #include "lb/redis/cmd.h"
+#include "lb/redis/redis.h"
 
 #define RDS_PIPELINE_MAX 1024     /* requests of one client in flight: more pauses its reads */
 #define RDS_ARGS_MAX 65536        /* arguments of one command */
@@ -70,6 +71,8 @@ struct rds_req {
     struct rds_buf out;    /* the reply, once done == parts (or the first error) */
     struct rds_buf *elems; /* RDS_M_ARRAY: one per part */
     uint64_t t_start_us;
+    rds_done_fn on_done; /* lb's own command (rds_call): gets the reply; @cli is NULL */
+    uint64_t token;
 };
 
 struct rds_client {

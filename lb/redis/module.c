@@ -48,6 +48,7 @@ static int rds_mod_init(struct io_worker *w, void **state, struct lb_err *err)
     bool any = false;
     for (size_t i = 0; i < cf->nlisteners; i++)
         any |= cf->listeners[i].protocol == CONF_PROTO_REDIS;
+    any |= cf->redis_cluster >= 0; /* enqueue routes push through it */
     *state = NULL;
     if (!any)
         return 0;

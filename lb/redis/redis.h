@@ -10,4 +10,18 @@
 extern const struct io_conn_ops rds_client_ops;
 extern struct io_module rds_module;
 
+/* Gets the reply to an rds_call: one whole RESP value of @len bytes at @reply, valid during
+ * the call only. */
+typedef void (*rds_done_fn)(struct io_worker *w, uint64_t token, const char *reply, size_t len);
+
+/*
+ * Sends a command of lb's own (@len bytes of RESP at @cmd, copied) to server 0 of cluster
+ * @cluster on the worker's pipelined connection, which follows the server's master. @done
+ * gets the reply exactly once, perhaps before rds_call returns: Redis's own, or
+ * "-ERR lb: ..." when the server cannot be reached, fails or answers later than the
+ * cluster's response timeout. Returns 0, or -ENOMEM (@done is then not called).
+ */
+int rds_call(struct io_worker *w, uint16_t cluster, const char *cmd, size_t len, rds_done_fn done,
+             uint64_t token);
+
 #endif

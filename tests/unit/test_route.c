@@ -166,9 +166,12 @@ static const struct row rows[] = {
      NULL},
     {"web", "GET /ip/ HTTP/1.1\r\n" H "X-User-Id: ignored\r\n\r\n", 0, NULL, false, 8, "ring",
      KEY_CLIENT, NULL, NULL},
-    /* An action lb does not serve. */
-    {"web", "POST /q/x HTTP/1.1\r\n" H "Content-Length: 0\r\n\r\n", 501, NULL, true, 9, NULL, NULL,
-     NULL, NULL},
+    /* Enqueue: to lb's Redis cluster; a declared body over the route's max_body (64k by
+     * default) is refused before it is read. */
+    {"web", "POST /q/x HTTP/1.1\r\n" H "Content-Length: 0\r\n\r\n", 0, NULL, false, 9,
+     CONF_REDIS_CLUSTER, NULL, NULL, NULL},
+    {"web", "POST /q/x HTTP/1.1\r\n" H "Content-Length: 65537\r\n\r\n", 413, NULL, true, 9, NULL,
+     NULL, NULL, NULL},
     /* Redirects keep the path and query; the port is the route's, unless the scheme's
      * default; the Host's port goes. An unread body closes. */
     {"web", "GET /r/a?b=1 HTTP/1.1\r\nHost: h:8080\r\n\r\n", 308, NULL, false, 11, NULL, NULL, NULL,

@@ -63,7 +63,9 @@ $(B)/obj/%.o: %.c
 $(B)/lb: $(B)/obj/lb/core/main.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
 
-$(B)/lbctl: $(CTL_SRCS:%.c=$(B)/obj/%.o) $(CONF_OBJS)
+# lbctl reads queues in Redis with lbq's store (queue stats).
+$(B)/lbctl: $(CTL_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/tools/lbq/store.o $(B)/obj/tools/lbq/entry.o \
+            $(CONF_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
 
 # The demo backend: every .c in tools/demo/.

@@ -17,6 +17,7 @@
 
 #include "conf/conf.h"
 #include "tools/ctl_json.h"
+#include "tools/ctl_queue.h"
 
 #define CTL_DEFAULT_SOCKET "/tmp/lb.sock"
 #define CTL_ANSWER_MAX (16u << 20)
@@ -48,6 +49,8 @@ static void usage(FILE *out)
             "                                               order that request would get\n"
             "  tls [--json]                                 certificates per TLS listener,\n"
             "                                               their names, issuer and expiry\n"
+            "  queue stats [NAME] [--json]                  enqueue routes' Redis lists: length,\n"
+            "                                               dead, in consumers' hands, oldest\n"
             "\n"
             "  -s SOCKET   admin socket (default " CTL_DEFAULT_SOCKET ")\n"
             "exit: 0 ok, 1 error, 2 usage\n");
@@ -467,7 +470,7 @@ static int run(struct ctl *c, const char *cmdline, char **pos, bool wait, uint64
     struct ctl_json *v = ctl_call(c, cmdline, &raw);
     if (!v)
         goto out;
-    if (c->json) {
+    if (c->json && strcmp(pos[0], "queue")) { /* queue stats writes its own */
         printf("%s\n", raw);
         fflush(stdout);
     }
@@ -488,6 +491,8 @@ static int run(struct ctl *c, const char *cmdline, char **pos, bool wait, uint64
     } else if (!strcmp(pos[0], "explain")) {
         if (!c->json)
             print_explain(v);
+    } else if (!strcmp(pos[0], "queue")) {
+        rc = ctl_queue_stats(v, pos[2], c->json);
     } else if (!strcmp(pos[0], "tls")) {
         if (!c->json)
             print_tls(v);
@@ -571,7 +576,7 @@ static int check_command(const struct args *a)
         want_min = want_max = 3;
     else if (!strcmp(cmd, "weight"))
         want_min = want_max = 4;
-    else if (!strcmp(cmd, "snapshots"))
+    else if (!strcmp(cmd, "snapshots") || !strcmp(cmd, "queue"))
         want_min = 2, want_max = 3;
     else if (!strcmp(cmd, "explain") && a->npos > 1 && !strcmp(pos[1], "redis"))
         want_min = want_max = 3;
@@ -583,6 +588,10 @@ static int check_command(const struct args *a)
         return usage_error("wrong number of arguments for %s", cmd);
     if (!strcmp(cmd, "snapshots") && strcmp(pos[1], "reload"))
         return usage_error("unknown command 'snapshots %s': snapshots reload [SET]", pos[1]);
+    if (!strcmp(cmd, "queue"))
+        return strcmp(pos[1], "stats")
+                   ? usage_error("unknown command 'queue %s': queue stats [NAME]", pos[1])
+                   : 0;
     if ((a->wait || a->has_timeout) && strcmp(cmd, "drain"))
         return usage_error("--wait and --timeout go with drain only");
     if (a->has_timeout && !a->wait)
@@ -631,6 +640,8 @@ int main(int argc, char **argv)
     char line[4096] = "";
     if (join_command(&a, line, sizeof(line)) < 0)
         return usage_error("command too long");
+    if (!strcmp(a.pos[0], "queue")) /* lb names the lists; lbctl reads them in Redis */
+        snprintf(line, sizeof(line), "queues");
     if (ctl_connect(&c) < 0)
         return 1;
     rc = run(&c, line, a.pos, a.wait, a.tmo_ms);

@@ -41,6 +41,7 @@ enum admin_verb {
     ADMIN_EXPLAIN,
     ADMIN_EXPLAIN_KEY, /* explain redis KEY: the key is in request */
     ADMIN_TLS,
+    ADMIN_QUEUES, /* what lbctl queue stats reads Redis with (lb/admin/queues.c) */
 };
 
 #define ADMIN_EXPLAIN_MAX 4096 /* the request explain builds: request line and fields */
@@ -111,6 +112,10 @@ void admin_status_clusters(struct lb_runtime *rt, const double *const *rates,
 
 /* Appends {"ok":false,"error":MSG} to @out. */
 void admin_error(struct lb_jbuf *out, const char *msg);
+
+/* queues: global.redis's nodes, the enqueue routes' lists and lb's push counts. Returns 0 or
+ * ADMIN_R_ERROR (no global.redis). */
+int admin_queues(struct lb_runtime *rt, struct lb_jbuf *out);
 
 /*
  * Writes the drain and weight changes of @rt's servers to @path atomically (a temp file,

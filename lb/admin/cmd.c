@@ -239,7 +239,10 @@ int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_e
     static const struct {
         const char *name;
         enum admin_verb verb;
-    } bare[] = {{"status", ADMIN_STATUS}, {"reload", ADMIN_RELOAD}, {"tls", ADMIN_TLS}};
+    } bare[] = {{"status", ADMIN_STATUS},
+                {"reload", ADMIN_RELOAD},
+                {"tls", ADMIN_TLS},
+                {"queues", ADMIN_QUEUES}};
     for (size_t k = 0; k < sizeof(bare) / sizeof(bare[0]); k++) {
         if (word_is(&w[0], bare[k].name)) {
             cmd->verb = bare[k].verb;
@@ -276,7 +279,7 @@ int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_e
     }
     lb_err_set(err,
                "unknown command '%.*s': status, drain, undrain, weight, reload, "
-               "snapshots reload, explain, tls",
+               "snapshots reload, explain, tls, queues",
                (int)(w[0].len > 32 ? 32 : w[0].len), w[0].p);
     return -EINVAL;
 }
@@ -617,6 +620,8 @@ int admin_exec(struct lb_runtime *rt, const double *const *rates, const struct a
         metrics_json_certs(rt, out);
         lb_jbuf_printf(out, "}");
         return 0;
+    case ADMIN_QUEUES:
+        return admin_queues(rt, out);
     }
     admin_error(out, "internal error: unknown verb");
     return ADMIN_R_ERROR;

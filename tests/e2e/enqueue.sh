@@ -101,6 +101,25 @@ n202=$(grep -c '^202 ' "$T/burst" || true)
 sed -n 's/^202 {"id":"\([^"]*\)".*/\1/p' "$T/burst" | sort >"$T/ids"
 [ "$(uniq "$T/ids" | wc -l)" = 20000 ] || fail "burst: ids are not unique"
 
+echo "== lbctl queue stats"
+CTL="$LBCTL -s $T/lb.sock"
+$CTL queue stats >"$T/qs.txt" || fail "lbctl queue stats: $(cat "$T/qs.txt")"
+cat "$T/qs.txt"
+grep -Eq '^flash:orders +20000 +0 +0 ' "$T/qs.txt" || fail "queue stats: flash:orders not at 20000"
+grep -Eq '^small +10 ' "$T/qs.txt" || fail "queue stats: small not at 10"
+grep -q '^listener web: pushed 20013, refused: full 5, redis down 0, too large 2$' "$T/qs.txt" ||
+    fail "queue stats: lb's counts"
+$CTL --json queue stats flash:orders | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["queues"]
+assert len(d) == 1 and d[0]["queue"] == "flash:orders" and d[0]["length"] == 20000, d
+assert d[0]["oldest_age_ms"] >= 0 and d[0]["listener"] == "web", d' || fail "queue stats --json"
+rc=0; $CTL queue stats nosuch >"$T/qs.err" 2>&1 || rc=$?
+[ $rc = 1 ] && grep -q "no enqueue route pushes onto 'nosuch'" "$T/qs.err" || fail "unknown queue: $rc $(cat "$T/qs.err")"
+rc=0; $CTL queue frob >"$T/qs.err" 2>&1 || rc=$?
+[ $rc = 2 ] || fail "queue frob: exit $rc"
+echo ok
+
 echo "== lbq delivers each id exactly once"
 bg lbq "$LBQ" -c "$T/lb.yaml" consume flash:orders --to "http://127.0.0.1:$B/app/" --threads 8 --json
 LBQPID=$LAST_PID

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "tools/ctl_fleet.h"
 #include "tools/ctl_json.h"
 #include "tools/ctl_queue.h"
 
@@ -38,10 +39,15 @@ static void usage(FILE *out)
             "usage: lbctl [-s SOCKET] COMMAND [ARGS] [--json]\n"
             "\n"
             "  status [--json]                              clusters, servers, state, load\n"
-            "  drain CLUSTER SERVER [--wait] [--timeout 30s]  no new connections to SERVER;\n"
+            "  drain CLUSTER SERVER [--wait] [--timeout 30s] [--local]\n"
+            "                                               no new connections to SERVER;\n"
             "                                               --wait returns once it has none\n"
-            "  undrain CLUSTER SERVER\n"
-            "  weight CLUSTER SERVER N                      N in 1..256\n"
+            "                                               (on every instance of the fleet)\n"
+            "  undrain CLUSTER SERVER [--local]\n"
+            "  weight CLUSTER SERVER N [--local]            N in 1..256\n"
+            "  fleet [--json]                               instances sharing global.redis\n"
+            "  (with global.redis, drain, undrain and weight reach every instance; --local:\n"
+            "  this one only)\n"
             "  reload                                       same as SIGHUP\n"
             "  snapshots reload [SET]                       publish snapshot directories again\n"
             "  explain METHOD URL [Name: value]...          route, key, server and failover\n"
@@ -290,6 +296,12 @@ static void print_status(const struct ctl_json *v)
             }
         }
     }
+    const struct ctl_json *f = ctl_json_get(v, "fleet");
+    if (f)
+        printf("fleet: %s\n", ctl_json_bool(f, "up", false)
+                                   ? "Redis reachable: drains and weights reach every instance"
+                                   : "Redis UNREACHABLE: serving with the last state; changes "
+                                     "apply on this instance only until it is back");
 }
 
 #define TLS_COLS 6
@@ -352,6 +364,49 @@ static const struct ctl_json *find_server(const struct ctl_json *st, const char 
  * drain --wait: polls status until the server's active count is 0, printing each new count
  * (on stderr with --json, so stdout stays one JSON answer). Returns the exit code.
  */
+/* The connections the other instances of the fleet report for @cluster/@server (0 without
+ * a fleet): a drain --wait waits for them too. */
+static double fleet_active(struct ctl *c, const char *cluster, const char *server)
+{
+    char *raw;
+    struct ctl_json *v = ctl_call(c, "fleet", &raw);
+    double n = v && ctl_json_bool(v, "ok", false) ? ctl_fleet_active(v, cluster, server) : 0;
+    ctl_json_free(v);
+    free(raw);
+    return n;
+}
+
+/* After a drain, undrain or weight shared with the fleet: waits (at most 2 s) for the live
+ * instances to acknowledge it, and says how many did. */
+static void fleet_report(struct ctl *c, const struct ctl_json *v)
+{
+    const struct ctl_json *f = ctl_json_get(v, "fleet");
+    if (!f || c->json)
+        return;
+    if (!ctl_json_bool(f, "reachable", false)) {
+        printf("fleet unreachable: applied on this instance only (sent to Redis when it is "
+               "back)\n");
+        return;
+    }
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "fleet ack %.0f", ctl_json_num(f, "t", 0));
+    double acks = 0, live = ctl_json_num(f, "live", 1);
+    for (uint64_t end = now_ms() + 2000;;) {
+        char *raw;
+        struct ctl_json *a = ctl_call(c, cmd, &raw);
+        if (a && ctl_json_bool(a, "ok", false)) {
+            acks = ctl_json_num(a, "acks", 0);
+            live = ctl_json_num(a, "live", live);
+        }
+        ctl_json_free(a);
+        free(raw);
+        if (acks >= live || now_ms() >= end)
+            break;
+        usleep(CTL_POLL_MS * 1000);
+    }
+    printf("fleet: applied on %.0f of %.0f live instances\n", acks, live);
+}
+
 static int wait_drained(struct ctl *c, const char *cluster, const char *server, uint64_t tmo_ms)
 {
     FILE *out = c->json ? stderr : stdout;
@@ -386,6 +441,8 @@ static int wait_drained(struct ctl *c, const char *cluster, const char *server, 
             fflush(out);
             last = active;
         }
+        if (active <= 0)
+            active = fleet_active(c, cluster, server);
         if (active <= 0) {
             fprintf(out, "%s/%s: drained\n", cluster, server);
             return 0;
@@ -486,11 +543,15 @@ static int run(struct ctl *c, const char *cmdline, char **pos, bool wait, uint64
         if (!c->json)
             printf("%s/%s: %s (%.0f active)\n", pos[1], pos[2], ctl_json_str(v, "state", "?"),
                    ctl_json_num(v, "active", 0));
+        fleet_report(c, v);
         if (wait)
             rc = wait_drained(c, pos[1], pos[2], tmo_ms);
     } else if (!strcmp(pos[0], "explain")) {
         if (!c->json)
             print_explain(v);
+    } else if (!strcmp(pos[0], "fleet")) {
+        if (!c->json)
+            ctl_fleet_print(v);
     } else if (!strcmp(pos[0], "queue")) {
         rc = ctl_queue_stats(v, pos[2], c->json);
     } else if (!strcmp(pos[0], "tls")) {
@@ -505,6 +566,7 @@ static int run(struct ctl *c, const char *cmdline, char **pos, bool wait, uint64
             if (note)
                 printf("note: %s\n", note);
         }
+        fleet_report(c, v);
     } else if (!c->json) {
         printf("ok\n");
     }
@@ -518,7 +580,7 @@ out:
 struct args {
     char *pos[64]; /* the command and its arguments */
     int npos;
-    bool wait, has_timeout;
+    bool wait, has_timeout, local;
     uint64_t tmo_ms;
 };
 
@@ -541,6 +603,8 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a)
             c->json = true;
         } else if (!strcmp(s, "--wait")) {
             a->wait = true;
+        } else if (!strcmp(s, "--local")) {
+            a->local = true;
         } else if (!strcmp(s, "--timeout") || !strncmp(s, "--timeout=", 10)) {
             const char *d = s[9] == '=' ? s + 10 : (++i < argc ? argv[i] : NULL);
             if (!d)
@@ -570,7 +634,8 @@ static int check_command(const struct args *a)
     char *const *pos = a->pos;
     const char *cmd = pos[0];
     int want_min, want_max;
-    if (!strcmp(cmd, "status") || !strcmp(cmd, "reload") || !strcmp(cmd, "tls"))
+    if (!strcmp(cmd, "status") || !strcmp(cmd, "reload") || !strcmp(cmd, "tls") ||
+        !strcmp(cmd, "fleet"))
         want_min = want_max = 1;
     else if (!strcmp(cmd, "drain") || !strcmp(cmd, "undrain"))
         want_min = want_max = 3;
@@ -596,6 +661,8 @@ static int check_command(const struct args *a)
         return usage_error("--wait and --timeout go with drain only");
     if (a->has_timeout && !a->wait)
         return usage_error("--timeout needs --wait");
+    if (a->local && strcmp(cmd, "drain") && strcmp(cmd, "undrain") && strcmp(cmd, "weight"))
+        return usage_error("--local goes with drain, undrain and weight only");
     for (int k = 1; k < a->npos && strcmp(cmd, "explain"); k++) {
         bool is_weight = !strcmp(cmd, "weight") && k == 3;
         bool is_reload = !strcmp(cmd, "snapshots") && k == 1;
@@ -642,6 +709,8 @@ int main(int argc, char **argv)
         return usage_error("command too long");
     if (!strcmp(a.pos[0], "queue")) /* lb names the lists; lbctl reads them in Redis */
         snprintf(line, sizeof(line), "queues");
+    if (a.local && strlen(line) + 9 < sizeof(line))
+        strcat(line, " --local");
     if (ctl_connect(&c) < 0)
         return 1;
     rc = run(&c, line, a.pos, a.wait, a.tmo_ms);

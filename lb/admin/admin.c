@@ -24,6 +24,7 @@
 #include "lb/core/control.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
+#include "lb/fleet/fleet.h"
 #include "lb/metrics/metrics.h"
 
 #define OUT_BACKLOG_MAX (64u << 10) /* stop running commands while this much is unsent */
@@ -49,7 +50,7 @@ struct admin {
     char *state_path; /* path + ".state" */
     dev_t dev;        /* the socket file we created, so that stop removes only ours */
     ino_t ino;
-    bool own_file;    /* dev and ino are set, and the file not removed yet */
+    bool own_file; /* dev and ino are set, and the file not removed yet */
     int lfd;
     bool accepting; /* an accept is in flight */
     bool stopped;   /* admin_stop: completions are only counted */
@@ -97,6 +98,8 @@ static void client_line(struct admin *a, struct admin_client *c, const char *lin
         admin_error(&c->out, err.msg);
     } else {
         int r = admin_exec(a->rt, (const double *const *)a->rates, &cmd, &c->out);
+        if (!(r & ADMIN_R_ERROR))
+            admin_fleet_share(&cmd, &c->out);
         if (c->out.overflow) {
             c->out.len = mark;
             c->out.overflow = false;
@@ -108,6 +111,34 @@ static void client_line(struct admin *a, struct admin_client *c, const char *lin
             lb_error("admin: cannot save state", "err=\"%s\"", err.msg);
     }
     lb_jbuf_printf(&c->out, "\n");
+}
+
+bool admin_apply_change(struct admin *a, const struct fleet_change *c)
+{
+    struct admin_cmd cmd = {
+        .verb = c->kind == FLEET_WEIGHT ? ADMIN_WEIGHT
+                : c->value              ? ADMIN_DRAIN
+                                        : ADMIN_UNDRAIN,
+        .weight = c->value,
+        .local = true,
+    };
+    memcpy(cmd.cluster, c->cluster, sizeof(cmd.cluster));
+    memcpy(cmd.server, c->server, sizeof(cmd.server));
+    struct lb_jbuf out;
+    struct lb_err err = {{0}};
+    lb_jbuf_init(&out, 4096);
+    int r = admin_exec(a->rt, (const double *const *)a->rates, &cmd, &out);
+    lb_jbuf_free(&out);
+    if (r & ADMIN_R_ERROR)
+        return false; /* a server of another instance's configuration */
+    lb_info("fleet: applied a change made on another instance",
+            "kind=%s cluster=%s server=%s "
+            "value=%u by=%s",
+            c->kind == FLEET_WEIGHT ? "weight" : "drain", c->cluster, c->server, c->value,
+            c->instance);
+    if (r & ADMIN_R_CHANGED && admin_state_save(a->rt, a->state_path, &err) < 0)
+        lb_error("admin: cannot save state", "err=\"%s\"", err.msg);
+    return true;
 }
 
 /*

@@ -42,6 +42,7 @@ enum admin_verb {
     ADMIN_EXPLAIN_KEY, /* explain redis KEY: the key is in request */
     ADMIN_TLS,
     ADMIN_QUEUES, /* what lbctl queue stats reads Redis with (lb/admin/queues.c) */
+    ADMIN_FLEET,  /* fleet [ack T]: the instances sharing global.redis (lb/admin/fleet.c) */
 };
 
 #define ADMIN_EXPLAIN_MAX 4096 /* the request explain builds: request line and fields */
@@ -52,6 +53,8 @@ struct admin_cmd {
     char server[CONF_NAME_MAX];
     char set[CONF_NAME_MAX]; /* snapshots reload; "" = every set */
     uint32_t weight;         /* weight: 1..256 */
+    bool local;              /* drain, undrain, weight --local: this instance only */
+    uint64_t ack;            /* fleet ack T: the change whose acknowledgements are asked */
     /* explain METHOD URL [Name: value]...: the request as HTTP/1.1 bytes, ready to parse. */
     char request[ADMIN_EXPLAIN_MAX];
     size_t request_len;
@@ -116,6 +119,21 @@ void admin_error(struct lb_jbuf *out, const char *msg);
 /* queues: global.redis's nodes, the enqueue routes' lists and lb's push counts. Returns 0 or
  * ADMIN_R_ERROR (no global.redis). */
 int admin_queues(struct lb_runtime *rt, struct lb_jbuf *out);
+
+/* fleet.c: `status`: every cluster and server, and whether the fleet's Redis answers. */
+void admin_status(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out);
+
+/* fleet.c: `fleet` and `fleet ack T`. Returns 0 or ADMIN_R_ERROR (no fleet). */
+int admin_fleet(const struct admin_cmd *cmd, struct lb_jbuf *out);
+
+/* fleet.c: after a drain, undrain or weight answered in @out: shares it with the fleet
+ * (unless --local, or without global.redis) and adds "fleet":{t, reachable, live}. */
+void admin_fleet_share(const struct admin_cmd *cmd, struct lb_jbuf *out);
+
+struct fleet_change;
+/* Applies a change another instance made, as lbctl would here (state file saved); false
+ * when it names a server this configuration does not have. */
+bool admin_apply_change(struct admin *a, const struct fleet_change *c);
 
 /*
  * Writes the drain and weight changes of @rt's servers to @path atomically (a temp file,

@@ -218,6 +218,26 @@ static int split_words(const char *line, size_t len, struct word *w, size_t *nwp
     return 0;
 }
 
+/* fleet, or fleet ack T. */
+static int parse_fleet(const struct word *w, size_t nw, struct admin_cmd *cmd, struct lb_err *err)
+{
+    cmd->verb = ADMIN_FLEET;
+    if (nw == 1)
+        return 0;
+    uint64_t t = 0;
+    bool ok = nw == 3 && word_is(&w[1], "ack") && w[2].len > 0 && w[2].len < 20;
+    for (size_t i = 0; ok && i < w[2].len; i++) {
+        ok = w[2].p[i] >= '0' && w[2].p[i] <= '9';
+        t = t * 10 + (uint64_t)(w[2].p[i] - '0');
+    }
+    if (!ok || !t) {
+        lb_err_set(err, "usage: fleet [ack T]");
+        return -EINVAL;
+    }
+    cmd->ack = t;
+    return 0;
+}
+
 int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_err *err)
 {
     struct word w[MAX_WORDS];
@@ -249,6 +269,14 @@ int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_e
             return want_args(nw, 1, bare[k].name, err);
         }
     }
+    /* drain, undrain and weight --local: not shared with the fleet. */
+    if (nw > 1 && word_is(&w[nw - 1], "--local") &&
+        (word_is(&w[0], "drain") || word_is(&w[0], "undrain") || word_is(&w[0], "weight"))) {
+        cmd->local = true;
+        nw--;
+    }
+    if (word_is(&w[0], "fleet"))
+        return parse_fleet(w, nw, cmd, err);
     if (word_is(&w[0], "drain") || word_is(&w[0], "undrain")) {
         cmd->verb = w[0].len == 5 ? ADMIN_DRAIN : ADMIN_UNDRAIN;
         if (want_args(nw, 3,
@@ -279,7 +307,7 @@ int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_e
     }
     lb_err_set(err,
                "unknown command '%.*s': status, drain, undrain, weight, reload, "
-               "snapshots reload, explain, tls, queues",
+               "snapshots reload, explain, tls, queues, fleet",
                (int)(w[0].len > 32 ? 32 : w[0].len), w[0].p);
     return -EINVAL;
 }
@@ -440,13 +468,6 @@ void admin_status_clusters(struct lb_runtime *rt, const double *const *rates, st
     lb_jbuf_printf(out, "]");
 }
 
-static void status(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out)
-{
-    lb_jbuf_printf(out, "{\"ok\":true,");
-    admin_status_clusters(rt, rates, out);
-    lb_jbuf_printf(out, "}");
-}
-
 /* Finds cmd's cluster and server; on failure answers with the valid names and returns NULL. */
 static struct cl_server *find_server(struct lb_runtime *rt, const struct admin_cmd *cmd,
                                      struct lb_jbuf *out, size_t *cluster_idx)
@@ -600,7 +621,7 @@ int admin_exec(struct lb_runtime *rt, const double *const *rates, const struct a
      * which JSON needs no escaping for. */
     switch (cmd->verb) {
     case ADMIN_STATUS:
-        status(rt, rates, out);
+        admin_status(rt, rates, out);
         return 0;
     case ADMIN_DRAIN:
     case ADMIN_UNDRAIN:
@@ -622,6 +643,8 @@ int admin_exec(struct lb_runtime *rt, const double *const *rates, const struct a
         return 0;
     case ADMIN_QUEUES:
         return admin_queues(rt, out);
+    case ADMIN_FLEET:
+        return admin_fleet(cmd, out);
     }
     admin_error(out, "internal error: unknown verb");
     return ADMIN_R_ERROR;

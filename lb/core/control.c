@@ -22,9 +22,10 @@
 #include "lb/core/control.h"
 #include "lb/core/health.h"
 #include "lb/core/log.h"
-#include "lb/tls/tls.h"
 #include "lb/core/proxy.h"
 #include "lb/core/runtime.h"
+#include "lb/fleet/fleet.h"
+#include "lb/tls/tls.h"
 
 #define CTL_SQ_ENTRIES 256
 #define CTL_CQ_ENTRIES 4096
@@ -50,14 +51,16 @@ struct lb_ctl {
     uint64_t sig_retry_ms; /* after a failed read of the signalfd */
     struct signalfd_siginfo si[4];
 
-    bool reload;  /* SIGHUP read: reload before the next wait */
-    int hup_pid;  /* who sent it */
+    bool reload;   /* SIGHUP read: reload before the next wait */
+    int hup_pid;   /* who sent it */
     bool stopping; /* the running generation stops: wait for every worker to finish */
 
     struct lb_runtime *rt; /* the running generation */
     struct lb_runtime *draining[LB_CTL_MAX_DRAINING];
     size_t ndraining;
-    struct admin *admin; /* follows the running generation */
+    struct admin *admin;    /* follows the running generation */
+    struct fleet *fleet;    /* global.redis's shared drains and weights, or NULL */
+    uint64_t fleet_view_ms; /* when this instance's view last went to the fleet */
 };
 
 uint64_t lb_ctl_now_ms(void)
@@ -353,6 +356,65 @@ static struct conf *reload_conf(const char *file)
     return c;
 }
 
+/* ---- the fleet ---- */
+
+/* This instance's servers, for its heartbeat: "CLUSTER SERVER STATE ACTIVE" lines. */
+static void fleet_view(struct lb_ctl *ctl)
+{
+    struct lb_runtime *rt = ctl->rt;
+    size_t cap = 256, len = 0;
+    char *text = malloc(cap);
+    for (size_t ci = 0; text && ci < rt->conf->nclusters; ci++) {
+        const struct cl_cluster *cl = &rt->clusters[ci];
+        if ((int)ci == rt->conf->redis_cluster)
+            continue; /* lb's own: not a name another instance could drain */
+        for (uint32_t si = 0; si < cl->n; si++) {
+            if (cap - len < 3 * CONF_NAME_MAX) {
+                char *n = realloc(text, cap *= 2);
+                if (!n)
+                    break;
+                text = n;
+            }
+            len += (size_t)snprintf(text + len, cap - len, "%s %s %s %u\n", cl->cf->name,
+                                    cl->servers[si].cf->name, cl_server_state(&cl->servers[si]),
+                                    atomic_load(&cl->servers[si].active));
+        }
+    }
+    if (text)
+        fleet_set_view(ctl->fleet, text, len);
+    free(text);
+}
+
+/* Applies what other instances changed; sends this one's view once a second. */
+static void ctl_fleet(struct lb_ctl *ctl, uint64_t now)
+{
+    if (!ctl->fleet)
+        return;
+    struct fleet_change ch[64];
+    size_t n;
+    while ((n = fleet_take(ctl->fleet, ch, 64)) > 0)
+        for (size_t i = 0; i < n; i++)
+            if (ctl->admin && admin_apply_change(ctl->admin, &ch[i]))
+                fleet_applied(ctl->fleet, &ch[i]);
+    if (now - ctl->fleet_view_ms >= 1000) {
+        ctl->fleet_view_ms = now;
+        fleet_view(ctl);
+    }
+}
+
+/* A reload that changes global.redis starts the fleet again with the new one. */
+static void ctl_fleet_reload(struct lb_ctl *ctl, const struct conf *c)
+{
+    if (fleet_same_conf(ctl->fleet, c) || (!ctl->fleet && !c->global.nredis_nodes))
+        return;
+    fleet_stop(ctl->fleet);
+    struct lb_err err = {{0}};
+    ctl->fleet = fleet_start(c, &err);
+    if (!ctl->fleet && c->global.nredis_nodes)
+        lb_error("reload: the fleet did not start: drains apply here only", "err=\"%s\"", err.msg);
+    ctl->fleet_view_ms = 0;
+}
+
 /*
  * SIGHUP (lbctl reload raises it): a new generation from the file, built and checked whole
  * before anything changes. On any error the running generation stays and the reason is
@@ -392,6 +454,7 @@ static void ctl_reload(struct lb_ctl *ctl)
      * old checker stays until the old workers are gone: they still report to it. */
     lb_health_stop(cur, ctl);
     ctl->rt = rt;
+    ctl_fleet_reload(ctl, rt->conf);
     ctl->draining[ctl->ndraining++] = cur;
     if (lb_proxy_start(rt, ctl, &err) < 0) {
         lb_error("reload: the new generation failed to start; stopping", "err=\"%s\"", err.msg);
@@ -442,7 +505,10 @@ int lb_ctl_run(struct lb_ctl *ctl)
         if (ctl->stopping && !ctl->ndraining && lb_proxy_reap(ctl->rt))
             break;
         uint64_t now = lb_ctl_now_ms();
+        ctl_fleet(ctl, now);
         uint64_t next = ctl_tick(ctl, now);
+        /* Changes from other instances are taken at least this often. */
+        next = ctl->fleet && next > now + 100 ? now + 100 : next;
         ctl_wait(ctl, now, next);
         ctl_dispatch(ctl);
     }
@@ -488,6 +554,17 @@ struct lb_ctl *lb_ctl_new(struct lb_runtime *rt, struct lb_err *err)
     if (!ctl->admin)
         goto fail;
     ctl->rt = rt;
+    /* The fleet's drains hold from the first connection: read them before the workers
+     * start (bounded: an unreachable Redis is found within a few timeouts). */
+    struct lb_err ferr = {{0}};
+    ctl->fleet = fleet_start(rt->conf, &ferr);
+    if (!ctl->fleet && rt->conf->global.nredis_nodes)
+        lb_error("the fleet did not start: drains apply here only", "err=\"%s\"", ferr.msg);
+    if (ctl->fleet) {
+        fleet_wait_first_read(ctl->fleet, 1000 + 4 * rt->conf->global.redis_timeout_ms *
+                                                     (rt->conf->global.nredis_nodes + 1));
+        ctl_fleet(ctl, lb_ctl_now_ms());
+    }
     return ctl;
 fail:
     lb_ctl_free(ctl);
@@ -507,6 +584,8 @@ void lb_ctl_free(struct lb_ctl *ctl)
     if (!ctl)
         return;
     ctl->stopping = true;
+    fleet_stop(ctl->fleet);
+    ctl->fleet = NULL;
     admin_stop(ctl->admin);
     ctl->admin = NULL;
     if (ctl->rt)

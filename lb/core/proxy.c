@@ -258,17 +258,6 @@ static int nomem(struct lb_err *err)
     return -ENOMEM;
 }
 
-/* Features the config language has and this build does not: said at every start and reload,
- * so that nobody believes a drain reaches the whole fleet. */
-static int check_supported(const struct conf *c, const char *file, struct lb_err *err)
-{
-    (void)file, (void)err;
-    if (c->global.nredis_nodes)
-        lb_warn("global.redis: fleet state is not built in this version; drain, undrain and "
-                "weight apply to this instance only (Redis serves enqueue routes)", "");
-    return 0;
-}
-
 /* Certificates and keys: read and checked for this generation; the first error is the
  * reason the generation is refused (a reload keeps the running one). */
 static int build_tls(struct lb_runtime *rt, const char *file, struct lb_err *err)
@@ -460,9 +449,7 @@ struct lb_runtime *lb_proxy_build(struct conf *c, const char *file,
     rt->has_peername = tmpl->has_peername;
     rt->file = file;
 
-    int rc = check_supported(c, file, err);
-    if (rc == 0)
-        rc = build_tls(rt, file, err);
+    int rc = build_tls(rt, file, err);
     if (rc == 0)
         rc = open_access_log(rt, err);
     if (rc == 0) {

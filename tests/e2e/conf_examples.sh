@@ -74,8 +74,8 @@ rc=0; "$LB" -t >/dev/null 2>&1 || rc=$?
 [ $rc -eq 2 ] || fail "lb -t without -c: exit $rc, expected 2"
 echo "ok: broken files exit 1 with FILE:LINE:COLUMN errors"
 
-# global.redis is served (enqueue routes) but fleet state is not built yet: lb starts and
-# says at once that drains apply to this instance only, so nobody believes they reach a fleet.
+# global.redis with no Redis there: lb starts all the same and says at once that drains apply
+# to this instance only until Redis is back, so nobody believes they reach the fleet.
 P=$(free_port)
 cat >"$T/fleet.yaml" <<EOC
 global: { admin: { socket: $T/fleet.sock }, redis: { nodes: [127.0.0.1:1] } }
@@ -85,8 +85,8 @@ EOC
 bg fleet "$LB" -c "$T/fleet.yaml"
 FLEETPID=$LAST_PID
 wait_port "$P"
-grep -q 'fleet state is not built in this version; drain, undrain and weight apply to this instance only' \
+grep -q 'fleet: Redis unreachable: serving with the last state; changes apply here' \
     "$T/fleet.log" || fail "global.redis: no warning: $(cat "$T/fleet.log")"
 stop "$FLEETPID"
 [ "$STOP_RC" = 0 ] || fail "lb with global.redis: exit $STOP_RC"
-echo "ok: global.redis starts, with a warning that fleet state is not built"
+echo "ok: global.redis without a Redis starts, with a warning"

@@ -40,6 +40,22 @@ static redisReply *cmd(redisContext *c, int want, const char *fmt, ...)
     return r;
 }
 
+/* Reads the replies of @n pipelined commands; -1 when one failed or is an error (a READONLY
+ * from a master that became a replica: the next connection finds the new master). */
+static int replies(redisContext *c, int n)
+{
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK)
+            return -1;
+        if (r->type == REDIS_REPLY_ERROR)
+            rc = -1;
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
 /* ---- connecting ---- */
 
 static redisContext *open_node(const struct fleet *f, const char *node, bool *master)
@@ -157,13 +173,7 @@ static int write_change(struct fleet *f, const struct fleet_change *c)
     redisAppendCommand(f->cmd, "PUBLISH %s %s", ev, msg);
     redisAppendCommand(f->cmd, "SADD %s %s", ack, f->instance);
     redisAppendCommand(f->cmd, "PEXPIRE %s 60000", ack);
-    for (int i = 0; i < 4; i++) {
-        void *rep = NULL;
-        if (redisGetReply(f->cmd, &rep) != REDIS_OK)
-            return -1;
-        freeReplyObject(rep);
-    }
-    return 0;
+    return replies(f->cmd, 4);
 }
 
 /* Takes a copy of a queue under the lock and empties it. */
@@ -316,13 +326,7 @@ static int heartbeat(struct fleet *f)
     redisAppendCommand(f->cmd, "SET %s %b PX %d", k, text, vl, FLEET_TTL_MS);
     redisAppendCommand(f->cmd, "SADD %s %s", set, f->instance);
     free(text);
-    for (int i = 0; i < 2; i++) {
-        void *rep = NULL;
-        if (redisGetReply(f->cmd, &rep) != REDIS_OK)
-            return -1;
-        freeReplyObject(rep);
-    }
-    return 0;
+    return replies(f->cmd, 2);
 }
 
 /* One member's heartbeat into @m (false when gone or malformed: logged). */

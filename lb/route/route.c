@@ -280,12 +280,12 @@ int route_decide(const struct conf *cf, const struct conf_listener *l, const cha
     case CONF_ACT_ENQUEUE:
         /* The body is read whole before the push: a declared length over the route's
          * max_body is refused before any of it is read. */
-        d->cluster = cf->redis_cluster;
         if (d->body_refused ||
             ((req->flags & HTTP_F_LENGTH) && req->content_length > r->enqueue.max_body))
             return answer(&d->answer, 413, true, "Content-Length over the route's max_body");
-        if (d->cluster < 0)
+        if (cf->redis_cluster < 0)
             return answer(&d->answer, 503, true, "enqueue without global.redis");
+        d->cluster = cf->redis_cluster;
         return 0;
     default:
         return answer(&d->answer, 501, true, "lb does not serve this route's action yet");

@@ -53,8 +53,10 @@ struct io_uring_sqe *io_sqe(struct io_worker *w, enum io_op kind, struct io_conn
     while (!sqe) {
         /* The SQ is full: hand what we have to the kernel and take a fresh entry. */
         io_uring_submit(&w->ring);
+        w->ring_enters++;
         sqe = io_uring_get_sqe(&w->ring);
     }
+    w->ring_sqes++;
     if (c) {
         c->inflight++;
         sqe->user_data = io_ud(kind, c->gen, c->slot);
@@ -382,6 +384,9 @@ static void publish_held(struct io_worker *w)
     atomic_store_explicit(&w->bufs_in_use, w->bufs_added - w->bufs_free + plain,
                           memory_order_relaxed);
     atomic_store_explicit(&w->files_in_use, w->files_open, memory_order_relaxed);
+    atomic_store_explicit(&w->ring_pub[0], w->ring_sqes, memory_order_relaxed);
+    atomic_store_explicit(&w->ring_pub[1], w->ring_cqes, memory_order_relaxed);
+    atomic_store_explicit(&w->ring_pub[2], w->ring_enters, memory_order_relaxed);
 }
 
 static void tick(struct io_worker *w)
@@ -615,6 +620,8 @@ void *io_worker_main(void *arg)
             n++;
         }
         io_uring_cq_advance(&w->ring, n);
+        w->ring_cqes += n;
+        w->ring_enters++;
 
         feed_starved(w);
         for (unsigned m = 0; m < nmods; m++)

@@ -205,6 +205,11 @@ struct io_worker {
     uint32_t files_open;           /* fixed-file entries holding a socket of ours */
     _Atomic uint32_t bufs_in_use;  /* provided and plaintext buffers lb holds (each tick) */
     _Atomic uint32_t files_in_use; /* files_open, published each tick */
+    /* The ring's work, counted for the benchmarks' per-request accounting: SQEs prepared,
+     * CQEs reaped, io_uring_enter calls (waits and submits of a full SQ). Plain counters,
+     * published each tick in ring_pub (sqes, cqes, enters). */
+    uint64_t ring_sqes, ring_cqes, ring_enters;
+    _Atomic uint64_t ring_pub[3];
 };
 
 /* user_data layout: | op:8 | gen:24 | slot:32 |; gen changes each time a slot is reused. */

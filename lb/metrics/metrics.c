@@ -128,6 +128,20 @@ static void prom_process(struct lb_runtime *rt, struct lb_jbuf *o)
     per_worker(rt, o, "lb_worker_files_open",
                "Sockets per worker in its fixed-file table: clients and backends.",
                offsetof(struct io_worker, files_in_use));
+    static const char *const ring[3][2] = {
+        {"lb_worker_ring_sqes_total", "io_uring submission entries prepared per worker."},
+        {"lb_worker_ring_cqes_total", "io_uring completions handled per worker."},
+        {"lb_worker_ring_enters_total", "io_uring_enter calls per worker (waits, and submits of "
+                                        "a full submission queue)."}};
+    for (int k = 0; k < 3; k++) {
+        family(o, ring[k][0], "counter", ring[k][1]);
+        for (uint32_t i = 0; rt->workers && i < rt->nworkers; i++) {
+            char id[16];
+            snprintf(id, sizeof(id), "%u", i);
+            sample_u64(o, ring[k][0], (struct label[]){{"worker", id}}, 1,
+                       LOAD(rt->workers[i].ring_pub[k]));
+        }
+    }
     family(o, "lb_connections_max", "gauge", "Connection slots per worker (max_connections).");
     sample_u64(o, "lb_connections_max", NULL, 0, rt->conns_per_worker);
 }
@@ -405,6 +419,8 @@ static void prom_latency(struct lb_runtime *rt, struct lb_jbuf *o)
 /* Whether a redis listener shards over cluster @ci. */
 static bool sharded(const struct conf *cf, size_t ci)
 {
+    if ((int)ci == cf->redis_cluster)
+        return true; /* lb's own Redis: its round trips are the enqueue pushes */
     for (size_t i = 0; i < cf->nlisteners; i++)
         if (cf->listeners[i].protocol == CONF_PROTO_REDIS &&
             cf->listeners[i].cluster_idx == (int)ci)

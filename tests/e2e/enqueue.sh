@@ -163,6 +163,9 @@ echo ok
 
 echo "pushed=$(enq pushed) full=$(enq full) redis_down=$(enq redis_down) too_large=$(enq too_large)"
 [ "$(enq too_large)" = 2 ] || fail "lb_enqueue_total too_large: $(enq too_large)"
+pushes=$(curl -s "http://127.0.0.1:$MP/metrics" |
+    awk '$1 == "lb_redis_command_duration_seconds_count{cluster=\"lb:redis\",server=\"redis\"}" { print $2 }')
+[ "${pushes:-0}" -ge 20013 ] || fail "push latency histogram: count ${pushes:-none}"
 # What stays: at most one connection to Redis per worker (kept open for the next push).
 settled() {
     holds_nothing "$MP" 2>/dev/null && return 0

@@ -16,6 +16,11 @@
 # lb/nginx ratios; DESIGN.md's target is lb's CPU per request at most 0.6 of HAProxy's with a
 # p99 no worse (keep-alive; the close variant has no target, it shows the cost of a connection).
 #
+# Kernel work per request (keep-alive variants): during each measured run the proxy's system
+# calls are counted with perf (raw_syscalls:sys_enter, counting mode: no sampling, next to no
+# overhead; "-" where perf cannot count), and lb's io_uring submissions, completions and
+# io_uring_enter calls are read from its lb_worker_ring_*_total counters before and after.
+#
 # If build/lb cannot run (it exits or never listens), the script says why, measures the rest
 # and exits 3.
 #
@@ -41,8 +46,8 @@ done
 WARMUP=1
 WRK="wrk -t1 -cCLIENTS -d${DURATION}s --latency -s p999.lua"
 
-set -- $(free_ports 4)
-oport=$1 lport=$2 hport=$3 nport=$4
+set -- $(free_ports 5)
+oport=$1 lport=$2 hport=$3 nport=$4 mport=$5
 
 # A fixed body of 100 bytes, so responses are small and identical through every path.
 BODY="lb-bench: L7 keep-alive benchmark; a small, fixed body of exactly one hundred bytes through a proxy."
@@ -122,6 +127,7 @@ cat >"$BT/lb.yaml" <<EOF
 global:
   workers: 1
   admin: { socket: $BT/lb.sock }
+  metrics: { listen: 127.0.0.1:$mport }   # read before and after each run, never during
   log: { level: warn, access: off }
 
 listeners:
@@ -138,6 +144,15 @@ clusters:
 EOF
 start_lb "$lport"
 [ -n "$lb_why" ] && say "lb cannot run, its columns are skipped: $lb_why"
+
+# proxy_pids TARGET: the processes of the proxy behind TARGET.
+proxy_pids() {
+    case $1 in
+        lb) echo "$lb_pid" ;;
+        haproxy) echo "$haproxy_pid" ;;
+        nginx) echo "$nginx_pid $nginx_wpid" ;;
+    esac
+}
 
 # proxy_ticks TARGET: CPU ticks so far of the proxy behind TARGET (empty for direct).
 proxy_ticks() {
@@ -157,11 +172,24 @@ run_once() {
     [ "$round" = 0 ] && d=$WARMUP
     if [ "${conns%close}" != "$conns" ]; then set -- -H "Connection: close"; else set --; fi
     t0=$(proxy_ticks "$target")
+    ring0="- - -"
+    if [ "$round" != 0 ] && [ "$target" != direct ]; then
+        [ "$target" = lb ] && ring0=$(lb_ring "$mport")
+        syscalls_begin "$d" $(proxy_pids "$target")
+    fi
     if ! timeout $((d + 30)) wrk -t1 -c"${conns%close}" -d"${d}s" --latency -s "$WRK_LUA" "$@" \
         "http://127.0.0.1:$port/" >"$BT/run.out" 2>"$BT/run.err"; then
         die "wrk -c$conns against $target failed: $(tail -n 3 "$BT/run.out" "$BT/run.err")"
     fi
     t1=$(proxy_ticks "$target")
+    sc="-" ring1="- - -"
+    if [ "$round" != 0 ] && [ "$target" != direct ]; then
+        sc=$(syscalls_end)
+        if [ "$target" = lb ]; then
+            sleep 0.2 # the counters are published every 100 ms
+            ring1=$(lb_ring "$mport")
+        fi
+    fi
     summary=$(wrk_summary "$BT/run.out") ||
         die "no figures from wrk -c$conns against $target: $(cat "$BT/run.out" "$BT/run.err")"
     set -- $summary
@@ -171,6 +199,12 @@ run_once() {
     [ -n "$t0" ] && cpu=$(ticks_to_us_per $((t1 - t0)) "$n")
     if [ "$round" != 0 ]; then
         echo "$conns $target $round $rps $p50 $p99 $p999 $cpu $errs" >>"$BT/results"
+        set -- $ring0 $ring1
+        echo "$conns $target $round $(per_req "$sc" "$n")" \
+            "$(per_req "$([ "$1" = - ] || [ "$4" = - ] || echo $(($4 - $1)))" "$n")" \
+            "$(per_req "$([ "$2" = - ] || [ "$5" = - ] || echo $(($5 - $2)))" "$n")" \
+            "$(per_req "$([ "$3" = - ] || [ "$6" = - ] || echo $(($6 - $3)))" "$n")" \
+            >>"$BT/kernel"
         say "-c$conns round $round $target: $rps req/s p50 ${p50}us p99 ${p99}us" \
             "p99.9 ${p999}us proxy CPU ${cpu}us/req errors $errs"
     fi
@@ -185,6 +219,7 @@ runs() { [ "$1" != lb ] || [ -n "$lb_pid" ]; }
 
 TARGETS="direct lb haproxy nginx"
 : >"$BT/results"
+: >"$BT/kernel"
 for conns in $VARIANTS; do
     mode="keep-alive"; [ "${conns%close}" = "$conns" ] || mode="Connection: close"
     say "${conns%close} connections ($mode), ${DURATION}s per run, $ROUNDS rounds; warming up"
@@ -227,6 +262,19 @@ row() { # CONNS TARGET LABEL
     done
     printf ' %s | %s | %s | %s |\n' "$(fmt_dec "${13}")" "$(fmt_dec "${14}")" \
         "$(fmt_dec "${15}")" "$e"
+}
+# kernel_row CONNS TARGET LABEL: medians of the kernel work per request.
+kernel_row() {
+    printf '| %s |' "$3"
+    for f in 4 5 6 7; do
+        printf ' %s |' "$(awk -v c="$1" -v t="$2" -v f="$f" '$1 == c && $2 == t && $f != "-" {
+            print $f }' "$BT/kernel" | stats | cut -d' ' -f1)"
+    done
+    echo
+    for fm in 4:syscalls 5:sqes 6:cqes 7:enters; do
+        record "l7_c$1" "$2" "${fm#*:}_per_req" $(awk -v c="$1" -v t="$2" -v f="${fm%:*}" \
+            '$1 == c && $2 == t && $f != "-" { print $f }' "$BT/kernel" | stats)
+    done
 }
 ratio_row() { # CONNS LABEL PEER: lb / PEER for req/s, p99, p99.9 and CPU (medians)
     printf '| **%s** (medians) | %s | | | | | | %s | | | %s | | | %s | | | |\n' "$2" \
@@ -281,6 +329,17 @@ for conns in $VARIANTS; do
                 "close to every request, on the client side only."
             continue
         fi
+        echo "Kernel work per request, medians over the rounds: system calls of every" \
+            "thread of the proxy (perf stat -e raw_syscalls:sys_enter, counting only), and for lb" \
+            "the io_uring submissions (SQEs), completions (CQEs) and io_uring_enter calls, from" \
+            "its lb_worker_ring_*_total counters read before and after the run."
+        echo
+        echo "| proxy | syscalls/req | io_uring SQEs/req | CQEs/req | io_uring_enter/req |"
+        echo "|---|---:|---:|---:|---:|"
+        kernel_row "$conns" lb "lb"
+        kernel_row "$conns" haproxy "HAProxy"
+        kernel_row "$conns" nginx "nginx"
+        echo
         cpu_r=$(ratio "$(med "$conns" lb 8)" "$(med "$conns" haproxy 8)")
         p99_r=$(ratio "$(med "$conns" lb 6)" "$(med "$conns" haproxy 6)")
         verdict=$(awk -v c="$cpu_r" -v p="$p99_r" 'BEGIN {

@@ -268,3 +268,46 @@ wrk_summary() {
              printf "%d %.2f %.0f %.0f %.0f %d\n", n, rps, p50, p99, p999, e
          }' "$1"
 }
+
+# --- kernel work per request -----------------------------------------------------------
+# syscalls_begin SECONDS PID...: counts the system calls of the PIDs (every thread) for
+# SECONDS with perf's raw_syscalls:sys_enter tracepoint, in counting mode (no sampling, so it
+# barely slows them); syscalls_end prints the count, or "-" when perf cannot count here
+# (no perf, no tracefs, not allowed).
+syscalls_begin() {
+    d=$1; shift
+    rm -f "$BT/perf.count"
+    command -v perf >/dev/null 2>&1 || return 0
+    pids=$(echo "$@" | tr ' ' ',')
+    perf stat -x, -e raw_syscalls:sys_enter -p "$pids" -o "$BT/perf.count" -- sleep "$d" \
+        >/dev/null 2>&1 &
+    PERF_PID=$!
+}
+syscalls_end() {
+    [ -n "${PERF_PID:-}" ] && wait "$PERF_PID" 2>/dev/null
+    PERF_PID=""
+    n=$(awk -F, '$3 ~ /raw_syscalls:sys_enter/ && $1 ~ /^[0-9]+$/ { print $1 }' \
+        "$BT/perf.count" 2>/dev/null)
+    echo "${n:--}"
+}
+
+# lb_ring METRICS_PORT: "SQES CQES ENTERS" summed over lb's workers, from its /metrics
+# (lb_worker_ring_*_total, published every 100 ms), or "- - -".
+lb_ring() {
+    python3 - "$1" <<'EOF_PY' 2>/dev/null || echo "- - -"
+import sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode()
+s = {"sqes": 0, "cqes": 0, "enters": 0}
+for line in text.splitlines():
+    for k in s:
+        if line.startswith("lb_worker_ring_%s_total{" % k):
+            s[k] += int(float(line.split()[-1]))
+print(s["sqes"], s["cqes"], s["enters"])
+EOF_PY
+}
+
+# per_req COUNT REQUESTS: COUNT / REQUESTS to two decimals, or "-".
+per_req() {
+    awk -v a="$1" -v n="$2" 'BEGIN { if (a == "-" || a == "" || n + 0 == 0) print "-";
+                                     else printf "%.2f", a / n }'
+}

@@ -184,7 +184,8 @@ run_once() {
     t1=$(proxy_ticks "$target")
     sc="-" ring1="- - -"
     if [ "$round" != 0 ] && [ "$target" != direct ]; then
-        sc=$(syscalls_end)
+        syscalls_end
+        sc=$SYSCALLS
         if [ "$target" = lb ]; then
             sleep 0.2 # the counters are published every 100 ms
             ring1=$(lb_ring "$mport")

@@ -272,23 +272,24 @@ wrk_summary() {
 # --- kernel work per request -----------------------------------------------------------
 # syscalls_begin SECONDS PID...: counts the system calls of the PIDs (every thread) for
 # SECONDS with perf's raw_syscalls:sys_enter tracepoint, in counting mode (no sampling, so it
-# barely slows them); syscalls_end prints the count, or "-" when perf cannot count here
-# (no perf, no tracefs, not allowed).
+# barely slows them); syscalls_end (called in this shell, not in $(...), since it waits for
+# perf) sets SYSCALLS to the count, or "-" when perf cannot count here (no perf, no tracefs,
+# not allowed).
 syscalls_begin() {
-    d=$1; shift
     rm -f "$BT/perf.count"
+    PERF_PID=""
     command -v perf >/dev/null 2>&1 || return 0
-    pids=$(echo "$@" | tr ' ' ',')
-    perf stat -x, -e raw_syscalls:sys_enter -p "$pids" -o "$BT/perf.count" -- sleep "$d" \
-        >/dev/null 2>&1 &
+    sc_secs=$1; shift
+    perf stat -x, -e raw_syscalls:sys_enter -p "$(echo "$@" | tr ' ' ',')" \
+        -o "$BT/perf.count" -- sleep "$sc_secs" >/dev/null 2>&1 &
     PERF_PID=$!
 }
 syscalls_end() {
-    [ -n "${PERF_PID:-}" ] && wait "$PERF_PID" 2>/dev/null
+    if [ -n "${PERF_PID:-}" ]; then wait "$PERF_PID" 2>/dev/null || true; fi
     PERF_PID=""
-    n=$(awk -F, '$3 ~ /raw_syscalls:sys_enter/ && $1 ~ /^[0-9]+$/ { print $1 }' \
+    SYSCALLS=$(awk -F, '$3 ~ /raw_syscalls:sys_enter/ && $1 ~ /^[0-9]+$/ { print $1 }' \
         "$BT/perf.count" 2>/dev/null)
-    echo "${n:--}"
+    SYSCALLS=${SYSCALLS:--}
 }
 
 # lb_ring METRICS_PORT: "SQES CQES ENTERS" summed over lb's workers, from its /metrics

@@ -238,6 +238,33 @@ static void client_on_header(struct io_worker *w, struct http_conn *c)
     client_dispatch(w, c, &req);
 }
 
+/* A small body already received goes out with the response header, in one send: one
+ * submission and one completion fewer per request (a third of the sends of a keep-alive
+ * exchange). Content-Length bodies only (their framing cannot fail), never while a cache
+ * fill copies the body from the queue, and only what fits behind the header in hbuf. */
+#define HTTP_JOIN_MAX 4096
+
+static void join_small_body(struct io_worker *w, struct http_conn *c, struct http_conn *b)
+{
+    if (b->h.out_sent || c->h.fill || !(c->h.flags & H_F_RESP_HDR) ||
+        b->h.body.mode != HTTP_BODY_LENGTH || (b->h.body.done && !b->h.qvalid))
+        return;
+    uint32_t avail;
+    const char *p = io_stream_head(w, &b->st, &avail);
+    if (!p)
+        return;
+    if (!b->h.qvalid)
+        b->h.qvalid = (uint32_t)http_body_feed(&b->h.body, p, avail);
+    uint32_t take = b->h.qvalid < avail ? b->h.qvalid : avail;
+    uint32_t end = b->h.out_off + b->h.out_len;
+    if (!take || take > HTTP_JOIN_MAX || take > hw(w)->hbuf_size - end)
+        return;
+    memcpy(b->h.hbuf + end, p, take);
+    b->h.out_len += take;
+    q_consume(w, &b->st, take);
+    b->h.qvalid -= take;
+}
+
 /* Sends the next piece of the response to the client: header, then body. */
 void http_client_send(struct io_worker *w, struct http_conn *c)
 {
@@ -245,6 +272,7 @@ void http_client_send(struct io_worker *w, struct http_conn *c)
     if (!b || (c->st.flags & IO_ST_F_SENDING))
         return;
     if (b->h.out_len && b->h.out_sent < b->h.out_len) {
+        join_small_body(w, c, b);
         c->h.flags |= H_F_SENDING_HDR;
         send_on(w, c, &c->st, b->h.hbuf + b->h.out_off + b->h.out_sent,
                 b->h.out_len - b->h.out_sent);

@@ -78,14 +78,15 @@ static redisContext *open_node(const struct fleet *f, const char *node, bool *ma
             redisFree(c);
         return NULL;
     }
-    redisReply *r;
-    if (f->password && !(r = cmd(c, REDIS_REPLY_STATUS, "AUTH %s", f->password))) {
-        redisFree(c);
-        return NULL;
+    if (f->password) {
+        redisReply *a = cmd(c, REDIS_REPLY_STATUS, "AUTH %s", f->password);
+        if (!a) {
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(a);
     }
-    if (f->password)
-        freeReplyObject(r);
-    r = cmd(c, REDIS_REPLY_ARRAY, "ROLE");
+    redisReply *r = cmd(c, REDIS_REPLY_ARRAY, "ROLE");
     *master = r && r->elements > 0 && r->element[0]->type == REDIS_REPLY_STRING &&
               !strcmp(r->element[0]->str, "master");
     if (r)

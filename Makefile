@@ -48,6 +48,7 @@ FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/fuzzobj/%.o)
 LBQ_SRCS    := $(wildcard tools/lbq/*.c)
 TOOL_BINS   := $(if $(wildcard tools/demo/main.c),$(B)/demo-backend) \
                $(if $(wildcard tools/bench/stream.c),$(B)/bench-stream) \
+               $(if $(wildcard tools/bench/floor.c),$(B)/bench-floor) \
                $(if $(wildcard tools/lbq/main.c),$(B)/lbq)
 
 .PHONY: all deps test check run fuzz fuzz-build clean bench
@@ -74,6 +75,10 @@ $(B)/demo-backend: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/demo/*.c))
 
 # The queue consumer: every .c in tools/lbq/, with conf/ for -c FILE.
 $(B)/lbq: $(LBQ_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/tools/ctl_json.o $(CONF_OBJS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
+
+# The cheapest servers this machine can run, the floor of tools/bench/floor.sh.
+$(B)/bench-floor: $(B)/obj/tools/bench/floor.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
 
 # The bulk-transfer client and server of tools/bench/l4_stream.sh.

@@ -8,10 +8,11 @@
 # full run (no NAME, no QUICK) also rewrites README.md's headline block (headline.sh).
 #
 # Usage: tools/bench/run.sh [NAME...]   NAME: a script in tools/bench/ without .sh
-#        (default: every one present: idle_mem, l4_redis, l4_stream, l7_http, redis_proxy,
-#        static, tls, then profile)
-# Time on 2 shared cores: a full run takes about 18 minutes (l7_http 6.5, tls 4, redis_proxy 3,
-# l4_redis 1.5, idle_mem 1.5, static 1, l4_stream 0.5, profile 0.5); keep the defaults within 20.
+#        (default: every one present: floor, idle_mem, l4_redis, l4_stream, l7_http,
+#        redis_proxy, static, tls, then profile)
+# Time on 2 shared cores: a full run takes about 19.5 minutes (l7_http 6.5, tls 4, redis_proxy
+# 3, floor 1.5, l4_redis 1.5, idle_mem 1.5, static 1, l4_stream 0.5, profile 0.5); keep the
+# defaults within 20.
 # QUICK=1 takes about 2 minutes with the same tables (one or two rounds, 3 s runs); the
 # report's Load section says how long the run took.
 # Environment passed through to the scripts: QUICK=1 (short runs), ROUNDS, N, CLIENTS,

@@ -1,0 +1,243 @@
+/* bench-floor: the cheapest HTTP/1.1 server this machine can run, as the floor every figure
+ * of tools/bench/floor.sh is divided by. It answers every request on a keep-alive connection
+ * with the same fixed response (a 100-byte body, as l7_http.sh's origin) and does nothing
+ * else: it finds the end of each request header and writes the response, no parsing, no
+ * routing, no logging, one thread.
+ *
+ *   bench-floor uring PORT    io_uring: multishot accept, one recv and one send in flight
+ *                             per connection, one io_uring_submit_and_wait per loop turn
+ *   bench-floor epoll PORT    epoll: level-triggered, read(2) then write(2) per wakeup
+ *
+ * Listens on 127.0.0.1:PORT until SIGTERM or SIGINT. Pipelined requests are answered in one
+ * write. Exit 0 on a signal, 1 on an error (on stderr), 2 on bad usage.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_CONNS 4096
+#define BUF 16384
+
+static const char response[] =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
+    "lb-bench: L7 keep-alive benchmark; a small, fixed body of exactly one hundred bytes "
+    "through a proxy.";
+
+struct conn {
+    int fd;
+    uint32_t state; /* the last bytes seen, to find CRLFCRLF across reads */
+    char in[BUF];
+    char out[BUF];
+};
+
+static struct conn *conns[MAX_CONNS];
+static volatile sig_atomic_t stop;
+
+static void on_signal(int s)
+{
+    (void)s;
+    stop = 1;
+}
+
+/* Counts the requests that end in @p[0..n) (CRLFCRLF), across calls. */
+static unsigned requests_in(struct conn *c, const char *p, size_t n)
+{
+    unsigned k = 0;
+    uint32_t s = c->state;
+    for (size_t i = 0; i < n; i++) {
+        s = (s << 8) | (uint8_t)p[i];
+        if (s == 0x0d0a0d0a) {
+            k++;
+            s = 0;
+        }
+    }
+    c->state = s;
+    return k;
+}
+
+/* The answers to @k requests in c->out; their length (at most what fits). */
+static size_t answers(struct conn *c, unsigned k)
+{
+    size_t one = sizeof(response) - 1, len = 0;
+    for (unsigned i = 0; i < k && len + one <= sizeof(c->out); i++, len += one)
+        memcpy(c->out + len, response, one);
+    return len;
+}
+
+static int listen_on(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4096) < 0) {
+        perror("bench-floor: listen");
+        exit(1);
+    }
+    return fd;
+}
+
+static struct conn *conn_new(int fd)
+{
+    if (fd < 0 || fd >= MAX_CONNS) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    struct conn *c = conns[fd] ? conns[fd] : malloc(sizeof(*c));
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    c->fd = fd;
+    c->state = 0;
+    conns[fd] = c;
+    return c;
+}
+
+/* ---- epoll ---- */
+
+static int run_epoll(int lfd)
+{
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd}, evs[256];
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0) {
+        perror("bench-floor: epoll");
+        return 1;
+    }
+    while (!stop) {
+        int n = epoll_wait(ep, evs, 256, 500);
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            if (fd == lfd) {
+                struct conn *c = conn_new(accept4(lfd, NULL, NULL, SOCK_NONBLOCK));
+                ev = (struct epoll_event){.events = EPOLLIN, .data.fd = c ? c->fd : -1};
+                if (c)
+                    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+                continue;
+            }
+            struct conn *c = conns[fd];
+            ssize_t r = read(fd, c->in, sizeof(c->in));
+            if (r <= 0) {
+                if (r < 0 && errno == EAGAIN)
+                    continue;
+                close(fd); /* also leaves the epoll set */
+                continue;
+            }
+            size_t len = answers(c, requests_in(c, c->in, (size_t)r));
+            if (len && write(fd, c->out, len) != (ssize_t)len)
+                close(fd); /* a full socket buffer: the floor does not queue */
+        }
+    }
+    return 0;
+}
+
+/* ---- io_uring ---- */
+
+enum { OP_ACCEPT, OP_RECV, OP_SEND };
+
+static uint64_t ud(int op, int fd)
+{
+    return (uint64_t)op << 32 | (uint32_t)fd;
+}
+
+/* An SQE, submitting what is queued when the SQ is full. */
+static struct io_uring_sqe *get_sqe(struct io_uring *r)
+{
+    struct io_uring_sqe *s;
+    while (!(s = io_uring_get_sqe(r)))
+        io_uring_submit(r);
+    return s;
+}
+
+static void prep_recv(struct io_uring *r, struct conn *c)
+{
+    struct io_uring_sqe *s = get_sqe(r);
+    io_uring_prep_recv(s, c->fd, c->in, sizeof(c->in), 0);
+    s->user_data = ud(OP_RECV, c->fd);
+}
+
+static void prep_accept(struct io_uring *r, int lfd)
+{
+    struct io_uring_sqe *s = get_sqe(r);
+    io_uring_prep_multishot_accept(s, lfd, NULL, NULL, 0);
+    s->user_data = ud(OP_ACCEPT, lfd);
+}
+
+static void on_cqe(struct io_uring *r, int lfd, const struct io_uring_cqe *cqe)
+{
+    int op = (int)(cqe->user_data >> 32), fd = (int)(uint32_t)cqe->user_data;
+    if (op == OP_ACCEPT) {
+        struct conn *c = cqe->res >= 0 ? conn_new(cqe->res) : NULL;
+        if (c)
+            prep_recv(r, c);
+        if (!(cqe->flags & IORING_CQE_F_MORE))
+            prep_accept(r, lfd);
+        return;
+    }
+    struct conn *c = conns[fd];
+    if (cqe->res <= 0) {
+        close(fd);
+        return;
+    }
+    if (op == OP_SEND) {
+        prep_recv(r, c);
+        return;
+    }
+    size_t len = answers(c, requests_in(c, c->in, (size_t)cqe->res));
+    if (!len) {
+        prep_recv(r, c);
+        return;
+    }
+    struct io_uring_sqe *s = get_sqe(r);
+    io_uring_prep_send(s, fd, c->out, len, 0);
+    s->user_data = ud(OP_SEND, fd);
+}
+
+static int run_uring(int lfd)
+{
+    struct io_uring r;
+    struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN};
+    if (io_uring_queue_init_params(4096, &r, &p) < 0 && io_uring_queue_init(4096, &r, 0) < 0) {
+        fprintf(stderr, "bench-floor: io_uring_queue_init failed\n");
+        return 1;
+    }
+    prep_accept(&r, lfd);
+    while (!stop) {
+        struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 500000000};
+        io_uring_submit_and_wait_timeout(&r, &cqe, 1, &ts, NULL);
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&r, head, cqe)
+        {
+            on_cqe(&r, lfd, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&r, n);
+    }
+    io_uring_queue_exit(&r);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3 || (strcmp(argv[1], "uring") && strcmp(argv[1], "epoll")) || atoi(argv[2]) <= 0 ||
+        atoi(argv[2]) > 65535) {
+        fprintf(stderr, "usage: bench-floor uring|epoll PORT\n");
+        return 2;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int lfd = listen_on(atoi(argv[2]));
+    return strcmp(argv[1], "uring") ? run_epoll(lfd) : run_uring(lfd);
+}

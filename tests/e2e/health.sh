@@ -207,7 +207,10 @@ w=$($H burst "$L3" 30); echo "$w"
 $H waitlog "$LOG" "$EJ1" "$T_E" 5 >/dev/null || fail "flaky not ejected"
 grep 'msg="server ejected" cluster=passive server=flaky' "$LOG"
 n1=$(grep -c 'msg="connect failed" server=flaky' "$LOG")
-[ "$n1" = 3 ] || fail "want 3 connect failures before the ejection, got $n1"
+# The third failure in a row ejects; the workers report failures to the control loop, which
+# applies the ejection on its next turn, so on a loaded machine a few more requests of the
+# burst can meet the dead server meanwhile (each retried elsewhere: errors is 0 above).
+[ "$n1" -ge 3 ] || fail "ejected after $n1 connect failures, want at least 3"
 w=$($H burst "$L3" 20); echo "while ejected: $w"
 [ "$(json_get "$w" errors)" = 0 ] || fail "a client failed"
 out=$($H gap "$LOG" "$EJ1" "$BACK1" 5) || fail "flaky did not return after its ejection"

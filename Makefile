@@ -10,7 +10,7 @@
 CC      ?= cc
 CLANG   ?= clang
 B       := build
-PKGS    := liburing openssl yaml-0.1 hiredis
+PKGS    := liburing openssl yaml-0.1 hiredis libsystemd
 # Recursive (=) so pkg-config runs when a recipe needs it, after tools/deps.sh installed things.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)

@@ -4,7 +4,7 @@
 # Usage: tools/deps.sh [build|all]   (default: all)
 set -eu
 
-build="gcc make pkg-config liburing-dev libssl-dev libyaml-dev libhiredis-dev libcmocka-dev"
+build="gcc make pkg-config liburing-dev libssl-dev libyaml-dev libhiredis-dev libcmocka-dev libsystemd-dev"
 peers="curl wrk slowhttptest redis-server redis-tools nutcracker nginx-light libnginx-mod-stream haproxy linux-perf gnuplot-nox clang libclang-rt-14-dev python3 procps iproute2 chromium"
 
 case "${1:-all}" in

@@ -22,6 +22,7 @@
 #include "lb/core/control.h"
 #include "lb/core/health.h"
 #include "lb/core/log.h"
+#include "lb/core/notify.h"
 #include "lb/tls/tls.h"
 #include "lb/core/proxy.h"
 #include "lb/core/runtime.h"
@@ -422,6 +423,7 @@ static void ctl_reap(struct lb_ctl *ctl)
 static void ctl_stop(struct lb_ctl *ctl)
 {
     ctl->stopping = true;
+    lb_notify_stopping();
     for (size_t i = 0; i < ctl->ndraining; i++) {
         int zero = 0;
         atomic_compare_exchange_strong(&ctl->draining[i]->stop, &zero, 1);
@@ -435,7 +437,9 @@ int lb_ctl_run(struct lb_ctl *ctl)
             ctl_stop(ctl);
         if (ctl->reload && !ctl->stopping) {
             ctl->reload = false;
+            lb_notify_reloading();
             ctl_reload(ctl);
+            lb_notify_ready(ctl->rt); /* the new generation, or the one that stayed */
         }
         ctl_reap(ctl);
         /* Stopping: the admin socket, metrics and probes serve until the last worker ends. */
@@ -443,7 +447,8 @@ int lb_ctl_run(struct lb_ctl *ctl)
             break;
         uint64_t now = lb_ctl_now_ms();
         uint64_t next = ctl_tick(ctl, now);
-        ctl_wait(ctl, now, next);
+        uint64_t due = lb_notify_tick(ctl->rt, now); /* watchdog pings, STATUS= */
+        ctl_wait(ctl, now, due < next ? due : next);
         ctl_dispatch(ctl);
     }
     int rc = atomic_load(&ctl->rt->stop) == 1 ? 0 : 1;

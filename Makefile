@@ -181,13 +181,15 @@ uninstall:
 	  else echo "$$c was edited: kept"; fi; fi
 	-@rmdir $(DESTDIR)$(SYSCONFDIR)/lb 2>/dev/null || true
 
-# The .deb and its companions land in build/ (dpkg-buildpackage writes them to ..).
+# The .deb and its companions land in build/ (dpkg-buildpackage writes them to ..). The
+# package is built from a copy of the files git tracks, with packaging/debian as debian/.
 deb:
 	@tools/deps.sh deb
 	rm -rf $(B)/deb && mkdir -p $(B)/deb/src
 	git ls-files -z | xargs -0 cp --parents -t $(B)/deb/src
 	cp -r packaging/debian $(B)/deb/src/debian
-	cd $(B)/deb/src && dpkg-buildpackage -b -us -uc
+	@# A clean environment: this make's variables (B=...) must not reach the package's make.
+	cd $(B)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -b -us -uc
 	mv $(B)/deb/*.deb $(B)/deb/*.buildinfo $(B)/deb/*.changes $(B)/
 	@ls -1 $(B)/*.deb
 

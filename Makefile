@@ -191,10 +191,13 @@ deb:
 	@# A clean environment: this make's variables (B=...) must not reach the package's make.
 	cd $(B)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -b -us -uc
 	mv $(B)/deb/*.deb $(B)/deb/*.buildinfo $(B)/deb/*.changes $(B)/
+	rm -rf $(B)/deb
 	@ls -1 $(B)/*.deb
 
 # Objects reached only through pattern rules would count as intermediate and be deleted
 # after each link, making every build a full rebuild.
 .PRECIOUS: $(B)/obj/%.o $(B)/fuzzobj/%.o
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+# Only the compilers' dependency files: make deb's tree under $(B)/deb has its own, and
+# directories such as etc/logrotate.d.
+-include $(shell find $(B)/obj $(B)/fuzzobj -name '*.d' -type f 2>/dev/null)

@@ -188,8 +188,9 @@ deb:
 	rm -rf $(B)/deb && mkdir -p $(B)/deb/src
 	git ls-files -z | xargs -0 cp --parents -t $(B)/deb/src
 	cp -r packaging/debian $(B)/deb/src/debian
-	@# A clean environment: this make's variables (B=...) must not reach the package's make.
-	cd $(B)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -b -us -uc
+	@# A clean environment: this make's variables (B=, SAN=, CI=..., which make exports) must
+	@# not reach the package's build.
+	cd $(B)/deb/src && env -i PATH="$$PATH" HOME="$$HOME" LC_ALL=C.UTF-8 dpkg-buildpackage -b -us -uc
 	mv $(B)/deb/*.deb $(B)/deb/*.buildinfo $(B)/deb/*.changes $(B)/
 	rm -rf $(B)/deb
 	@ls -1 $(B)/*.deb

@@ -5,6 +5,8 @@
 #  - `lbctl reload`: RELOADING=1 with MONOTONIC_USEC=, then READY=1 and generation 2;
 #  - SIGHUP with a broken file: RELOADING=1 then READY=1 again, still generation 2;
 #  - SIGTERM: STOPPING=1, and lb exits 0;
+#  - as the unit runs it (root only, with setpriv): user nobody, no capability but
+#    CAP_NET_BIND_SERVICE, no new privileges: lb binds a port below 1024, says READY=1, serves;
 #  - packaging/lb.service passes `systemd-analyze verify --man=no` when systemd-analyze exists.
 . "$(dirname "$0")/lib.sh"
 need python3 curl
@@ -67,6 +69,36 @@ stop "$LBPID"
 [ "$STOP_RC" = 0 ] || fail "lb exited $STOP_RC after SIGTERM"
 grep -q '^STOPPING=1' "$N" || fail "no STOPPING=1: $(cat "$N")"
 
+# As lb.service runs it: an unprivileged user whose only capability is CAP_NET_BIND_SERVICE
+# (ambient), listening on a port below 1024.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 && id nobody >/dev/null 2>&1; then
+    P=$(LB_TEST_PORTS=900-1000 python3 "$ROOT/tests/e2e/ports.py" claim $$)
+    mkdir "$T/run"
+    chown nobody "$T/run"
+    chmod 0755 "$T"
+    chmod 0666 "$T/notify.sock"
+    cat >"$T/run/lb.yaml" <<EOC
+global: { workers: 1, admin: { socket: $T/run/lb.sock } }
+listeners: [ { name: web, bind: 127.0.0.1:$P, routes: [ { cluster: app } ] } ]
+clusters: { app: { servers: [ { name: a, address: 127.0.0.1:$A } ] } }
+EOC
+    chmod 0644 "$T/run/lb.yaml"
+    before=$(grep -c '^READY=1' "$N")
+    NOTIFY_SOCKET="$T/notify.sock" bg lbnobody setpriv --reuid=nobody --regid=nogroup --clear-groups \
+        --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service \
+        --bounding-set=-all,+net_bind_service --no-new-privs "$LB" -c "$T/run/lb.yaml"
+    NPID=$LAST_PID
+    wait_for 20 "READY=1 from lb run as nobody" sh -c "[ \$(grep -c '^READY=1' '$N') -gt $before ]"
+    curl -fsS -o /dev/null "http://127.0.0.1:$P/" || fail "lb as nobody does not serve on port $P"
+    caps=$(awk '/^CapEff/ { print $2 }' "/proc/$NPID/status")
+    [ "$caps" = 0000000000000400 ] || fail "lb runs with capabilities $caps, not CAP_NET_BIND_SERVICE alone"
+    [ "$(stat -c %U "/proc/$NPID")" = nobody ] || fail "lb does not run as nobody"
+    stop "$NPID"
+    [ "$STOP_RC" = 0 ] || fail "lb as nobody exited $STOP_RC"
+else
+    echo "not root or no setpriv: the unprivileged run is not tested"
+fi
+
 # The unit file, with ExecStart pointing at this build (verify wants the binaries to exist).
 if command -v systemd-analyze >/dev/null 2>&1; then
     sed -e "s#/usr/sbin/lb#$LB#g" -e "s#/usr/bin/lbctl#$LBCTL#g" \
@@ -77,4 +109,4 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
     echo "systemd-analyze not installed: unit not verified"
 fi
-echo "ok: READY, WATCHDOG, RELOADING/READY, STOPPING and the unit"
+echo "ok: READY, WATCHDOG, RELOADING/READY, STOPPING, unprivileged run and the unit"

@@ -4,13 +4,16 @@
 #   make run             install missing packages, start the demo
 #   make fuzz            run each libFuzzer target for FUZZ_SECONDS (needs clang)
 #   make bench           side-by-side benchmarks into BENCHMARKS.md (~11 min; QUICK=1 ~2 min)
+#   make install         binaries, man pages, unit, logrotate, completion; PREFIX, DESTDIR
+#   make uninstall       removes them (the config only when it is still the example)
+#   make deb             the Debian package, into build/ (installs debhelper if missing)
 #   make SAN=address,undefined test     the suite under sanitizers
 #   CI=1 make ...        warnings are errors
 
 CC      ?= cc
 CLANG   ?= clang
 B       := build
-PKGS    := liburing openssl yaml-0.1 hiredis
+PKGS    := liburing openssl yaml-0.1 hiredis libsystemd
 # Recursive (=) so pkg-config runs when a recipe needs it, after tools/deps.sh installed things.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -51,7 +54,7 @@ TOOL_BINS   := $(if $(wildcard tools/demo/main.c),$(B)/demo-backend) \
                $(if $(wildcard tools/bench/floor.c),$(B)/bench-floor) \
                $(if $(wildcard tools/lbq/main.c),$(B)/lbq)
 
-.PHONY: all deps test check run fuzz fuzz-build clean bench
+.PHONY: all deps test check run fuzz fuzz-build clean bench install uninstall deb
 all: $(B)/lb $(B)/lbctl $(TOOL_BINS)
 
 deps:
@@ -143,8 +146,66 @@ bench: deps
 clean:
 	rm -rf $(B)
 
+# ---- install -------------------------------------------------------------------------------
+# The config and logrotate live under /etc whatever PREFIX is; the unit's paths are rewritten
+# to where the binaries and config went. The Debian package runs this with PREFIX=/usr.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSCONFDIR ?= /etc
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+MANPAGES   := packaging/man/lb.8 packaging/man/lbctl.8 packaging/man/lbq.1 packaging/man/lb.yaml.5
+INSTALLED  := $(SBINDIR)/lb $(SBINDIR)/lbctl $(BINDIR)/lbq $(UNITDIR)/lb.service \
+              $(SYSCONFDIR)/logrotate.d/lb $(COMPLETIONDIR)/lbctl \
+              $(foreach m,$(MANPAGES),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+
+install: $(B)/lb $(B)/lbctl $(B)/lbq
+	install -D -m 0755 $(B)/lb $(DESTDIR)$(SBINDIR)/lb
+	install -D -m 0755 $(B)/lbctl $(DESTDIR)$(SBINDIR)/lbctl
+	install -D -m 0755 $(B)/lbq $(DESTDIR)$(BINDIR)/lbq
+	@for m in $(MANPAGES); do s=$${m##*.}; \
+	  echo "install -D -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}"; \
+	  install -D -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/$${m##*/} || exit 1; done
+	install -d $(DESTDIR)$(UNITDIR)
+	sed -e 's#/usr/sbin/#$(SBINDIR)/#g' -e 's#/etc/lb/#$(SYSCONFDIR)/lb/#g' \
+	  packaging/lb.service >$(DESTDIR)$(UNITDIR)/lb.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/lb.service
+	install -D -m 0644 packaging/lb.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/lb
+	install -D -m 0644 packaging/lbctl.bash-completion $(DESTDIR)$(COMPLETIONDIR)/lbctl
+	@# An operator's config is never overwritten.
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/lb/lb.yaml ]; then \
+	  echo "$(DESTDIR)$(SYSCONFDIR)/lb/lb.yaml exists: kept"; else \
+	  echo "install -D -m 0644 packaging/lb.yaml $(DESTDIR)$(SYSCONFDIR)/lb/lb.yaml"; \
+	  install -D -m 0644 packaging/lb.yaml $(DESTDIR)$(SYSCONFDIR)/lb/lb.yaml; fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@c=$(DESTDIR)$(SYSCONFDIR)/lb/lb.yaml; if [ -e $$c ]; then \
+	  if cmp -s $$c packaging/lb.yaml; then echo "rm -f $$c"; rm -f $$c; \
+	  else echo "$$c was edited: kept"; fi; fi
+	-@rmdir $(DESTDIR)$(SYSCONFDIR)/lb 2>/dev/null || true
+
+# The .deb and its companions land in build/ (dpkg-buildpackage writes them to ..). The
+# package is built from a copy of the files git tracks, with packaging/debian as debian/.
+deb:
+	@tools/deps.sh deb
+	rm -rf $(B)/deb && mkdir -p $(B)/deb/src
+	git ls-files -z | xargs -0 cp --parents -t $(B)/deb/src
+	cp -r packaging/debian $(B)/deb/src/debian
+	@# A clean environment: this make's variables (B=, SAN=, CI=..., which make exports) must
+	@# not reach the package's build.
+	cd $(B)/deb/src && env -i PATH="$$PATH" HOME="$$HOME" LC_ALL=C.UTF-8 dpkg-buildpackage -b -us -uc
+	mv $(B)/deb/*.deb $(B)/deb/*.buildinfo $(B)/deb/*.changes $(B)/
+	rm -rf $(B)/deb
+	@ls -1 $(B)/*.deb
+
 # Objects reached only through pattern rules would count as intermediate and be deleted
 # after each link, making every build a full rebuild.
 .PRECIOUS: $(B)/obj/%.o $(B)/fuzzobj/%.o
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+# Only the compilers' dependency files: make deb's tree under $(B)/deb has its own, and
+# directories such as etc/logrotate.d.
+-include $(shell find $(B)/obj $(B)/fuzzobj -name '*.d' -type f 2>/dev/null)

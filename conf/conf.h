@@ -358,6 +358,16 @@ void conf_diags_print(const struct conf_diags *d, const char *file, FILE *out);
 void conf_free(struct conf *c);
 
 /*
+ * Calls @fn with the path of every key the loader accepts, each once: "global.admin.socket",
+ * "listeners[].routes[].match.host", "clusters.NAME.servers[].weight" ([] is any list item,
+ * NAME any cluster or set name). A mapping's key comes before the keys inside it. Stops at the
+ * first non-zero return of @fn and returns it; 0 when every key was seen. With @ntables not
+ * NULL, the number of distinct key tables walked is stored there (the drift test compares it
+ * with the tables in conf/). lb.yaml(5) documents exactly these keys.
+ */
+int conf_keys_each(int (*fn)(const char *path, void *arg), void *arg, size_t *ntables);
+
+/*
  * Parsers for scalar forms, shared with lbctl and the admin socket. 0, -EINVAL (malformed) or
  * -ERANGE (overflow, port outside 1..65535). Durations: an unsigned integer and a unit (ms, s,
  * m, h), or a bare 0. Sizes: an unsigned integer, optionally followed by k, m or g (x1024).

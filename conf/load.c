@@ -786,3 +786,7 @@ int conf_addr_cmp(const struct conf_addr *a, const struct conf_addr *b)
     }
     return 0;
 }
+
+/* For conf_keys_each() (keys.c); global's other sections hang off top_keys by conf_set_map. */
+const struct conf_key_root conf_roots_global[] = {
+    {"", top_keys}, {"global.metrics", metrics_keys}, {NULL, NULL}};

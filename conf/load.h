@@ -97,6 +97,17 @@ conf_set_fn conf_set_file;     /* char *: a readable regular file, resolved */
 conf_set_fn conf_set_dir;      /* char *: an existing directory, resolved */
 conf_set_fn conf_set_url_path; /* char *: starts with '/' */
 
+/* A table that a setter of its own passes to conf_map (not conf_set_map, whose sub-tables
+ * conf_keys_each() finds by itself), with the path of the mapping it describes: "" for the
+ * top level, "listeners[]" for each listener, "clusters.NAME" for each cluster. Each load*.c
+ * lists its own; conf/keys.c walks them for `lb.yaml(5)`'s drift test. */
+struct conf_key_root {
+    const char *path;
+    const struct conf_key *tab;
+};
+extern const struct conf_key_root conf_roots_global[], conf_roots_listener[], conf_roots_cluster[],
+    conf_roots_static[];
+
 /* The top-level sections that live in load_listener.c, load_cluster.c and load_static.c; each
  * takes the struct conf as base. */
 conf_set_fn conf_set_listeners;

@@ -496,3 +496,10 @@ int conf_set_clusters(struct conf_ctx *x, const struct conf_node *n, void *field
     }
     return 0;
 }
+
+/* For conf_keys_each() (keys.c): the tables this file's setters map themselves. */
+const struct conf_key_root conf_roots_cluster[] = {
+    {"clusters.NAME", cluster_keys},          {"clusters.NAME.servers[]", server_keys},
+    {"clusters.NAME.health", health_keys},    {"clusters.NAME.passive", passive_keys},
+    {"clusters.NAME.tls", upstream_tls_keys}, {NULL, NULL},
+};

@@ -759,3 +759,16 @@ int conf_set_listeners(struct conf_ctx *x, const struct conf_node *n, void *fiel
     }
     return 0;
 }
+
+/* For conf_keys_each() (keys.c): the tables this file's setters map themselves. */
+const struct conf_key_root conf_roots_listener[] = {
+    {"listeners[]", listener_keys},
+    {"listeners[].tls", tls_keys},
+    {"listeners[].tls.certificates[]", cert_keys},
+    {"listeners[].routes[]", route_keys},
+    {"listeners[].routes[].match", match_keys},
+    {"listeners[].routes[].enqueue", enqueue_keys},
+    {"listeners[].routes[].redirect", redirect_keys},
+    {"listeners[].routes[].cache", cache_keys},
+    {NULL, NULL},
+};

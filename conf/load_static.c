@@ -74,3 +74,6 @@ int conf_set_statics(struct conf_ctx *x, const struct conf_node *n, void *field,
     }
     return 0;
 }
+
+/* For conf_keys_each() (keys.c). */
+const struct conf_key_root conf_roots_static[] = {{"static.NAME", static_keys}, {NULL, NULL}};

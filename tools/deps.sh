@@ -1,16 +1,20 @@
 #!/bin/sh
 # Installs the Debian packages lb needs to build, test and benchmark, and only those
 # that are missing: a machine that has everything sees no apt-get at all.
-# Usage: tools/deps.sh [build|all]   (default: all)
+# Usage: tools/deps.sh [build|all|deb]   (default: all; deb: what `make deb` needs, on top
+# of build)
 set -eu
 
-build="gcc make pkg-config liburing-dev libssl-dev libyaml-dev libhiredis-dev libcmocka-dev"
+build="gcc make pkg-config liburing-dev libssl-dev libyaml-dev libhiredis-dev libcmocka-dev libsystemd-dev"
 peers="curl wrk slowhttptest redis-server redis-tools nutcracker nginx-light libnginx-mod-stream haproxy linux-perf gnuplot-nox clang libclang-rt-14-dev python3 procps iproute2 chromium"
+
+deb="debhelper dpkg-dev fakeroot lintian"
 
 case "${1:-all}" in
     build) want="$build" ;;
+    deb) want="$build $deb" ;;
     all) want="$build $peers" ;;
-    *) echo "usage: tools/deps.sh [build|all]" >&2; exit 2 ;;
+    *) echo "usage: tools/deps.sh [build|all|deb]" >&2; exit 2 ;;
 esac
 
 missing=""

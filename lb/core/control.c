@@ -22,6 +22,7 @@
 #include "lb/core/control.h"
 #include "lb/core/health.h"
 #include "lb/core/log.h"
+#include "lb/core/notify.h"
 #include "lb/core/proxy.h"
 #include "lb/core/runtime.h"
 #include "lb/fleet/fleet.h"
@@ -485,6 +486,7 @@ static void ctl_reap(struct lb_ctl *ctl)
 static void ctl_stop(struct lb_ctl *ctl)
 {
     ctl->stopping = true;
+    lb_notify_stopping();
     for (size_t i = 0; i < ctl->ndraining; i++) {
         int zero = 0;
         atomic_compare_exchange_strong(&ctl->draining[i]->stop, &zero, 1);
@@ -498,7 +500,9 @@ int lb_ctl_run(struct lb_ctl *ctl)
             ctl_stop(ctl);
         if (ctl->reload && !ctl->stopping) {
             ctl->reload = false;
+            lb_notify_reloading();
             ctl_reload(ctl);
+            lb_notify_ready(ctl->rt); /* the new generation, or the one that stayed */
         }
         ctl_reap(ctl);
         /* Stopping: the admin socket, metrics and probes serve until the last worker ends. */
@@ -509,7 +513,8 @@ int lb_ctl_run(struct lb_ctl *ctl)
         uint64_t next = ctl_tick(ctl, now);
         /* Changes from other instances are taken at least this often. */
         next = ctl->fleet && next > now + 100 ? now + 100 : next;
-        ctl_wait(ctl, now, next);
+        uint64_t due = lb_notify_tick(ctl->rt, now); /* watchdog pings, STATUS= */
+        ctl_wait(ctl, now, due < next ? due : next);
         ctl_dispatch(ctl);
     }
     int rc = atomic_load(&ctl->rt->stop) == 1 ? 0 : 1;

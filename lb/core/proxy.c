@@ -25,6 +25,7 @@
 #include "lb/core/health.h"
 #include "lb/core/limits.h"
 #include "lb/core/log.h"
+#include "lb/core/notify.h"
 #include "lb/tls/tls.h"
 #include "lb/core/proxy.h"
 #include "lb/core/runtime.h"
@@ -551,8 +552,11 @@ int lb_proxy_run(struct conf *c, const char *file)
         lb_proxy_destroy(rt);
         return 1;
     }
+    lb_notify_init();
     if (lb_proxy_start(rt, ctl, &err) < 0)
         lb_error("cannot start: stopping", "err=\"%s\"", err.msg);
+    else
+        lb_notify_ready(rt); /* the listening sockets are open: connections queue */
     int rc = lb_ctl_run(ctl);
     lb_ctl_free(ctl);
     return rc;

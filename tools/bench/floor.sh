@@ -47,14 +47,14 @@ start_lb "$lport"
 
 cat >"$BT/haproxy.cfg" <<EOF
 global
-    nbthread 1
     maxconn 4096
+    nbthread 1
 defaults
     mode http
-    timeout connect 5s
-    timeout client 1m
-    timeout server 1m
     timeout http-keep-alive 1m
+    timeout client 1m
+    timeout connect 5s
+    timeout server 1m
 frontend web
     bind 127.0.0.1:$hport
     http-request return status 200 content-type text/plain string "$BODY"

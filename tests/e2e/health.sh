@@ -223,7 +223,7 @@ echo "connect failures on flaky: $n1 before its ejection, $n2 while ejected"
 T_E=$(now)
 w=$($H burst "$L3" 20); echo "$w"
 [ "$(json_get "$w" errors)" = 0 ] || fail "a client failed"
-$H waitlog "$LOG" 'msg="server ejected" cluster=passive server=flaky .*ejection_ms=4000 ejections=2' "$T_E" 3 >/dev/null ||
+$H waitlog "$LOG" 'msg="server ejected" cluster=passive server=flaky .*ejection_ms=4000 ejections=2' "$T_E" 10 >/dev/null ||
     fail "the second ejection did not double"
 echo "second ejection: 4000 ms (doubled)"
 T_E=$(now)

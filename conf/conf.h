@@ -101,6 +101,11 @@ enum conf_access_log {
     CONF_ACCESS_FILE,
 };
 
+enum conf_access_format {
+    CONF_ACCESS_TEXT, /* default: key=value */
+    CONF_ACCESS_JSON, /* one JSON object per line */
+};
+
 /* HTTP methods as a bit set, for route matching. */
 enum conf_method {
     CONF_M_GET = 1u << 0,
@@ -304,6 +309,7 @@ struct conf_global {
     enum conf_log_level log_level;
     enum conf_access_log access;
     char *access_file;            /* when access == CONF_ACCESS_FILE */
+    enum conf_access_format access_format;
     char **redis_nodes;           /* host:port strings, each checked by conf_parse_addr */
     size_t nredis_nodes;          /* 0: no redis: block */
     char *redis_instance;         /* NULL: lb derives one from the host name */

@@ -646,12 +646,22 @@ static const struct conf_enum_name log_levels[] = {
     {NULL, 0},
 };
 
+static const struct conf_enum_name access_formats[] = {
+    {"text", CONF_ACCESS_TEXT},
+    {"json", CONF_ACCESS_JSON},
+    {NULL, 0},
+};
+
 static const struct conf_key log_keys[] = {
     {.name = "level",
      .set = conf_set_enum,
      .off = offsetof(struct conf_global, log_level),
      .arg = log_levels},
     {.name = "access", .set = set_access},
+    {.name = "format",
+     .set = conf_set_enum,
+     .off = offsetof(struct conf_global, access_format),
+     .arg = access_formats},
     {.name = NULL},
 };
 

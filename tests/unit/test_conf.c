@@ -397,6 +397,13 @@ static void test_access_and_level(void **state)
     expect_err("global:\n  log: { level: verbose }\n" APP WEB, 2, 17,
                "expected one of: error, warn, info, debug");
     expect_err("global:\n  log: { level: inf }\n" APP WEB, 2, 17, "did you mean 'info'?");
+    expect_err("global:\n  log: { format: xml }\n" APP WEB, 2, 18, "expected one of: text, json");
+    struct conf *c = load_ok("global: { log: { format: json } }\n" APP WEB);
+    assert_int_equal(c->global.access_format, CONF_ACCESS_JSON);
+    conf_free(c);
+    c = load_ok(APP WEB);
+    assert_int_equal(c->global.access_format, CONF_ACCESS_TEXT);
+    conf_free(c);
 }
 
 /* ---- scalar forms ---- */

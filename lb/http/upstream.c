@@ -205,6 +205,7 @@ void http_request_done(struct io_worker *w, struct http_conn *c, struct http_con
     cl_server_count_status(srv, c->base.listener, c->h.status);
     cl_cluster_observe_latency(&w->rt->clusters[c->pick.cluster],
                                (w->now_ms - c->h.t_start_ms) * 1000);
+    cl_latency_observe(&srv->latency, (w->now_ms - c->h.t_start_ms) * 1000);
     http_access_log(w, c, srv->cf->name);
     if (c->pick.counted) {
         cl_server_release(srv);

@@ -18,6 +18,7 @@
 #ifndef METRICS_H
 #define METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,8 +52,10 @@ void metrics_json(struct lb_runtime *rt, const double *const *rates, struct lb_j
 void metrics_prom_tls(struct lb_runtime *rt, struct lb_jbuf *out);
 void metrics_json_certs(struct lb_runtime *rt, struct lb_jbuf *out);
 
-/* Appends the status page, with the current /stats embedded so that it renders at once. */
-void metrics_page(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out);
+/* Appends the status page (lb/metrics/page.c), with the current /stats embedded so that it
+ * renders at once; @admin: with drain/undrain buttons (served on the admin address). */
+void metrics_page(struct lb_runtime *rt, const double *const *rates, bool admin,
+                  struct lb_jbuf *out);
 
 /*
  * Answers one request: @req holds @len bytes of a request head (request line and header

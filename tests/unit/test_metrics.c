@@ -393,7 +393,7 @@ static void test_stats_json(void **state)
 
     /* The page embeds the same JSON and names every server. */
     lb_jbuf_reset(&j);
-    metrics_page(rt, NULL, &j);
+    metrics_page(rt, NULL, false, &j);
     assert_false(j.overflow);
     assert_non_null(strstr(j.p, "<script>"));
     assert_non_null(strstr(j.p, "\"app2\""));

@@ -1,0 +1,137 @@
+#!/bin/sh
+# The status page in a real browser (headless Chromium from Debian), while a load runs:
+#  - it loads with no console error and no script error;
+#  - the charts have data: the cluster's requests/s line has points, all above zero while the
+#    load runs, the error line sees the 5xx the load asks for, the p99 line has values; and
+#    what the page shows moves between two page loads (the response counts grow);
+#  - every server is listed, coloured by its state (a dead one is "down");
+#  - read-only: no drain button on the plain metrics address.
+# SCREENSHOT=FILE also writes a screenshot there (how docs/status-page.png is made).
+. "$(dirname "$0")/lib.sh"
+need python3 curl
+need_uring
+[ -x "$DEMO" ] || skip "build/demo-backend not built"
+CHROME=$(command -v chromium || command -v chromium-browser || true)
+[ -n "$CHROME" ] || skip "chromium not installed (tools/deps.sh installs it): status page not checked"
+
+D1=$(free_port)
+D2=$(free_port)
+DEAD=$(free_port)
+L=$(free_port)
+M=$(free_port)
+bg d1 "$DEMO" -l "127.0.0.1:$D1" -n d1
+bg d2 "$DEMO" -l "127.0.0.1:$D2" -n d2
+cat >"$T/lb.yaml" <<EOC
+global:
+  workers: 2
+  admin: { socket: $T/lb.sock }
+  metrics: { listen: 127.0.0.1:$M }
+listeners:
+  - name: web
+    bind: 127.0.0.1:$L
+    protocol: http
+    routes:
+      - cluster: app
+clusters:
+  app:
+    servers:
+      - { name: d1, address: 127.0.0.1:$D1, weight: 2 }
+      - { name: d2, address: 127.0.0.1:$D2 }
+      - { name: dead, address: 127.0.0.1:$DEAD }
+    health: { check: http, path: /, interval: 200ms, timeout: 150ms, fall: 1, rise: 1 }
+EOC
+wait_port "$D1"
+wait_port "$D2"
+bg lb "$LB" -c "$T/lb.yaml"
+LB_PID=$LAST_PID
+wait_port "$L"
+wait_port "$M"
+down() { curl -s "http://127.0.0.1:$M/stats" | grep -q '"name":"dead","address":"[^"]*","state":"down"'; }
+wait_for 20 "the dead server is not marked down" down
+
+mkdir -p "$T/home"
+chrome() {
+    HOME="$T/home" timeout 90 "$CHROME" --headless --no-sandbox --disable-gpu --no-first-run \
+        --user-data-dir="$T/home/profile" --window-size=1280,1100 --enable-logging=stderr --v=0 \
+        "$@"
+}
+if ! chrome --dump-dom about:blank >/dev/null 2>"$T/chromium.log"; then
+    skip "chromium cannot run here: $(grep -v '^\s*$' "$T/chromium.log" | tail -n 1)"
+fi
+
+# The load: a request loop on 4 connections, one request in 20 answered 500, some slower.
+cat >"$T/load.py" <<'EOF_PY'
+import http.client, os, sys, threading
+port, stop = int(sys.argv[1]), sys.argv[2]
+def run(t):
+    c, i = None, 0
+    while not os.path.exists(stop) and i < 1000000:
+        path = "/status/500" if i % 20 == 0 else "/delay/%d" % (i % 7) if i % 3 == 0 else "/"
+        try:
+            c = c or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", path)
+            c.getresponse().read()
+        except Exception:
+            c = None
+        i += 1
+ts = [threading.Thread(target=run, args=(t,)) for t in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+EOF_PY
+bg load python3 "$T/load.py" "$L" "$T/stop"
+answered() { [ "$(metric_sum "$M" lb_requests_total)" -ge 200 ]; }
+wait_for 30 "the load did not get going" answered
+
+# Virtual time runs the page's 2 s refreshes quickly; each fetch waits for lb for real.
+page() {
+    chrome --virtual-time-budget=12000 --dump-dom "http://127.0.0.1:$M/" >"$T/$1.html" \
+        2>"$T/$1.err" || fail "chromium --dump-dom failed: $(tail -n 3 "$T/$1.err")"
+}
+page dom1
+page dom2
+[ -n "${SCREENSHOT:-}" ] && chrome --virtual-time-budget=40000 --screenshot="$SCREENSHOT" \
+    "http://127.0.0.1:$M/" >/dev/null 2>"$T/shot.err"
+touch "$T/stop"
+
+python3 - "$T/dom1.html" "$T/dom2.html" "$T/dom1.err" "$T/dom2.err" <<'EOF_PY' || fail "status page check failed"
+import re, sys
+doms = [open(f, encoding="utf-8").read() for f in sys.argv[1:3]]
+for f in sys.argv[3:5]:
+    bad = [l for l in open(f, errors="replace") if "CONSOLE" in l or "Uncaught" in l]
+    assert not bad, "console messages: %r" % bad[:3]
+def canvas(dom, metric):
+    m = re.search(r'<canvas id="cv-0-%s"[^>]*>' % metric, dom)
+    assert m, "no %s chart" % metric
+    tag = m.group(0)
+    pts = int(re.search(r'data-points="(\d+)"', tag).group(1))
+    vals = re.search(r'data-values="([^"]*)"', tag).group(1).split()
+    return pts, vals
+def responses(dom, server):
+    row = re.search(r'<tr class="server" data-server="%s">(.*?)</tr>' % server, dom).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    return int(cells[6])
+for i, dom in enumerate(doms):
+    err = re.search(r'<body[^>]*data-js-error="[^"]*"', dom)
+    assert not err, "script error: %s" % err.group(0)
+    assert re.search(r'data-fetches="[1-9]', dom), "the page never refreshed from /stats"
+    pts, vals = canvas(dom, "req")
+    assert pts >= 3, "requests/s chart has %d points" % pts
+    assert all(v != "-" and float(v) > 0 for v in vals), "requests/s not all above zero: %r" % vals
+    pts, vals = canvas(dom, "err")
+    assert any(v != "-" and float(v) > 0 for v in vals), "no errors/s seen: %r" % vals
+    pts, vals = canvas(dom, "p99")
+    assert any(v != "-" and float(v) > 0 for v in vals), "no p99 value: %r" % vals
+    for s in ("d1", "d2", "dead"):
+        assert 'data-server="%s"' % s in dom, "server %s not listed" % s
+    assert re.search(r'data-server="dead">.*?class="st down">down<', dom), "dead not shown down"
+    assert re.search(r'data-server="d1">.*?class="st up">up<', dom), "d1 not shown up"
+    assert not re.search(r"<button data-act=\"(un)?drain\"", dom), "drain buttons on the read-only page"
+    print("page %d: requests/s %s, p99 %s" % (i + 1, " ".join(canvas(dom, "req")[1]),
+          " ".join(canvas(dom, "p99")[1])))
+a, b = responses(doms[0], "d1"), responses(doms[1], "d1")
+assert b > a, "d1's responses did not move between two loads: %d, %d" % (a, b)
+EOF_PY
+echo "ok: charts with moving data, servers coloured by state, no console error"
+stop "$LB_PID"
+[ "$STOP_RC" = 0 ] || fail "lb exited $STOP_RC"
+echo PASS

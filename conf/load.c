@@ -612,6 +612,7 @@ static const struct conf_key admin_keys[] = {
      .set = set_socket_path,
      .off = offsetof(struct conf_global, admin_socket),
      .flags = CONF_K_REQUIRED},
+    {.name = "http", .set = conf_set_admin_http},
     {.name = NULL},
 };
 

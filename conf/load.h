@@ -102,5 +102,6 @@ conf_set_fn conf_set_url_path; /* char *: starts with '/' */
 conf_set_fn conf_set_listeners;
 conf_set_fn conf_set_clusters;
 conf_set_fn conf_set_statics;
+conf_set_fn conf_set_admin_http; /* global.admin.http (conf/load_admin.c) */
 
 #endif

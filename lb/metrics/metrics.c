@@ -8,10 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "lb/admin/admin.h"
 #include "lb/core/limits.h"
+#include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "lb/io/worker.h"
 #include "lb/metrics/metrics.h"
@@ -538,6 +543,8 @@ static const char *reason(int status)
         return "OK";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
     case 404:
         return "Not Found";
     case 405:
@@ -574,7 +581,101 @@ static int respond_text(struct lb_jbuf *out, int status, bool head, const char *
     return respond(out, status, "text/plain; charset=utf-8", NULL, text, head, extra);
 }
 
-int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char *req, size_t len,
+/* The value of field @name (lower case) in the request head @req, trimmed; NULL when absent. */
+static const char *head_field(const char *req, size_t len, const char *name, size_t *vlen)
+{
+    size_t nl = strlen(name);
+    const char *end = req + len;
+    const char *p = memchr(req, '\n', len);
+    while (p && ++p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        if ((size_t)(le - p) > nl && !strncasecmp(p, name, nl) && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (v < le && (*v == ' ' || *v == '\t'))
+                v++;
+            while (le > v && (le[-1] == '\r' || le[-1] == ' ' || le[-1] == '\t'))
+                le--;
+            *vlen = (size_t)(le - v);
+            return v;
+        }
+        p = eol;
+    }
+    return NULL;
+}
+
+/* Authorization: Bearer TOKEN, compared in constant time: both sides are hashed first, so
+ * neither the content nor the length of the right token shows in the time taken. */
+static bool token_ok(const char *token, const char *req, size_t len)
+{
+    size_t vlen;
+    const char *v = head_field(req, len, "authorization", &vlen);
+    if (!token || !v || vlen < 8 || strncasecmp(v, "Bearer ", 7))
+        return false;
+    unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)v + 7, vlen - 7, a);
+    SHA256((const unsigned char *)token, strlen(token), b);
+    return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
+}
+
+/* The value of @key in the query @q (@qlen bytes): a name ([A-Za-z0-9._-], < CONF_NAME_MAX)
+ * copied into @out. Returns false when absent or not a name. */
+static bool query_name(const char *q, size_t qlen, const char *key, char *out)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < qlen;) {
+        size_t j = i;
+        while (j < qlen && q[j] != '&')
+            j++;
+        if (j - i > kl && !memcmp(q + i, key, kl) && q[i + kl] == '=') {
+            size_t n = j - i - kl - 1;
+            if (!n || n >= CONF_NAME_MAX)
+                return false;
+            for (size_t k = 0; k < n; k++) {
+                char ch = q[i + kl + 1 + k];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+                    return false;
+            }
+            memcpy(out, q + i + kl + 1, n);
+            out[n] = 0;
+            return true;
+        }
+        i = j + 1;
+    }
+    return false;
+}
+
+/* POST /admin/drain or /admin/undrain ?cluster=NAME&server=NAME on the admin address. */
+static int admin_post(struct lb_runtime *rt, const double *const *rates,
+                      const struct metrics_admin *adm, const char *req, size_t len,
+                      const char *path, size_t plen, const char *q, size_t qlen,
+                      struct lb_jbuf *out)
+{
+    bool drain = plen == 12 && !memcmp(path, "/admin/drain", 12);
+    if (!drain && !(plen == 14 && !memcmp(path, "/admin/undrain", 14)))
+        return respond_text(out, 404, false, NULL);
+    if (!token_ok(adm->token, req, len)) {
+        lb_warn("admin http: request refused: missing or wrong token", "");
+        return respond_text(out, 401, false, "WWW-Authenticate: Bearer\r\n");
+    }
+    char cluster[CONF_NAME_MAX], server[CONF_NAME_MAX];
+    if (!q || !query_name(q, qlen, "cluster", cluster) || !query_name(q, qlen, "server", server))
+        return respond_text(out, 400, false, NULL);
+    struct admin_cmd cmd = {.verb = drain ? ADMIN_DRAIN : ADMIN_UNDRAIN};
+    memcpy(cmd.cluster, cluster, sizeof(cluster));
+    memcpy(cmd.server, server, sizeof(server));
+    struct lb_jbuf body;
+    lb_jbuf_init(&body, 64 * 1024);
+    int r = adm->admin ? admin_run(adm->admin, &cmd, &body) : admin_exec(rt, rates, &cmd, &body);
+    int status =
+        respond(out, r & ADMIN_R_ERROR ? 404 : 200, "application/json", &body, NULL, false, NULL);
+    lb_jbuf_free(&body);
+    return status;
+}
+
+int metrics_answer(struct lb_runtime *rt, const double *const *rates,
+                   const struct metrics_admin *adm, const char *req, size_t len,
                    struct lb_jbuf *out)
 {
     /* request-line = method SP request-target SP HTTP-version CRLF (RFC 9112 3); a bare LF
@@ -606,11 +707,15 @@ int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char
         return respond_text(out, 505, false, NULL);
 
     bool head = mlen == 4 && !memcmp(req, "HEAD", 4);
-    if (!head && !(mlen == 3 && !memcmp(req, "GET", 3)))
-        return respond_text(out, 405, false, "Allow: GET, HEAD\r\n");
     const char *q = memchr(req + tstart, '?', tlen);
     size_t plen = q ? (size_t)(q - (req + tstart)) : tlen;
     const char *path = req + tstart;
+    if (adm && mlen == 4 && !memcmp(req, "POST", 4))
+        return admin_post(rt, rates, adm, req, len, path, plen, q ? q + 1 : NULL,
+                          q ? tlen - plen - 1 : 0, out);
+    if (!head && !(mlen == 3 && !memcmp(req, "GET", 3)))
+        return respond_text(out, 405, false,
+                            adm ? "Allow: GET, HEAD, POST\r\n" : "Allow: GET, HEAD\r\n");
 
     struct lb_jbuf body;
     const char *type;
@@ -623,7 +728,7 @@ int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char
         metrics_json(rt, rates, &body);
     } else if (plen == 1) {
         type = "text/html; charset=utf-8";
-        metrics_page(rt, rates, false, &body);
+        metrics_page(rt, rates, adm != NULL, &body);
     } else {
         lb_jbuf_free(&body);
         return respond_text(out, 404, head, NULL);

@@ -5,7 +5,10 @@
 #    load runs, the error line sees the 5xx the load asks for, the p99 line has values; and
 #    what the page shows moves between two page loads (the response counts grow);
 #  - every server is listed, coloured by its state (a dead one is "down");
-#  - read-only: no drain button on the plain metrics address.
+#  - read-only: no drain button on the plain metrics address, where POST is 405;
+#  - the admin address (global.admin.http): the page has drain buttons; POST /admin/drain
+#    without the token or with a wrong one is 401 and changes nothing, with the token it
+#    drains the server (seen in /stats, and the page then offers undrain); undrain works too.
 # SCREENSHOT=FILE also writes a screenshot there (how docs/status-page.png is made).
 . "$(dirname "$0")/lib.sh"
 need python3 curl
@@ -19,12 +22,15 @@ D2=$(free_port)
 DEAD=$(free_port)
 L=$(free_port)
 M=$(free_port)
+A=$(free_port)
+TOKEN=0123456789abcdef0123456789abcdef
+echo "$TOKEN" >"$T/token"
 bg d1 "$DEMO" -l "127.0.0.1:$D1" -n d1
 bg d2 "$DEMO" -l "127.0.0.1:$D2" -n d2
 cat >"$T/lb.yaml" <<EOC
 global:
   workers: 2
-  admin: { socket: $T/lb.sock }
+  admin: { socket: $T/lb.sock, http: { listen: 127.0.0.1:$A, token_file: $T/token } }
   metrics: { listen: 127.0.0.1:$M }
 listeners:
   - name: web
@@ -132,6 +138,39 @@ a, b = responses(doms[0], "d1"), responses(doms[1], "d1")
 assert b > a, "d1's responses did not move between two loads: %d, %d" % (a, b)
 EOF_PY
 echo "ok: charts with moving data, servers coloured by state, no console error"
+
+# ---- the admin address ----
+wait_port "$A"
+post() { # PATH [curl args]: prints the status
+    p=$1; shift
+    curl -s -o "$T/post.out" -w '%{http_code}' -X POST "$@" "http://127.0.0.1:$A$p"
+}
+state() { curl -s "http://127.0.0.1:$M/stats" | grep -o "\"name\":\"$1\",\"address\":\"[^\"]*\",\"state\":\"[a-z]*\"" | sed 's/.*"state":"//; s/"//'; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$M/admin/drain?cluster=app&server=d2")" = 405 ] ||
+    fail "POST on the read-only metrics address was not 405"
+[ "$(post '/admin/drain?cluster=app&server=d2')" = 401 ] || fail "a drain without a token was not 401"
+[ "$(post '/admin/drain?cluster=app&server=d2' -H 'Authorization: Bearer wrong-token-wrong-token')" = 401 ] ||
+    fail "a drain with a wrong token was not 401"
+[ "$(post '/admin/drain?cluster=app&server=d2' -H "Authorization: Bearer ${TOKEN}x")" = 401 ] ||
+    fail "a drain with the token plus one character was not 401"
+[ "$(state d2)" = up ] || fail "a refused drain changed d2's state to $(state d2)"
+[ "$(post '/admin/drain?cluster=app&server=nope' -H "Authorization: Bearer $TOKEN")" = 404 ] ||
+    fail "a drain of an unknown server was not 404"
+[ "$(post '/admin/drain?cluster=app' -H "Authorization: Bearer $TOKEN")" = 400 ] ||
+    fail "a drain without a server was not 400"
+[ "$(post '/admin/drain?cluster=app&server=d2' -H "Authorization: Bearer $TOKEN")" = 200 ] ||
+    fail "the drain with the token failed: $(cat "$T/post.out")"
+[ "$(state d2)" = draining ] || fail "d2 is $(state d2) after the drain"
+chrome --virtual-time-budget=3000 --dump-dom "http://127.0.0.1:$A/" >"$T/admin.html" 2>"$T/admin.err" ||
+    fail "chromium --dump-dom of the admin page failed"
+grep -q '<button data-act="undrain" data-cluster="app" data-name="d2">undrain</button>' "$T/admin.html" ||
+    fail "the admin page offers no undrain for d2"
+grep -q '<button data-act="drain" data-cluster="app" data-name="d1">drain</button>' "$T/admin.html" ||
+    fail "the admin page offers no drain for d1"
+[ "$(post '/admin/undrain?cluster=app&server=d2' -H "Authorization: Bearer $TOKEN")" = 200 ] ||
+    fail "the undrain failed: $(cat "$T/post.out")"
+[ "$(state d2)" = up ] || fail "d2 is $(state d2) after the undrain"
+echo "ok: the admin address drains and undrains with the token only"
 stop "$LB_PID"
 [ "$STOP_RC" = 0 ] || fail "lb exited $STOP_RC"
 echo PASS

@@ -94,6 +94,8 @@ static void local_reply(struct io_worker *w, struct http_conn *c, int status, bo
         (c->h.phase != HC_HEADER && c->h.phase != HC_IDLE && !c->h.body.done))
         close = true;
     const char *reason = reason_of(status);
+    char rid[HTTP_RID_MAX];
+    int rlen = (int)http_request_id(w, c, rid); /* echoed, and logged, for correlation */
     char body[96];
     int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason);
     /* The answer goes after whatever the incoming header occupies. */
@@ -101,8 +103,8 @@ static void local_reply(struct io_worker *w, struct http_conn *c, int status, bo
     /* A Location fits: its host and URI came in the header, which takes at most half. */
     int n = snprintf(c->h.hbuf + off, hw(w)->hbuf_size - off,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                     "%s%s%s%s%.*s%s%.*s%s%s\r\n%s",
-                     status, reason, blen, extra ? extra : "", loc ? "Location: " : "",
+                     "X-Request-Id: %.*s\r\n%s%s%s%s%.*s%s%.*s%s%s\r\n%s",
+                     status, reason, blen, rlen, rid, extra ? extra : "", loc ? "Location: " : "",
                      loc ? loc->scheme : "", loc ? "://" : "", loc ? (int)loc->host_len : 0,
                      loc ? loc->host : "", loc ? loc->port : "", loc ? (int)loc->uri_len : 0,
                      loc ? loc->uri : "", loc ? "\r\n" : "", close ? "Connection: close\r\n" : "",
@@ -119,7 +121,8 @@ static void local_reply(struct io_worker *w, struct http_conn *c, int status, bo
     if (close)
         c->h.flags |= H_F_CLOSE;
     if (!loc) /* a redirect is the route's normal work: the access log has it */
-        lb_info("request answered by lb", "listener=%s status=%d", lcf_of(w, c)->name, status);
+        lb_info("request answered by lb", "listener=%s status=%d request_id=%.*s",
+                lcf_of(w, c)->name, status, rlen, rid);
     if (!(c->st.flags & IO_ST_F_SENDING)) {
         c->h.flags |= H_F_SENDING_HDR;
         send_on(w, c, &c->st, c->h.hbuf + off, c->h.out_len);

@@ -110,6 +110,14 @@ curl -s -o /dev/null "http://127.0.0.1:$L/q?a=%22\"\\x" || true
 wait_for 10 "the escaped request is not logged" logged 7
 tail -n 1 "$T/access.log" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["target"] == "/q?a=%22\"\\x", r' ||
     fail "target not escaped: $(tail -n 1 "$T/access.log")"
+# lb's own answers carry an id too: the same in the answer, the error log and the access log.
+curl -s -D "$T/h4" -o /dev/null -H 'Transfer-Encoding: chunked' -H 'Content-Length: 5' \
+    -H 'X-Request-Id: bad-framing-1' "http://127.0.0.1:$L/bad" || true
+grep -q '^HTTP/1.1 400' "$T/h4" || fail "ambiguous framing was not answered 400: $(head -n 1 "$T/h4")"
+own=$(tr -d '\r' <"$T/h4" | sed -n 's/^X-Request-Id: //p')
+echo "$own" | grep -Eqx '[0-9a-f]{32}|bad-framing-1' || fail "lb's 400 has no request id: $(cat "$T/h4")"
+wait_for 10 "the 400 is not in the access log" grep -q "\"request_id\":\"$own\".*\"status\":400" "$T/access.log"
+wait_for 10 "the 400 is not in the error log with its id" grep -q "status=400 request_id=$own" "$T/lb.log"
 echo "ok: JSON access log lines parse, with timestamp, request id and timings"
 
 # ---- rotation under load ----

@@ -92,6 +92,9 @@ $(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(CMOCKA_LIBS) $(LDLIBS)
 
+# The status page's HTML is assembled into page.o (.incbin), which -MMD does not see.
+$(B)/obj/lb/metrics/page.o $(B)/fuzzobj/lb/metrics/page.o: lb/metrics/page.html
+
 # Fuzz targets: the library rebuilt with clang and libFuzzer's instrumentation.
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -I. -fsanitize=fuzzer-no-link,address,undefined \
                -fno-sanitize-recover=undefined

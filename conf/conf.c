@@ -231,6 +231,11 @@ void conf_free(struct conf *c)
     free(c->statics);
     free(c->global.admin_socket);
     free(c->global.access_file);
+    free(c->global.admin_http_token_file);
+    if (c->global.admin_http_token) {
+        memset(c->global.admin_http_token, 0, strlen(c->global.admin_http_token));
+        free(c->global.admin_http_token);
+    }
     for (size_t i = 0; i < c->global.nredis_nodes; i++)
         free(c->global.redis_nodes[i]);
     free(c->global.redis_nodes);

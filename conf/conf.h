@@ -88,6 +88,10 @@ enum conf_check {
  * received: slow senders are cut, big uploads at any reasonable speed are not. */
 #define CONF_BODY_MIN_RATE 1024
 
+/* admin.http's token: visible ASCII, long enough not to be guessed. */
+#define CONF_TOKEN_MIN 16
+#define CONF_TOKEN_MAX 256
+
 enum conf_log_level {
     CONF_LOG_ERROR,
     CONF_LOG_WARN,
@@ -99,6 +103,11 @@ enum conf_access_log {
     CONF_ACCESS_OFF, /* default */
     CONF_ACCESS_STDERR,
     CONF_ACCESS_FILE,
+};
+
+enum conf_access_format {
+    CONF_ACCESS_TEXT, /* default: key=value */
+    CONF_ACCESS_JSON, /* one JSON object per line */
 };
 
 /* HTTP methods as a bit set, for route matching. */
@@ -301,9 +310,15 @@ struct conf_global {
     bool has_metrics;
     struct conf_addr metrics_listen;
     struct conf_pos metrics_pos;
+    bool has_admin_http; /* admin.http: the status page with drain buttons */
+    struct conf_addr admin_http_listen;
+    struct conf_pos admin_http_pos;
+    char *admin_http_token_file;
+    char *admin_http_token; /* its first line, CONF_TOKEN_MIN..CONF_TOKEN_MAX chars */
     enum conf_log_level log_level;
     enum conf_access_log access;
     char *access_file;            /* when access == CONF_ACCESS_FILE */
+    enum conf_access_format access_format;
     char **redis_nodes;           /* host:port strings, each checked by conf_parse_addr */
     size_t nredis_nodes;          /* 0: no redis: block */
     char *redis_instance;         /* NULL: lb derives one from the host name */

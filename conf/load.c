@@ -613,6 +613,7 @@ static const struct conf_key admin_keys[] = {
      .set = set_socket_path,
      .off = offsetof(struct conf_global, admin_socket),
      .flags = CONF_K_REQUIRED},
+    {.name = "http", .set = conf_set_admin_http},
     {.name = NULL},
 };
 
@@ -647,12 +648,22 @@ static const struct conf_enum_name log_levels[] = {
     {NULL, 0},
 };
 
+static const struct conf_enum_name access_formats[] = {
+    {"text", CONF_ACCESS_TEXT},
+    {"json", CONF_ACCESS_JSON},
+    {NULL, 0},
+};
+
 static const struct conf_key log_keys[] = {
     {.name = "level",
      .set = conf_set_enum,
      .off = offsetof(struct conf_global, log_level),
      .arg = log_levels},
     {.name = "access", .set = set_access},
+    {.name = "format",
+     .set = conf_set_enum,
+     .off = offsetof(struct conf_global, access_format),
+     .arg = access_formats},
     {.name = NULL},
 };
 
@@ -726,65 +737,6 @@ void conf_load_root(struct conf_ctx *x, const struct conf_node *root)
         return;
     }
     conf_map(x, root, x->c, top_keys, NULL);
-}
-
-/* ---- shared helpers ---- */
-
-struct dup_sort {
-    int (*cmp)(size_t a, size_t b, void *arg);
-    void *arg;
-};
-
-static int dup_cmp(const void *pa, const void *pb, void *ctx)
-{
-    const struct dup_sort *s = ctx;
-    size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
-    int r = s->cmp(a, b, s->arg);
-    if (r)
-        return r;
-    return a < b ? -1 : a > b; /* the first occurrence sorts first */
-}
-
-int conf_find_dups(size_t n, int (*cmp)(size_t a, size_t b, void *arg),
-                   void (*report)(size_t dup, size_t first, void *arg), void *arg)
-{
-    if (n < 2)
-        return 0;
-    size_t *idx = malloc(n * sizeof(*idx));
-    if (!idx)
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        idx[i] = i;
-    struct dup_sort s = {cmp, arg};
-    qsort_r(idx, n, sizeof(*idx), dup_cmp, &s);
-    size_t first = idx[0];
-    for (size_t i = 1; i < n; i++) {
-        if (cmp(idx[i], first, arg) == 0)
-            report(idx[i], first, arg);
-        else
-            first = idx[i];
-    }
-    free(idx);
-    return 0;
-}
-
-int conf_addr_cmp(const struct conf_addr *a, const struct conf_addr *b)
-{
-    if (a->ss.ss_family != b->ss.ss_family)
-        return a->ss.ss_family < b->ss.ss_family ? -1 : 1;
-    if (a->ss.ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
-        if (x->sin_port != y->sin_port)
-            return ntohs(x->sin_port) < ntohs(y->sin_port) ? -1 : 1;
-        return memcmp(&x->sin_addr, &y->sin_addr, sizeof(x->sin_addr));
-    }
-    if (a->ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
-        if (x->sin6_port != y->sin6_port)
-            return ntohs(x->sin6_port) < ntohs(y->sin6_port) ? -1 : 1;
-        return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr));
-    }
-    return 0;
 }
 
 /* For conf_keys_each() (keys.c); global's other sections hang off top_keys by conf_set_map. */

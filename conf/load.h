@@ -106,12 +106,13 @@ struct conf_key_root {
     const struct conf_key *tab;
 };
 extern const struct conf_key_root conf_roots_global[], conf_roots_listener[], conf_roots_cluster[],
-    conf_roots_static[];
+    conf_roots_static[], conf_roots_admin[];
 
 /* The top-level sections that live in load_listener.c, load_cluster.c and load_static.c; each
  * takes the struct conf as base. */
 conf_set_fn conf_set_listeners;
 conf_set_fn conf_set_clusters;
 conf_set_fn conf_set_statics;
+conf_set_fn conf_set_admin_http; /* global.admin.http (conf/load_admin.c) */
 
 #endif

@@ -1,14 +1,17 @@
 /*
  * The scalar forms of the config language: durations, sizes and socket addresses. They are
  * public (conf.h) because lbctl and the admin socket accept the same forms on their command
- * lines, and a duration must mean the same thing everywhere.
+ * lines, and a duration must mean the same thing everywhere. Also the loader's shared helpers
+ * that compare them: duplicates in a list, and the order of two addresses.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conf/conf.h"
+#include "conf/load.h"
 
 /* Reads the unsigned decimal at *@s, advancing it. -EINVAL without digits, -ERANGE when it
  * does not fit in 64 bits. Signs are not digits, so "-1s" and "+1s" fail here. */
@@ -133,5 +136,64 @@ int conf_parse_addr(const char *s, struct conf_addr *out)
         out->len = sizeof(*a4);
     }
     memcpy(out->text, s, n + 1);
+    return 0;
+}
+
+/* ---- shared helpers ---- */
+
+struct dup_sort {
+    int (*cmp)(size_t a, size_t b, void *arg);
+    void *arg;
+};
+
+static int dup_cmp(const void *pa, const void *pb, void *ctx)
+{
+    const struct dup_sort *s = ctx;
+    size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
+    int r = s->cmp(a, b, s->arg);
+    if (r)
+        return r;
+    return a < b ? -1 : a > b; /* the first occurrence sorts first */
+}
+
+int conf_find_dups(size_t n, int (*cmp)(size_t a, size_t b, void *arg),
+                   void (*report)(size_t dup, size_t first, void *arg), void *arg)
+{
+    if (n < 2)
+        return 0;
+    size_t *idx = malloc(n * sizeof(*idx));
+    if (!idx)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    struct dup_sort s = {cmp, arg};
+    qsort_r(idx, n, sizeof(*idx), dup_cmp, &s);
+    size_t first = idx[0];
+    for (size_t i = 1; i < n; i++) {
+        if (cmp(idx[i], first, arg) == 0)
+            report(idx[i], first, arg);
+        else
+            first = idx[i];
+    }
+    free(idx);
+    return 0;
+}
+
+int conf_addr_cmp(const struct conf_addr *a, const struct conf_addr *b)
+{
+    if (a->ss.ss_family != b->ss.ss_family)
+        return a->ss.ss_family < b->ss.ss_family ? -1 : 1;
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        if (x->sin_port != y->sin_port)
+            return ntohs(x->sin_port) < ntohs(y->sin_port) ? -1 : 1;
+        return memcmp(&x->sin_addr, &y->sin_addr, sizeof(x->sin_addr));
+    }
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        if (x->sin6_port != y->sin6_port)
+            return ntohs(x->sin6_port) < ntohs(y->sin6_port) ? -1 : 1;
+        return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr));
+    }
     return 0;
 }

@@ -299,6 +299,22 @@ static void check_binds(struct conf_ctx *x)
     free(order);
 
     const struct conf_global *gl = &c->global;
+    if (gl->has_admin_http && gl->has_metrics &&
+        addr_clash(&gl->admin_http_listen, &gl->metrics_listen))
+        conf_diag(x->d, gl->admin_http_pos,
+                  "global.admin.http.listen: %s clashes with global.metrics.listen %s (%u:%u)",
+                  gl->admin_http_listen.text, gl->metrics_listen.text, gl->metrics_pos.line,
+                  gl->metrics_pos.col);
+    for (size_t i = 0; gl->has_admin_http && i < c->nlisteners; i++) {
+        const struct conf_listener *l = &c->listeners[i];
+        if (addr_clash(&gl->admin_http_listen, &l->bind)) {
+            conf_diag(x->d, gl->admin_http_pos,
+                      "global.admin.http.listen: %s clashes with listener '%s' on %s (%u:%u)",
+                      gl->admin_http_listen.text, l->name ? l->name : "?", l->bind.text,
+                      l->bind_pos.line, l->bind_pos.col);
+            break;
+        }
+    }
     for (size_t i = 0; gl->has_metrics && i < c->nlisteners; i++) {
         const struct conf_listener *l = &c->listeners[i];
         if (addr_clash(&gl->metrics_listen, &l->bind)) {

@@ -60,6 +60,7 @@ struct admin {
     uint64_t last_ms;
     uint64_t accept_pause_until; /* ms */
     struct metrics *metrics;     /* global.metrics.listen, beside it on the loop; NULL if none */
+    struct metrics *admin_http;  /* global.admin.http.listen; NULL if none */
 };
 
 static void sample_rates(struct admin *a, uint64_t now)
@@ -87,6 +88,19 @@ static void client_close(struct admin *a, struct admin_client *c)
     lb_jbuf_reset(&c->out); /* keeps its memory: a cancelled send may still point into it */
 }
 
+int admin_run(struct admin *a, const struct admin_cmd *cmd, struct lb_jbuf *out)
+{
+    struct lb_err err = {{0}};
+    int r = admin_exec(a->rt, (const double *const *)a->rates, cmd, out);
+    if (!(r & ADMIN_R_ERROR))
+        admin_fleet_share(cmd, out); /* unless --local or no fleet */
+    if (r & ADMIN_R_CHANGED && admin_state_save(a->rt, a->state_path, &err) < 0)
+        /* The change holds in this process; only its survival across a restart is lost.
+         * Logged rather than answered: the answer is already written. */
+        lb_error("admin: cannot save state", "err=\"%s\"", err.msg);
+    return r;
+}
+
 /* Runs one command line and queues its answer. */
 static void client_line(struct admin *a, struct admin_client *c, const char *line, size_t len)
 {
@@ -97,18 +111,12 @@ static void client_line(struct admin *a, struct admin_client *c, const char *lin
     if (admin_parse(line, len, &cmd, &err) < 0) {
         admin_error(&c->out, err.msg);
     } else {
-        int r = admin_exec(a->rt, (const double *const *)a->rates, &cmd, &c->out);
-        if (!(r & ADMIN_R_ERROR))
-            admin_fleet_share(&cmd, &c->out);
+        admin_run(a, &cmd, &c->out);
         if (c->out.overflow) {
             c->out.len = mark;
             c->out.overflow = false;
             admin_error(&c->out, "answer too large");
         }
-        if (r & ADMIN_R_CHANGED && admin_state_save(a->rt, a->state_path, &err) < 0)
-            /* The change holds in this process; only its survival across a restart is lost.
-             * Logged rather than answered: the answer is already written. */
-            lb_error("admin: cannot save state", "err=\"%s\"", err.msg);
     }
     lb_jbuf_printf(&c->out, "\n");
 }
@@ -492,6 +500,12 @@ struct admin *admin_start(struct lb_runtime *rt, struct lb_ctl *ctl, struct lb_e
     if (rt->conf->global.has_metrics &&
         !(a->metrics = metrics_open(rt, ctl, (const double *const *)a->rates, err)))
         goto fail;
+    if (rt->conf->global.has_admin_http &&
+        !(a->admin_http = metrics_open_admin(
+              rt, ctl, (const double *const *)a->rates,
+              &(struct metrics_admin){.admin = a, .token = rt->conf->global.admin_http_token},
+              err)))
+        goto fail;
     int n = admin_state_load(rt, a->state_path, err);
     if (n < 0)
         goto fail;
@@ -511,6 +525,7 @@ oom:
     lb_err_set(err, "admin socket: out of memory");
 fail:
     metrics_close(a->metrics);
+    metrics_close(a->admin_http);
     admin_free(a);
     return NULL;
 }
@@ -521,6 +536,8 @@ void admin_stop(struct admin *a)
         return;
     metrics_close(a->metrics);
     a->metrics = NULL;
+    metrics_close(a->admin_http);
+    a->admin_http = NULL;
     /* Now, not at release: a successor binds the same path right after this. */
     unlink_ours(a);
     lb_ctl_detach(a->ctl, a->tag); /* frees @a once its cancelled operations are back */

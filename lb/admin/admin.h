@@ -105,6 +105,11 @@ void lb_jbuf_str(struct lb_jbuf *j, const char *s, size_t len);
 int admin_exec(struct lb_runtime *rt, const double *const *rates, const struct admin_cmd *cmd,
                   struct lb_jbuf *out);
 
+/* admin_exec() for @a's runtime, then the state file saved when a drain or weight changed
+ * (a failure to save is logged). The admin socket and global.admin.http run commands
+ * through it. Returns ADMIN_R_* bits. Control thread. */
+int admin_run(struct admin *a, const struct admin_cmd *cmd, struct lb_jbuf *out);
+
 /*
  * Appends "clusters":[...] (every cluster and server with state, weights, counters, last
  * health check) to @out: the body of `status`, shared with the metrics endpoint's /stats.

@@ -64,7 +64,8 @@ struct cl_server {
      * the one whose ROLE says master, written by the control thread. */
     _Atomic uint32_t member;
     /* protocol: redis: commands answered with an error (by the shard, or by lb for it), and
-     * the round trip of each command to the shard. */
+     * the round trip of each command to the shard; http: each request answered by the server,
+     * first request byte to last response byte (the status page's per-server p99). */
     _Atomic uint64_t errors;
     struct cl_latency latency;
 };

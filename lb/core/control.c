@@ -285,6 +285,13 @@ static void on_signal(struct lb_ctl *ctl, const struct signalfd_siginfo *si)
     } else if (si->ssi_signo == SIGHUP) {
         ctl->reload = true; /* between iterations: it reads files and builds a generation */
         ctl->hup_pid = (int)si->ssi_pid;
+    } else if (si->ssi_signo == SIGUSR1) {
+        /* Log rotation: the files are reopened by path; workers write on, unaware. */
+        lb_log_reopen();
+        lb_proxy_reopen_logs(ctl->rt);
+        for (size_t i = 0; i < ctl->ndraining; i++)
+            lb_proxy_reopen_logs(ctl->draining[i]);
+        lb_info("SIGUSR1: logs reopened", "");
     }
 }
 
@@ -548,6 +555,7 @@ struct lb_ctl *lb_ctl_new(struct lb_runtime *rt, struct lb_err *err)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     ctl->sigfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (ctl->sigfd < 0) {
         lb_err_set(err, "control loop: signalfd: %s", strerror(errno));

@@ -297,6 +297,18 @@ static int open_access_log(struct lb_runtime *rt, struct lb_err *err)
     return 0;
 }
 
+int lb_proxy_reopen_logs(struct lb_runtime *rt)
+{
+    const struct conf_global *g = &rt->conf->global;
+    if (g->access != CONF_ACCESS_FILE || rt->access_fd < 0)
+        return 0;
+    int rc = lb_log_reopen_fd(rt->access_fd, g->access_file);
+    if (rc < 0)
+        lb_error("cannot reopen the access log; still writing to the old file",
+                 "path=%s err=\"%s\"", g->access_file, strerror(-rc));
+    return rc;
+}
+
 /* Workers, connections per worker and the fixed-file table each worker's ring gets. */
 static void size_workers(struct lb_runtime *rt, bool first)
 {
@@ -535,8 +547,10 @@ int lb_proxy_run(struct conf *c, const char *file)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    lb_log_init();
 
     struct lb_runtime *rt = lb_proxy_build(c, file, &probe, NULL, &err);
     if (!rt) {

@@ -28,6 +28,9 @@ struct lb_runtime *lb_proxy_build(struct conf *c, const char *file,
 /* Starts the workers (which inherit the caller's blocked signals), then the probes on @ctl.
  * On failure rt->stop is 2 and -errno returned with @err. */
 int lb_proxy_start(struct lb_runtime *rt, struct lb_ctl *ctl, struct lb_err *err);
+/* SIGUSR1: reopens @rt's access log file by its path (rotation); the workers keep writing to
+ * the same descriptor. Returns 0 (also with no access log file) or -errno, logged. */
+int lb_proxy_reopen_logs(struct lb_runtime *rt);
 /* True once every worker of @rt has finished (joins them; never waits). */
 bool lb_proxy_reap(struct lb_runtime *rt);
 /* Joins the workers, frees @rt. Its probes must be drained (rt->hc_tag 0). */

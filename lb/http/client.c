@@ -138,7 +138,8 @@ static void request_begin(struct io_worker *w, struct http_conn *c)
     c->h.bytes_in = c->h.bytes_out = 0;
     c->h.status = 0;
     c->h.target_len = 0;
-    c->h.t_resp_ms = 0;
+    c->h.t_resp_ms = c->h.t_pick_ms = c->h.t_conn_ms = 0;
+    http_request_id_begin(w, c);
     memset(&c->h.body, 0, sizeof(c->h.body));
     c->h.body.done = true;
     c->h.route = 0;
@@ -231,6 +232,7 @@ static void client_on_header(struct io_worker *w, struct http_conn *c)
     c->h.method = (uint8_t)req.method;
     c->h.target_off = req.target.off;
     c->h.target_len = req.target.len;
+    http_request_id_take(c, c->h.hbuf, &req);
     c->h.t_resp_ms = 0;
     http_body_init_req(&c->h.body, &req);
     c->h.qvalid = 0;

@@ -21,6 +21,7 @@ struct cache_fill;
 #define NONE UINT32_MAX
 #define ALOG_SIZE (64 * 1024)
 #define LINGER_MS 1000
+#define HTTP_RID_MAX 128 /* longest X-Request-Id kept from a client; >= 32, <= 255 */
 
 enum http_phase {
     HC_IDLE,       /* between requests */
@@ -50,10 +51,10 @@ enum http_phase {
 #define H_F_WS 0x0100           /* the request asks for a WebSocket upgrade */
 #define H_F_RESP_BYTE 0x0200    /* some response byte arrived from the backend */
 #define H_F_IDEMPOTENT 0x0400
-#define H_F_HEAD 0x0800        /* HEAD request: the response has no body */
-#define H_F_CLIENT_EOF 0x1000  /* the client sent FIN */
-#define H_F_KEEPALIVE10 0x2000 /* HTTP/1.0 client asked for keep-alive */
-#define H_F_CONTINUE 0x4000    /* the request has Expect: 100-continue */
+#define H_F_HEAD 0x0800          /* HEAD request: the response has no body */
+#define H_F_CLIENT_EOF 0x1000    /* the client sent FIN */
+#define H_F_KEEPALIVE10 0x2000   /* HTTP/1.0 client asked for keep-alive */
+#define H_F_CONTINUE 0x4000      /* the request has Expect: 100-continue */
 #define H_F_SENDING_CONT 0x20000 /* the send in flight is an enqueue route's 100 Continue */
 #define H_F_CLIENT_CLOSE                                                                           \
     0x10000 /* the client said it sends nothing more (Connection: close,                           \
@@ -85,6 +86,11 @@ struct http_state {
     uint32_t target_len;
     uint64_t t_start_ms; /* client: first byte of the request; upstream: request started */
     uint64_t t_resp_ms;  /* client: response header from the upstream */
+    uint64_t t_pick_ms;  /* client: a backend was picked (the last try's) */
+    uint64_t t_conn_ms;  /* client: its connection was ready (0: never) */
+    uint64_t rid_seq;    /* client: the generated request id's counter part */
+    uint32_t rid_off;    /* client: the id the client sent (X-Request-Id) in hbuf, */
+    uint8_t rid_len;     /*         rid_len bytes; 0: the generated one is used */
     uint64_t bytes_in;   /* client: request bytes received; */
     uint64_t bytes_out;  /*          response bytes sent (for the access log) */
     uint16_t route;
@@ -121,7 +127,10 @@ struct http_worker {
     uint64_t *snap_gen;  /* [static set]: the slot generation it was taken at */
     char *alog;          /* access log lines waiting for the end of the iteration */
     uint32_t alog_len;
-    int alog_fd;      /* -1: access log off */
+    int alog_fd;          /* -1: access log off */
+    bool alog_json;       /* log.format: json */
+    uint64_t rid_prefix;  /* random, drawn when the worker starts: ids unique across workers */
+    uint64_t rid_next;    /* and restarts; the counter of the generated ids */
     uint64_t enq_seq;     /* the last queue entry id's sequence number on this worker */
     uint64_t enq_warn_ms; /* when an enqueue failure was last logged */
 };

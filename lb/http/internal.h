@@ -246,6 +246,14 @@ void http_on_free(struct io_worker *w, struct io_conn *base);
  * line (@server: the server's name, "-" for lb's own answers). */
 void http_access_log(struct io_worker *w, struct http_conn *c, const char *server);
 
+/* Request ids (X-Request-Id). begin: gives @c's new request a generated id (no syscall);
+ * take: keeps the one the client sent instead when it is sane (1..HTTP_RID_MAX visible ASCII
+ * bytes). http_request_id writes the id into @out (HTTP_RID_MAX bytes) and returns its length;
+ * the client's id is read from hbuf, so only while the request header is there. */
+void http_request_id_begin(struct io_worker *w, struct http_conn *c);
+void http_request_id_take(struct http_conn *c, const char *buf, const struct http_req *req);
+size_t http_request_id(const struct io_worker *w, const struct http_conn *c, char *out);
+
 /* Writes the buffered access log lines. */
 void http_flush_log(struct io_worker *w);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -164,6 +165,14 @@ static int http_mod_init(struct io_worker *w, void **state, struct lb_err *err)
             maxh = cf->listeners[i].max_header_bytes;
     }
     hw(w)->alog_fd = w->rt->access_fd;
+    hw(w)->alog_json = cf->global.access_format == CONF_ACCESS_JSON;
+    if (getrandom(&hw(w)->rid_prefix, sizeof(hw(w)->rid_prefix), GRND_NONBLOCK) !=
+        sizeof(hw(w)->rid_prefix)) {
+        struct timespec ts; /* no entropy yet (early boot): time, pid and worker differ */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        hw(w)->rid_prefix = (uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec ^
+                            (uint64_t)getpid() << 16 ^ (uint64_t)w->id;
+    }
     if (!any)
         return 0;
     if (maxh < 4096)

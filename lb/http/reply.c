@@ -105,6 +105,8 @@ static void local_reply(struct io_worker *w, struct http_conn *c, int status, bo
         (c->h.phase != HC_HEADER && c->h.phase != HC_IDLE && !c->h.body.done))
         close = true;
     const char *reason = reason_of(status);
+    char rid[HTTP_RID_MAX];
+    int rlen = (int)http_request_id(w, c, rid); /* echoed, and logged, for correlation */
     char text[96];
     struct answer_body own = {"text/plain", text, 0};
     own.len = (size_t)snprintf(text, sizeof(text), "%d %s\n", status, reason);
@@ -115,11 +117,12 @@ static void local_reply(struct io_worker *w, struct http_conn *c, int status, bo
     /* A Location fits: its host and URI came in the header, which takes at most half. */
     int n = snprintf(c->h.hbuf + off, hw(w)->hbuf_size - off,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "%s%s%s%s%.*s%s%.*s%s%s\r\n%.*s",
-                     status, reason, ab->type, ab->len, extra ? extra : "", loc ? "Location: " : "",
-                     loc ? loc->scheme : "", loc ? "://" : "", loc ? (int)loc->host_len : 0,
-                     loc ? loc->host : "", loc ? loc->port : "", loc ? (int)loc->uri_len : 0,
-                     loc ? loc->uri : "", loc ? "\r\n" : "", close ? "Connection: close\r\n" : "",
+                     "X-Request-Id: %.*s\r\n%s%s%s%s%.*s%s%.*s%s%s\r\n%.*s",
+                     status, reason, ab->type, ab->len, rlen, rid, extra ? extra : "",
+                     loc ? "Location: " : "", loc ? loc->scheme : "", loc ? "://" : "",
+                     loc ? (int)loc->host_len : 0, loc ? loc->host : "", loc ? loc->port : "",
+                     loc ? (int)loc->uri_len : 0, loc ? loc->uri : "", loc ? "\r\n" : "",
+                     close ? "Connection: close\r\n" : "",
                      (c->h.flags & H_F_HEAD) ? 0 : (int)ab->len, ab->p);
     if (n < 0 || (uint32_t)n >= hw(w)->hbuf_size - off) {
         http_client_close(w, c, "an answer longer than the header buffer");
@@ -133,7 +136,8 @@ static void local_reply(struct io_worker *w, struct http_conn *c, int status, bo
     if (close)
         c->h.flags |= H_F_CLOSE;
     if (!loc && ab == &own) /* redirects and enqueue answers are routes' normal work */
-        lb_info("request answered by lb", "listener=%s status=%d", lcf_of(w, c)->name, status);
+        lb_info("request answered by lb", "listener=%s status=%d request_id=%.*s",
+                lcf_of(w, c)->name, status, rlen, rid);
     if (!(c->st.flags & IO_ST_F_SENDING)) { /* else http_enq_sent() sends it */
         c->h.flags |= H_F_SENDING_HDR;
         send_on(w, c, &c->st, c->h.hbuf + off, c->h.out_len);

@@ -113,8 +113,8 @@ bool http_build_request(struct io_worker *w, struct http_conn *c, const struct h
             xff = h; /* the parser collapses nothing here: keep the last one's chain */
             continue;
         }
-        if (hdr_is(buf, h, "x-forwarded-proto", 17))
-            continue;
+        if (hdr_is(buf, h, "x-forwarded-proto", 17) || hdr_is(buf, h, "x-request-id", 12))
+            continue; /* X-Request-Id: the one kept or made, once, below */
         if (hdr_is(buf, h, "via", 3)) {
             via = h;
             continue;
@@ -140,7 +140,10 @@ bool http_build_request(struct io_worker *w, struct http_conn *c, const struct h
         out_put(&o, buf + via->value.off, via->value.len);
         out_str(&o, ", ");
     }
-    out_str(&o, req->version_minor ? "1.1 lb\r\n" : "1.0 lb\r\n");
+    out_str(&o, req->version_minor ? "1.1 lb\r\nX-Request-Id: " : "1.0 lb\r\nX-Request-Id: ");
+    char rid[HTTP_RID_MAX];
+    out_put(&o, rid, http_request_id(w, c, rid));
+    out_put(&o, "\r\n", 2);
     if (c->h.flags & H_F_WS)
         out_str(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
     out_put(&o, "\r\n", 2);
@@ -171,8 +174,10 @@ bool http_build_response(struct io_worker *w, struct http_conn *c, struct http_c
         cl = resp->hdrs[ci].value.len;
     }
     bool upgrade = resp->status == 101;
+    bool has_rid = false;
     for (uint32_t i = 0; i < resp->nhdrs; i++) {
         const struct http_hdr *h = &resp->hdrs[i];
+        has_rid |= hdr_is(buf, h, "x-request-id", 12);
         if (upgrade && hdr_is(buf, h, "upgrade", 7)) {
             /* kept below */
         } else if (hop_by_hop(buf, h, cv, cl)) {
@@ -181,6 +186,13 @@ bool http_build_response(struct io_worker *w, struct http_conn *c, struct http_c
         out_put(&o, buf + h->name.off, h->name.len);
         out_put(&o, ": ", 2);
         out_put(&o, buf + h->value.off, h->value.len);
+        out_put(&o, "\r\n", 2);
+    }
+    if (!interim && !has_rid && c->h.hbuf) {
+        /* The client sees the id its request had, unless the backend set one of its own. */
+        char rid[HTTP_RID_MAX];
+        out_str(&o, "X-Request-Id: ");
+        out_put(&o, rid, http_request_id(w, c, rid));
         out_put(&o, "\r\n", 2);
     }
     if (upgrade)

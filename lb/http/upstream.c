@@ -85,12 +85,15 @@ void http_backend_acquire(struct io_worker *w, struct http_conn *c)
             return;
         }
         struct cl_server *srv = cl_pick_commit(&c->pick, cl, idx);
+        c->h.t_pick_ms = w->now_ms;
+        c->h.t_conn_ms = 0;
 
         struct http_conn *b = http_pool_take(w, c->pick.cluster, (uint32_t)idx);
         if (b) {
             attach(w, c, b);
             c->h.flags |= H_F_REUSED;
             c->h.phase = HC_FORWARD;
+            c->h.t_conn_ms = w->now_ms;
             b->h.t_start_ms = w->now_ms;
             b->base.last_ms = w->now_ms;
             http_backend_send(w, c, b);
@@ -202,6 +205,7 @@ void http_request_done(struct io_worker *w, struct http_conn *c, struct http_con
     cl_server_count_status(srv, c->base.listener, c->h.status);
     cl_cluster_observe_latency(&w->rt->clusters[c->pick.cluster],
                                (w->now_ms - c->h.t_start_ms) * 1000);
+    cl_latency_observe(&srv->latency, (w->now_ms - c->h.t_start_ms) * 1000);
     http_access_log(w, c, srv->cf->name);
     if (c->pick.counted) {
         cl_server_release(srv);
@@ -371,6 +375,7 @@ static void backend_on_connect(struct io_worker *w, struct http_conn *b, int res
             return;
         }
         c->h.phase = HC_FORWARD;
+        c->h.t_conn_ms = w->now_ms;
         arm_recv(w, b, &b->st);
         http_backend_send(w, c, b);
         return;

@@ -50,6 +50,8 @@ struct metrics {
     struct lb_ctl *ctl;
     int tag;
     const double *const *rates; /* the admin socket's, which outlives our answers */
+    bool is_admin;              /* global.admin.http: answers as the admin address */
+    struct metrics_admin adm;
     int lfd;
     bool accepting; /* an accept is in flight */
     bool stopped;   /* metrics_close: completions are only counted */
@@ -86,7 +88,8 @@ static void mc_answer(struct metrics *m, struct metrics_client *c, uint64_t now)
         lb_jbuf_printf(&c->out, "%s", big);
         status = 431;
     } else {
-        status = metrics_answer(m->rt, m->rates, c->in, c->inlen, &c->out);
+        status =
+            metrics_answer(m->rt, m->rates, m->is_admin ? &m->adm : NULL, c->in, c->inlen, &c->out);
     }
     if (c->out.overflow) { /* cannot even say 500: just close */
         mc_close(m, c);
@@ -276,10 +279,11 @@ static const struct lb_ctl_ops metrics_ops = {
     .release = metrics_release,
 };
 
-struct metrics *metrics_open(struct lb_runtime *rt, struct lb_ctl *ctl,
-                             const double *const *rates, struct lb_err *err)
+static struct metrics *open_at(struct lb_runtime *rt, struct lb_ctl *ctl,
+                               const double *const *rates, const struct conf_addr *a,
+                               const struct metrics_admin *adm, struct lb_err *err)
 {
-    const struct conf_addr *a = &rt->conf->global.metrics_listen;
+    const char *what = adm ? "admin http" : "metrics";
     struct metrics *m = calloc(1, sizeof(*m));
     if (!m) {
         lb_err_set(err, "metrics: out of memory");
@@ -288,6 +292,9 @@ struct metrics *metrics_open(struct lb_runtime *rt, struct lb_ctl *ctl,
     m->rt = rt;
     m->ctl = ctl;
     m->rates = rates;
+    m->is_admin = adm != NULL;
+    if (adm)
+        m->adm = *adm;
     for (int i = 0; i < METRICS_MAX_CLIENTS; i++) {
         lb_ctl_conn_init(&m->clients[i].conn, LB_CTL_TAG_NONE, (uint32_t)i);
         lb_jbuf_init(&m->clients[i].out, METRICS_ANSWER_MAX + 4096);
@@ -295,20 +302,37 @@ struct metrics *metrics_open(struct lb_runtime *rt, struct lb_ctl *ctl,
     m->lfd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (m->lfd < 0 || setsockopt(m->lfd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int)) < 0 ||
         bind(m->lfd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(m->lfd, 64) < 0) {
-        lb_err_set(err, "metrics: cannot listen on %s: %s", a->text, strerror(errno));
+        lb_err_set(err, "%s: cannot listen on %s: %s", what, a->text, strerror(errno));
         metrics_free(m);
         return NULL;
     }
     m->tag = lb_ctl_attach(ctl, &metrics_ops, m);
     if (m->tag < 0) {
-        lb_err_set(err, "metrics: no tag left on the control loop");
+        lb_err_set(err, "%s: no tag left on the control loop", what);
         metrics_free(m);
         return NULL;
     }
     for (int i = 0; i < METRICS_MAX_CLIENTS; i++)
         m->clients[i].conn.tag = m->tag;
-    lb_info("metrics listening", "address=%s paths=\"/metrics /stats /\"", a->text);
+    if (adm)
+        lb_info("admin http listening", "address=%s paths=\"/ /stats /metrics POST /admin/\"",
+                a->text);
+    else
+        lb_info("metrics listening", "address=%s paths=\"/metrics /stats /\"", a->text);
     return m;
+}
+
+struct metrics *metrics_open(struct lb_runtime *rt, struct lb_ctl *ctl,
+                             const double *const *rates, struct lb_err *err)
+{
+    return open_at(rt, ctl, rates, &rt->conf->global.metrics_listen, NULL, err);
+}
+
+struct metrics *metrics_open_admin(struct lb_runtime *rt, struct lb_ctl *ctl,
+                                   const double *const *rates, const struct metrics_admin *adm,
+                                   struct lb_err *err)
+{
+    return open_at(rt, ctl, rates, &rt->conf->global.admin_http_listen, adm, err);
 }
 
 void metrics_close(struct metrics *m)

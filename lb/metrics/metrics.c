@@ -8,10 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "lb/admin/admin.h"
 #include "lb/core/limits.h"
+#include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "lb/io/worker.h"
 #include "lb/metrics/metrics.h"
@@ -477,6 +482,23 @@ static void jstr(struct lb_jbuf *o, const char *s)
     lb_jbuf_str(o, s, strlen(s));
 }
 
+/* Each server of cluster @ci: its latency histogram as cumulative counts at the cluster's
+ * bucket bounds (buckets_ms), for the status page's per-server p99. */
+static void json_server_latency(struct lb_runtime *rt, size_t ci, struct lb_jbuf *out)
+{
+    for (uint32_t si = 0; si < rt->clusters[ci].n; si++) {
+        const struct cl_server *s = &rt->clusters[ci].servers[si];
+        uint64_t cum[CL_LAT_NBUCKETS + 1];
+        uint64_t count = latency_read(&s->latency, cum);
+        lb_jbuf_printf(out, "%s{\"name\":", si ? "," : "");
+        jstr(out, s->cf->name);
+        lb_jbuf_printf(out, ",\"count\":%llu,\"cum\":[", (unsigned long long)count);
+        for (int i = 0; i < CL_LAT_NBUCKETS; i++)
+            lb_jbuf_printf(out, "%s%llu", i ? "," : "", (unsigned long long)cum[i]);
+        lb_jbuf_printf(out, "]}");
+    }
+}
+
 void metrics_json(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out)
 {
     const struct conf *cf = rt->conf;
@@ -516,6 +538,8 @@ void metrics_json(struct lb_runtime *rt, const double *const *rates, struct lb_j
         for (int i = 0; i < CL_LAT_NBUCKETS; i++)
             lb_jbuf_printf(out, "%s[%g,%llu]", i ? "," : "", cl_lat_bounds_us[i] / 1000.0,
                            (unsigned long long)cum[i]);
+        lb_jbuf_printf(out, "],\"servers\":[");
+        json_server_latency(rt, ci, out);
         lb_jbuf_printf(out, "]}");
     }
     lb_jbuf_printf(out, "],\"snapshots\":[");
@@ -543,106 +567,6 @@ void metrics_json(struct lb_runtime *rt, const double *const *rates, struct lb_j
     lb_jbuf_printf(out, "}");
 }
 
-/* ---- status page ----------------------------------------------------------------------- */
-
-/* The page renders the JSON embedded in it at once, then fetches /stats every 2 s. Single
- * quotes throughout keep the C string readable. */
-static const char page_head[] =
-    "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>\n"
-    "<meta name='viewport' content='width=device-width,initial-scale=1'>\n"
-    "<title>lb status</title>\n<style>\n"
-    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\n"
-    "h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}\n"
-    "small,#upd{color:#666;font-weight:normal}\n"
-    "table{border-collapse:collapse;background:#fff;min-width:60%}\n"
-    "th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}\n"
-    "th{background:#eee}\n"
-    "td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}\n"
-    ".st{display:inline-block;padding:0 .5em;border-radius:.6em;color:#fff;font-weight:600}\n"
-    ".up{background:#2e7d32}.backup{background:#1565c0}.draining{background:#ef6c00}\n"
-    ".down{background:#c62828}.ejected{background:#6a1b9a}\n"
-    ".ok{color:#2e7d32}.fail{color:#c62828}.none{color:#999}\n"
-    "#err{color:#c62828}\n"
-    "</style></head>\n<body>\n<h1>lb status</h1><div><span id='upd'>from the page load</span> "
-    "<span id='err'></span></div>\n<div id='certs'></div><div id='listeners'></div>"
-    "<div id='clusters'></div>\n"
-    "<script>\nvar initial = ";
-
-static const char page_tail[] =
-    ";\n"
-    "function esc(s){return String(s).replace(/[&<>\"']/g,function(c){return "
-    "'&#'+c.charCodeAt(0)+';';});}\n"
-    "function sum(o){var n=0;for(var k in o)n+=o[k];return n;}\n"
-    "function render(d){\n"
-    " var h='<h2>Listeners</h2><table><tr><th>listener</th><th>bind</th><th>protocol</th>'+\n"
-    "  '<th>connections</th><th>open</th><th>2xx</th><th>4xx</th><th>5xx</th></tr>';\n"
-    " d.listeners.forEach(function(l){var r=l.responses||{};h+='<tr><td>'+esc(l.name)+\n"
-    "  '</td><td>'+esc(l.bind)+'</td><td>'+esc(l.protocol)+'</td><td>'+(l.accepted||0)+\n"
-    "  '</td><td>'+(l.active||0)+'</td><td>'+(r['2xx']||0)+'</td><td>'+(r['4xx']||0)+\n"
-    "  '</td><td>'+(r['5xx']||0)+'</td></tr>';});\n"
-    " document.getElementById('listeners').innerHTML=h+'</table>';\n"
-    " h='';\n"
-    " d.clusters.forEach(function(c){\n"
-    "  h+='<h2>'+esc(c.name)+' <small>'+esc(c.balance)+', health check '+esc(c.health_check)+\n"
-    "   '</small></h2><table><tr><th>server</th><th>address</th><th>state</th><th>weight</th>'+\n"
-    "   '<th>active</th><th>req/s</th><th>responses</th><th>5xx</th><th>connect errors</th>'+\n"
-    "   '<th>retries</th><th>last check</th></tr>';\n"
-    "  c.servers.forEach(function(s){\n"
-    "   var w=s.weight==s.config_weight?s.weight:s.weight+' / '+s.config_weight;\n"
-    "   var chk=s.last_check=='none'?'-':s.last_check+' '+s.check_latency_ms.toFixed(1)+' ms';\n"
-    "   h+='<tr class=\"server\" data-server=\"'+esc(s.name)+'\"><td>'+esc(s.name)+'</td><td>'+\n"
-    "    esc(s.address)+'</td><td><span class=\"st '+esc(s.state)+'\">'+esc(s.state)+\n"
-    "    '</span></td><td>'+esc(w)+'</td><td>'+s.active+'</td><td>'+s.rate.toFixed(1)+\n"
-    "    '</td><td>'+sum(s.responses)+'</td><td>'+s.responses['5xx']+'</td><td>'+\n"
-    "    s.connect_failures+'</td><td>'+s.retries+'</td><td class=\"'+esc(s.last_check)+\n"
-    "    '\">'+esc(chk)+'</td></tr>';});\n"
-    "  h+='</table>';});\n"
-    " document.getElementById('clusters').innerHTML=h;\n"
-    " var soon=(d.certificates||[]).filter(function(c){return c.days_left<14;});\n"
-    " h='';if(soon.length){h='<h2>Certificates expiring within 14 days</h2><table><tr>'+\n"
-    "  '<th>listener</th><th>names</th><th>file</th><th>not after</th><th>days left</th></tr>';\n"
-    "  soon.forEach(function(c){h+='<tr class=\"cert\"><td>'+esc(c.listener)+'</td><td>'+\n"
-    "   esc(c.names)+'</td><td>'+esc(c.file)+'</td><td>'+esc(c.not_after)+'</td><td class=\"'+\n"
-    "   (c.days_left<0?'fail':'')+'\">'+c.days_left+'</td></tr>';});h+='</table>';}\n"
-    " document.getElementById('certs').innerHTML=h;\n"
-    "}\n"
-    "render(initial);\n"
-    "var fetches=0;\n"
-    "function refresh(){\n"
-    " fetch('/stats',{cache:'no-store'}).then(function(r){\n"
-    "  if(!r.ok)throw new Error('HTTP '+r.status);return r.json();\n"
-    " }).then(function(d){render(d);fetches++;document.body.setAttribute('data-fetches',fetches);\n"
-    "  document.getElementById('upd').textContent='updated '+new Date().toLocaleTimeString();\n"
-    "  document.getElementById('err').textContent='';\n"
-    " }).catch(function(e){document.getElementById('err').textContent='refresh failed: '+e;});\n"
-    "}\n"
-    "setInterval(refresh,2000);\n"
-    "</script>\n</body></html>\n";
-
-void metrics_page(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out)
-{
-    struct lb_jbuf json;
-    lb_jbuf_init(&json, out->max);
-    metrics_json(rt, rates, &json);
-    if (json.overflow) {
-        out->overflow = true;
-        lb_jbuf_free(&json);
-        return;
-    }
-    lb_jbuf_printf(out, "%s", page_head);
-    /* Inside <script>, "</" could end the element early; JSON may spell it "<\/". Names are
-     * restricted by the config, but the page should not depend on that. */
-    size_t start = 0;
-    for (size_t i = 0; i + 1 < json.len; i++) {
-        if (json.p[i] == '<' && json.p[i + 1] == '/') {
-            lb_jbuf_printf(out, "%.*s<\\", (int)(i - start), json.p + start);
-            start = i + 1;
-        }
-    }
-    lb_jbuf_printf(out, "%.*s%s", (int)(json.len - start), json.p + start, page_tail);
-    lb_jbuf_free(&json);
-}
-
 /* ---- HTTP ------------------------------------------------------------------------------ */
 
 static bool tchar(unsigned char c)
@@ -658,6 +582,8 @@ static const char *reason(int status)
         return "OK";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
     case 404:
         return "Not Found";
     case 405:
@@ -694,7 +620,101 @@ static int respond_text(struct lb_jbuf *out, int status, bool head, const char *
     return respond(out, status, "text/plain; charset=utf-8", NULL, text, head, extra);
 }
 
-int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char *req, size_t len,
+/* The value of field @name (lower case) in the request head @req, trimmed; NULL when absent. */
+static const char *head_field(const char *req, size_t len, const char *name, size_t *vlen)
+{
+    size_t nl = strlen(name);
+    const char *end = req + len;
+    const char *p = memchr(req, '\n', len);
+    while (p && ++p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        if ((size_t)(le - p) > nl && !strncasecmp(p, name, nl) && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (v < le && (*v == ' ' || *v == '\t'))
+                v++;
+            while (le > v && (le[-1] == '\r' || le[-1] == ' ' || le[-1] == '\t'))
+                le--;
+            *vlen = (size_t)(le - v);
+            return v;
+        }
+        p = eol;
+    }
+    return NULL;
+}
+
+/* Authorization: Bearer TOKEN, compared in constant time: both sides are hashed first, so
+ * neither the content nor the length of the right token shows in the time taken. */
+static bool token_ok(const char *token, const char *req, size_t len)
+{
+    size_t vlen;
+    const char *v = head_field(req, len, "authorization", &vlen);
+    if (!token || !v || vlen < 8 || strncasecmp(v, "Bearer ", 7))
+        return false;
+    unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)v + 7, vlen - 7, a);
+    SHA256((const unsigned char *)token, strlen(token), b);
+    return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
+}
+
+/* The value of @key in the query @q (@qlen bytes): a name ([A-Za-z0-9._-], < CONF_NAME_MAX)
+ * copied into @out. Returns false when absent or not a name. */
+static bool query_name(const char *q, size_t qlen, const char *key, char *out)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < qlen;) {
+        size_t j = i;
+        while (j < qlen && q[j] != '&')
+            j++;
+        if (j - i > kl && !memcmp(q + i, key, kl) && q[i + kl] == '=') {
+            size_t n = j - i - kl - 1;
+            if (!n || n >= CONF_NAME_MAX)
+                return false;
+            for (size_t k = 0; k < n; k++) {
+                char ch = q[i + kl + 1 + k];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+                    return false;
+            }
+            memcpy(out, q + i + kl + 1, n);
+            out[n] = 0;
+            return true;
+        }
+        i = j + 1;
+    }
+    return false;
+}
+
+/* POST /admin/drain or /admin/undrain ?cluster=NAME&server=NAME on the admin address. */
+static int admin_post(struct lb_runtime *rt, const double *const *rates,
+                      const struct metrics_admin *adm, const char *req, size_t len,
+                      const char *path, size_t plen, const char *q, size_t qlen,
+                      struct lb_jbuf *out)
+{
+    bool drain = plen == 12 && !memcmp(path, "/admin/drain", 12);
+    if (!drain && !(plen == 14 && !memcmp(path, "/admin/undrain", 14)))
+        return respond_text(out, 404, false, NULL);
+    if (!token_ok(adm->token, req, len)) {
+        lb_warn("admin http: request refused: missing or wrong token", "");
+        return respond_text(out, 401, false, "WWW-Authenticate: Bearer\r\n");
+    }
+    char cluster[CONF_NAME_MAX], server[CONF_NAME_MAX];
+    if (!q || !query_name(q, qlen, "cluster", cluster) || !query_name(q, qlen, "server", server))
+        return respond_text(out, 400, false, NULL);
+    struct admin_cmd cmd = {.verb = drain ? ADMIN_DRAIN : ADMIN_UNDRAIN};
+    memcpy(cmd.cluster, cluster, sizeof(cluster));
+    memcpy(cmd.server, server, sizeof(server));
+    struct lb_jbuf body;
+    lb_jbuf_init(&body, 64 * 1024);
+    int r = adm->admin ? admin_run(adm->admin, &cmd, &body) : admin_exec(rt, rates, &cmd, &body);
+    int status =
+        respond(out, r & ADMIN_R_ERROR ? 404 : 200, "application/json", &body, NULL, false, NULL);
+    lb_jbuf_free(&body);
+    return status;
+}
+
+int metrics_answer(struct lb_runtime *rt, const double *const *rates,
+                   const struct metrics_admin *adm, const char *req, size_t len,
                    struct lb_jbuf *out)
 {
     /* request-line = method SP request-target SP HTTP-version CRLF (RFC 9112 3); a bare LF
@@ -726,11 +746,15 @@ int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char
         return respond_text(out, 505, false, NULL);
 
     bool head = mlen == 4 && !memcmp(req, "HEAD", 4);
-    if (!head && !(mlen == 3 && !memcmp(req, "GET", 3)))
-        return respond_text(out, 405, false, "Allow: GET, HEAD\r\n");
     const char *q = memchr(req + tstart, '?', tlen);
     size_t plen = q ? (size_t)(q - (req + tstart)) : tlen;
     const char *path = req + tstart;
+    if (adm && mlen == 4 && !memcmp(req, "POST", 4))
+        return admin_post(rt, rates, adm, req, len, path, plen, q ? q + 1 : NULL,
+                          q ? tlen - plen - 1 : 0, out);
+    if (!head && !(mlen == 3 && !memcmp(req, "GET", 3)))
+        return respond_text(out, 405, false,
+                            adm ? "Allow: GET, HEAD, POST\r\n" : "Allow: GET, HEAD\r\n");
 
     struct lb_jbuf body;
     const char *type;
@@ -743,7 +767,7 @@ int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char
         metrics_json(rt, rates, &body);
     } else if (plen == 1) {
         type = "text/html; charset=utf-8";
-        metrics_page(rt, rates, &body);
+        metrics_page(rt, rates, adm != NULL, &body);
     } else {
         lb_jbuf_free(&body);
         return respond_text(out, 404, head, NULL);

@@ -18,6 +18,7 @@
 #ifndef METRICS_H
 #define METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,15 @@ struct lb_runtime;
 struct lb_jbuf;
 struct lb_ctl;
 struct metrics;
+struct admin;
+
+/* The admin address (global.admin.http): the page gets drain/undrain buttons and POST
+ * /admin/drain|undrain?cluster=C&server=S is served for a request with "Authorization: Bearer
+ * TOKEN". @admin runs the change and saves the state file (NULL in tests: admin_exec only). */
+struct metrics_admin {
+    struct admin *admin;
+    const char *token;
+};
 
 #define METRICS_REQ_MAX 8192           /* request head, request line included */
 #define METRICS_MAX_CLIENTS 16         /* more get a 503 and are closed */
@@ -51,18 +61,23 @@ void metrics_json(struct lb_runtime *rt, const double *const *rates, struct lb_j
 void metrics_prom_tls(struct lb_runtime *rt, struct lb_jbuf *out);
 void metrics_json_certs(struct lb_runtime *rt, struct lb_jbuf *out);
 
-/* Appends the status page, with the current /stats embedded so that it renders at once. */
-void metrics_page(struct lb_runtime *rt, const double *const *rates, struct lb_jbuf *out);
+/* Appends the status page (lb/metrics/page.c), with the current /stats embedded so that it
+ * renders at once; @admin: with drain/undrain buttons (served on the admin address). */
+void metrics_page(struct lb_runtime *rt, const double *const *rates, bool admin,
+                  struct lb_jbuf *out);
 
 /*
  * Answers one request: @req holds @len bytes of a request head (request line and header
  * lines, up to and including the empty line). Appends the whole response (status line,
  * headers with Content-Length and Connection: close, and the body unless HEAD) to @out.
- * Returns the status: 200, 400 (malformed request line), 404 (unknown path), 405 (a method
- * other than GET or HEAD), 500 (the body did not fit), 505 (not HTTP/1.x).
+ * @adm: NULL on the metrics address (read-only), else the admin address's token and admin.
+ * Returns the status: 200, 400 (malformed request line or admin query), 401 (admin POST
+ * without the right token), 404 (unknown path, cluster or server), 405 (a method other than
+ * GET or HEAD, or POST on the admin address), 500 (the body did not fit), 505 (not HTTP/1.x).
  */
-int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char *req,
-                      size_t len, struct lb_jbuf *out);
+int metrics_answer(struct lb_runtime *rt, const double *const *rates,
+                   const struct metrics_admin *adm, const char *req, size_t len,
+                   struct lb_jbuf *out);
 
 /*
  * Opens the listening socket rt->conf->global.metrics_listen and attaches it to the control
@@ -72,6 +87,12 @@ int metrics_answer(struct lb_runtime *rt, const double *const *rates, const char
  */
 struct metrics *metrics_open(struct lb_runtime *rt, struct lb_ctl *ctl,
                              const double *const *rates, struct lb_err *err);
+
+/* The same server on global.admin.http.listen, answering as the admin address (@adm is
+ * copied; its token must outlive the server: it is the running config's). */
+struct metrics *metrics_open_admin(struct lb_runtime *rt, struct lb_ctl *ctl,
+                                   const double *const *rates, const struct metrics_admin *adm,
+                                   struct lb_err *err);
 
 /* Stops listening at once (the address can be bound again right after), closes every client
  * and frees @m once the control loop has the cancelled operations back. NULL is allowed. */

@@ -397,6 +397,56 @@ static void test_access_and_level(void **state)
     expect_err("global:\n  log: { level: verbose }\n" APP WEB, 2, 17,
                "expected one of: error, warn, info, debug");
     expect_err("global:\n  log: { level: inf }\n" APP WEB, 2, 17, "did you mean 'info'?");
+    expect_err("global:\n  log: { format: xml }\n" APP WEB, 2, 18, "expected one of: text, json");
+    struct conf *c = load_ok("global: { log: { format: json } }\n" APP WEB);
+    assert_int_equal(c->global.access_format, CONF_ACCESS_JSON);
+    conf_free(c);
+    c = load_ok(APP WEB);
+    assert_int_equal(c->global.access_format, CONF_ACCESS_TEXT);
+    conf_free(c);
+}
+
+/* global.admin.http: the token is read from its file when the config is loaded. */
+static void test_admin_http(void **state)
+{
+    char dir[] = "/tmp/lb-test-token.XXXXXX", good[64], bad[64], yaml[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(good, sizeof(good), "%s/good", dir);
+    snprintf(bad, sizeof(bad), "%s/bad", dir);
+    FILE *f = fopen(good, "w");
+    fputs("0123456789abcdef0123 \nignored\n", f);
+    fclose(f);
+    f = fopen(bad, "w");
+    fputs("short\n", f);
+    fclose(f);
+
+    snprintf(yaml, sizeof(yaml),
+             "global:\n  admin: { socket: /tmp/x.sock, http: { listen: 127.0.0.1:9101, "
+             "token_file: %s } }\n" APP WEB,
+             good);
+    struct conf *c = load_ok(yaml);
+    assert_true(c->global.has_admin_http);
+    assert_string_equal(c->global.admin_http_token, "0123456789abcdef0123");
+    assert_string_equal(c->global.admin_http_listen.text, "127.0.0.1:9101");
+    conf_free(c);
+
+    snprintf(yaml, sizeof(yaml),
+             "global:\n  admin: { socket: /tmp/x.sock, http: { listen: 127.0.0.1:9101, "
+             "token_file: %s } }\n" APP WEB,
+             bad);
+    expect_err(yaml, 2, 77, "visible ASCII characters");
+    expect_err(
+        "global:\n  admin: { socket: /tmp/x.sock, http: { listen: 127.0.0.1:9101 } }\n" APP WEB, 2,
+        39, "token_file");
+    snprintf(yaml, sizeof(yaml),
+             "global:\n  metrics: { listen: 127.0.0.1:9101 }\n"
+             "  admin: { socket: /tmp/x.sock, http: { listen: 127.0.0.1:9101, "
+             "token_file: %s } }\n" APP WEB,
+             good);
+    expect_err(yaml, 3, 49, "clashes with global.metrics.listen");
+    unlink(good);
+    unlink(bad);
+    rmdir(dir);
 }
 
 /* ---- scalar forms ---- */
@@ -1250,6 +1300,7 @@ int main(void)
         cmocka_unit_test(test_table_size_default_grows),
         cmocka_unit_test(test_workers_and_limits),
         cmocka_unit_test(test_access_and_level),
+        cmocka_unit_test(test_admin_http),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_addr),

@@ -393,7 +393,7 @@ static void test_stats_json(void **state)
 
     /* The page embeds the same JSON and names every server. */
     lb_jbuf_reset(&j);
-    metrics_page(rt, NULL, &j);
+    metrics_page(rt, NULL, false, &j);
     assert_false(j.overflow);
     assert_non_null(strstr(j.p, "<script>"));
     assert_non_null(strstr(j.p, "\"app2\""));
@@ -406,7 +406,7 @@ static void test_stats_json(void **state)
 static int t_answer(struct lb_runtime *rt, const char *req, struct lb_jbuf *out)
 {
     lb_jbuf_reset(out);
-    int st = metrics_answer(rt, NULL, req, strlen(req), out);
+    int st = metrics_answer(rt, NULL, NULL, req, strlen(req), out);
     assert_false(out->overflow);
     /* Every answer is a whole response that closes. */
     char sl[32];
@@ -470,6 +470,57 @@ static void test_http(void **state)
     t_rt_free(rt);
 }
 
+/* The admin address: POST drain/undrain with the token only; the page has buttons. */
+static void test_admin_post(void **state)
+{
+    struct lb_runtime *rt = t_rt_new();
+    struct lb_jbuf j;
+    lb_jbuf_init(&j, METRICS_ANSWER_MAX + 4096);
+    const struct metrics_admin adm = {.admin = NULL, .token = "s3cret-token-0123456789"};
+#define POST(q, hdr) "POST /admin/" q " HTTP/1.1\r\nHost: x\r\n" hdr "\r\n"
+    static const struct {
+        const char *req;
+        int status;
+    } cases[] = {
+        {POST("drain?cluster=app&server=app1", ""), 401},
+        {POST("drain?cluster=app&server=app1", "Authorization: Bearer nope\r\n"), 401},
+        {POST("drain?cluster=app&server=app1", "Authorization: Bearer s3cret-token-012345678\r\n"),
+         401},
+        {POST("drain?cluster=app&server=app1", "Authorization: s3cret-token-0123456789\r\n"), 401},
+        {POST("drain?cluster=app", "Authorization: Bearer s3cret-token-0123456789\r\n"), 400},
+        {POST("drain?cluster=app&server=a%20b",
+              "Authorization: Bearer s3cret-token-0123456789\r\n"),
+         400},
+        {POST("drain?cluster=app&server=zz", "Authorization: Bearer s3cret-token-0123456789\r\n"),
+         404},
+        {POST("reload", "Authorization: Bearer s3cret-token-0123456789\r\n"), 404},
+        {POST("drain?cluster=app&server=app1",
+              "authorization:  bearer s3cret-token-0123456789 \r\n"),
+         200},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        lb_jbuf_reset(&j);
+        int st = metrics_answer(rt, NULL, &adm, cases[i].req, strlen(cases[i].req), &j);
+        if (st != cases[i].status)
+            fail_msg("%s: %d, expected %d", cases[i].req, st, cases[i].status);
+        if (i < 8)
+            assert_int_equal(atomic_load(&rt->clusters[0].servers[0].flags) & CL_SRV_F_DRAINING, 0);
+    }
+    assert_int_not_equal(atomic_load(&rt->clusters[0].servers[0].flags) & CL_SRV_F_DRAINING, 0);
+    /* The read-only address refuses POST; the admin page has the buttons' switch on. */
+    lb_jbuf_reset(&j);
+    assert_int_equal(metrics_answer(rt, NULL, NULL, cases[8].req, strlen(cases[8].req), &j), 405);
+    lb_jbuf_reset(&j);
+    assert_int_equal(metrics_answer(rt, NULL, &adm, "GET / HTTP/1.1\r\n\r\n", 18, &j), 200);
+    assert_non_null(strstr(j.p, ",\"admin\":true}"));
+    lb_jbuf_reset(&j);
+    metrics_page(rt, NULL, false, &j);
+    assert_null(strstr(j.p, ",\"admin\":true}"));
+#undef POST
+    lb_jbuf_free(&j);
+    t_rt_free(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -477,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_prometheus_text),
         cmocka_unit_test(test_stats_json),
         cmocka_unit_test(test_http),
+        cmocka_unit_test(test_admin_post),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

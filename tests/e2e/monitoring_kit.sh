@@ -30,12 +30,14 @@ global:
   workers: 2
   admin: { socket: $T/lb.sock }
   metrics: { listen: 127.0.0.1:$M }
+  redis: { nodes: [127.0.0.1:$R1] }         # lb_redis_up, lb_enqueue_total
 listeners:
   - name: web
     bind: 127.0.0.1:$L
     protocol: http
     limits: { per_ip_connections: 1000 }    # lb_listener_limited_total exists with limits only
     routes:
+      - { match: { path_prefix: /q/, methods: [POST] }, enqueue: { redis_list: kitq } }
       - cluster: app
   - name: https
     bind: 127.0.0.1:$LT

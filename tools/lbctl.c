@@ -21,6 +21,7 @@
 #include "tools/ctl_queue.h"
 
 #define CTL_DEFAULT_SOCKET "/tmp/lb.sock"
+#define CTL_SERVICE_SOCKET "/run/lb/lb.sock" /* the packaged service's (packaging/lb.yaml) */
 #define CTL_ANSWER_MAX (16u << 20)
 #define CTL_IO_TIMEOUT_S 15
 #define CTL_POLL_MS 100
@@ -58,7 +59,8 @@ static void usage(FILE *out)
             "  queue stats [NAME] [--json]                  enqueue routes' Redis lists: length,\n"
             "                                               dead, in consumers' hands, oldest\n"
             "\n"
-            "  -s SOCKET   admin socket (default " CTL_DEFAULT_SOCKET ")\n"
+            "  -s SOCKET   admin socket (default " CTL_DEFAULT_SOCKET
+            ", else " CTL_SERVICE_SOCKET " when only that one exists)\n"
             "exit: 0 ok, 1 error, 2 usage\n");
 }
 
@@ -698,6 +700,9 @@ static int join_command(const struct args *a, char *line, size_t cap)
 int main(int argc, char **argv)
 {
     struct ctl c = {.socket = CTL_DEFAULT_SOCKET, .fd = -1};
+    /* An lb run by hand listens on the default; the packaged service on /run/lb. */
+    if (access(CTL_DEFAULT_SOCKET, F_OK) < 0 && access(CTL_SERVICE_SOCKET, F_OK) == 0)
+        c.socket = CTL_SERVICE_SOCKET;
     struct args a = {.tmo_ms = 30000};
     int rc = parse_args(argc, argv, &c, &a);
     if (rc >= 0)

@@ -9,7 +9,7 @@
 # No timing thresholds: the run is bounded by `timeout`, the checks are counts.
 . "$(dirname "$0")/lib.sh"
 need python3
-RATE="$ROOT/build/bench-rate"
+RATE="${BENCH_RATE:-$ROOT/build/bench-rate}"
 [ -x "$RATE" ] || fail "build/bench-rate is missing (make)"
 P=$(free_port); CLOSED=$(free_port); MUTE=$(free_port)
 bg demo "$DEMO" -l "127.0.0.1:$P" -n rate -c "$T/count"

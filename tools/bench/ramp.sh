@@ -183,9 +183,11 @@ ramp() {
     echo "$lo" >"$BT/$route.best"
 }
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for route in $ROUTES; do
     ramp "$route"
 done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "### Sustainable rate: open-loop ramp"
 echo
@@ -201,7 +203,8 @@ echo "The same POST (${#BODY}-byte JSON body) through one lb listener (\`workers
     "plus non-2xx answers are at most 0.1% of the requests offered (bench-rate's timeout: 2 s)." \
     "After each enqueue step, LLEN of the list is compared with the 202s counted." \
     "Load generator, lb, nginx and redis-server share the machine's $(nproc) cores with" \
-    "whatever else runs there, so the rates are noisy: they compare the two routes in one run."
+    "whatever else runs there, so the rates are noisy: they compare the two routes in one run." \
+    "Load average (1, 5, 15 min) before the ramp: $load_before; after: $load_after."
 echo
 echo "| route | sustainable req/s | p50 ms | p99 ms | p99.9 ms |"
 echo "|---|---:|---:|---:|---:|"

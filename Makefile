@@ -103,6 +103,7 @@ $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
 # extra prerequisites, which the pattern rules' $^ picks up.
 $(B)/tests/test_lbq: $(B)/obj/tools/lbq/entry.o $(B)/obj/tools/ctl_json.o
 $(B)/fuzz/fuzz_lbq_entry: $(B)/fuzzobj/tools/lbq/entry.o $(B)/fuzzobj/tools/ctl_json.o
+$(B)/tests/test_rate: $(B)/obj/tools/bench/rate_rsp.o
 $(B)/fuzz/fuzz_rate_rsp: $(B)/fuzzobj/tools/bench/rate_rsp.o
 
 fuzz-build: $(FUZZ_BINS)

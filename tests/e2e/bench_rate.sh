@@ -1,8 +1,8 @@
 # build/bench-rate, the open-loop load generator of tools/bench/ramp.sh, counts right:
 #  - 200 req/s for 2 s over 4 connections: exactly 400 requests scheduled, sent and answered
 #    200, and the demo backend's own counter says it received exactly 400 (none extra);
-#  - framing: POST bodies answered by /echo (Content-Length), /chunked/N, other statuses
-#    counted by code (/status/503);
+#  - framing: POST bodies answered by /echo (Content-Length), /chunked/N, an empty body
+#    (/bytes/0), other statuses counted by code (/status/503);
 #  - a closed port: connect errors and every request unsent, exit 0 with its JSON, no hang;
 #    a server that accepts and never answers: every request a timeout, no hang;
 #  - bad usage exits 2.
@@ -45,6 +45,9 @@ timeout 60 "$RATE" -r 100 -d 1 -c 4 -t 2 -m POST -H 'Content-Type: text/plain' -
 check "$T/r2" 'j["sent"] == 100 and j["status"] == {"200": 100} and j["threads"] == 2'
 timeout 60 "$RATE" -r 100 -d 1 -c 2 "http://127.0.0.1:$P/chunked/70000" >"$T/r3" || fail "exit $?"
 check "$T/r3" 'j["status"] == {"200": 100} and sum(j["errors"].values()) == 0'
+# An empty body (Content-Length: 0) ends with its head, not at a timeout.
+timeout 60 "$RATE" -r 50 -d 1 -c 2 -T 0.5 "http://127.0.0.1:$P/bytes/0" >"$T/r7" || fail "exit $?"
+check "$T/r7" 'j["status"] == {"200": 50} and sum(j["errors"].values()) == 0'
 timeout 60 "$RATE" -r 50 -d 1 -c 2 "http://127.0.0.1:$P/status/503" >"$T/r4" || fail "exit $?"
 check "$T/r4" 'j["status"] == {"503": 50} and j["completed"] == 50'
 echo ok

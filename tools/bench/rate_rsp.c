@@ -76,7 +76,7 @@ static int rsp_head(struct rate_rsp *r, const char *p, size_t n)
     else if (te)
         r->st = RATE_RSP_CHUNK_SIZE;
     else if (cl)
-        r->st = RATE_RSP_BODY;
+        r->st = r->left ? RATE_RSP_BODY : RATE_RSP_HEAD; /* HEAD: ended already */
     else
         r->st = RATE_RSP_UNTIL_EOF, r->close = 1;
     return 0;

@@ -270,11 +270,10 @@ static void conn_read(struct conn *c, int64_t now)
         memmove(c->buf, c->buf + used, c->len - used);
         c->len -= used;
         if (rc == 1) {
-            if (c->len > 0) { /* bytes nobody asked for */
+            conn_done(c, now);
+            if (c->len > 0) { /* bytes nobody asked for: the stream is out of step */
                 c->w->k.err_parse++;
                 conn_close(c, now);
-            } else {
-                conn_done(c, now);
             }
             return;
         }

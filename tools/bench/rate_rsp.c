@@ -31,6 +31,14 @@ static int rsp_num(const char *p, const char *end, int base, uint64_t *out, cons
     return at == p ? -1 : 0;
 }
 
+/* Whether the bytes from @p to @end start with @word, ignoring case. The head is not a C
+ * string: the comparison must not run past @end, even where it would stop at a mismatch. */
+static int starts(const char *p, const char *end, const char *word)
+{
+    size_t n = strlen(word);
+    return (size_t)(end - p) >= n && strncasecmp(p, word, n) == 0;
+}
+
 /* Parses the status line and the headers that frame the body, @n bytes ending in CRLF CRLF.
  * Returns 0 or -1 when the head is malformed or the framing cannot be told. */
 static int rsp_head(struct rate_rsp *r, const char *p, size_t n)
@@ -54,18 +62,18 @@ static int rsp_head(struct rate_rsp *r, const char *p, size_t n)
             return -1;
         for (v++; *v == ' ' || *v == '\t'; v++)
             ;
-        if ((size_t)(v - line) >= 15 && strncasecmp(line, "content-length:", 15) == 0) {
+        if (starts(line, v, "content-length:")) {
             const char *e;
             if (cl++ || rsp_num(v, eol, 10, &r->left, &e) < 0 || (*e != '\r' && *e != ' '))
                 return -1;
-        } else if ((size_t)(v - line) >= 18 && strncasecmp(line, "transfer-encoding:", 18) == 0) {
-            if (strncasecmp(v, "chunked\r", 8) != 0)
+        } else if (starts(line, v, "transfer-encoding:")) {
+            if (!starts(v, eol, "chunked\r"))
                 return -1;
             te = 1;
-        } else if ((size_t)(v - line) >= 11 && strncasecmp(line, "connection:", 11) == 0) {
-            if (strncasecmp(v, "close", 5) == 0)
+        } else if (starts(line, v, "connection:")) {
+            if (starts(v, eol, "close"))
                 r->close = 1;
-            else if (strncasecmp(v, "keep-alive", 10) == 0)
+            else if (starts(v, eol, "keep-alive"))
                 r->close = 0;
         }
     }

@@ -9,7 +9,7 @@
 #
 # Usage: tools/bench/run.sh [NAME...]   NAME: a script in tools/bench/ without .sh
 #        (default: every one present: idle_mem, l4_redis, l4_stream, l7_http, redis_proxy,
-#        static, tls, then profile; not soak, nor ramp: the sustainable-rate ramp takes 2-3
+#        static, tls, then profile; not soak, nor ramp: the sustainable-rate ramp takes 1-3
 #        minutes more, beyond the 20 the defaults keep to, so it runs as `run.sh ramp`)
 # Time on 2 shared cores: a full run takes about 18 minutes (l7_http 6.5, tls 4, redis_proxy 3,
 # l4_redis 1.5, idle_mem 1.5, static 1, l4_stream 0.5, profile 0.5); keep the defaults within 20.

@@ -52,6 +52,7 @@ LBQ_SRCS    := $(wildcard tools/lbq/*.c)
 TOOL_BINS   := $(if $(wildcard tools/demo/main.c),$(B)/demo-backend) \
                $(if $(wildcard tools/bench/stream.c),$(B)/bench-stream) \
                $(if $(wildcard tools/bench/floor.c),$(B)/bench-floor) \
+               $(if $(wildcard tools/bench/rate.c),$(B)/bench-rate) \
                $(if $(wildcard tools/lbq/main.c),$(B)/lbq)
 
 .PHONY: all deps test check run fuzz fuzz-build clean bench install uninstall deb
@@ -88,6 +89,10 @@ $(B)/bench-floor: $(B)/obj/tools/bench/floor.o
 $(B)/bench-stream: $(B)/obj/tools/bench/stream.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# The open-loop HTTP load generator of tools/bench/ramp.sh.
+$(B)/bench-rate: $(B)/obj/tools/bench/rate.o $(B)/obj/tools/bench/rate_rsp.o
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(CMOCKA_LIBS) $(LDLIBS)
@@ -107,10 +112,12 @@ $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ -o $@ $(PKG_LIBS) $(LDLIBS)
 
 # Tools are not in the library: the lbq entry decoder (with tools/ctl_json.c for its UTF-8
-# writer) is added to its unit test and its fuzz target as an extra prerequisite, which
-# the pattern rules' $^ picks up.
+# writer) and bench-rate's response framing are added to their unit test and fuzz targets as
+# extra prerequisites, which the pattern rules' $^ picks up.
 $(B)/tests/test_lbq: $(B)/obj/tools/lbq/entry.o $(B)/obj/tools/ctl_json.o
 $(B)/fuzz/fuzz_lbq_entry: $(B)/fuzzobj/tools/lbq/entry.o $(B)/fuzzobj/tools/ctl_json.o
+$(B)/tests/test_rate: $(B)/obj/tools/bench/rate_rsp.o
+$(B)/fuzz/fuzz_rate_rsp: $(B)/fuzzobj/tools/bench/rate_rsp.o
 
 fuzz-build: $(FUZZ_BINS)
 

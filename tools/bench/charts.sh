@@ -14,6 +14,7 @@
 #   tls_hs.png       TLS handshakes per CPU-second of the proxy (full and resumed, ECDSA, RSA)
 #   tls.png          HTTPS keep-alive CPU µs per request
 #   redis.png        redis-benchmark GET/SET requests/s through lb and twemproxy
+#   ramp.png         p99 against the offered rate, one line per route (ramp.sh), with its limit
 set -eu
 [ $# = 2 ] || { echo "usage: tools/bench/charts.sh RESULTS OUTDIR" >&2; exit 2; }
 res=$1 out=$2
@@ -142,4 +143,36 @@ if has rds_get; then
     chart redis "Sharding Redis proxy: redis-benchmark requests/s (higher is better)" \
         "requests/s" lin \
         "rds_get:rds_get:rps rds_set:rds_set:rps rds_get_p16:rds_get_p16:rps rds_set_p16:rds_set_p16:rps"
+fi
+
+# ramp_chart: ramp.sh records "ramp_ROUTE OFFERED p99 MS MS MS" for each step and "ramp limit
+# p99_ms MS ..."; a line per route, p99 (log scale) against the offered rate, the limit dashed.
+ramp_chart() {
+    plot="" limit=$(awk '$1 == "ramp" && $2 == "limit" { print $4 }' "$res")
+    for r in enqueue cluster; do
+        has "ramp_$r" || continue
+        awk -v w="ramp_$r" '$1 == w && $3 == "p99" { print $2, ($4 > 0.001 ? $4 : 0.001) }' \
+            "$res" | sort -n >"$work/ramp_$r.dat"
+        c="#d62728"; [ "$r" = cluster ] && c="#1f77b4"
+        plot="$plot${plot:+, }'$work/ramp_$r.dat' using 1:2 with linespoints lw 2 pt 7"
+        plot="$plot lc rgb '$c' title '$r route'"
+    done
+    [ -z "$limit" ] || plot="$plot, $limit with lines dt 2 lc rgb '#7f7f7f' title 'p99 limit'"
+    {
+        echo "set terminal pngcairo size 900,480 font 'sans,10'"
+        echo "set output '$out/ramp.png'"
+        echo "set title 'Open-loop ramp through lb: p99 latency against the offered rate'"
+        echo "set xlabel 'offered requests/s'"
+        echo "set ylabel 'p99 ms (log scale)'"
+        echo "set logscale y"
+        echo "set key top left"
+        echo "set grid"
+        echo "plot $plot"
+    } >"$work/ramp.gp"
+    gnuplot "$work/ramp.gp" 2>"$work/ramp.err" ||
+        { echo "bench: gnuplot failed on ramp: $(cat "$work/ramp.err")" >&2; return 1; }
+    echo "![p99 against the offered rate, per route]($out/ramp.png)"
+}
+if has ramp_enqueue || has ramp_cluster; then
+    ramp_chart
 fi

@@ -152,9 +152,20 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
     fi
 } >>"$tmp"
 
-# Charts from every figure recorded above; a run of some scripts only redraws theirs.
+# Charts from every figure recorded above. A run of some scripts (NAME...) draws into a temp
+# dir and keeps only the charts the file does not show yet: the shared ones (reqs, cpu) need
+# every workload's figures, which only a full run has.
+chart_dir=docs/bench
+[ $# -gt 0 ] && [ -f "$out" ] && chart_dir=$BENCH_DATA/charts
 if [ -s "$BENCH_DATA/results" ]; then
-    if charts=$(sh tools/bench/charts.sh "$BENCH_DATA/results" docs/bench); then
+    if charts=$(sh tools/bench/charts.sh "$BENCH_DATA/results" "$chart_dir"); then
+        if [ "$chart_dir" != docs/bench ]; then
+            for f in "$chart_dir"/*.png; do
+                [ -e "$f" ] || continue
+                grep -q "(docs/bench/$(basename "$f"))" "$out" || cp "$f" docs/bench/
+            done
+            charts=$(echo "$charts" | sed "s|($chart_dir/|(docs/bench/|")
+        fi
         {
             echo
             echo "## Charts"
@@ -168,8 +179,16 @@ if [ -s "$BENCH_DATA/results" ]; then
     fi
 fi
 
-cp "$tmp" "$out"
-echo "bench: wrote $out" >&2
+# A run of some scripts replaces their sections in the last full report and keeps the rest
+# (tools/bench/merge.py), saying in the machine section what was re-run and when.
+if [ $# -gt 0 ] && [ -f "$out" ]; then
+    python3 tools/bench/merge.py "$out" "$tmp" "$tmp.merged" && mv "$tmp.merged" "$out" ||
+        { echo "bench: could not merge into $out" >&2; exit 1; }
+    echo "bench: merged $* into $out" >&2
+else
+    cp "$tmp" "$out"
+    echo "bench: wrote $out" >&2
+fi
 
 # README's headline figures come from full runs only: a QUICK run or a subset is too noisy or
 # too partial to show there.

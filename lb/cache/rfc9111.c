@@ -77,13 +77,23 @@ static const char *const cc_deltas[CACHE_CC_NDELTA] = {
     [CACHE_CC_SIE] = "stale-if-error",
 };
 
-/* One directive: @arg is NULL when it had none; @arg_ok false when it was malformed. */
+/* Flags that only ever make the cache do less: honoured even in a malformed element. */
+#define CC_RESTRICTIVE                                                                             \
+    (CACHE_CC_NO_STORE | CACHE_CC_NO_CACHE | CACHE_CC_PRIVATE | CACHE_CC_MUST_REVALIDATE |         \
+     CACHE_CC_PROXY_REVALIDATE)
+
+/*
+ * One directive: @arg is NULL when it had none; @arg_ok false when it was malformed;
+ * @junk when something that is not a list separator followed it ("max-age=5 x"): then a
+ * delta counts as bad and only restrictive flags count.
+ */
 static void cc_apply(struct cache_cc *cc, const char *name, size_t nlen, const char *arg,
-                     size_t alen, bool arg_ok)
+                     size_t alen, bool arg_ok, bool junk)
 {
     for (size_t k = 0; k < sizeof(cc_flags) / sizeof(cc_flags[0]); k++)
         if (eq_lower(name, nlen, cc_flags[k].name)) {
-            cc->flags |= cc_flags[k].flag;
+            if (!junk || (cc_flags[k].flag & CC_RESTRICTIVE))
+                cc->flags |= cc_flags[k].flag;
             return;
         }
     for (int d = 0; d < CACHE_CC_NDELTA; d++) {
@@ -91,10 +101,11 @@ static void cc_apply(struct cache_cc *cc, const char *name, size_t nlen, const c
             continue;
         uint32_t bit = 1u << d, v = 0;
         if (d == CACHE_CC_MAX_STALE && !arg) {
-            cc->flags |= CACHE_CC_MAX_STALE_ANY;
+            if (!junk)
+                cc->flags |= CACHE_CC_MAX_STALE_ANY;
             return;
         }
-        bool ok = arg && arg_ok && delta_read(arg, alen, &v) == 0;
+        bool ok = !junk && arg && arg_ok && delta_read(arg, alen, &v) == 0;
         if (!ok || ((cc->has & bit) && cc->delta[d] != v))
             cc->bad |= bit;
         if (!(cc->has & bit))
@@ -154,14 +165,11 @@ void cache_cc_parse(struct cache_cc *cc, const char *v, size_t n)
             while (i < n && is_ows(v[i]))
                 i++;
         }
-        if (i < n && v[i] != ',') {
-            /* garbage after the element: skip to the next comma, the element is unread */
-            while (i < n && v[i] != ',')
-                i++;
-            continue;
-        }
+        bool junk = i < n && v[i] != ',';
+        while (i < n && v[i] != ',') /* junk after the element: skip to the next comma */
+            i++;
         if (n1 > n0)
-            cc_apply(cc, v + n0, n1 - n0, arg, alen, ok);
+            cc_apply(cc, v + n0, n1 - n0, arg, alen, ok, junk);
     }
 }
 

@@ -52,8 +52,10 @@ struct cache_cc {
 
 /*
  * Adds the directives of one Cache-Control field value @v[0..n) to @cc (zero it before the
- * first line). Names are case-insensitive; unknown directives and elements that are not
- * `token [ "=" ( token / quoted-string ) ]` are skipped up to the next comma. Never fails.
+ * first line). Names are case-insensitive; unknown directives are ignored. An element that
+ * is not `token [ "=" ( token / quoted-string ) ]` is read up to the next comma, erring on
+ * the side of caching less: a delta in it is bad, and only flags that restrict (no-store,
+ * no-cache, private, must-revalidate, proxy-revalidate) count. Never fails.
  */
 void cache_cc_parse(struct cache_cc *cc, const char *v, size_t n);
 

@@ -40,23 +40,153 @@ static const struct http_req *reparse(struct io_worker *w, struct http_conn *c)
     return &rq;
 }
 
-/* Sends a cached answer; takes the reference in @e. */
-void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_entry *e)
+static void count_cache(struct io_worker *w, struct http_conn *c, enum metrics_cache_result r)
 {
-    size_t hl, bl;
+    if (w->rt->lstats)
+        metrics_listener_count_cache(&w->rt->lstats[c->base.listener], r);
+}
+
+static int64_t wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* Fields a 304 keeps from the stored 200 (RFC 9110 15.4.5), besides Age and ours. */
+static bool keep_in_304(const char *name, size_t n)
+{
+    static const char *const keep[] = {
+        "cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified"};
+    for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
+        if (strlen(keep[k]) == n && strncasecmp(name, keep[k], n) == 0)
+            return true;
+    return false;
+}
+
+struct hbuild {
+    char *p;
+    size_t n, cap;
+    bool overflow;
+};
+
+static void hput(struct hbuild *o, const char *s, size_t n)
+{
+    if (o->overflow || n > o->cap - o->n) {
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+}
+
+/*
+ * The header a hit sends, into @o: the stored one (for a 304: its status line changed and
+ * only the fields a 304 keeps) without the stored Age, then Age (RFC 9111 5.1: the
+ * current age, on every hit), X-Cache and this client's Connection field.
+ */
+static void hit_header(struct io_worker *w, struct http_conn *c, struct cache_entry *e, int status,
+                       struct hbuild *o)
+{
+    size_t hl;
     const char *hdr = cache_entry_hdr(e, &hl);
+    const char *end = hdr + hl - 2; /* the empty line */
+    const char *line = memchr(hdr, '\n', hl);
+    if (!line)
+        return;
+    line++;
+    if (status == 304)
+        hput(o, "HTTP/1.1 304 Not Modified\r\n", 27);
+    else
+        hput(o, hdr, (size_t)(line - hdr));
+    while (line < end) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        const char *colon = memchr(line, ':', (size_t)(end - line));
+        size_t len = nl ? (size_t)(nl + 1 - line) : (size_t)(end - line);
+        size_t nlen = colon ? (size_t)(colon - line) : 0;
+        bool drop = (nlen == 3 && strncasecmp(line, "age", 3) == 0) ||
+                    (status == 304 && !keep_in_304(line, nlen));
+        if (!drop)
+            hput(o, line, len);
+        line += len;
+    }
+    char age[48];
+    int n = snprintf(age, sizeof(age), "Age: %llu\r\n",
+                     (unsigned long long)(cache_entry_age_ms(e, w->now_ms) / 1000));
+    hput(o, age, (size_t)n);
+    if (c->h.xcache)
+        hput(o, "X-Cache: HIT\r\n", 14);
+    if (w->stopping)
+        c->h.flags |= H_F_CLOSE;
+    if (c->h.flags & H_F_CLOSE)
+        hput(o, "Connection: close\r\n", 19);
+    else if (c->h.flags & H_F_KEEPALIVE10)
+        hput(o, "Connection: keep-alive\r\n", 24);
+    hput(o, "\r\n", 2);
+}
+
+/* Sends a cached answer, 200 (its stored status) or 304; takes the reference in @e. */
+void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_entry *e, int status)
+{
+    size_t bl;
     const char *body = cache_entry_body(e, &bl);
     if (!c->h.body.done)
         c->h.flags |= H_F_CLOSE;
     c->h.centry = e;
-    c->h.status = 200;
+    c->h.status = (uint16_t)(status == 304 ? 304 : cache_entry_status(e));
     c->h.t_resp_ms = w->now_ms;
     c->h.phase = HC_STATIC;
-    http_set_memory_answer(w, c, hdr, hl, (c->h.flags & H_F_HEAD) ? NULL : body,
-                           (c->h.flags & H_F_HEAD) ? 0 : bl,
-                           body == hdr + hl && !(c->h.flags & H_F_HEAD));
+    if (c->h.xcache)
+        c->h.xcache = H_XC_HIT;
+    /* the stored header left room for what is added (http_fill_head) */
+    struct hbuild o = {.p = c->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
+    hit_header(w, c, e, status, &o);
+    bool nobody = status == 304 || (c->h.flags & H_F_HEAD);
+    c->h.xp[0] = o.p;
+    c->h.xl[0] = o.overflow ? 0 : (uint32_t)o.n;
+    c->h.xp[1] = nobody ? NULL : body;
+    c->h.xl[1] = nobody || o.overflow ? 0 : (uint32_t)bl;
+    if (o.overflow)
+        c->h.flags |= H_F_CLOSE; /* cannot happen (see above); never send half a header */
     if (!(c->st.flags & IO_ST_F_SENDING))
         http_client_send_static(w, c);
+}
+
+bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct conf_route *r,
+                        const char *buf, const struct http_req *req)
+{
+    c->h.xcache = r->cache.debug_header ? H_XC_MISS : H_XC_NONE;
+    struct cache_entry *e;
+    enum cache_decision d = cache_decide(hw(w)->cache, buf, req, w->now_ms, wall_now(), &e);
+    switch (d) {
+    case CACHE_D_HIT:
+    case CACHE_D_304:
+        count_cache(w, c, d == CACHE_D_304 ? METRICS_CACHE_NOT_MODIFIED : METRICS_CACHE_HIT);
+        http_cache_serve(w, c, e, d == CACHE_D_304 ? 304 : 200);
+        return true;
+    case CACHE_D_504: /* RFC 9111 5.2.1.7 */
+        count_cache(w, c, METRICS_CACHE_MISS);
+        http_local_reply(w, c, 504, !c->h.body.done, NULL);
+        return true;
+    case CACHE_D_BYPASS:
+        count_cache(w, c, METRICS_CACHE_BYPASS);
+        return false;
+    case CACHE_D_PASS:
+        count_cache(w, c, METRICS_CACHE_MISS);
+        return false;
+    case CACHE_D_FILL:
+        break;
+    }
+    count_cache(w, c, METRICS_CACHE_MISS);
+    struct cache_fill *f = NULL;
+    int rc = cache_fill_begin(hw(w)->cache, buf, req, http_waiter_token(w, c), &f);
+    if (rc == CACHE_FILL_WAIT) {
+        c->h.phase = HC_CACHE_WAIT; /* http_cache_wake() takes it from here */
+        return true;
+    }
+    if (rc == CACHE_FILL_NEW)
+        c->h.fill = f;
+    return false;
 }
 
 /* A fill this request was waiting for ended: serve the new entry, or fetch ourselves. */
@@ -73,7 +203,7 @@ void http_cache_wake(void *arg, uint64_t waiter, struct cache_entry *e)
     const struct http_req *rq = e ? reparse(w, c) : NULL;
     if (e && rq && cache_entry_match(e, c->h.hbuf, rq)) {
         cache_entry_ref(e);
-        http_cache_serve(w, c, e);
+        http_cache_serve(w, c, e, 200);
         return;
     }
     c->h.phase = HC_CONNECT;
@@ -109,17 +239,71 @@ void http_fill_head(struct io_worker *w, struct http_conn *c, struct http_conn *
     const struct conf_listener *lcf = lcf_of(w, c);
     const struct conf_route *r = &lcf->routes[c->h.route];
     const struct http_req *rq = reparse(w, c);
+    struct cache_rules rules = {.heuristic_ms = r->cache.ttl_ms,
+                                .max_ttl_ms = r->cache.max_ttl_ms,
+                                .max_body = cache_item_max(hw(w)->cache)};
+    /* request_time: when the request began, which can only make the age larger */
+    struct cache_times t = {.wall_s = wall_now(),
+                            .delay_ms =
+                                w->now_ms > c->h.t_start_ms ? w->now_ms - c->h.t_start_ms : 0};
     struct cache_policy p;
-    enum cache_verdict v = rq ? cache_policy_eval(c->h.hbuf, rq, b->h.hbuf, resp, r->cache.ttl_ms,
-                                                  cache_item_max(hw(w)->cache), &p)
-                              : CACHE_NS_METHOD;
-    /* A hit adds its client's Connection field to the stored header in the second half of
-     * hbuf (http_set_memory_answer): keep room for it. */
+    enum cache_verdict v =
+        rq ? cache_policy_eval(c->h.hbuf, rq, b->h.hbuf, resp, &rules, &t, &p) : CACHE_NS_METHOD;
+    /* A hit adds Age, X-Cache and its client's Connection field to the stored header in the
+     * second half of hbuf (http_cache_serve): keep room for them. */
+    uint8_t xc = c->h.xcache;
+    c->h.xcache = H_XC_NONE; /* not in the stored copy */
     if (v != CACHE_OK || !http_build_response(w, c, b, resp, true) ||
-        b->h.out_len + 32 > hw(w)->hbuf_size / 2 ||
+        b->h.out_len + HTTP_CACHE_HDR_ROOM > hw(w)->hbuf_size / 2 ||
         cache_fill_head(hw(w)->cache, c->h.fill, &p, c->h.hbuf, rq, b->h.hbuf + b->h.out_off,
                         b->h.out_len, w->now_ms) < 0) {
         http_fill_abort(w, c);
     }
+    c->h.xcache = xc;
     http_build_response(w, c, b, resp, false);
+}
+
+/* Removes @host + the path of URI @v (absolute on the same host, or absolute-path). */
+static void invalidate_uri(struct io_worker *w, const char *host, size_t hlen, const char *v,
+                           size_t n)
+{
+    if (n > 7 && strncasecmp(v, "http://", 7) == 0) {
+        v += 7, n -= 7;
+    } else if (n > 8 && strncasecmp(v, "https://", 8) == 0) {
+        v += 8, n -= 8;
+    } else if (n == 0 || v[0] != '/' || (n > 1 && v[1] == '/')) {
+        return; /* relative references and other schemes: not ours */
+    } else {
+        cache_invalidate(hw(w)->cache, host, hlen, v, n);
+        return;
+    }
+    const char *slash = memchr(v, '/', n);
+    size_t alen = slash ? (size_t)(slash - v) : n;
+    /* RFC 9111 4.4: only a URI with the same host (a different one could be a DoS) */
+    if (alen != hlen || strncasecmp(v, host, hlen) != 0)
+        return;
+    cache_invalidate(hw(w)->cache, host, hlen, slash ? slash : "/", slash ? n - alen : 1);
+}
+
+void http_cache_unsafe_done(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                            const struct http_resp *resp)
+{
+    if (resp->status < 200 || resp->status >= 400)
+        return;
+    const struct http_req *rq = reparse(w, c);
+    if (!rq || rq->method == HTTP_M_GET || rq->method == HTTP_M_HEAD ||
+        rq->method == HTTP_M_OPTIONS || rq->method == HTTP_M_TRACE)
+        return;
+    const char *buf = c->h.hbuf, *host = buf + rq->host.off;
+    cache_invalidate(hw(w)->cache, host, rq->host.len, buf + rq->target.off, rq->target.len);
+    if (w->rt->lstats)
+        atomic_fetch_add_explicit(&w->rt->lstats[c->base.listener].cache_invalidations, 1,
+                                  memory_order_relaxed);
+    static const char *const names[] = {"location", "content-location"};
+    for (int k = 0; k < 2; k++) {
+        int i = http_find_hdr(b->h.hbuf, resp->hdrs, resp->nhdrs, names[k], 0);
+        if (i >= 0)
+            invalidate_uri(w, host, rq->host.len, b->h.hbuf + resp->hdrs[i].value.off,
+                           resp->hdrs[i].value.len);
+    }
 }

@@ -104,21 +104,9 @@ static void client_dispatch(struct io_worker *w, struct http_conn *c, struct htt
     memset(&c->pick.tried, 0, sizeof(c->pick.tried));
     c->pick.attempts = 0;
     c->h.phase = HC_CONNECT;
-    if (r->cache.enabled && hw(w)->cache && req->method == HTTP_M_GET) {
-        struct cache_entry *e = cache_lookup(hw(w)->cache, buf, req, w->now_ms);
-        if (e) {
-            http_cache_serve(w, c, e);
-            return;
-        }
-        struct cache_fill *f = NULL;
-        int rc = cache_fill_begin(hw(w)->cache, buf, req, http_waiter_token(w, c), &f);
-        if (rc == CACHE_FILL_WAIT) {
-            c->h.phase = HC_CACHE_WAIT; /* http_cache_wake() takes it from here */
-            return;
-        }
-        if (rc == CACHE_FILL_NEW)
-            c->h.fill = f;
-    }
+    if (r->cache.enabled && hw(w)->cache && req->method == HTTP_M_GET &&
+        http_cache_request(w, c, r, buf, req))
+        return;
     http_backend_acquire(w, c);
 }
 
@@ -135,6 +123,7 @@ static void request_begin(struct io_worker *w, struct http_conn *c)
     memset(&c->h.body, 0, sizeof(c->h.body));
     c->h.body.done = true;
     c->h.route = 0;
+    c->h.xcache = H_XC_NONE;
 }
 
 /* The H_F_* flags a parsed request gives its exchange. */

@@ -88,8 +88,13 @@ struct http_state {
     uint8_t phase;   /* enum http_phase */
     uint8_t method;  /* enum http_method */
     uint8_t retries;
-    uint8_t limit; /* client: H_LIMIT_*, for the connection's life */
+    uint8_t limit;  /* client: H_LIMIT_*, for the connection's life */
+    uint8_t xcache; /* client: H_XC_*, the X-Cache value to send (route debug_header) */
 };
+
+#define H_XC_NONE 0 /* no X-Cache field */
+#define H_XC_HIT 1  /* answered from the cache (200 or 304) */
+#define H_XC_MISS 2 /* answered by the origin */
 
 #define H_LIMIT_COUNTED 1 /* counted in its listener's per-address connections */
 #define H_LIMIT_OVER 2    /* over that limit: its first request is answered 429, then close */

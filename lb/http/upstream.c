@@ -20,9 +20,9 @@
 #include "lb/core/runtime.h"
 #include "lb/http/internal.h"
 #include "lb/io/tls.h"
-#include "lb/tls/tls.h"
 #include "lb/metrics/stats.h"
 #include "lb/route/route.h"
+#include "lb/tls/tls.h"
 #include "static/snap.h"
 
 /*
@@ -227,8 +227,8 @@ static const char *server_name_of(struct io_worker *w, struct http_conn *c)
 
 /* The response header could not be taken (@rc from the parser): fails the request when it
  * never will be. Returns false. */
-static bool response_unparsed(struct io_worker *w, struct http_conn *c, struct http_conn *b,
-                              int rc, uint32_t max)
+static bool response_unparsed(struct io_worker *w, struct http_conn *c, struct http_conn *b, int rc,
+                              uint32_t max)
 {
     if (rc == HTTP_AGAIN && b->h.hlen < max)
         return false; /* more to come */
@@ -237,8 +237,8 @@ static bool response_unparsed(struct io_worker *w, struct http_conn *c, struct h
     /* The parser refuses a section that fills the buffer without ending: too large. */
     if (rc == HTTP_AGAIN || b->h.hlen >= max) {
         char why[96];
-        snprintf(why, sizeof(why), "response header too large (%u bytes, limit %u)",
-                 b->h.hlen, max);
+        snprintf(why, sizeof(why), "response header too large (%u bytes, limit %u)", b->h.hlen,
+                 max);
         lb_warn("bad response", "server=%s reason=\"%s\"", server_name_of(w, c), why);
         http_request_failed(w, c, b, false, 502, why);
         return false;
@@ -287,10 +287,12 @@ static void response_tunnel(struct io_worker *w, struct http_conn *c, struct htt
 static void response_final(struct io_worker *w, struct http_conn *c, struct http_conn *b,
                            const struct http_resp *resp)
 {
+    const struct conf_route *r = &lcf_of(w, c)->routes[c->h.route];
     if (c->h.fill)
         http_fill_head(w, c, b, resp);
-    hc_passive_report(w->rt->hc, c->pick.cluster, (uint32_t)c->pick.server,
-                      resp->status >= 500);
+    else if (r->cache.enabled && hw(w)->cache && c->h.method != HTTP_M_GET)
+        http_cache_unsafe_done(w, c, b, resp);
+    hc_passive_report(w->rt->hc, c->pick.cluster, (uint32_t)c->pick.server, resp->status >= 500);
     c->h.status = resp->status;
     c->h.t_resp_ms = w->now_ms;
     http_body_init_resp(&b->h.body, resp);

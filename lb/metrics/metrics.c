@@ -193,6 +193,36 @@ static void prom_listeners(struct lb_runtime *rt, struct lb_jbuf *o)
     }
 }
 
+/* The route cache's results per listener (lb/http/answer_cache.c). */
+static void prom_cache(struct lb_runtime *rt, struct lb_jbuf *o)
+{
+    static const char *const results[METRICS_CACHE_NRESULTS] = {
+        [METRICS_CACHE_HIT] = "hit",
+        [METRICS_CACHE_NOT_MODIFIED] = "not_modified",
+        [METRICS_CACHE_MISS] = "miss",
+        [METRICS_CACHE_BYPASS] = "bypass",
+    };
+    const struct conf *cf = rt->conf;
+    if (!rt->lstats)
+        return;
+    family(o, "lb_cache_requests_total", "counter",
+           "GET requests on cached routes: answered from memory (hit, or 304 not_modified), "
+           "sent to the origin (miss), or not for the cache (bypass: Range, If-Match...).");
+    for (size_t i = 0; i < cf->nlisteners; i++) {
+        if (cf->listeners[i].protocol != CONF_PROTO_HTTP)
+            continue;
+        for (int k = 0; k < METRICS_CACHE_NRESULTS; k++)
+            sample_u64(
+                o, "lb_cache_requests_total",
+                (struct label[]){{"listener", cf->listeners[i].name}, {"result", results[k]}}, 2,
+                LOAD(rt->lstats[i].cache[k]));
+    }
+    per_listener(rt, o, "lb_cache_invalidations_total",
+                 "Unsafe requests (POST, PUT, DELETE, PATCH...) answered 2xx or 3xx on cached "
+                 "routes: their URI, Location and Content-Location left the cache.",
+                 offsetof(struct metrics_listener_stats, cache_invalidations));
+}
+
 static void prom_requests(struct lb_runtime *rt, struct lb_jbuf *o)
 {
     const struct conf *cf = rt->conf;
@@ -424,6 +454,7 @@ void metrics_prom(struct lb_runtime *rt, struct lb_jbuf *out)
 {
     prom_process(rt, out);
     prom_listeners(rt, out);
+    prom_cache(rt, out);
     prom_requests(rt, out);
     prom_servers(rt, out);
     prom_latency(rt, out);

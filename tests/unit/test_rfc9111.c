@@ -56,7 +56,9 @@ static void test_cc(void **state)
          1u << CACHE_CC_SWR | 1u << CACHE_CC_SIE, 0, CACHE_CC_SIE, 600},
         /* unknown directives and junk are skipped, the rest is read */
         {"foo=\"a,b\", bar, max-age=5", 0, 1u << CACHE_CC_MAX_AGE, 0, CACHE_CC_MAX_AGE, 5},
-        {"no-store junk, public", CACHE_CC_PUBLIC, 0, 0, -1, 0},
+        {"no-store junk, public", CACHE_CC_NO_STORE | CACHE_CC_PUBLIC, 0, 0, -1, 0},
+        {"public junk", 0, 0, 0, -1, 0},
+        {"max-age=5 junk", 0, 1u << CACHE_CC_MAX_AGE, 1u << CACHE_CC_MAX_AGE, -1, 0},
         {"x=\"no-store\"", 0, 0, 0, -1, 0},
         {",,, ,", 0, 0, 0, -1, 0},
         {"", 0, 0, 0, -1, 0},

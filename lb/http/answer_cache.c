@@ -249,17 +249,15 @@ void http_fill_head(struct io_worker *w, struct http_conn *c, struct http_conn *
     struct cache_policy p;
     enum cache_verdict v =
         rq ? cache_policy_eval(c->h.hbuf, rq, b->h.hbuf, resp, &rules, &t, &p) : CACHE_NS_METHOD;
-    /* A hit adds Age, X-Cache and its client's Connection field to the stored header in the
-     * second half of hbuf (http_cache_serve): keep room for them. */
-    uint8_t xc = c->h.xcache;
-    c->h.xcache = H_XC_NONE; /* not in the stored copy */
+    /* The stored header is built without Connection and X-Cache (interim); a hit adds Age,
+     * X-Cache and its client's Connection field to it in the second half of hbuf
+     * (http_cache_serve): keep room for them. */
     if (v != CACHE_OK || !http_build_response(w, c, b, resp, true) ||
         b->h.out_len + HTTP_CACHE_HDR_ROOM > hw(w)->hbuf_size / 2 ||
         cache_fill_head(hw(w)->cache, c->h.fill, &p, c->h.hbuf, rq, b->h.hbuf + b->h.out_off,
                         b->h.out_len, w->now_ms) < 0) {
         http_fill_abort(w, c);
     }
-    c->h.xcache = xc;
     http_build_response(w, c, b, resp, false);
 }
 

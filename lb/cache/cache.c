@@ -404,7 +404,7 @@ struct cache_entry *cache_lookup(struct cache *c, const char *buf, const struct 
             pp = &e->hnext;
             continue;
         }
-        if (now_ms >= e->expires_ms) {
+        if (now_ms >= e->drop_ms) {
             entry_unlink(c, pp);
             c->st.expired++;
             continue;
@@ -456,7 +456,7 @@ size_t cache_tick(struct cache *c, uint64_t now_ms)
     for (uint32_t k = 0; k < n; k++) {
         struct cache_entry **pp = &c->buckets[c->sweep_pos];
         while (*pp) {
-            if (now_ms >= (*pp)->expires_ms) {
+            if (now_ms >= (*pp)->drop_ms) {
                 entry_unlink(c, pp);
                 c->st.expired++;
                 removed++;

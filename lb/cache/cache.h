@@ -21,10 +21,13 @@
  * reference stays allocated (not counted in max_bytes) until the last unref.
  *
  * Expiry: an entry is served while fresh (RFC 9111 4.2): it is stored with the age it had
- * on arrival and expires when that age plus its time here reaches its freshness lifetime.
- * Stale entries are removed when a lookup meets them and by cache_tick(): nothing is
- * served stale, so must-revalidate is always kept. Times are milliseconds on any monotonic
- * clock the caller chooses, passed in, so tests never sleep.
+ * on arrival and goes stale when that age plus its time here reaches its freshness
+ * lifetime. Nothing is served stale, so must-revalidate always holds. A stale entry with a
+ * validator (ETag, Last-Modified) stays a while longer (as long again as it was fresh, at
+ * least CACHE_KEEP_STALE_MS) to be revalidated with a conditional request (cache_decide()
+ * says CACHE_D_REVALIDATE); others go. Entries past that are removed when a lookup meets
+ * them and by cache_tick(). Times are milliseconds on any monotonic clock the caller
+ * chooses, passed in, so tests never sleep.
  *
  * Miss coalescing: after a miss the caller calls cache_fill_begin(). The first caller
  * for a host + target gets a fill and fetches from the backend; later callers are recorded
@@ -45,11 +48,12 @@
 
 #include "lb/http/h1.h"
 
-#define CACHE_MAX_VARY 8         /* more field names in Vary: not cacheable */
-#define CACHE_VARY_BYTES 256     /* their lowercase names, each NUL-terminated, at most */
-#define CACHE_MAX_VARIANTS 8     /* entries kept per host + target */
-#define CACHE_MAX_WAITERS 10000  /* waiters per pending fill */
-#define CACHE_SWEEP_BUCKETS 4096 /* hash buckets examined per cache_tick() */
+#define CACHE_MAX_VARY 8          /* more field names in Vary: not cacheable */
+#define CACHE_VARY_BYTES 256      /* their lowercase names, each NUL-terminated, at most */
+#define CACHE_MAX_VARIANTS 8      /* entries kept per host + target */
+#define CACHE_MAX_WAITERS 10000   /* waiters per pending fill */
+#define CACHE_SWEEP_BUCKETS 4096  /* hash buckets examined per cache_tick() */
+#define CACHE_KEEP_STALE_MS 60000 /* least time a stale entry with a validator is kept */
 
 struct cache;       /* opaque, one per worker */
 struct cache_entry; /* opaque, refcounted */
@@ -81,10 +85,10 @@ enum cache_verdict {
                             no explicit expiration */
     CACHE_NS_NO_STORE,   /* Cache-Control: no-store in the request or the response */
     CACHE_NS_PRIVATE,    /* Cache-Control: private (any form) */
-    CACHE_NS_NO_CACHE,   /* Cache-Control: no-cache (any form): not stored, see policy.c */
+    CACHE_NS_NO_CACHE,   /* Cache-Control: no-cache (any form) and no validator */
     CACHE_NS_SET_COOKIE, /* a Set-Cookie field without Cache-Control: public */
     CACHE_NS_VARY,       /* Vary: *, or over CACHE_MAX_VARY / CACHE_VARY_BYTES */
-    CACHE_NS_STALE,      /* no freshness left once its age is counted */
+    CACHE_NS_STALE,      /* no freshness left once its age is counted, and no validator */
     CACHE_NS_FRAMING,    /* body delimited by close, or no body, or an upgrade */
     CACHE_NS_TOO_BIG,    /* Content-Length over the caller's limit */
 };
@@ -204,11 +208,12 @@ void cache_entry_unref(struct cache_entry *e);
  * Stored: a GET answer with a status this cache keeps (explicit expiration: any final
  * status but 206 and 304; heuristic: RFC 9110 15.1's list without 204/206), its body framed
  * by Content-Length (at most @r->max_body) or chunked; not no-store (request or response),
- * private or no-cache; Authorization only with public, s-maxage or must-revalidate;
- * Set-Cookie only with public; no Vary: *. Freshness lifetime: s-maxage, max-age, Expires -
- * Date (an invalid or conflicting value: stale), else @r->heuristic_ms for the heuristic
- * statuses (and public); capped at @r->max_ttl_ms. Age: RFC 9111 4.2.3's corrected initial
- * age from Age, Date and @t. Stored only when freshness outlives that age.
+ * private, nor no-cache without a validator; Authorization only with public, s-maxage or
+ * must-revalidate; Set-Cookie only with public; no Vary: *. Freshness lifetime: s-maxage, max-age,
+ * Expires - Date (an invalid or conflicting value: stale), else @r->heuristic_ms for the heuristic
+ * statuses (and public); capped at @r->max_ttl_ms; 0 with no-cache. Age: RFC 9111 4.2.3's
+ * corrected initial age from Age, Date and @t. Stored when freshness outlives that age, or
+ * with a validator (ETag or Last-Modified) to revalidate it with.
  *
  * Returns CACHE_OK with @p filled, or an CACHE_NS_* reason (@p then undefined).
  */
@@ -236,19 +241,21 @@ int cache_entry_cond(const struct cache_entry *e, const char *buf, const struct 
 
 /* What to do with a GET on a cached route: cache_decide()'s answer. */
 enum cache_decision {
-    CACHE_D_HIT,    /* serve the entry: its stored status */
-    CACHE_D_304,    /* serve the entry as 304 Not Modified */
-    CACHE_D_FILL,   /* go to the origin, and store its answer if allowed (fill_begin) */
-    CACHE_D_PASS,   /* go to the origin, store nothing (a conditional or no-store request) */
-    CACHE_D_BYPASS, /* go to the origin: not a request for the cache (Range, If-Match...) */
-    CACHE_D_504,    /* only-if-cached and nothing usable: answer 504 */
+    CACHE_D_HIT,        /* serve the entry: its stored status */
+    CACHE_D_304,        /* serve the entry as 304 Not Modified */
+    CACHE_D_FILL,       /* go to the origin, and store its answer if allowed (fill_begin) */
+    CACHE_D_PASS,       /* go to the origin, store nothing (a conditional or no-store request) */
+    CACHE_D_BYPASS,     /* go to the origin: not a request for the cache (Range, If-Match...) */
+    CACHE_D_504,        /* only-if-cached and nothing usable: answer 504 */
+    CACHE_D_REVALIDATE, /* a stale entry with a validator: a conditional request to the
+                           origin (cache_entry_validator()), filling as CACHE_D_FILL */
 };
 
 /*
  * The whole lookup of RFC 9111 4 for a GET @req (parsed from @buf) at @now_ms (monotonic)
  * and @now_s (wall clock): the request's Cache-Control and conditionals, the lookup, the
- * entry's freshness against max-age and min-fresh. For CACHE_D_HIT and CACHE_D_304, *@out
- * is the entry with a reference for the caller; else NULL. Counts a hit or a miss.
+ * entry's freshness against max-age and min-fresh. For CACHE_D_HIT, CACHE_D_304 and
+ * CACHE_D_REVALIDATE, *@out is the entry with a reference for the caller; else NULL.
  */
 enum cache_decision cache_decide(struct cache *c, const char *buf, const struct http_req *req,
                                  uint64_t now_ms, int64_t now_s, struct cache_entry **out);
@@ -256,8 +263,12 @@ enum cache_decision cache_decide(struct cache *c, const char *buf, const struct 
 /* The stored response's status code. */
 int cache_entry_status(const struct cache_entry *e);
 
-/* The stored ETag ([W/]"opaque") and its length, or NULL. */
-const char *cache_entry_etag(const struct cache_entry *e, size_t *len);
+/*
+ * Writes the field line that revalidates @e ("If-None-Match: ETAG\r\n", else
+ * "If-Modified-Since: DATE\r\n") into @out[@cap]. Returns its length, 0 when @e has no
+ * validator or it does not fit.
+ */
+size_t cache_entry_validator(const struct cache_entry *e, char *out, size_t cap);
 
 /*
  * Removes every entry (all variants) for @host + @target (invalidation after an unsafe

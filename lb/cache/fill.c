@@ -115,6 +115,14 @@ int cache_fill_head(struct cache *c, struct cache_fill *f, const struct cache_po
     e->hash = f->hash;
     e->stored_ms = now_ms;
     e->expires_ms = now_ms + p->ttl_ms < now_ms ? UINT64_MAX : now_ms + p->ttl_ms;
+    e->drop_ms = e->expires_ms;
+    if (p->etag_len || p->last_modified >= 0) {
+        /* a stale entry with a validator is revalidated rather than fetched again: keep it
+         * as long again as it was fresh, at least CACHE_KEEP_STALE_MS, at most a day */
+        uint64_t keep = p->fresh_ms > CACHE_KEEP_STALE_MS ? p->fresh_ms : CACHE_KEEP_STALE_MS;
+        keep = keep < 86400000 ? keep : 86400000;
+        e->drop_ms = e->expires_ms + keep < e->expires_ms ? UINT64_MAX : e->expires_ms + keep;
+    }
     e->age_ms = p->age_ms;
     e->inval_gen = f->inval_gen;
     e->last_modified = p->last_modified;

@@ -15,7 +15,8 @@ struct cache_entry {
     struct cache_entry *lru_next; /* towards the least recently used */
     uint64_t hash;                /* of host + target */
     uint64_t stored_ms;
-    uint64_t expires_ms;   /* stored_ms + fresh_ms - age_ms */
+    uint64_t expires_ms;   /* stored_ms + fresh_ms - age_ms: fresh before */
+    uint64_t drop_ms;      /* removed from then on; later than expires_ms with a validator */
     uint64_t age_ms;       /* corrected initial age when stored */
     int64_t last_modified; /* Unix seconds, -1: none */
     uint64_t inval_gen;    /* cache_inval_gen() of its key when its fill began */

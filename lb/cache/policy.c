@@ -10,36 +10,24 @@
 #include "lb/cache/internal.h"
 #include "lb/cache/rfc9111.h"
 
-#define HDR_EACH(buf, m, name, i)                                                                  \
-    for (int i = http_find_hdr(buf, (m)->hdrs, (m)->nhdrs, name, 0); i >= 0;                       \
-         i = http_find_hdr(buf, (m)->hdrs, (m)->nhdrs, name, (uint32_t)i + 1u))
+/* Index of the next field @name of message @m at or after @from, or -1. */
+#define NEXT(buf, m, name, from) http_find_hdr(buf, (m)->hdrs, (m)->nhdrs, name, (uint32_t)(from))
 
 /* RFC 9110 15.1: status codes a cache may give heuristic freshness. 204 and 206 are left
  * out: no body to keep, and ranges are not cached. */
 static bool heuristic_status(int status)
 {
-    switch (status) {
-    case 200:
-    case 203:
-    case 300:
-    case 301:
-    case 308:
-    case 404:
-    case 405:
-    case 410:
-    case 414:
-    case 501:
-        return true;
-    default:
-        return false;
-    }
+    static const int codes[] = {200, 203, 300, 301, 308, 404, 405, 410, 414, 501};
+    for (size_t k = 0; k < sizeof(codes) / sizeof(codes[0]); k++)
+        if (codes[k] == status)
+            return true;
+    return false;
 }
 
 /* Final status codes this cache understands well enough to store with explicit freshness. */
 static bool storable_status(int status)
 {
-    return status >= 200 && status <= 599 && status != 206 && status != 304 && status != 101 &&
-           status != 407;
+    return status >= 200 && status <= 599 && status != 206 && status != 304 && status != 407;
 }
 
 /* The one value of field @name as Unix seconds: 0, -ENOENT (absent), -EINVAL (invalid,
@@ -48,12 +36,10 @@ static int date_field(const char *buf, const struct http_resp *resp, const char 
                       int64_t now_s, int64_t *out)
 {
     int rc = -ENOENT;
-    HDR_EACH(buf, resp, name, i)
-    {
+    for (int i = NEXT(buf, resp, name, 0); i >= 0; i = NEXT(buf, resp, name, i + 1)) {
         int64_t t;
-        if (cache_http_date(buf + resp->hdrs[i].value.off, resp->hdrs[i].value.len, now_s, &t) <
-                0 ||
-            (rc == 0 && t != *out))
+        const char *v = buf + resp->hdrs[i].value.off;
+        if (cache_http_date(v, resp->hdrs[i].value.len, now_s, &t) < 0 || (rc == 0 && t != *out))
             return -EINVAL;
         *out = t;
         rc = 0;
@@ -65,12 +51,10 @@ static int date_field(const char *buf, const struct http_resp *resp, const char 
 static uint64_t age_field(const char *buf, const struct http_resp *resp)
 {
     uint64_t age = 0;
-    HDR_EACH(buf, resp, "age", i)
-    {
+    for (int i = NEXT(buf, resp, "age", 0); i >= 0; i = NEXT(buf, resp, "age", i + 1)) {
         const char *v = buf + resp->hdrs[i].value.off;
-        size_t n = resp->hdrs[i].value.len;
+        size_t n = resp->hdrs[i].value.len, k = 0;
         uint64_t a = 0;
-        size_t k = 0;
         for (; k < n && v[k] >= '0' && v[k] <= '9'; k++)
             if (a < CACHE_DELTA_MAX)
                 a = a * 10 + (uint64_t)(v[k] - '0');
@@ -86,9 +70,9 @@ static void validators(const char *buf, const struct http_resp *resp, int64_t no
                        struct cache_policy *p)
 {
     p->etag_len = 0;
-    int i = http_find_hdr(buf, resp->hdrs, resp->nhdrs, "etag", 0);
+    int i = NEXT(buf, resp, "etag", 0);
     struct cache_etag t;
-    if (i >= 0 && http_find_hdr(buf, resp->hdrs, resp->nhdrs, "etag", (uint32_t)i + 1u) < 0 &&
+    if (i >= 0 && NEXT(buf, resp, "etag", i + 1) < 0 &&
         cache_etag_parse(buf + resp->hdrs[i].value.off, resp->hdrs[i].value.len, &t) == 0 &&
         t.len + 2 <= sizeof(p->etag)) {
         size_t o = 0;
@@ -136,8 +120,9 @@ static enum cache_verdict forbidden(const char *req_buf, const struct http_req *
     if (req->method != HTTP_M_GET)
         return CACHE_NS_METHOD;
     struct cache_cc rq = {0};
-    HDR_EACH(req_buf, req, "cache-control", i)
-    cache_cc_parse(&rq, req_buf + req->hdrs[i].value.off, req->hdrs[i].value.len);
+    for (int i = NEXT(req_buf, req, "cache-control", 0); i >= 0;
+         i = NEXT(req_buf, req, "cache-control", i + 1))
+        cache_cc_parse(&rq, req_buf + req->hdrs[i].value.off, req->hdrs[i].value.len);
     if (rq.flags & CACHE_CC_NO_STORE)
         return CACHE_NS_NO_STORE;
     if (!storable_status(resp->status))
@@ -149,10 +134,6 @@ static enum cache_verdict forbidden(const char *req_buf, const struct http_req *
         return CACHE_NS_NO_STORE;
     if (cc->flags & CACHE_CC_PRIVATE)
         return CACHE_NS_PRIVATE;
-    /* no revalidation here yet: an answer that must be revalidated at every use is of no
-     * use stored */
-    if (cc->flags & CACHE_CC_NO_CACHE)
-        return CACHE_NS_NO_CACHE;
     /* 3.5: a response to an authorized request only when a shared cache may store it */
     if (http_find_hdr(req_buf, req->hdrs, req->nhdrs, "authorization", 0) >= 0 &&
         !(cc->flags & (CACHE_CC_PUBLIC | CACHE_CC_MUST_REVALIDATE)) &&
@@ -166,26 +147,34 @@ static enum cache_verdict forbidden(const char *req_buf, const struct http_req *
     return CACHE_OK;
 }
 
+/* 4.2.3: the corrected initial age in ms, from Date, Age and the response delay. */
+static uint64_t initial_age_ms(const char *buf, const struct http_resp *resp,
+                               const struct cache_times *t, int64_t date)
+{
+    uint64_t apparent = t->wall_s > date ? (uint64_t)(t->wall_s - date) * 1000 : 0;
+    uint64_t corrected = age_field(buf, resp) * 1000 + t->delay_ms;
+    return apparent > corrected ? apparent : corrected;
+}
+
 enum cache_verdict cache_policy_eval(const char *req_buf, const struct http_req *req,
                                      const char *resp_buf, const struct http_resp *resp,
                                      const struct cache_rules *r, const struct cache_times *t,
                                      struct cache_policy *p)
 {
     struct cache_cc cc = {0};
-    HDR_EACH(resp_buf, resp, "cache-control", i)
-    cache_cc_parse(&cc, resp_buf + resp->hdrs[i].value.off, resp->hdrs[i].value.len);
+    for (int i = NEXT(resp_buf, resp, "cache-control", 0); i >= 0;
+         i = NEXT(resp_buf, resp, "cache-control", i + 1))
+        cache_cc_parse(&cc, resp_buf + resp->hdrs[i].value.off, resp->hdrs[i].value.len);
     enum cache_verdict v = forbidden(req_buf, req, resp_buf, resp, &cc);
     if (v != CACHE_OK)
         return v;
 
     memset(p, 0, offsetof(struct cache_policy, vary));
     p->vary[0] = '\0';
-    HDR_EACH(resp_buf, resp, "vary", i)
-    {
+    for (int i = NEXT(resp_buf, resp, "vary", 0); i >= 0; i = NEXT(resp_buf, resp, "vary", i + 1))
         if (cache_vary_add(p->vary, &p->vary_len, sizeof(p->vary), &p->nvary, CACHE_MAX_VARY,
                            resp_buf + resp->hdrs[i].value.off, resp->hdrs[i].value.len) != 0)
             return CACHE_NS_VARY;
-    }
 
     /* 4.2.3: date_value is the time of receipt when Date is missing or invalid */
     int64_t date = t->wall_s;
@@ -197,11 +186,18 @@ enum cache_verdict cache_policy_eval(const char *req_buf, const struct http_req 
         return CACHE_NS_STATUS;
     if (r->max_ttl_ms && fresh > r->max_ttl_ms)
         fresh = r->max_ttl_ms;
-    uint64_t apparent = t->wall_s > date ? (uint64_t)(t->wall_s - date) * 1000 : 0;
-    uint64_t corrected = age_field(resp_buf, resp) * 1000 + t->delay_ms;
-    uint64_t age = apparent > corrected ? apparent : corrected;
-    if (fresh <= age)
-        return CACHE_NS_STALE; /* nothing to revalidate with: no use storing it */
+    uint64_t age = initial_age_ms(resp_buf, resp, t, date);
+    validators(resp_buf, resp, t->wall_s, p);
+    bool validator = p->etag_len || p->last_modified >= 0;
+    /* Stale on arrival, or to be revalidated at every use (no-cache, 5.2.2.4): worth
+     * keeping only with a validator to revalidate it with. */
+    if (cc.flags & CACHE_CC_NO_CACHE) {
+        if (!validator)
+            return CACHE_NS_NO_CACHE;
+        fresh = 0;
+    }
+    if (fresh <= age && !validator)
+        return CACHE_NS_STALE;
 
     if (resp->flags & HTTP_F_LENGTH) {
         if (resp->content_length > r->max_body)
@@ -212,9 +208,8 @@ enum cache_verdict cache_policy_eval(const char *req_buf, const struct http_req 
     p->fresh_ms = fresh;
     p->status = resp->status;
     p->age_ms = age;
-    p->ttl_ms = fresh - age;
+    p->ttl_ms = fresh > age ? fresh - age : 0;
     p->must_revalidate = (cc.flags & (CACHE_CC_MUST_REVALIDATE | CACHE_CC_PROXY_REVALIDATE)) ||
-                         cc.has >> CACHE_CC_S_MAXAGE & 1;
-    validators(resp_buf, resp, t->wall_s, p);
+                         (cc.has & (1u << CACHE_CC_S_MAXAGE));
     return CACHE_OK;
 }

@@ -103,10 +103,26 @@ int cache_entry_status(const struct cache_entry *e)
     return e->status;
 }
 
-const char *cache_entry_etag(const struct cache_entry *e, size_t *len)
+size_t cache_entry_validator(const struct cache_entry *e, char *out, size_t cap)
 {
-    *len = e->etag_len;
-    return e->etag_len ? e->etag : NULL;
+    char date[30];
+    const char *name = "If-None-Match: ", *v = e->etag;
+    size_t vl = e->etag_len;
+    if (!vl) {
+        if (e->last_modified < 0)
+            return 0;
+        cache_http_date_fmt(e->last_modified, date);
+        name = "If-Modified-Since: ";
+        v = date;
+        vl = 29;
+    }
+    size_t nl = strlen(name);
+    if (nl + vl + 2 > cap)
+        return 0;
+    memcpy(out, name, nl);
+    memcpy(out + nl, v, vl);
+    memcpy(out + nl + vl, "\r\n", 2);
+    return nl + vl + 2;
 }
 
 enum cache_decision cache_decide(struct cache *c, const char *buf, const struct http_req *req,
@@ -117,14 +133,19 @@ enum cache_decision cache_decide(struct cache *c, const char *buf, const struct 
     *out = NULL;
     if (rq.flags & CACHE_RQ_BYPASS)
         return CACHE_D_BYPASS;
-    struct cache_entry *e = NULL;
-    if (!(rq.flags & CACHE_RQ_NO_CACHE))
-        e = cache_lookup(c, buf, req, now_ms);
-    if (e && !cache_entry_usable(e, &rq, now_ms)) {
-        cache_entry_unref(e);
-        e = NULL;
+    struct cache_entry *e = cache_lookup(c, buf, req, now_ms);
+    if (e && ((rq.flags & CACHE_RQ_NO_CACHE) || !cache_entry_usable(e, &rq, now_ms))) {
         c->st.hits--; /* the lookup counted it: it was not one */
         c->st.misses++;
+        /* 4.3.1: what cannot be used as it is may be revalidated, unless the client sends
+         * its own conditionals (they go to the origin as they are) */
+        if ((e->etag_len || e->last_modified >= 0) && !(rq.flags & CACHE_RQ_COND) &&
+            !(rq.flags & CACHE_RQ_ONLY_IF_CACHED)) {
+            *out = e;
+            return CACHE_D_REVALIDATE;
+        }
+        cache_entry_unref(e);
+        e = NULL;
     }
     if (e) {
         *out = e;

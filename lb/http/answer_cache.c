@@ -114,7 +114,9 @@ static void hit_header(struct io_worker *w, struct http_conn *c, struct cache_en
     int n = snprintf(age, sizeof(age), "Age: %llu\r\n",
                      (unsigned long long)(cache_entry_age_ms(e, w->now_ms) / 1000));
     hput(o, age, (size_t)n);
-    if (c->h.xcache)
+    if (c->h.xcache == H_XC_REVALIDATED)
+        hput(o, "X-Cache: REVALIDATED\r\n", 22);
+    else if (c->h.xcache)
         hput(o, "X-Cache: HIT\r\n", 14);
     if (w->stopping)
         c->h.flags |= H_F_CLOSE;
@@ -136,7 +138,7 @@ void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_ent
     c->h.status = (uint16_t)(status == 304 ? 304 : cache_entry_status(e));
     c->h.t_resp_ms = w->now_ms;
     c->h.phase = HC_STATIC;
-    if (c->h.xcache)
+    if (c->h.xcache && c->h.xcache != H_XC_REVALIDATED)
         c->h.xcache = H_XC_HIT;
     /* the stored header left room for what is added (http_fill_head) */
     struct hbuild o = {.p = c->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
@@ -150,6 +152,22 @@ void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_ent
         c->h.flags |= H_F_CLOSE; /* cannot happen (see above); never send half a header */
     if (!(c->st.flags & IO_ST_F_SENDING))
         http_client_send_static(w, c);
+}
+
+/* Adds the field that revalidates @e to the request built for the origin (before its empty
+ * line, in hbuf's second half). Returns false when it does not fit. */
+static bool add_validator(struct io_worker *w, struct http_conn *c, const struct cache_entry *e)
+{
+    char *o = c->h.hbuf + c->h.out_off;
+    size_t room = hw(w)->hbuf_size - c->h.out_off - c->h.out_len;
+    if (c->h.out_len < 2 || room < 160)
+        return false;
+    size_t n = cache_entry_validator(e, o + c->h.out_len - 2, room);
+    if (!n)
+        return false;
+    memcpy(o + c->h.out_len - 2 + n, "\r\n", 2);
+    c->h.out_len += (uint32_t)n;
+    return true;
 }
 
 bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct conf_route *r,
@@ -174,19 +192,36 @@ bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct c
     case CACHE_D_PASS:
         count_cache(w, c, METRICS_CACHE_MISS);
         return false;
+    case CACHE_D_REVALIDATE:
     case CACHE_D_FILL:
         break;
     }
-    count_cache(w, c, METRICS_CACHE_MISS);
     struct cache_fill *f = NULL;
     int rc = cache_fill_begin(hw(w)->cache, buf, req, http_waiter_token(w, c), &f);
     if (rc == CACHE_FILL_WAIT) {
+        if (e)
+            cache_entry_unref(e);
+        count_cache(w, c, METRICS_CACHE_MISS);
         c->h.phase = HC_CACHE_WAIT; /* http_cache_wake() takes it from here */
         return true;
     }
     if (rc == CACHE_FILL_NEW)
         c->h.fill = f;
+    if (e && (rc != CACHE_FILL_NEW || !add_validator(w, c, e))) {
+        cache_entry_unref(e);
+        e = NULL;
+    }
+    c->h.reval = e; /* a 304 to it: http_cache_refresh(); else the answer fills as usual */
+    if (!e)
+        count_cache(w, c, METRICS_CACHE_MISS);
     return false;
+}
+
+void http_cache_reval_drop(struct http_conn *c)
+{
+    if (c->h.reval)
+        cache_entry_unref(c->h.reval);
+    c->h.reval = NULL;
 }
 
 /* A fill this request was waiting for ended: serve the new entry, or fetch ourselves. */
@@ -304,4 +339,118 @@ void http_cache_unsafe_done(struct io_worker *w, struct http_conn *c, struct htt
             invalidate_uri(w, host, rq->host.len, b->h.hbuf + resp->hdrs[i].value.off,
                            resp->hdrs[i].value.len);
     }
+}
+
+/* Fields of a 304 that do not update the stored header: hop-by-hop ones and the framing of
+ * a message that has no body. */
+static bool not_updating(const char *name, size_t n)
+{
+    static const char *const skip[] = {
+        "connection", "keep-alive", "transfer-encoding", "te",
+        "trailer",    "upgrade",    "proxy-connection",  "content-length"};
+    for (size_t k = 0; k < sizeof(skip) / sizeof(skip[0]); k++)
+        if (strlen(skip[k]) == n && strncasecmp(name, skip[k], n) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The stored header of @old with the fields of the 304 @resp (in @rbuf) put in place of the
+ * stored ones of the same name (RFC 9111 3.2), into @o. The stored Age goes: the 304's own,
+ * if any, is its age now.
+ */
+static void merge_header(const struct cache_entry *old, const char *rbuf,
+                         const struct http_resp *resp, struct hbuild *o)
+{
+    size_t hl;
+    const char *hdr = cache_entry_hdr(old, &hl), *end = hdr + hl - 2;
+    const char *line = memchr(hdr, '\n', hl);
+    if (!line) {
+        o->overflow = true;
+        return;
+    }
+    line++;
+    hput(o, hdr, (size_t)(line - hdr));
+    while (line < end) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        const char *colon = memchr(line, ':', (size_t)(end - line));
+        size_t len = nl ? (size_t)(nl + 1 - line) : (size_t)(end - line);
+        size_t nlen = colon ? (size_t)(colon - line) : 0;
+        bool drop = nlen == 3 && strncasecmp(line, "age", 3) == 0;
+        for (uint32_t i = 0; i < resp->nhdrs && !drop; i++) {
+            const struct http_hdr *h = &resp->hdrs[i];
+            drop = h->name.len == nlen && strncasecmp(rbuf + h->name.off, line, nlen) == 0 &&
+                   !not_updating(line, nlen);
+        }
+        if (!drop)
+            hput(o, line, len);
+        line += len;
+    }
+    for (uint32_t i = 0; i < resp->nhdrs; i++) {
+        const struct http_hdr *h = &resp->hdrs[i];
+        if (not_updating(rbuf + h->name.off, h->name.len))
+            continue;
+        hput(o, rbuf + h->name.off, h->name.len);
+        hput(o, ": ", 2);
+        hput(o, rbuf + h->value.off, h->value.len);
+        hput(o, "\r\n", 2);
+    }
+    hput(o, "\r\n", 2);
+}
+
+/* Stores @old's body under the merged header @hdr through @c's fill. Returns 0 or -errno. */
+static int refresh_store(struct io_worker *w, struct http_conn *c, const struct cache_entry *old,
+                         char *hdr, size_t hl)
+{
+    const struct conf_route *r = &lcf_of(w, c)->routes[c->h.route];
+    const struct http_req *rq = reparse(w, c);
+    static __thread struct http_resp mr;
+    memset(&mr.scan, 0, sizeof(mr.scan));
+    if (!rq || !c->h.fill ||
+        http_parse_response(hdr, hl, hw(w)->hbuf_size / 2, HTTP_M_GET, &mr) != (int)hl)
+        return -EINVAL;
+    struct cache_rules rules = {.heuristic_ms = r->cache.ttl_ms,
+                                .max_ttl_ms = r->cache.max_ttl_ms,
+                                .max_body = cache_item_max(hw(w)->cache)};
+    struct cache_times t = {.wall_s = wall_now(),
+                            .delay_ms =
+                                w->now_ms > c->h.t_start_ms ? w->now_ms - c->h.t_start_ms : 0};
+    struct cache_policy p;
+    size_t bl;
+    const char *body = cache_entry_body(old, &bl);
+    if (cache_policy_eval(c->h.hbuf, rq, hdr, &mr, &rules, &t, &p) != CACHE_OK ||
+        hl + HTTP_CACHE_HDR_ROOM > hw(w)->hbuf_size / 2)
+        return -EINVAL;
+    int rc = cache_fill_head(hw(w)->cache, c->h.fill, &p, c->h.hbuf, rq, hdr, hl, w->now_ms);
+    if (rc == 0)
+        rc = cache_fill_append(hw(w)->cache, c->h.fill, body, bl);
+    if (rc == 0) {
+        struct cache_fill *f = c->h.fill;
+        c->h.fill = NULL;
+        rc = cache_fill_commit(hw(w)->cache, f, http_cache_wake, w);
+    }
+    return rc;
+}
+
+struct cache_entry *http_cache_refresh(struct io_worker *w, struct http_conn *c,
+                                       struct http_conn *b, const struct http_resp *resp)
+{
+    struct cache_entry *old = c->h.reval;
+    c->h.reval = NULL;
+    /* the header rewritten for the client waits in b's second half: not needed now */
+    struct hbuild o = {.p = b->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
+    merge_header(old, b->h.hbuf, resp, &o);
+    struct cache_entry *e = NULL;
+    if (!o.overflow && refresh_store(w, c, old, o.p, o.n) == 0) {
+        const struct http_req *rq = reparse(w, c);
+        e = rq ? cache_lookup(hw(w)->cache, c->h.hbuf, rq, w->now_ms) : NULL;
+    }
+    http_fill_abort(w, c); /* when it could not be stored: its waiters fetch themselves */
+    count_cache(w, c, METRICS_CACHE_REVALIDATED);
+    if (c->h.xcache)
+        c->h.xcache = H_XC_REVALIDATED;
+    if (!e)
+        return old;
+    cache_entry_unref(old);
+    return e;
 }

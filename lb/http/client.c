@@ -124,6 +124,7 @@ static void request_begin(struct io_worker *w, struct http_conn *c)
     c->h.body.done = true;
     c->h.route = 0;
     c->h.xcache = H_XC_NONE;
+    http_cache_reval_drop(c);
 }
 
 /* The H_F_* flags a parsed request gives its exchange. */
@@ -487,6 +488,7 @@ void http_on_free(struct io_worker *w, struct io_conn *base)
     if (c->h.centry)
         cache_entry_unref(c->h.centry);
     c->h.centry = NULL;
+    http_cache_reval_drop(c);
 }
 
 const struct io_conn_ops http_client_ops = {

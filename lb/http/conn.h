@@ -75,6 +75,7 @@ struct http_state {
     struct snap_set *snap;      /* client: the snapshot set a static answer is sent from (a ref) */
     struct cache_entry *centry; /* client: the cache entry an answer is sent from (a ref) */
     struct cache_fill *fill;    /* client: the cache fill this request's answer feeds */
+    struct cache_entry *reval;  /* client: the stale entry being revalidated (a ref) */
     const char *xp[2];          /* client: a static answer, in up to two pieces (header, body) */
     uint32_t xl[2];
     uint32_t target_off; /* client: the request-target in hbuf, for the access log */
@@ -92,9 +93,10 @@ struct http_state {
     uint8_t xcache; /* client: H_XC_*, the X-Cache value to send (route debug_header) */
 };
 
-#define H_XC_NONE 0 /* no X-Cache field */
-#define H_XC_HIT 1  /* answered from the cache (200 or 304) */
-#define H_XC_MISS 2 /* answered by the origin */
+#define H_XC_NONE 0        /* no X-Cache field */
+#define H_XC_HIT 1         /* answered from the cache (200 or 304) */
+#define H_XC_MISS 2        /* answered by the origin */
+#define H_XC_REVALIDATED 3 /* answered from the cache after the origin's 304 */
 
 #define H_LIMIT_COUNTED 1 /* counted in its listener's per-address connections */
 #define H_LIMIT_OVER 2    /* over that limit: its first request is answered 429, then close */

@@ -209,6 +209,18 @@ void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_ent
 bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct conf_route *r,
                         const char *buf, const struct http_req *req);
 
+/* Drops the stale entry @c was revalidating, if any. */
+void http_cache_reval_drop(struct http_conn *c);
+
+/*
+ * The origin answered 304 to @c's revalidation (c->h.reval): stores the entry refreshed
+ * with the 304's fields (RFC 9111 4.3.4), wakes the fill's waiters, and returns the entry
+ * to serve with a reference for the caller: the refreshed one, or the stale one when it
+ * could not be refreshed (the 304 says it is current all the same).
+ */
+struct cache_entry *http_cache_refresh(struct io_worker *w, struct http_conn *c,
+                                       struct http_conn *b, const struct http_resp *resp);
+
 /* An origin answered an unsafe request on a cached route with @resp: a 2xx or 3xx
  * invalidates its URI, and its Location and Content-Location on the same host, in the
  * cache of every worker (RFC 9111 4.4). */

@@ -283,16 +283,51 @@ static void response_tunnel(struct io_worker *w, struct http_conn *c, struct htt
     c->h.flags &= ~H_F_REQ_DONE;
 }
 
+/*
+ * The origin answered 304 to the cache's revalidation: the server's part is over (a 304 has
+ * no body), as in http_request_done(), and the client gets the refreshed entry from memory.
+ */
+static void response_revalidated(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                                 const struct http_resp *resp)
+{
+    struct cl_server *srv = &w->rt->clusters[c->pick.cluster].servers[c->pick.server];
+    struct cache_entry *e = http_cache_refresh(w, c, b, resp);
+    cl_server_count_status(srv, c->base.listener, 304);
+    cl_cluster_observe_latency(&w->rt->clusters[c->pick.cluster],
+                               (w->now_ms - c->h.t_start_ms) * 1000);
+    if (c->pick.counted) {
+        cl_server_release(srv);
+        c->pick.counted = 0;
+    }
+    bool reusable = !(b->h.flags & H_F_CLOSE) && (c->h.flags & H_F_REQ_DONE) && b->st.qbytes == 0 &&
+                    !(b->st.flags & IO_ST_F_EOF) &&
+                    atomic_load_explicit(&srv->flags, memory_order_relaxed) == 0;
+    b->h.out_len = b->h.out_sent = 0;
+    detach(c, b);
+    if (reusable)
+        http_pool_put(w, b);
+    else
+        io_conn_close(w, &b->base, NULL);
+    /* the answer is in hand: http_backend_progress() stops here */
+    c->h.flags |= H_F_RESP_HDR | H_F_RESP_DONE;
+    http_cache_serve(w, c, e, 200);
+}
+
 /* The final response header is parsed and rewritten: its body follows. */
 static void response_final(struct io_worker *w, struct http_conn *c, struct http_conn *b,
                            const struct http_resp *resp)
 {
     const struct conf_route *r = &lcf_of(w, c)->routes[c->h.route];
+    hc_passive_report(w->rt->hc, c->pick.cluster, (uint32_t)c->pick.server, resp->status >= 500);
+    if (c->h.reval && resp->status == 304) {
+        response_revalidated(w, c, b, resp);
+        return;
+    }
+    http_cache_reval_drop(c); /* a new answer: it fills the cache as a miss would */
     if (c->h.fill)
         http_fill_head(w, c, b, resp);
     else if (r->cache.enabled && hw(w)->cache && c->h.method != HTTP_M_GET)
         http_cache_unsafe_done(w, c, b, resp);
-    hc_passive_report(w->rt->hc, c->pick.cluster, (uint32_t)c->pick.server, resp->status >= 500);
     c->h.status = resp->status;
     c->h.t_resp_ms = w->now_ms;
     http_body_init_resp(&b->h.body, resp);

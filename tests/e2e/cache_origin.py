@@ -15,6 +15,10 @@ tell a stored answer from a new one) and its headers are:
   /mustreval    Cache-Control: max-age=2, must-revalidate
   /etag         ETag: "v1", Cache-Control: max-age=60; If-None-Match "v1" gets 304
   /vary         Vary: Accept-Language, max-age=60; the body also says the language
+  /reval        ETag: "r1", Cache-Control: max-age=1; If-None-Match "r1" gets 304 (with
+                X-Refreshed: N, which a refreshed stored answer then carries)
+  /reval-lm     Last-Modified (fixed), max-age=1; If-Modified-Since not before it gets 304
+  /nocache      ETag: "n1", Cache-Control: no-cache; If-None-Match "n1" gets 304
   /plain        nothing about caching (heuristic: the route's ttl)
   POST PATH     200; with ?loc=L, Location: L and Content-Location: L
 """
@@ -73,6 +77,19 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/etag":
             h += [("ETag", '"v1"'), ("Cache-Control", "max-age=60")]
             if self.headers.get("If-None-Match") == '"v1"':
+                return self.answer(304, h)
+        elif path == "/reval":
+            h += [("ETag", '"r1"'), ("Cache-Control", "max-age=1")]
+            if self.headers.get("If-None-Match") == '"r1"':
+                return self.answer(304, h + [("X-Refreshed", str(n))])
+        elif path == "/reval-lm":
+            lm = "Sun, 06 Nov 1994 08:49:37 GMT"
+            h += [("Last-Modified", lm), ("Cache-Control", "max-age=1")]
+            if self.headers.get("If-Modified-Since") == lm:
+                return self.answer(304, h)
+        elif path == "/nocache":
+            h += [("ETag", '"n1"'), ("Cache-Control", "no-cache")]
+            if self.headers.get("If-None-Match") == '"n1"':
                 return self.answer(304, h)
         elif path == "/vary":
             h += [("Vary", "Accept-Language"), ("Cache-Control", "max-age=60")]

@@ -3,6 +3,10 @@
 #  - max-age is honoured (one origin request, then hits with Age and X-Cache: HIT);
 #  - Expires in the past, or invalid, is not served from the cache; no-store is not stored;
 #  - must-revalidate is never served stale;
+#  - a stale answer with an ETag (or Last-Modified) is revalidated: one conditional request
+#    reaches the origin, its 304 refreshes the stored answer (X-Cache: REVALIDATED, the stored
+#    body, the 304's new fields), and the next request is a hit again; no-cache answers with
+#    an ETag are revalidated at every use;
 #  - If-None-Match from a client gets 304 from memory only when it matches the stored ETag;
 #  - Vary keeps one entry per Accept-Language; only-if-cached gets 504 when nothing is stored;
 #  - ttl 0s stores nothing without freshness from the origin, ttl 2s is the heuristic;
@@ -71,6 +75,26 @@ stale_refetched() { [ "$(body /mustreval)" != "$a" ]; }
 wait_for 10 "/mustreval served from the cache after max-age" stale_refetched
 [ "$(count /mustreval)" -gt "$n" ] || fail "/mustreval answer changed without the origin"
 
+echo "== revalidation: stale with an ETag, then with Last-Modified"
+for p in /reval /reval-lm; do
+    a=$(body $p)
+    [ "$a" = "$p 1" ] || fail "$p: got '$a'"
+    # max-age=1: poll (each poll a hit, the origin untouched) until the answer is stale
+    revalidated() { head_of "$p" >"$T/h"; grep -q '^X-Cache: REVALIDATED$' "$T/h"; }
+    wait_for 10 "$p never revalidated" revalidated
+    want_count "$p" 2 "$p: one conditional request"
+    grep -q '^HTTP/1.1 200' "$T/h" || fail "$p: the client did not get 200: $(cat "$T/h")"
+    [ "$(body $p)" = "$p 1" ] || fail "$p: the stored body was not kept"
+done
+head_of /reval | grep -q '^X-Refreshed: ' || fail "the 304's fields did not refresh /reval"
+echo "== no-cache with an ETag: revalidated at every use"
+for i in 1 2 3; do
+    x=$(body /nocache)
+    [ "$x" = "/nocache 1" ] || fail "/nocache: got '$x'"
+done
+want_count /nocache 3 "no-cache: one full request then two conditional ones"
+head_of /nocache | grep -q '^X-Cache: REVALIDATED$' || fail "/nocache not revalidated"
+
 echo "== If-None-Match from a client: 304 only on a match"
 e=$(body /etag)
 [ "$e" = "/etag 1" ] || fail "/etag: got '$e'"
@@ -117,8 +141,9 @@ curl -s "http://127.0.0.1:$M/metrics" | grep '^lb_cache_' | tee "$T/cache.metric
 hits=$(awk '/result="hit"/ { print $2 }' "$T/cache.metrics")
 misses=$(awk '/result="miss"/ { print $2 }' "$T/cache.metrics")
 nm=$(awk '/result="not_modified"/ { print $2 }' "$T/cache.metrics")
-[ "${hits:-0}" -ge 8 ] && [ "${misses:-0}" -ge 10 ] && [ "${nm:-0}" -ge 3 ] ||
-    fail "cache metrics: hit=$hits miss=$misses not_modified=$nm"
+rv=$(awk '/result="revalidated"/ { print $2 }' "$T/cache.metrics")
+[ "${hits:-0}" -ge 8 ] && [ "${misses:-0}" -ge 10 ] && [ "${nm:-0}" -ge 3 ] &&
+    [ "${rv:-0}" -ge 5 ] || fail "cache metrics: hit=$hits miss=$misses not_modified=$nm revalidated=$rv"
 [ "$(metric_sum "$M" lb_cache_invalidations_total)" = 2 ] || fail "invalidations not counted"
 
 echo "== two workers: a POST through one invalidates the other's copy"

@@ -8,12 +8,12 @@
  * HTTP parser refuses are skipped.
  *
  * Checked beyond "no crash, no sanitizer report": a verdict is a known one; an accepted
- * response has 0 < ttl = freshness - age <= max_ttl, at most CACHE_MAX_VARY distinct
- * lowercase Vary names packed exactly in vary_len, no Set-Cookie and no Authorization
- * without an unquoted "public" (or s-maxage / must-revalidate for Authorization), and no
- * bare "no-store" / "private" / "no-cache" directive in an unquoted Cache-Control value;
- * once stored it is found again by the very request that filled it, byte for byte, and
- * cache_decide() on that request answers with the entry or sends it on, consistently.
+ * response has ttl = freshness - age <= max_ttl (0 only with a validator; no-cache: 0), at most
+ * CACHE_MAX_VARY distinct lowercase Vary names packed exactly in vary_len, no Set-Cookie and no
+ * Authorization without an unquoted "public", and no bare "no-store" / "private" directive in an
+ * unquoted Cache-Control value; once stored it is found again by the very request that filled it,
+ * byte for byte, and cache_decide() on that request answers with the entry or sends it on,
+ * consistently.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -113,7 +113,9 @@ static bool fz_cc_has(const char *buf, const struct http_resp *resp, const char 
 
 static void fz_check_policy(const struct cache_policy *p)
 {
-    if (p->ttl_ms == 0 || p->ttl_ms > FZ_MAX_TTL || p->ttl_ms != p->fresh_ms - p->age_ms ||
+    bool validator = p->etag_len || p->last_modified >= 0;
+    if ((p->ttl_ms == 0 && !validator) || p->ttl_ms > FZ_MAX_TTL ||
+        p->ttl_ms != (p->fresh_ms > p->age_ms ? p->fresh_ms - p->age_ms : 0) ||
         p->fresh_ms > FZ_MAX_TTL || p->nvary > CACHE_MAX_VARY || p->etag_len > CACHE_ETAG_MAX)
         abort();
     if (p->has_length && p->content_length > FZ_MAX_BODY)
@@ -164,7 +166,12 @@ static void fz_store_and_find(const char *qbuf, const struct http_req *req, cons
         abort();
     cache_entry_unref(e);
     enum cache_decision d = cache_decide(fz_cache, qbuf, req, fz_now, FZ_WALL, &e);
-    if ((unsigned)d > CACHE_D_504 || (e != NULL) != (d == CACHE_D_HIT || d == CACHE_D_304))
+    bool with_entry = d == CACHE_D_HIT || d == CACHE_D_304 || d == CACHE_D_REVALIDATE;
+    if ((unsigned)d > CACHE_D_REVALIDATE || (e != NULL) != with_entry)
+        abort();
+    /* a stale entry is revalidated only when it has a validator to send */
+    char line[160];
+    if (d == CACHE_D_REVALIDATE && cache_entry_validator(e, line, sizeof(line)) == 0)
         abort();
     if (e)
         cache_entry_unref(e);
@@ -221,8 +228,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = http_find_hdr(sbuf, resp.hdrs, resp.nhdrs, "cache-control", 0); i >= 0;
          i = http_find_hdr(sbuf, resp.hdrs, resp.nhdrs, "cache-control", i + 1u))
         quoted |= memchr(sbuf + resp.hdrs[i].value.off, '"', resp.hdrs[i].value.len) != NULL;
-    if (fz_cc_has(sbuf, &resp, "no-store") || fz_cc_has(sbuf, &resp, "private") ||
-        fz_cc_has(sbuf, &resp, "no-cache"))
+    if (fz_cc_has(sbuf, &resp, "no-store") || fz_cc_has(sbuf, &resp, "private"))
+        abort();
+    /* no-cache: kept only to be revalidated at every use */
+    if (fz_cc_has(sbuf, &resp, "no-cache") &&
+        (p.ttl_ms != 0 || (!p.etag_len && p.last_modified < 0)))
         abort();
     if (!quoted && http_find_hdr(sbuf, resp.hdrs, resp.nhdrs, "set-cookie", 0) >= 0 &&
         !fz_cc_find(sbuf, &resp, "public", true))

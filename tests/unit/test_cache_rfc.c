@@ -195,6 +195,30 @@ static const struct row rows[] = {
     {"If-Modified-Since invalid", 0,
      R200("Last-Modified: " D_M1H "\r\nCache-Control: max-age=60\r\n"), 0, 0, 0, CACHE_OK,
      Q("If-Modified-Since: yesterday\r\n"), 1, CACHE_D_HIT},
+    /* 4.3: revalidation of stored answers with a validator */
+    {"stale with ETag: revalidate", 0, R200("ETag: \"v1\"\r\nCache-Control: max-age=1\r\n"), 0, 0,
+     0, CACHE_OK, 0, 1000, CACHE_D_REVALIDATE},
+    {"stale with Last-Modified: revalidate", 0,
+     R200("Last-Modified: " D_M1H "\r\nCache-Control: max-age=1\r\n"), 0, 0, 0, CACHE_OK, 0, 1000,
+     CACHE_D_REVALIDATE},
+    {"stale with ETag, kept a minute at least", 0,
+     R200("ETag: \"v1\"\r\nCache-Control: max-age=1\r\n"), 0, 0, 0, CACHE_OK, 0, 60999,
+     CACHE_D_REVALIDATE},
+    {"stale with ETag, then dropped", 0, R200("ETag: \"v1\"\r\nCache-Control: max-age=1\r\n"), 0, 0,
+     0, CACHE_OK, 0, 61000, CACHE_D_FILL},
+    {"no-cache with ETag: stored, revalidated at every use", 0,
+     R200("ETag: \"v1\"\r\nCache-Control: no-cache, max-age=60\r\n"), 0, 0, 0, CACHE_OK, 0, 0,
+     CACHE_D_REVALIDATE},
+    {"stale on arrival with ETag: stored to revalidate", 0,
+     R200("ETag: \"v1\"\r\nExpires: " D_PAST "\r\n"), 0, 0, 0, CACHE_OK, 0, 0, CACHE_D_REVALIDATE},
+    {"request no-cache with ETag: revalidate", 0,
+     R200("ETag: \"v1\"\r\nCache-Control: max-age=60\r\n"), 0, 0, 0, CACHE_OK,
+     Q("Cache-Control: no-cache\r\n"), 1, CACHE_D_REVALIDATE},
+    {"request max-age=0 with ETag: revalidate", 0,
+     R200("ETag: \"v1\"\r\nCache-Control: max-age=60\r\n"), 0, 0, 0, CACHE_OK,
+     Q("Cache-Control: max-age=0\r\n"), 1, CACHE_D_REVALIDATE},
+    {"only-if-cached never revalidates", 0, R200("ETag: \"v1\"\r\nCache-Control: max-age=1\r\n"), 0,
+     0, 0, CACHE_OK, Q("Cache-Control: only-if-cached\r\n"), 1000, CACHE_D_504},
     {"Range bypasses", 0, R200("Cache-Control: max-age=60\r\n"), 0, 0, 0, CACHE_OK,
      Q("Range: bytes=0-0\r\n"), 1, CACHE_D_BYPASS},
     {"If-Match bypasses", 0, R200("Cache-Control: max-age=60\r\n"), 0, 0, 0, CACHE_OK,
@@ -246,7 +270,7 @@ static void run_row(size_t i, const struct row *r)
         cache_decide(c, lb, &l, 1000 + r->at, T_WALL + (int64_t)(r->at / 1000), &e);
     if (d != r->want_d)
         fail_msg("row %zu (%s): decision %d, want %d", i, r->name, (int)d, (int)r->want_d);
-    assert_int_equal(e != NULL, d == CACHE_D_HIT || d == CACHE_D_304);
+    assert_int_equal(e != NULL, d == CACHE_D_HIT || d == CACHE_D_304 || d == CACHE_D_REVALIDATE);
     if (e)
         cache_entry_unref(e);
     cache_destroy(c);
@@ -287,8 +311,56 @@ static void test_age(void **state)
     assert_non_null(e);
     assert_int_equal(cache_entry_age_ms(e, 7000), 17000);
     assert_int_equal(cache_entry_status(e), 200);
+    char line[64];
+    assert_int_equal(cache_entry_validator(e, line, sizeof(line)), 0); /* none stored */
     cache_entry_unref(e);
     cache_destroy(c);
+}
+
+/* The field that revalidates an entry: its ETag, else its Last-Modified. */
+static void test_validator(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fields, *want;
+    } t[] = {
+        {"ETag: W/\"a-b\"\r\nLast-Modified: " D_M1H "\r\n", "If-None-Match: W/\"a-b\"\r\n"},
+        {"ETag: \"a b\"\r\n", ""}, /* not an entity-tag: no validator */
+        {"Last-Modified: " D_M1H "\r\n", "If-Modified-Since: " D_M1H "\r\n"},
+        {"ETag: bad\r\nLast-Modified: " D_M1H "\r\n", "If-Modified-Since: " D_M1H "\r\n"},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        static char qb[256], sb[512];
+        struct http_req q;
+        struct http_resp s;
+        parse_req(qb, sizeof(qb), Q(""), &q);
+        snprintf(sb, sizeof(sb),
+                 "HTTP/1.1 200 OK\r\nCache-Control: max-age=9\r\n%s"
+                 "Content-Length: 0\r\n\r\n",
+                 t[i].fields);
+        memset(&s, 0, sizeof(s));
+        assert_int_equal(http_parse_response(sb, strlen(sb), 16384, HTTP_M_GET, &s),
+                         (int)strlen(sb));
+        struct cache *c;
+        assert_int_equal(cache_create(1 << 20, &c), 0);
+        struct cache_rules rules = {.max_body = 1 << 16};
+        struct cache_times tm = {.wall_s = T_WALL};
+        struct cache_policy p;
+        struct cache_fill *f;
+        assert_int_equal(cache_policy_eval(qb, &q, sb, &s, &rules, &tm, &p), CACHE_OK);
+        assert_int_equal(cache_fill_begin(c, qb, &q, 0, &f), CACHE_FILL_NEW);
+        assert_int_equal(cache_fill_head(c, f, &p, qb, &q, sb, strlen(sb), 0), 0);
+        assert_int_equal(cache_fill_commit(c, f, NULL, NULL), 0);
+        struct cache_entry *e = cache_lookup(c, qb, &q, 1);
+        assert_non_null(e);
+        char line[128];
+        size_t n = cache_entry_validator(e, line, sizeof(line));
+        line[n] = '\0';
+        assert_string_equal(line, t[i].want);
+        assert_int_equal(cache_entry_validator(e, line, 10), 0); /* does not fit */
+        cache_entry_unref(e);
+        cache_destroy(c);
+    }
 }
 
 /* Invalidation by one worker's cache reaches another's (4.4). */
@@ -350,6 +422,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rules),
         cmocka_unit_test(test_age),
+        cmocka_unit_test(test_validator),
         cmocka_unit_test(test_invalidate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

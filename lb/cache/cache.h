@@ -117,8 +117,9 @@ struct cache_policy {
     int64_t last_modified;   /* Unix seconds, -1: none (or invalid) */
     int status;
     bool has_length;
-    bool must_revalidate;      /* must-revalidate, proxy-revalidate or s-maxage: never stale */
-    uint32_t etag_len;         /* 0: no (usable) ETag */
+    bool must_revalidate; /* must-revalidate, proxy-revalidate or s-maxage: never stale */
+    uint64_t sie_ms;      /* stale-if-error (RFC 5861): may be served stale that long on errors */
+    uint32_t etag_len;    /* 0: no (usable) ETag */
     char etag[CACHE_ETAG_MAX]; /* as received: [W/]"opaque" */
     uint32_t nvary;
     uint32_t vary_len;           /* bytes used in vary[] */
@@ -255,10 +256,17 @@ enum cache_decision {
  * The whole lookup of RFC 9111 4 for a GET @req (parsed from @buf) at @now_ms (monotonic)
  * and @now_s (wall clock): the request's Cache-Control and conditionals, the lookup, the
  * entry's freshness against max-age and min-fresh. For CACHE_D_HIT, CACHE_D_304 and
- * CACHE_D_REVALIDATE, *@out is the entry with a reference for the caller; else NULL.
+ * CACHE_D_REVALIDATE, *@out is the entry with a reference for the caller; for CACHE_D_FILL
+ * too when the stale entry may be served if the origin fails (stale-if-error); else NULL.
  */
 enum cache_decision cache_decide(struct cache *c, const char *buf, const struct http_req *req,
                                  uint64_t now_ms, int64_t now_s, struct cache_entry **out);
+
+/*
+ * True when @e, stale, may still be served because the origin failed (RFC 5861
+ * stale-if-error; never with must-revalidate, proxy-revalidate or s-maxage).
+ */
+bool cache_entry_stale_if_error(const struct cache_entry *e, uint64_t now_ms);
 
 /* The stored response's status code. */
 int cache_entry_status(const struct cache_entry *e);

@@ -94,6 +94,22 @@ uint32_t cache_fill_waiters(const struct cache_fill *f)
     return f->nwaiters;
 }
 
+/*
+ * When an entry that goes stale at @expires is removed: then, unless it can still serve.
+ * With a validator it is revalidated rather than fetched again: kept as long again as it
+ * was fresh, at least CACHE_KEEP_STALE_MS; with stale-if-error, for that long. A day at most.
+ */
+static uint64_t drop_time(const struct cache_policy *p, uint64_t expires)
+{
+    uint64_t keep = 0;
+    if (p->etag_len || p->last_modified >= 0)
+        keep = p->fresh_ms > CACHE_KEEP_STALE_MS ? p->fresh_ms : CACHE_KEEP_STALE_MS;
+    if (p->sie_ms > keep)
+        keep = p->sie_ms;
+    keep = keep < 86400000 ? keep : 86400000;
+    return expires + keep < expires ? UINT64_MAX : expires + keep;
+}
+
 int cache_fill_head(struct cache *c, struct cache_fill *f, const struct cache_policy *p,
                     const char *req_buf, const struct http_req *req, const char *hdr,
                     size_t hdr_len, uint64_t now_ms)
@@ -115,14 +131,8 @@ int cache_fill_head(struct cache *c, struct cache_fill *f, const struct cache_po
     e->hash = f->hash;
     e->stored_ms = now_ms;
     e->expires_ms = now_ms + p->ttl_ms < now_ms ? UINT64_MAX : now_ms + p->ttl_ms;
-    e->drop_ms = e->expires_ms;
-    if (p->etag_len || p->last_modified >= 0) {
-        /* a stale entry with a validator is revalidated rather than fetched again: keep it
-         * as long again as it was fresh, at least CACHE_KEEP_STALE_MS, at most a day */
-        uint64_t keep = p->fresh_ms > CACHE_KEEP_STALE_MS ? p->fresh_ms : CACHE_KEEP_STALE_MS;
-        keep = keep < 86400000 ? keep : 86400000;
-        e->drop_ms = e->expires_ms + keep < e->expires_ms ? UINT64_MAX : e->expires_ms + keep;
-    }
+    e->drop_ms = drop_time(p, e->expires_ms);
+    e->sie_ms = p->sie_ms;
     e->age_ms = p->age_ms;
     e->inval_gen = f->inval_gen;
     e->last_modified = p->last_modified;

@@ -17,6 +17,7 @@ struct cache_entry {
     uint64_t stored_ms;
     uint64_t expires_ms;   /* stored_ms + fresh_ms - age_ms: fresh before */
     uint64_t drop_ms;      /* removed from then on; later than expires_ms with a validator */
+    uint64_t sie_ms;       /* stale-if-error: served stale on errors until expires_ms + this */
     uint64_t age_ms;       /* corrected initial age when stored */
     int64_t last_modified; /* Unix seconds, -1: none */
     uint64_t inval_gen;    /* cache_inval_gen() of its key when its fill began */

@@ -211,5 +211,8 @@ enum cache_verdict cache_policy_eval(const char *req_buf, const struct http_req 
     p->ttl_ms = fresh > age ? fresh - age : 0;
     p->must_revalidate = (cc.flags & (CACHE_CC_MUST_REVALIDATE | CACHE_CC_PROXY_REVALIDATE)) ||
                          (cc.has & (1u << CACHE_CC_S_MAXAGE));
+    uint64_t sie = 0;
+    if (!p->must_revalidate && cache_cc_get(&cc, CACHE_CC_SIE, 0, &sie))
+        p->sie_ms = sie * 1000;
     return CACHE_OK;
 }

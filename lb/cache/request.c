@@ -98,6 +98,11 @@ int cache_entry_cond(const struct cache_entry *e, const char *buf, const struct 
     return e->last_modified <= ims ? 304 : 200;
 }
 
+bool cache_entry_stale_if_error(const struct cache_entry *e, uint64_t now_ms)
+{
+    return e->sie_ms && now_ms >= e->expires_ms && now_ms - e->expires_ms < e->sie_ms;
+}
+
 int cache_entry_status(const struct cache_entry *e)
 {
     return e->status;
@@ -139,10 +144,17 @@ enum cache_decision cache_decide(struct cache *c, const char *buf, const struct 
         c->st.misses++;
         /* 4.3.1: what cannot be used as it is may be revalidated, unless the client sends
          * its own conditionals (they go to the origin as they are) */
-        if ((e->etag_len || e->last_modified >= 0) && !(rq.flags & CACHE_RQ_COND) &&
-            !(rq.flags & CACHE_RQ_ONLY_IF_CACHED)) {
-            *out = e;
-            return CACHE_D_REVALIDATE;
+        bool validator = e->etag_len || e->last_modified >= 0;
+        if (!(rq.flags & (CACHE_RQ_COND | CACHE_RQ_ONLY_IF_CACHED))) {
+            if (validator) {
+                *out = e;
+                return CACHE_D_REVALIDATE;
+            }
+            /* kept for the fetch to fall back on if the origin fails (stale-if-error) */
+            if (cache_entry_stale_if_error(e, now_ms)) {
+                *out = e;
+                return CACHE_D_FILL;
+            }
         }
         cache_entry_unref(e);
         e = NULL;

@@ -116,6 +116,8 @@ static void hit_header(struct io_worker *w, struct http_conn *c, struct cache_en
     hput(o, age, (size_t)n);
     if (c->h.xcache == H_XC_REVALIDATED)
         hput(o, "X-Cache: REVALIDATED\r\n", 22);
+    else if (c->h.xcache == H_XC_STALE)
+        hput(o, "X-Cache: STALE\r\n", 16);
     else if (c->h.xcache)
         hput(o, "X-Cache: HIT\r\n", 14);
     if (w->stopping)
@@ -138,7 +140,7 @@ void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_ent
     c->h.status = (uint16_t)(status == 304 ? 304 : cache_entry_status(e));
     c->h.t_resp_ms = w->now_ms;
     c->h.phase = HC_STATIC;
-    if (c->h.xcache && c->h.xcache != H_XC_REVALIDATED)
+    if (c->h.xcache == H_XC_MISS)
         c->h.xcache = H_XC_HIT;
     /* the stored header left room for what is added (http_fill_head) */
     struct hbuild o = {.p = c->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
@@ -207,14 +209,43 @@ bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct c
     }
     if (rc == CACHE_FILL_NEW)
         c->h.fill = f;
-    if (e && (rc != CACHE_FILL_NEW || !add_validator(w, c, e))) {
+    /* the stale entry goes along: revalidated by a 304, served if the origin fails and
+     * stale-if-error allows it, else replaced by the answer as a miss would be */
+    bool keep = e && rc == CACHE_FILL_NEW;
+    if (keep && d == CACHE_D_REVALIDATE && !add_validator(w, c, e))
+        keep = cache_entry_stale_if_error(e, w->now_ms);
+    if (e && !keep) {
         cache_entry_unref(e);
         e = NULL;
     }
-    c->h.reval = e; /* a 304 to it: http_cache_refresh(); else the answer fills as usual */
-    if (!e)
+    c->h.reval = e;
+    if (d != CACHE_D_REVALIDATE || !e)
         count_cache(w, c, METRICS_CACHE_MISS);
     return false;
+}
+
+bool http_cache_serve_stale(struct io_worker *w, struct http_conn *c)
+{
+    struct cache_entry *e = c->h.reval;
+    if (!e || !cache_entry_stale_if_error(e, w->now_ms))
+        return false;
+    c->h.reval = NULL;
+    http_fill_abort(w, c); /* its waiters try the origin themselves */
+    struct http_conn *b = peer_of(w, c);
+    if (b) {
+        detach(c, b);
+        io_conn_close(w, &b->base, "origin failed: stale answer served");
+    }
+    if (c->pick.counted) {
+        cl_server_release(&w->rt->clusters[c->pick.cluster].servers[c->pick.server]);
+        c->pick.counted = 0;
+    }
+    count_cache(w, c, METRICS_CACHE_STALE);
+    if (c->h.xcache)
+        c->h.xcache = H_XC_STALE;
+    c->h.flags |= H_F_RESP_HDR | H_F_RESP_DONE;
+    http_cache_serve(w, c, e, 200);
+    return true;
 }
 
 void http_cache_reval_drop(struct http_conn *c)

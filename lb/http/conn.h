@@ -97,6 +97,7 @@ struct http_state {
 #define H_XC_HIT 1         /* answered from the cache (200 or 304) */
 #define H_XC_MISS 2        /* answered by the origin */
 #define H_XC_REVALIDATED 3 /* answered from the cache after the origin's 304 */
+#define H_XC_STALE 4       /* answered stale from the cache: the origin failed */
 
 #define H_LIMIT_COUNTED 1 /* counted in its listener's per-address connections */
 #define H_LIMIT_OVER 2    /* over that limit: its first request is answered 429, then close */

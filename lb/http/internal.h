@@ -209,6 +209,13 @@ void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_ent
 bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct conf_route *r,
                         const char *buf, const struct http_req *req);
 
+/*
+ * The origin failed @c's request (an error answer or none): when the stale entry that went
+ * along allows it (stale-if-error), gives up the fill and the server connection and serves
+ * that entry, and returns true; else returns false.
+ */
+bool http_cache_serve_stale(struct io_worker *w, struct http_conn *c);
+
 /* Drops the stale entry @c was revalidating, if any. */
 void http_cache_reval_drop(struct http_conn *c);
 

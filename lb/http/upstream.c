@@ -323,6 +323,8 @@ static void response_final(struct io_worker *w, struct http_conn *c, struct http
         response_revalidated(w, c, b, resp);
         return;
     }
+    if (resp->status >= 500 && http_cache_serve_stale(w, c))
+        return;               /* stale-if-error: the error answer is dropped with its connection */
     http_cache_reval_drop(c); /* a new answer: it fills the cache as a miss would */
     if (c->h.fill)
         http_fill_head(w, c, b, resp);

@@ -197,16 +197,17 @@ static void prom_listeners(struct lb_runtime *rt, struct lb_jbuf *o)
 static void prom_cache(struct lb_runtime *rt, struct lb_jbuf *o)
 {
     static const char *const results[METRICS_CACHE_NRESULTS] = {
-        [METRICS_CACHE_HIT] = "hit",       [METRICS_CACHE_NOT_MODIFIED] = "not_modified",
-        [METRICS_CACHE_MISS] = "miss",     [METRICS_CACHE_REVALIDATED] = "revalidated",
-        [METRICS_CACHE_BYPASS] = "bypass",
+        [METRICS_CACHE_HIT] = "hit",     [METRICS_CACHE_NOT_MODIFIED] = "not_modified",
+        [METRICS_CACHE_MISS] = "miss",   [METRICS_CACHE_REVALIDATED] = "revalidated",
+        [METRICS_CACHE_STALE] = "stale", [METRICS_CACHE_BYPASS] = "bypass",
     };
     const struct conf *cf = rt->conf;
     if (!rt->lstats)
         return;
     family(o, "lb_cache_requests_total", "counter",
            "GET requests on cached routes: answered from memory (hit, or 304 not_modified), "
-           "from memory after the origin's 304 to a revalidation (revalidated), by the origin "
+           "from memory after the origin's 304 to a revalidation (revalidated) or stale as the "
+           "origin failed (stale, stale-if-error), by the origin "
            "(miss), or not for the cache (bypass: Range, If-Match...).");
     for (size_t i = 0; i < cf->nlisteners; i++) {
         if (cf->listeners[i].protocol != CONF_PROTO_HTTP)

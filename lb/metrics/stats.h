@@ -16,6 +16,7 @@ enum metrics_cache_result {
     METRICS_CACHE_NOT_MODIFIED, /* a conditional request answered 304 from memory */
     METRICS_CACHE_MISS,         /* went to the origin (nothing fresh stored, or no-cache) */
     METRICS_CACHE_REVALIDATED,  /* stale, the origin said 304: served from memory */
+    METRICS_CACHE_STALE,        /* stale, served because the origin failed (stale-if-error) */
     METRICS_CACHE_BYPASS,       /* not for the cache: Range, If-Match... */
     METRICS_CACHE_NRESULTS,
 };

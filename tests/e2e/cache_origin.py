@@ -19,6 +19,9 @@ tell a stored answer from a new one) and its headers are:
                 X-Refreshed: N, which a refreshed stored answer then carries)
   /reval-lm     Last-Modified (fixed), max-age=1; If-Modified-Since not before it gets 304
   /nocache      ETag: "n1", Cache-Control: no-cache; If-None-Match "n1" gets 304
+  /sie          max-age=1, stale-if-error=60 the first time, then 500
+  /sie-mr       the same with must-revalidate (which forbids serving it stale)
+  /sie-down     max-age=1, stale-if-error=60 always (the test stops the origin)
   /plain        nothing about caching (heuristic: the route's ttl)
   POST PATH     200; with ?loc=L, Location: L and Content-Location: L
 """
@@ -91,6 +94,11 @@ class Handler(BaseHTTPRequestHandler):
             h += [("ETag", '"n1"'), ("Cache-Control", "no-cache")]
             if self.headers.get("If-None-Match") == '"n1"':
                 return self.answer(304, h)
+        elif path in ("/sie", "/sie-mr", "/sie-down"):
+            mr = ", must-revalidate" if path == "/sie-mr" else ""
+            h.append(("Cache-Control", "max-age=1, stale-if-error=60" + mr))
+            if n > 1 and path != "/sie-down":
+                return self.answer(500, [], b"origin failure")
         elif path == "/vary":
             h += [("Vary", "Accept-Language"), ("Cache-Control", "max-age=60")]
             body += b" " + self.headers.get("Accept-Language", "-").encode()

@@ -7,6 +7,8 @@
 #    reaches the origin, its 304 refreshes the stored answer (X-Cache: REVALIDATED, the stored
 #    body, the 304's new fields), and the next request is a hit again; no-cache answers with
 #    an ETag are revalidated at every use;
+#  - stale-if-error: a stale answer is served (X-Cache: STALE) when the origin answers 500
+#    and when it is down, never with must-revalidate;
 #  - If-None-Match from a client gets 304 from memory only when it matches the stored ETag;
 #  - Vary keeps one entry per Accept-Language; only-if-cached gets 504 when nothing is stored;
 #  - ttl 0s stores nothing without freshness from the origin, ttl 2s is the heuristic;
@@ -18,6 +20,7 @@ need_uring
 
 O=$(free_port); L=$(free_port); M=$(free_port); L2=$(free_port)
 bg origin python3 "$ROOT/tests/e2e/cache_origin.py" "$O"
+OPID=$LAST_PID
 cat >"$T/lb.yaml" <<EOC
 global:
   workers: 1
@@ -95,6 +98,18 @@ done
 want_count /nocache 3 "no-cache: one full request then two conditional ones"
 head_of /nocache | grep -q '^X-Cache: REVALIDATED$' || fail "/nocache not revalidated"
 
+echo "== stale-if-error: the origin answers 500"
+[ "$(body /sie)" = "/sie 1" ] || fail "/sie: first answer"
+[ "$(body /sie-mr)" = "/sie-mr 1" ] || fail "/sie-mr: first answer"
+[ "$(body /sie-down)" = "/sie-down 1" ] || fail "/sie-down: first answer"
+served_stale() { head_of /sie >"$T/h"; grep -q '^X-Cache: STALE$' "$T/h"; }
+wait_for 10 "/sie never served stale on the origin's 500" served_stale
+grep -q '^HTTP/1.1 200' "$T/h" || fail "stale answer not 200: $(cat "$T/h")"
+[ "$(body /sie)" = "/sie 1" ] || fail "/sie: not the stale body"
+# must-revalidate: once stale, the 500 reaches the client
+mr_fails() { [ "$(status /sie-mr)" = 500 ]; }
+wait_for 10 "/sie-mr: must-revalidate served stale" mr_fails
+
 echo "== If-None-Match from a client: 304 only on a match"
 e=$(body /etag)
 [ "$e" = "/etag 1" ] || fail "/etag: got '$e'"
@@ -142,8 +157,10 @@ hits=$(awk '/result="hit"/ { print $2 }' "$T/cache.metrics")
 misses=$(awk '/result="miss"/ { print $2 }' "$T/cache.metrics")
 nm=$(awk '/result="not_modified"/ { print $2 }' "$T/cache.metrics")
 rv=$(awk '/result="revalidated"/ { print $2 }' "$T/cache.metrics")
+st=$(awk '/result="stale"/ { print $2 }' "$T/cache.metrics")
 [ "${hits:-0}" -ge 8 ] && [ "${misses:-0}" -ge 10 ] && [ "${nm:-0}" -ge 3 ] &&
-    [ "${rv:-0}" -ge 5 ] || fail "cache metrics: hit=$hits miss=$misses not_modified=$nm revalidated=$rv"
+    [ "${rv:-0}" -ge 5 ] && [ "${st:-0}" -ge 2 ] ||
+    fail "cache metrics: hit=$hits miss=$misses not_modified=$nm revalidated=$rv stale=$st"
 [ "$(metric_sum "$M" lb_cache_invalidations_total)" = 2 ] || fail "invalidations not counted"
 
 echo "== two workers: a POST through one invalidates the other's copy"
@@ -167,6 +184,13 @@ for i in $(seq 1 20); do
 done
 n=$(count /maxage/w)
 [ "$n" -ge 3 ] && [ "$n" -le 4 ] || fail "after the POST the origin saw $n requests, want 3 or 4"
+
+echo "== stale-if-error: the origin is down"
+stop "$OPID"
+down_stale() { head_of /sie-down >"$T/h"; grep -q '^X-Cache: STALE$' "$T/h"; }
+wait_for 10 "/sie-down not served stale with the origin down" down_stale
+[ "$(body /sie-down)" = "/sie-down 1" ] || fail "/sie-down: not the stale body"
+[ "$(status /maxage/never-stored)" = 502 ] || fail "origin down: a miss is not 502"
 
 echo "== lb -t checks the new keys"
 sed "s/cache: { debug_header: on }/cache: { max_ttl: 1y }/" "$T/lb.yaml" >"$T/bad.yaml"

@@ -270,7 +270,10 @@ static void run_row(size_t i, const struct row *r)
         cache_decide(c, lb, &l, 1000 + r->at, T_WALL + (int64_t)(r->at / 1000), &e);
     if (d != r->want_d)
         fail_msg("row %zu (%s): decision %d, want %d", i, r->name, (int)d, (int)r->want_d);
-    assert_int_equal(e != NULL, d == CACHE_D_HIT || d == CACHE_D_304 || d == CACHE_D_REVALIDATE);
+    /* FILL may carry a stale entry to fall back on (stale-if-error): test_stale_if_error */
+    if (d != CACHE_D_FILL)
+        assert_int_equal(e != NULL,
+                         d == CACHE_D_HIT || d == CACHE_D_304 || d == CACHE_D_REVALIDATE);
     if (e)
         cache_entry_unref(e);
     cache_destroy(c);
@@ -363,6 +366,59 @@ static void test_validator(void **state)
     }
 }
 
+/* stale-if-error (RFC 5861): a stale entry goes along with the fetch, for its window. */
+static void test_stale_if_error(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *cc;
+        uint64_t at; /* ms after storing (it is stored at 0 with 1 s of freshness) */
+        bool fallback;
+    } t[] = {
+        {"max-age=1, stale-if-error=60", 999, false}, /* fresh: a hit, no fallback needed */
+        {"max-age=1, stale-if-error=60", 1000, true},
+        {"max-age=1, stale-if-error=60", 60999, true},
+        {"max-age=1, stale-if-error=60", 61000, false},
+        {"max-age=1, stale-if-error=x", 1000, false},
+        {"max-age=1, must-revalidate, stale-if-error=60", 1000, false},
+        {"s-maxage=1, stale-if-error=60", 1000, false},
+        {"max-age=1", 1000, false},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        static char qb[256], sb[512];
+        struct http_req q;
+        struct http_resp s;
+        parse_req(qb, sizeof(qb), Q(""), &q);
+        snprintf(sb, sizeof(sb),
+                 "HTTP/1.1 200 OK\r\nCache-Control: %s\r\nContent-Length: 0\r\n\r\n", t[i].cc);
+        memset(&s, 0, sizeof(s));
+        assert_int_equal(http_parse_response(sb, strlen(sb), 16384, HTTP_M_GET, &s),
+                         (int)strlen(sb));
+        struct cache *c;
+        assert_int_equal(cache_create(1 << 20, &c), 0);
+        struct cache_rules rules = {.max_body = 1 << 16};
+        struct cache_times tm = {.wall_s = T_WALL};
+        struct cache_policy p;
+        struct cache_fill *f;
+        assert_int_equal(cache_policy_eval(qb, &q, sb, &s, &rules, &tm, &p), CACHE_OK);
+        assert_int_equal(cache_fill_begin(c, qb, &q, 0, &f), CACHE_FILL_NEW);
+        assert_int_equal(cache_fill_head(c, f, &p, qb, &q, sb, strlen(sb), 0), 0);
+        assert_int_equal(cache_fill_commit(c, f, NULL, NULL), 0);
+        struct cache_entry *e;
+        enum cache_decision d = cache_decide(c, qb, &q, t[i].at, T_WALL, &e);
+        bool fresh = t[i].at < 1000;
+        if ((fresh && d != CACHE_D_HIT) || (!fresh && d != CACHE_D_FILL) ||
+            (!fresh && (e != NULL) != t[i].fallback))
+            fail_msg("row %zu (%s at %llu): decision %d, entry %d", i, t[i].cc,
+                     (unsigned long long)t[i].at, (int)d, e != NULL);
+        if (e && !fresh)
+            assert_true(cache_entry_stale_if_error(e, t[i].at));
+        if (e)
+            cache_entry_unref(e);
+        cache_destroy(c);
+    }
+}
+
 /* Invalidation by one worker's cache reaches another's (4.4). */
 static void test_invalidate(void **state)
 {
@@ -420,9 +476,8 @@ static void test_invalidate(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rules),
-        cmocka_unit_test(test_age),
-        cmocka_unit_test(test_validator),
+        cmocka_unit_test(test_rules),      cmocka_unit_test(test_age),
+        cmocka_unit_test(test_validator),  cmocka_unit_test(test_stale_if_error),
         cmocka_unit_test(test_invalidate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

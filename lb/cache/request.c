@@ -161,7 +161,9 @@ enum cache_decision cache_decide(struct cache *c, const char *buf, const struct 
     }
     if (e) {
         *out = e;
-        if ((rq.flags & CACHE_RQ_COND) && cache_entry_cond(e, buf, req, now_s) == 304)
+        /* RFC 9110 13.2.1: preconditions apply when the answer would be 2xx */
+        if ((rq.flags & CACHE_RQ_COND) && e->status >= 200 && e->status < 300 &&
+            cache_entry_cond(e, buf, req, now_s) == 304)
             return CACHE_D_304;
         return CACHE_D_HIT;
     }

@@ -119,6 +119,7 @@ struct cache_policy {
     bool has_length;
     bool must_revalidate; /* must-revalidate, proxy-revalidate or s-maxage: never stale */
     uint64_t sie_ms;      /* stale-if-error (RFC 5861): may be served stale that long on errors */
+    uint64_t swr_ms;      /* stale-while-revalidate: stale that long while one refresh runs */
     uint32_t etag_len;    /* 0: no (usable) ETag */
     char etag[CACHE_ETAG_MAX]; /* as received: [W/]"opaque" */
     uint32_t nvary;
@@ -257,7 +258,8 @@ enum cache_decision {
  * and @now_s (wall clock): the request's Cache-Control and conditionals, the lookup, the
  * entry's freshness against max-age and min-fresh. For CACHE_D_HIT, CACHE_D_304 and
  * CACHE_D_REVALIDATE, *@out is the entry with a reference for the caller; for CACHE_D_FILL
- * too when the stale entry may be served if the origin fails (stale-if-error); else NULL.
+ * too when the stale entry may be served if the origin fails (stale-if-error) or while
+ * another request refreshes it (stale-while-revalidate); else NULL.
  */
 enum cache_decision cache_decide(struct cache *c, const char *buf, const struct http_req *req,
                                  uint64_t now_ms, int64_t now_s, struct cache_entry **out);
@@ -267,6 +269,13 @@ enum cache_decision cache_decide(struct cache *c, const char *buf, const struct 
  * stale-if-error; never with must-revalidate, proxy-revalidate or s-maxage).
  */
 bool cache_entry_stale_if_error(const struct cache_entry *e, uint64_t now_ms);
+
+/*
+ * True when @e, stale, may be served to a request that arrives while another one refreshes
+ * it (RFC 5861 stale-while-revalidate; never with must-revalidate, proxy-revalidate or
+ * s-maxage).
+ */
+bool cache_entry_stale_while_revalidate(const struct cache_entry *e, uint64_t now_ms);
 
 /* The stored response's status code. */
 int cache_entry_status(const struct cache_entry *e);

@@ -97,7 +97,8 @@ uint32_t cache_fill_waiters(const struct cache_fill *f)
 /*
  * When an entry that goes stale at @expires is removed: then, unless it can still serve.
  * With a validator it is revalidated rather than fetched again: kept as long again as it
- * was fresh, at least CACHE_KEEP_STALE_MS; with stale-if-error, for that long. A day at most.
+ * was fresh, at least CACHE_KEEP_STALE_MS; with stale-if-error or stale-while-revalidate,
+ * for that long. A day at most.
  */
 static uint64_t drop_time(const struct cache_policy *p, uint64_t expires)
 {
@@ -106,6 +107,8 @@ static uint64_t drop_time(const struct cache_policy *p, uint64_t expires)
         keep = p->fresh_ms > CACHE_KEEP_STALE_MS ? p->fresh_ms : CACHE_KEEP_STALE_MS;
     if (p->sie_ms > keep)
         keep = p->sie_ms;
+    if (p->swr_ms > keep)
+        keep = p->swr_ms;
     keep = keep < 86400000 ? keep : 86400000;
     return expires + keep < expires ? UINT64_MAX : expires + keep;
 }
@@ -133,6 +136,7 @@ int cache_fill_head(struct cache *c, struct cache_fill *f, const struct cache_po
     e->expires_ms = now_ms + p->ttl_ms < now_ms ? UINT64_MAX : now_ms + p->ttl_ms;
     e->drop_ms = drop_time(p, e->expires_ms);
     e->sie_ms = p->sie_ms;
+    e->swr_ms = p->swr_ms;
     e->age_ms = p->age_ms;
     e->inval_gen = f->inval_gen;
     e->last_modified = p->last_modified;

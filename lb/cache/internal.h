@@ -18,6 +18,7 @@ struct cache_entry {
     uint64_t expires_ms;   /* stored_ms + fresh_ms - age_ms: fresh before */
     uint64_t drop_ms;      /* removed from then on; later than expires_ms with a validator */
     uint64_t sie_ms;       /* stale-if-error: served stale on errors until expires_ms + this */
+    uint64_t swr_ms;       /* stale-while-revalidate: served stale during a refresh, as long */
     uint64_t age_ms;       /* corrected initial age when stored */
     int64_t last_modified; /* Unix seconds, -1: none */
     uint64_t inval_gen;    /* cache_inval_gen() of its key when its fill began */

@@ -214,5 +214,7 @@ enum cache_verdict cache_policy_eval(const char *req_buf, const struct http_req 
     uint64_t sie = 0;
     if (!p->must_revalidate && cache_cc_get(&cc, CACHE_CC_SIE, 0, &sie))
         p->sie_ms = sie * 1000;
+    if (!p->must_revalidate && cache_cc_get(&cc, CACHE_CC_SWR, 0, &sie))
+        p->swr_ms = sie * 1000;
     return CACHE_OK;
 }

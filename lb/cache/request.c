@@ -103,6 +103,11 @@ bool cache_entry_stale_if_error(const struct cache_entry *e, uint64_t now_ms)
     return e->sie_ms && now_ms >= e->expires_ms && now_ms - e->expires_ms < e->sie_ms;
 }
 
+bool cache_entry_stale_while_revalidate(const struct cache_entry *e, uint64_t now_ms)
+{
+    return e->swr_ms && now_ms >= e->expires_ms && now_ms - e->expires_ms < e->swr_ms;
+}
+
 int cache_entry_status(const struct cache_entry *e)
 {
     return e->status;
@@ -150,8 +155,10 @@ enum cache_decision cache_decide(struct cache *c, const char *buf, const struct 
                 *out = e;
                 return CACHE_D_REVALIDATE;
             }
-            /* kept for the fetch to fall back on if the origin fails (stale-if-error) */
-            if (cache_entry_stale_if_error(e, now_ms)) {
+            /* kept for the fetch to fall back on if the origin fails (stale-if-error), or
+             * for requests that come while it runs (stale-while-revalidate) */
+            if (cache_entry_stale_if_error(e, now_ms) ||
+                cache_entry_stale_while_revalidate(e, now_ms)) {
                 *out = e;
                 return CACHE_D_FILL;
             }

@@ -200,6 +200,14 @@ bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct c
     }
     struct cache_fill *f = NULL;
     int rc = cache_fill_begin(hw(w)->cache, buf, req, http_waiter_token(w, c), &f);
+    if (rc == CACHE_FILL_WAIT && e && cache_entry_stale_while_revalidate(e, w->now_ms)) {
+        /* another request refreshes it: this one need not wait (RFC 5861) */
+        count_cache(w, c, METRICS_CACHE_STALE);
+        if (c->h.xcache)
+            c->h.xcache = H_XC_STALE;
+        http_cache_serve(w, c, e, 200);
+        return true;
+    }
     if (rc == CACHE_FILL_WAIT) {
         if (e)
             cache_entry_unref(e);

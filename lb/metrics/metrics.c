@@ -207,7 +207,7 @@ static void prom_cache(struct lb_runtime *rt, struct lb_jbuf *o)
     family(o, "lb_cache_requests_total", "counter",
            "GET requests on cached routes: answered from memory (hit, or 304 not_modified), "
            "from memory after the origin's 304 to a revalidation (revalidated) or stale as the "
-           "origin failed (stale, stale-if-error), by the origin "
+           "origin failed or while another request refreshed it (stale), by the origin "
            "(miss), or not for the cache (bypass: Range, If-Match...).");
     for (size_t i = 0; i < cf->nlisteners; i++) {
         if (cf->listeners[i].protocol != CONF_PROTO_HTTP)

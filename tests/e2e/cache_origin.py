@@ -22,11 +22,13 @@ tell a stored answer from a new one) and its headers are:
   /sie          max-age=1, stale-if-error=60 the first time, then 500
   /sie-mr       the same with must-revalidate (which forbids serving it stale)
   /sie-down     max-age=1, stale-if-error=60 always (the test stops the origin)
+  /swr          max-age=4, stale-while-revalidate=60; every answer but the first waits 0.5 s
   /plain        nothing about caching (heuristic: the route's ttl)
   POST PATH     200; with ?loc=L, Location: L and Content-Location: L
 """
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit, parse_qs
 
@@ -99,6 +101,10 @@ class Handler(BaseHTTPRequestHandler):
             h.append(("Cache-Control", "max-age=1, stale-if-error=60" + mr))
             if n > 1 and path != "/sie-down":
                 return self.answer(500, [], b"origin failure")
+        elif path == "/swr":
+            h.append(("Cache-Control", "max-age=4, stale-while-revalidate=60"))
+            if n > 1:
+                time.sleep(0.5)
         elif path == "/vary":
             h += [("Vary", "Accept-Language"), ("Cache-Control", "max-age=60")]
             body += b" " + self.headers.get("Accept-Language", "-").encode()

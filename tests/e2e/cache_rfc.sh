@@ -9,6 +9,8 @@
 #    an ETag are revalidated at every use;
 #  - stale-if-error: a stale answer is served (X-Cache: STALE) when the origin answers 500
 #    and when it is down, never with must-revalidate;
+#  - stale-while-revalidate: while one request refreshes a stale answer, another gets the
+#    stale one at once, and the origin sees the refresh only;
 #  - If-None-Match from a client gets 304 from memory only when it matches the stored ETag;
 #  - Vary keeps one entry per Accept-Language; only-if-cached gets 504 when nothing is stored;
 #  - ttl 0s stores nothing without freshness from the origin, ttl 2s is the heuristic;
@@ -109,6 +111,21 @@ grep -q '^HTTP/1.1 200' "$T/h" || fail "stale answer not 200: $(cat "$T/h")"
 # must-revalidate: once stale, the 500 reaches the client
 mr_fails() { [ "$(status /sie-mr)" = 500 ]; }
 wait_for 10 "/sie-mr: must-revalidate served stale" mr_fails
+
+echo "== stale-while-revalidate: one slow refresh, the others served stale"
+[ "$(body /swr)" = "/swr 1" ] || fail "/swr: first answer"
+sleep 5.2 # max-age=4 (Date has whole seconds): stale from here on, whatever the load
+curl -s --max-time 10 -o "$T/swr.a" "$U/swr" &
+APID=$!
+swr_refreshing() { [ "$(count /swr)" = 2 ]; }
+wait_for 10 "the refresh of /swr did not reach the origin" swr_refreshing
+head_of /swr >"$T/h"
+grep -q '^X-Cache: STALE$' "$T/h" || { wait "$APID"; fail "/swr during its refresh: $(cat "$T/h")"; }
+[ "$(body /swr)" = "/swr 1" ] || { wait "$APID"; fail "/swr during its refresh: not the stale body"; }
+wait "$APID" || fail "the refreshing request failed"
+[ "$(cat "$T/swr.a")" = "/swr 2" ] || fail "the refreshing request got '$(cat "$T/swr.a")'"
+[ "$(body /swr)" = "/swr 2" ] || fail "/swr not refreshed"
+want_count /swr 2 "stale-while-revalidate: one refresh"
 
 echo "== If-None-Match from a client: 304 only on a match"
 e=$(body /etag)

@@ -369,7 +369,8 @@ static void test_validator(void **state)
     }
 }
 
-/* stale-if-error (RFC 5861): a stale entry goes along with the fetch, for its window. */
+/* stale-if-error and stale-while-revalidate (RFC 5861): a stale entry goes along with the
+ * fetch, for its window. */
 static void test_stale_if_error(void **state)
 {
     (void)state;
@@ -386,6 +387,10 @@ static void test_stale_if_error(void **state)
         {"max-age=1, must-revalidate, stale-if-error=60", 1000, false},
         {"s-maxage=1, stale-if-error=60", 1000, false},
         {"max-age=1", 1000, false},
+        {"max-age=1, stale-while-revalidate=30", 1000, true},
+        {"max-age=1, stale-while-revalidate=30", 30999, true},
+        {"max-age=1, stale-while-revalidate=30", 31000, false},
+        {"max-age=1, proxy-revalidate, stale-while-revalidate=30", 1000, false},
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         static char qb[256], sb[512];
@@ -415,7 +420,10 @@ static void test_stale_if_error(void **state)
             fail_msg("row %zu (%s at %llu): decision %d, entry %d", i, t[i].cc,
                      (unsigned long long)t[i].at, (int)d, e != NULL);
         if (e && !fresh)
-            assert_true(cache_entry_stale_if_error(e, t[i].at));
+            assert_true(cache_entry_stale_if_error(e, t[i].at) ||
+                        cache_entry_stale_while_revalidate(e, t[i].at));
+        if (e && !fresh && strstr(t[i].cc, "while"))
+            assert_false(cache_entry_stale_if_error(e, t[i].at));
         if (e)
             cache_entry_unref(e);
         cache_destroy(c);

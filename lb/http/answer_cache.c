@@ -220,14 +220,18 @@ bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct c
     /* the stale entry goes along: revalidated by a 304, served if the origin fails and
      * stale-if-error allows it, else replaced by the answer as a miss would be */
     bool keep = e && rc == CACHE_FILL_NEW;
-    if (keep && d == CACHE_D_REVALIDATE && !add_validator(w, c, e))
-        keep = cache_entry_stale_if_error(e, w->now_ms);
+    if (keep && d == CACHE_D_REVALIDATE) {
+        if (add_validator(w, c, e))
+            c->h.flags |= H_F_REVALIDATING; /* counted when the origin answers */
+        else
+            keep = cache_entry_stale_if_error(e, w->now_ms);
+    }
     if (e && !keep) {
         cache_entry_unref(e);
         e = NULL;
     }
     c->h.reval = e;
-    if (d != CACHE_D_REVALIDATE || !e)
+    if (!(c->h.flags & H_F_REVALIDATING))
         count_cache(w, c, METRICS_CACHE_MISS);
     return false;
 }
@@ -254,6 +258,14 @@ bool http_cache_serve_stale(struct io_worker *w, struct http_conn *c)
     c->h.flags |= H_F_RESP_HDR | H_F_RESP_DONE;
     http_cache_serve(w, c, e, 200);
     return true;
+}
+
+void http_cache_reval_answered(struct io_worker *w, struct http_conn *c)
+{
+    if (c->h.flags & H_F_REVALIDATING)
+        count_cache(w, c, METRICS_CACHE_MISS); /* the origin sent a new answer */
+    c->h.flags &= ~H_F_REVALIDATING;
+    http_cache_reval_drop(c);
 }
 
 void http_cache_reval_drop(struct http_conn *c)

@@ -48,10 +48,11 @@ enum http_phase {
 #define H_F_WS 0x0100           /* the request asks for a WebSocket upgrade */
 #define H_F_RESP_BYTE 0x0200    /* some response byte arrived from the backend */
 #define H_F_IDEMPOTENT 0x0400
-#define H_F_HEAD 0x0800        /* HEAD request: the response has no body */
-#define H_F_CLIENT_EOF 0x1000  /* the client sent FIN */
-#define H_F_KEEPALIVE10 0x2000 /* HTTP/1.0 client asked for keep-alive */
-#define H_F_CONTINUE 0x4000    /* the request has Expect: 100-continue */
+#define H_F_HEAD 0x0800         /* HEAD request: the response has no body */
+#define H_F_CLIENT_EOF 0x1000   /* the client sent FIN */
+#define H_F_KEEPALIVE10 0x2000  /* HTTP/1.0 client asked for keep-alive */
+#define H_F_CONTINUE 0x4000     /* the request has Expect: 100-continue */
+#define H_F_REVALIDATING 0x8000 /* the request to the origin carries the cache's validator */
 #define H_F_CLIENT_CLOSE                                                                           \
     0x10000 /* the client said it sends nothing more (Connection: close,                           \
                or HTTP/1.0 without keep-alive) */

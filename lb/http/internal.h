@@ -216,6 +216,10 @@ bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct c
  */
 bool http_cache_serve_stale(struct io_worker *w, struct http_conn *c);
 
+/* The origin answered @c's request with something else than a 304 to the cache's
+ * revalidation: counted as a miss if it was one; the stale entry goes. */
+void http_cache_reval_answered(struct io_worker *w, struct http_conn *c);
+
 /* Drops the stale entry @c was revalidating, if any. */
 void http_cache_reval_drop(struct http_conn *c);
 

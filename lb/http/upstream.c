@@ -324,8 +324,8 @@ static void response_final(struct io_worker *w, struct http_conn *c, struct http
         return;
     }
     if (resp->status >= 500 && http_cache_serve_stale(w, c))
-        return;               /* stale-if-error: the error answer is dropped with its connection */
-    http_cache_reval_drop(c); /* a new answer: it fills the cache as a miss would */
+        return; /* stale-if-error: the error answer is dropped with its connection */
+    http_cache_reval_answered(w, c); /* a new answer: it fills the cache as a miss would */
     if (c->h.fill)
         http_fill_head(w, c, b, resp);
     else if (r->cache.enabled && hw(w)->cache && c->h.method != HTTP_M_GET)

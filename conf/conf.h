@@ -214,8 +214,10 @@ struct conf_cluster {
 
 struct conf_cache {
     bool enabled;
-    uint64_t ttl_ms;    /* required when cache: is present */
-    uint64_t max_bytes; /* per worker, default 64m */
+    bool debug_header;   /* X-Cache: HIT|MISS|... on answers */
+    uint64_t ttl_ms;     /* heuristic freshness when the origin gives none; default 0 */
+    uint64_t max_ttl_ms; /* cap on any freshness; default 0 = none */
+    uint64_t max_bytes;  /* per worker, default 64m */
 };
 
 #define CONF_ENQ_MAX_HEADERS 16

@@ -188,7 +188,9 @@ static void explain_listener(struct lb_runtime *rt, const struct conf_listener *
     } else {
         lb_jbuf_printf(out, ",\"action\":\"cluster\"");
         if (r->cache.enabled)
-            lb_jbuf_printf(out, ",\"cache_ttl_ms\":%llu", (unsigned long long)r->cache.ttl_ms);
+            lb_jbuf_printf(out, ",\"cache_ttl_ms\":%llu,\"cache_max_ttl_ms\":%llu",
+                           (unsigned long long)r->cache.ttl_ms,
+                           (unsigned long long)r->cache.max_ttl_ms);
     }
     if (d.answer.status) {
         if (d.cluster >= 0)

@@ -14,6 +14,7 @@
  * join of its own request against it, field by field, without building anything.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -55,10 +56,27 @@ uint64_t cache_key_hash(uint64_t seed, const char *host, size_t hlen, const char
     return lb_hash_mix64(h);
 }
 
+/* Invalidation generations shared by every worker's cache: a key's slot changes when the
+ * key is invalidated anywhere, and each cache drops its entries that recorded an older
+ * value when a lookup meets them. Two keys sharing a slot only cost each other a miss. */
+#define CACHE_INVAL_SLOTS 4096
+#define CACHE_INVAL_SEED 0x9e3779b97f4a7c15ull
+static _Atomic uint64_t inval_gens[CACHE_INVAL_SLOTS];
+
+static _Atomic uint64_t *inval_slot(const char *host, size_t hlen, const char *target, size_t tlen)
+{
+    uint64_t h = cache_key_hash(CACHE_INVAL_SEED, host, hlen, target, tlen);
+    return &inval_gens[h & (CACHE_INVAL_SLOTS - 1)];
+}
+
+uint64_t cache_inval_gen(const char *host, size_t hlen, const char *target, size_t tlen)
+{
+    return atomic_load_explicit(inval_slot(host, hlen, target, tlen), memory_order_acquire);
+}
+
 bool cache_req_cacheable(const char *buf, const struct http_req *req)
 {
-    return req->method == HTTP_M_GET &&
-           http_find_hdr(buf, req->hdrs, req->nhdrs, "authorization", 0) < 0;
+    return req->method == HTTP_M_GET;
 }
 static bool key_eq(const struct cache_entry *e, uint64_t h, const char *host, size_t hlen,
                    const char *target, size_t tlen)
@@ -122,8 +140,7 @@ void cache_vary_record_write(char *out, const struct cache_policy *p, const char
 }
 
 /* True when @req's values of the record's fields equal the stored ones. */
-static bool vary_match(const char *rec, uint16_t nvary, const char *buf,
-                       const struct http_req *req)
+static bool vary_match(const char *rec, uint16_t nvary, const char *buf, const struct http_req *req)
 {
     for (uint16_t k = 0; k < nvary; k++) {
         size_t nl = (uint8_t)*rec++;
@@ -204,11 +221,10 @@ const char *cache_entry_body(const struct cache_entry *e, size_t *len)
 
 uint64_t cache_entry_age_ms(const struct cache_entry *e, uint64_t now_ms)
 {
-    return now_ms > e->stored_ms ? now_ms - e->stored_ms : 0;
+    return e->age_ms + (now_ms > e->stored_ms ? now_ms - e->stored_ms : 0);
 }
 
-bool cache_entry_match(const struct cache_entry *e, const char *buf,
-                          const struct http_req *req)
+bool cache_entry_match(const struct cache_entry *e, const char *buf, const struct http_req *req)
 {
     const char *host = buf + req->host.off, *target = buf + req->target.off;
     return e->host_len == req->host.len && e->target_len == req->target.len &&
@@ -374,8 +390,8 @@ void cache_stats_get(const struct cache *c, struct cache_stats *out)
     *out = c->st;
 }
 
-struct cache_entry *cache_lookup(struct cache *c, const char *buf,
-                                       const struct http_req *req, uint64_t now_ms)
+struct cache_entry *cache_lookup(struct cache *c, const char *buf, const struct http_req *req,
+                                 uint64_t now_ms)
 {
     if (!cache_req_cacheable(buf, req))
         return NULL;
@@ -388,9 +404,14 @@ struct cache_entry *cache_lookup(struct cache *c, const char *buf,
             pp = &e->hnext;
             continue;
         }
-        if (now_ms >= e->expires_ms) {
+        if (now_ms >= e->drop_ms) {
             entry_unlink(c, pp);
             c->st.expired++;
+            continue;
+        }
+        if (e->inval_gen != cache_inval_gen(host, req->host.len, target, req->target.len)) {
+            entry_unlink(c, pp); /* invalidated, maybe by another worker */
+            c->st.invalidated++;
             continue;
         }
         if (!vary_match(entry_vary(e), e->nvary, buf, req)) {
@@ -409,6 +430,25 @@ struct cache_entry *cache_lookup(struct cache *c, const char *buf,
     return NULL;
 }
 
+size_t cache_invalidate(struct cache *c, const char *host, size_t hlen, const char *target,
+                        size_t tlen)
+{
+    atomic_fetch_add_explicit(inval_slot(host, hlen, target, tlen), 1, memory_order_acq_rel);
+    size_t removed = 0;
+    uint64_t h = cache_key_hash(c->seed, host, hlen, target, tlen);
+    struct cache_entry **pp = &c->buckets[h & c->mask];
+    while (*pp) {
+        if (key_eq(*pp, h, host, hlen, target, tlen)) {
+            entry_unlink(c, pp);
+            removed++;
+        } else {
+            pp = &(*pp)->hnext;
+        }
+    }
+    c->st.invalidated += removed;
+    return removed;
+}
+
 size_t cache_tick(struct cache *c, uint64_t now_ms)
 {
     size_t removed = 0;
@@ -416,7 +456,7 @@ size_t cache_tick(struct cache *c, uint64_t now_ms)
     for (uint32_t k = 0; k < n; k++) {
         struct cache_entry **pp = &c->buckets[c->sweep_pos];
         while (*pp) {
-            if (now_ms >= (*pp)->expires_ms) {
+            if (now_ms >= (*pp)->drop_ms) {
                 entry_unlink(c, pp);
                 c->st.expired++;
                 removed++;

@@ -12,7 +12,7 @@
 
 #include "lb/cache/internal.h"
 
-#define CACHE_FILL_FIRST_CHUNK 16384u   /* first allocation for a body of unknown length */
+#define CACHE_FILL_FIRST_CHUNK 16384u /* first allocation for a body of unknown length */
 
 static void fill_free(struct cache_fill *f)
 {
@@ -34,8 +34,8 @@ void cache_fills_free(struct cache *c)
     }
 }
 
-static struct cache_fill **fill_find(struct cache *c, uint64_t h, const char *host,
-                                        size_t hlen, const char *target, size_t tlen)
+static struct cache_fill **fill_find(struct cache *c, uint64_t h, const char *host, size_t hlen,
+                                     const char *target, size_t tlen)
 {
     struct cache_fill **pp = &c->fills[h & c->fmask];
     for (; *pp; pp = &(*pp)->hnext) {
@@ -47,8 +47,8 @@ static struct cache_fill **fill_find(struct cache *c, uint64_t h, const char *ho
     return pp;
 }
 
-int cache_fill_begin(struct cache *c, const char *buf, const struct http_req *req,
-                        uint64_t waiter, struct cache_fill **fill)
+int cache_fill_begin(struct cache *c, const char *buf, const struct http_req *req, uint64_t waiter,
+                     struct cache_fill **fill)
 {
     if (!cache_req_cacheable(buf, req))
         return -EINVAL;
@@ -79,6 +79,7 @@ int cache_fill_begin(struct cache *c, const char *buf, const struct http_req *re
     if (!f)
         return -ENOMEM;
     f->hash = h;
+    f->inval_gen = cache_inval_gen(host, hlen, target, tlen);
     f->host_len = (uint32_t)hlen;
     f->target_len = (uint32_t)tlen;
     memcpy(f->key, host, hlen);
@@ -93,9 +94,28 @@ uint32_t cache_fill_waiters(const struct cache_fill *f)
     return f->nwaiters;
 }
 
+/*
+ * When an entry that goes stale at @expires is removed: then, unless it can still serve.
+ * With a validator it is revalidated rather than fetched again: kept as long again as it
+ * was fresh, at least CACHE_KEEP_STALE_MS; with stale-if-error or stale-while-revalidate,
+ * for that long. A day at most.
+ */
+static uint64_t drop_time(const struct cache_policy *p, uint64_t expires)
+{
+    uint64_t keep = 0;
+    if (p->etag_len || p->last_modified >= 0)
+        keep = p->fresh_ms > CACHE_KEEP_STALE_MS ? p->fresh_ms : CACHE_KEEP_STALE_MS;
+    if (p->sie_ms > keep)
+        keep = p->sie_ms;
+    if (p->swr_ms > keep)
+        keep = p->swr_ms;
+    keep = keep < 86400000 ? keep : 86400000;
+    return expires + keep < expires ? UINT64_MAX : expires + keep;
+}
+
 int cache_fill_head(struct cache *c, struct cache_fill *f, const struct cache_policy *p,
-                       const char *req_buf, const struct http_req *req, const char *hdr,
-                       size_t hdr_len, uint64_t now_ms)
+                    const char *req_buf, const struct http_req *req, const char *hdr,
+                    size_t hdr_len, uint64_t now_ms)
 {
     if (f->e)
         return -EALREADY;
@@ -114,6 +134,15 @@ int cache_fill_head(struct cache *c, struct cache_fill *f, const struct cache_po
     e->hash = f->hash;
     e->stored_ms = now_ms;
     e->expires_ms = now_ms + p->ttl_ms < now_ms ? UINT64_MAX : now_ms + p->ttl_ms;
+    e->drop_ms = drop_time(p, e->expires_ms);
+    e->sie_ms = p->sie_ms;
+    e->swr_ms = p->swr_ms;
+    e->age_ms = p->age_ms;
+    e->inval_gen = f->inval_gen;
+    e->last_modified = p->last_modified;
+    e->status = (uint16_t)p->status;
+    e->etag_len = (uint8_t)p->etag_len;
+    memcpy(e->etag, p->etag, p->etag_len);
     e->host_len = f->host_len;
     e->target_len = f->target_len;
     e->vary_len = (uint32_t)vlen;
@@ -174,15 +203,13 @@ static void fill_finish(struct cache *c, struct cache_fill *f, struct cache_entr
     fill_free(f);
 }
 
-void cache_fill_abort(struct cache *c, struct cache_fill *f, cache_wake_fn *wake,
-                         void *arg)
+void cache_fill_abort(struct cache *c, struct cache_fill *f, cache_wake_fn *wake, void *arg)
 {
     c->st.fill_aborts++;
     fill_finish(c, f, NULL, wake, arg);
 }
 
-int cache_fill_commit(struct cache *c, struct cache_fill *f, cache_wake_fn *wake,
-                         void *arg)
+int cache_fill_commit(struct cache *c, struct cache_fill *f, cache_wake_fn *wake, void *arg)
 {
     struct cache_entry *e = f->e;
     if (!e || (f->has_length && e->body_len != f->content_length)) {

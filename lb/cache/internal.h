@@ -13,26 +13,36 @@ struct cache_entry {
     struct cache_entry *hnext;    /* hash chain */
     struct cache_entry *lru_prev; /* towards the most recently used */
     struct cache_entry *lru_next; /* towards the least recently used */
-    uint64_t hash;                   /* of host + target */
+    uint64_t hash;                /* of host + target */
     uint64_t stored_ms;
-    uint64_t expires_ms;
-    size_t size;     /* allocation size, charged to the cache while linked */
-    size_t body_len; /* body bytes so far (a fill appends) */
-    uint32_t refs;   /* the table holds one while linked */
+    uint64_t expires_ms;   /* stored_ms + fresh_ms - age_ms: fresh before */
+    uint64_t drop_ms;      /* removed from then on; later than expires_ms with a validator */
+    uint64_t sie_ms;       /* stale-if-error: served stale on errors until expires_ms + this */
+    uint64_t swr_ms;       /* stale-while-revalidate: served stale during a refresh, as long */
+    uint64_t age_ms;       /* corrected initial age when stored */
+    int64_t last_modified; /* Unix seconds, -1: none */
+    uint64_t inval_gen;    /* cache_inval_gen() of its key when its fill began */
+    size_t size;           /* allocation size, charged to the cache while linked */
+    size_t body_len;       /* body bytes so far (a fill appends) */
+    uint32_t refs;         /* the table holds one while linked */
     uint32_t host_len;
     uint32_t target_len;
     uint32_t vary_len; /* bytes of the Vary record */
     uint32_t hdr_len;
     uint16_t nvary;
+    uint16_t status;
+    uint8_t etag_len; /* 0: no ETag */
     bool linked;
+    char etag[CACHE_ETAG_MAX];
     char data[]; /* host, target, Vary record, header, body */
 };
 
 struct cache_fill {
     struct cache_fill *hnext;
     uint64_t hash;
+    uint64_t inval_gen;    /* cache_inval_gen() of the key when the fill began */
     struct cache_entry *e; /* being built, from fill_head on; refs 0 until linked */
-    size_t cap;               /* allocation size of e */
+    size_t cap;            /* allocation size of e */
     uint64_t content_length;
     bool has_length;
     uint32_t host_len;
@@ -101,7 +111,7 @@ static inline size_t entry_used(const struct cache_entry *e)
 uint64_t cache_key_hash(uint64_t seed, const char *host, size_t hlen, const char *target,
                         size_t tlen);
 
-/* True when @req may be answered from the cache or fill it: GET without Authorization. */
+/* True when @req may be answered from the cache or fill it: GET. */
 bool cache_req_cacheable(const char *buf, const struct http_req *req);
 
 /* Bytes of the Vary record of the fields @p names, with @req's values for them. */
@@ -118,6 +128,13 @@ void cache_vary_record_write(char *out, const struct cache_policy *p, const char
  * evicts least recently used entries until the bytes fit.
  */
 void cache_entry_link(struct cache *c, struct cache_entry *e);
+
+/*
+ * The invalidation generation of a host + target: a process-wide counter (one of
+ * CACHE_INVAL_SLOTS, picked by a hash every worker computes alike) that cache_invalidate()
+ * bumps. An entry or fill that recorded an older value is gone, on every worker.
+ */
+uint64_t cache_inval_gen(const char *host, size_t hlen, const char *target, size_t tlen);
 
 /* ---- crossing files (fill.c) ---- */
 

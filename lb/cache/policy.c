@@ -1,228 +1,220 @@
 /*
- * The cacheability decision of the L1 cache (RFC 9111 3 and 4.2.1, see cache_policy_eval()
- * in cache.h): whether a response may be stored and for how long, from the request method
- * and Authorization, the status and framing, Cache-Control, Set-Cookie and Vary. Pure: no
- * cache state, no allocation.
+ * The storage decision of the cache (RFC 9111 3, 4.2; see cache_policy_eval() in cache.h):
+ * whether a response may be stored, how long it stays fresh, how old it already is, and the
+ * validators and Vary names to keep with it. Pure: no cache state, no allocation, no clock
+ * of its own, so the L1 cache and a shared level make the same decision.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "lb/cache/internal.h"
+#include "lb/cache/rfc9111.h"
 
-#define CACHE_MAX_AGE_CAP 2147483648ull /* RFC 9111 1.2.2: larger delta-seconds saturate */
+/* Index of the next field @name of message @m at or after @from, or -1. */
+#define NEXT(buf, m, name, from) http_find_hdr(buf, (m)->hdrs, (m)->nhdrs, name, (uint32_t)(from))
 
-static inline bool is_ows(uint8_t ch)
+/* RFC 9110 15.1: status codes a cache may give heuristic freshness. 204 and 206 are left
+ * out: no body to keep, and ranges are not cached. */
+static bool heuristic_status(int status)
 {
-    return ch == ' ' || ch == '\t';
+    static const int codes[] = {200, 203, 300, 301, 308, 404, 405, 410, 414, 501};
+    for (size_t k = 0; k < sizeof(codes) / sizeof(codes[0]); k++)
+        if (codes[k] == status)
+            return true;
+    return false;
 }
 
-/* tchar of RFC 9110 5.6.2 */
-static bool is_tchar(uint8_t ch)
+/* Final status codes this cache understands well enough to store with explicit freshness. */
+static bool storable_status(int status)
 {
-    if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
-        return true;
-    return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+    return status >= 200 && status <= 599 && status != 206 && status != 304 && status != 407;
+}
+
+/* The one value of field @name as Unix seconds: 0, -ENOENT (absent), -EINVAL (invalid,
+ * or several lines that disagree). */
+static int date_field(const char *buf, const struct http_resp *resp, const char *name,
+                      int64_t now_s, int64_t *out)
+{
+    int rc = -ENOENT;
+    for (int i = NEXT(buf, resp, name, 0); i >= 0; i = NEXT(buf, resp, name, i + 1)) {
+        int64_t t;
+        const char *v = buf + resp->hdrs[i].value.off;
+        if (cache_http_date(v, resp->hdrs[i].value.len, now_s, &t) < 0 || (rc == 0 && t != *out))
+            return -EINVAL;
+        *out = t;
+        rc = 0;
+    }
+    return rc;
+}
+
+/* Age (RFC 9111 5.1) in seconds: 0 when absent or unreadable; the largest when repeated. */
+static uint64_t age_field(const char *buf, const struct http_resp *resp)
+{
+    uint64_t age = 0;
+    for (int i = NEXT(buf, resp, "age", 0); i >= 0; i = NEXT(buf, resp, "age", i + 1)) {
+        const char *v = buf + resp->hdrs[i].value.off;
+        size_t n = resp->hdrs[i].value.len, k = 0;
+        uint64_t a = 0;
+        for (; k < n && v[k] >= '0' && v[k] <= '9'; k++)
+            if (a < CACHE_DELTA_MAX)
+                a = a * 10 + (uint64_t)(v[k] - '0');
+        if (k == n && n > 0 && a > age)
+            age = a < CACHE_DELTA_MAX ? a : CACHE_DELTA_MAX;
+    }
+    return age;
+}
+
+/* Keeps the validators: the ETag (when exactly one, well formed and short enough) and
+ * Last-Modified (when valid). */
+static void validators(const char *buf, const struct http_resp *resp, int64_t now_s,
+                       struct cache_policy *p)
+{
+    p->etag_len = 0;
+    int i = NEXT(buf, resp, "etag", 0);
+    struct cache_etag t;
+    if (i >= 0 && NEXT(buf, resp, "etag", i + 1) < 0 &&
+        cache_etag_parse(buf + resp->hdrs[i].value.off, resp->hdrs[i].value.len, &t) == 0 &&
+        t.len + 2 <= sizeof(p->etag)) {
+        size_t o = 0;
+        if (t.weak) {
+            memcpy(p->etag, "W/", 2);
+            o = 2;
+        }
+        memcpy(p->etag + o, t.opaque, t.len);
+        p->etag_len = (uint32_t)(o + t.len);
+    }
+    if (date_field(buf, resp, "last-modified", now_s, &p->last_modified) < 0)
+        p->last_modified = -1;
 }
 
 /*
- * delta-seconds in @s[0..n) as milliseconds, saturating at CACHE_MAX_AGE_CAP seconds.
- * Anything but one or more digits gives 0: the response is then treated as stale.
+ * Freshness lifetime in ms (RFC 9111 4.2.1): s-maxage, else max-age, else Expires - Date,
+ * else the heuristic for responses allowed one. *@explicit_ says the origin gave one.
  */
-static uint64_t delta_ms(const uint8_t *s, size_t n)
+static uint64_t lifetime_ms(const char *buf, const struct http_resp *resp,
+                            const struct cache_cc *cc, const struct cache_rules *r, int64_t now_s,
+                            int64_t date, bool *explicit_)
 {
-    if (n == 0)
-        return 0;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        if (v < CACHE_MAX_AGE_CAP)
-            v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    return (v < CACHE_MAX_AGE_CAP ? v : CACHE_MAX_AGE_CAP) * 1000;
+    uint64_t s;
+    *explicit_ = true;
+    /* an invalid or conflicting value: the response is stale (4.2.1) */
+    if (cache_cc_get(cc, CACHE_CC_S_MAXAGE, 0, &s) || cache_cc_get(cc, CACHE_CC_MAX_AGE, 0, &s))
+        return s * 1000;
+    int64_t exp;
+    int rc = date_field(buf, resp, "expires", now_s, &exp);
+    if (rc == -EINVAL)
+        return 0; /* 5.3: an invalid Expires means "already expired" */
+    if (rc == 0)
+        return exp > date ? (uint64_t)(exp - date) * 1000 : 0;
+    *explicit_ = false;
+    if (heuristic_status(resp->status) || (cc->flags & CACHE_CC_PUBLIC))
+        return r->heuristic_ms;
+    return 0;
 }
 
-struct cc_state {
-    bool no_store, private_, no_cache;
-    bool has_max_age, has_s_maxage;
-    uint64_t max_age_ms, s_maxage_ms;
-};
-
-static void cc_apply(struct cc_state *cc, const uint8_t *name, size_t nlen, const uint8_t *arg,
-                     size_t alen, bool has_arg)
-{
-    uint64_t ms = has_arg ? delta_ms(arg, alen) : 0;
-    if (nlen == 8 && eq_nocase((const char *)name, "no-store", 8)) {
-        cc->no_store = true;
-    } else if (nlen == 7 && eq_nocase((const char *)name, "private", 7)) {
-        cc->private_ = true;
-    } else if (nlen == 8 && eq_nocase((const char *)name, "no-cache", 8)) {
-        cc->no_cache = true;
-    } else if (nlen == 7 && eq_nocase((const char *)name, "max-age", 7)) {
-        if (!cc->has_max_age || ms < cc->max_age_ms)
-            cc->max_age_ms = ms;
-        cc->has_max_age = true;
-    } else if (nlen == 8 && eq_nocase((const char *)name, "s-maxage", 8)) {
-        if (!cc->has_s_maxage || ms < cc->s_maxage_ms)
-            cc->s_maxage_ms = ms;
-        cc->has_s_maxage = true;
-    }
-}
-
-/*
- * One Cache-Control field value: #( token [ "=" ( token / quoted-string ) ] ). Lenient
- * where leniency cannot make us cache more: an element we cannot read is skipped up to the
- * next comma, and an argument we cannot read counts as 0 (stale) for max-age / s-maxage.
- */
-static void cc_parse(struct cc_state *cc, const uint8_t *v, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (is_ows(v[i]) || v[i] == ','))
-            i++;
-        size_t n0 = i;
-        while (i < len && is_tchar(v[i]))
-            i++;
-        size_t n1 = i;
-        while (i < len && is_ows(v[i]))
-            i++;
-        const uint8_t *arg = NULL;
-        size_t alen = 0;
-        bool has_arg = false, bad = false;
-        if (i < len && v[i] == '=') {
-            has_arg = true;
-            i++;
-            while (i < len && is_ows(v[i]))
-                i++;
-            if (i < len && v[i] == '"') {
-                size_t a0 = ++i;
-                while (i < len && v[i] != '"') {
-                    if (v[i] == '\\') {
-                        bad = true; /* an escape in a number: not a number */
-                        i++;
-                    }
-                    i++;
-                }
-                if (i >= len)
-                    bad = true; /* unterminated */
-                arg = v + a0;
-                alen = (i < len ? i : len) - a0;
-                if (i < len)
-                    i++;
-            } else {
-                size_t a0 = i;
-                while (i < len && is_tchar(v[i]))
-                    i++;
-                arg = v + a0;
-                alen = i - a0;
-            }
-            while (i < len && is_ows(v[i]))
-                i++;
-        }
-        if (i < len && v[i] != ',') {
-            bad = true;
-            while (i < len && v[i] != ',')
-                i++;
-        }
-        if (n1 > n0)
-            cc_apply(cc, v + n0, n1 - n0, arg, bad ? 0 : alen, has_arg);
-        else if (i < len)
-            i++;
-    }
-}
-
-/* Adds the field names of one Vary value to @p. Returns CACHE_OK or CACHE_NS_VARY. */
-static enum cache_verdict vary_parse(struct cache_policy *p, const uint8_t *v, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (is_ows(v[i]) || v[i] == ','))
-            i++;
-        if (i >= len)
-            break;
-        size_t n0 = i;
-        while (i < len && v[i] != ',' && !is_ows(v[i]))
-            i++;
-        size_t nl = i - n0;
-        while (i < len && is_ows(v[i]))
-            i++;
-        if (i < len && v[i] != ',')
-            return CACHE_NS_VARY; /* "a b": not a list of names */
-        for (size_t k = n0; k < n0 + nl; k++)
-            if (!is_tchar(v[k]) || v[k] == '*')
-                return CACHE_NS_VARY; /* "*", or a name no request can carry */
-        /* already listed? */
-        const char *name = p->vary;
-        bool dup = false;
-        for (uint32_t k = 0; k < p->nvary && !dup; k++) {
-            size_t l = strlen(name);
-            dup = l == nl && eq_nocase(name, (const char *)v + n0, nl);
-            name += l + 1;
-        }
-        if (dup)
-            continue;
-        if (p->nvary == CACHE_MAX_VARY || nl > 255 || p->vary_len + nl + 1 > sizeof(p->vary))
-            return CACHE_NS_VARY;
-        for (size_t k = 0; k < nl; k++)
-            p->vary[p->vary_len + k] = (char)lower(v[n0 + k]);
-        p->vary[p->vary_len + nl] = '\0';
-        p->vary_len += (uint32_t)nl + 1;
-        p->nvary++;
-    }
-    return CACHE_OK;
-}
-
-enum cache_verdict cache_policy_eval(const char *req_buf, const struct http_req *req,
-                                           const char *resp_buf, const struct http_resp *resp,
-                                           uint64_t route_ttl_ms, uint64_t max_body,
-                                           struct cache_policy *p)
+/* What forbids storing, from the request, the status and Cache-Control; CACHE_OK if none. */
+static enum cache_verdict forbidden(const char *req_buf, const struct http_req *req,
+                                    const char *resp_buf, const struct http_resp *resp,
+                                    const struct cache_cc *cc)
 {
     if (req->method != HTTP_M_GET)
         return CACHE_NS_METHOD;
-    if (http_find_hdr(req_buf, req->hdrs, req->nhdrs, "authorization", 0) >= 0)
-        return CACHE_NS_AUTH;
-    if (resp->status != 200)
+    struct cache_cc rq = {0};
+    for (int i = NEXT(req_buf, req, "cache-control", 0); i >= 0;
+         i = NEXT(req_buf, req, "cache-control", i + 1))
+        cache_cc_parse(&rq, req_buf + req->hdrs[i].value.off, req->hdrs[i].value.len);
+    if (rq.flags & CACHE_CC_NO_STORE)
+        return CACHE_NS_NO_STORE;
+    if (!storable_status(resp->status))
         return CACHE_NS_STATUS;
     if ((resp->flags & (HTTP_F_NO_BODY | HTTP_F_UNTIL_CLOSE | HTTP_F_UPGRADE_WS)) ||
         !(resp->flags & (HTTP_F_LENGTH | HTTP_F_CHUNKED)))
         return CACHE_NS_FRAMING;
-
-    struct cc_state cc = {0};
-    for (int i = http_find_hdr(resp_buf, resp->hdrs, resp->nhdrs, "cache-control", 0); i >= 0;
-         i = http_find_hdr(resp_buf, resp->hdrs, resp->nhdrs, "cache-control", i + 1u))
-        cc_parse(&cc, (const uint8_t *)resp_buf + resp->hdrs[i].value.off, resp->hdrs[i].value.len);
-    if (cc.no_store)
+    if (cc->flags & CACHE_CC_NO_STORE)
         return CACHE_NS_NO_STORE;
-    if (cc.private_)
+    if (cc->flags & CACHE_CC_PRIVATE)
         return CACHE_NS_PRIVATE;
-    if (cc.no_cache)
-        return CACHE_NS_NO_CACHE;
-    if (http_find_hdr(resp_buf, resp->hdrs, resp->nhdrs, "set-cookie", 0) >= 0)
+    /* 3.5: a response to an authorized request only when a shared cache may store it */
+    if (http_find_hdr(req_buf, req->hdrs, req->nhdrs, "authorization", 0) >= 0 &&
+        !(cc->flags & (CACHE_CC_PUBLIC | CACHE_CC_MUST_REVALIDATE)) &&
+        !(cc->has & (1u << CACHE_CC_S_MAXAGE)))
+        return CACHE_NS_AUTH;
+    /* a cookie set for one client must not reach the others, unless the origin says the
+     * whole answer is public */
+    if (http_find_hdr(resp_buf, resp->hdrs, resp->nhdrs, "set-cookie", 0) >= 0 &&
+        !(cc->flags & CACHE_CC_PUBLIC))
         return CACHE_NS_SET_COOKIE;
+    return CACHE_OK;
+}
+
+/* 4.2.3: the corrected initial age in ms, from Date, Age and the response delay. */
+static uint64_t initial_age_ms(const char *buf, const struct http_resp *resp,
+                               const struct cache_times *t, int64_t date)
+{
+    uint64_t apparent = t->wall_s > date ? (uint64_t)(t->wall_s - date) * 1000 : 0;
+    uint64_t corrected = age_field(buf, resp) * 1000 + t->delay_ms;
+    return apparent > corrected ? apparent : corrected;
+}
+
+enum cache_verdict cache_policy_eval(const char *req_buf, const struct http_req *req,
+                                     const char *resp_buf, const struct http_resp *resp,
+                                     const struct cache_rules *r, const struct cache_times *t,
+                                     struct cache_policy *p)
+{
+    struct cache_cc cc = {0};
+    for (int i = NEXT(resp_buf, resp, "cache-control", 0); i >= 0;
+         i = NEXT(resp_buf, resp, "cache-control", i + 1))
+        cache_cc_parse(&cc, resp_buf + resp->hdrs[i].value.off, resp->hdrs[i].value.len);
+    enum cache_verdict v = forbidden(req_buf, req, resp_buf, resp, &cc);
+    if (v != CACHE_OK)
+        return v;
 
     memset(p, 0, offsetof(struct cache_policy, vary));
     p->vary[0] = '\0';
-    for (int i = http_find_hdr(resp_buf, resp->hdrs, resp->nhdrs, "vary", 0); i >= 0;
-         i = http_find_hdr(resp_buf, resp->hdrs, resp->nhdrs, "vary", i + 1u)) {
-        enum cache_verdict v = vary_parse(p, (const uint8_t *)resp_buf + resp->hdrs[i].value.off,
-                                             resp->hdrs[i].value.len);
-        if (v != CACHE_OK)
-            return v;
-    }
+    for (int i = NEXT(resp_buf, resp, "vary", 0); i >= 0; i = NEXT(resp_buf, resp, "vary", i + 1))
+        if (cache_vary_add(p->vary, &p->vary_len, sizeof(p->vary), &p->nvary, CACHE_MAX_VARY,
+                           resp_buf + resp->hdrs[i].value.off, resp->hdrs[i].value.len) != 0)
+            return CACHE_NS_VARY;
 
-    uint64_t ttl = route_ttl_ms;
-    if (cc.has_s_maxage)
-        ttl = cc.s_maxage_ms < ttl ? cc.s_maxage_ms : ttl;
-    else if (cc.has_max_age)
-        ttl = cc.max_age_ms < ttl ? cc.max_age_ms : ttl;
-    if (ttl == 0)
+    /* 4.2.3: date_value is the time of receipt when Date is missing or invalid */
+    int64_t date = t->wall_s;
+    if (date_field(resp_buf, resp, "date", t->wall_s, &date) < 0)
+        date = t->wall_s;
+    bool explicit_;
+    uint64_t fresh = lifetime_ms(resp_buf, resp, &cc, r, t->wall_s, date, &explicit_);
+    if (!explicit_ && !heuristic_status(resp->status) && !(cc.flags & CACHE_CC_PUBLIC))
+        return CACHE_NS_STATUS;
+    if (r->max_ttl_ms && fresh > r->max_ttl_ms)
+        fresh = r->max_ttl_ms;
+    uint64_t age = initial_age_ms(resp_buf, resp, t, date);
+    validators(resp_buf, resp, t->wall_s, p);
+    bool validator = p->etag_len || p->last_modified >= 0;
+    /* Stale on arrival, or to be revalidated at every use (no-cache, 5.2.2.4): worth
+     * keeping only with a validator to revalidate it with. */
+    if (cc.flags & CACHE_CC_NO_CACHE) {
+        if (!validator)
+            return CACHE_NS_NO_CACHE;
+        fresh = 0;
+    }
+    if (fresh <= age && !validator)
         return CACHE_NS_STALE;
 
     if (resp->flags & HTTP_F_LENGTH) {
-        if (resp->content_length > max_body)
+        if (resp->content_length > r->max_body)
             return CACHE_NS_TOO_BIG;
         p->has_length = true;
         p->content_length = resp->content_length;
     }
-    p->ttl_ms = ttl;
+    p->fresh_ms = fresh;
+    p->status = resp->status;
+    p->age_ms = age;
+    p->ttl_ms = fresh > age ? fresh - age : 0;
+    p->must_revalidate = (cc.flags & (CACHE_CC_MUST_REVALIDATE | CACHE_CC_PROXY_REVALIDATE)) ||
+                         (cc.has & (1u << CACHE_CC_S_MAXAGE));
+    uint64_t sie = 0;
+    if (!p->must_revalidate && cache_cc_get(&cc, CACHE_CC_SIE, 0, &sie))
+        p->sie_ms = sie * 1000;
+    if (!p->must_revalidate && cache_cc_get(&cc, CACHE_CC_SWR, 0, &sie))
+        p->swr_ms = sie * 1000;
     return CACHE_OK;
 }

@@ -40,23 +40,239 @@ static const struct http_req *reparse(struct io_worker *w, struct http_conn *c)
     return &rq;
 }
 
-/* Sends a cached answer; takes the reference in @e. */
-void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_entry *e)
+static void count_cache(struct io_worker *w, struct http_conn *c, enum metrics_cache_result r)
 {
-    size_t hl, bl;
+    if (w->rt->lstats)
+        metrics_listener_count_cache(&w->rt->lstats[c->base.listener], r);
+}
+
+static int64_t wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* Fields a 304 keeps from the stored 200 (RFC 9110 15.4.5), besides Age and ours. */
+static bool keep_in_304(const char *name, size_t n)
+{
+    static const char *const keep[] = {
+        "cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified"};
+    for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
+        if (strlen(keep[k]) == n && strncasecmp(name, keep[k], n) == 0)
+            return true;
+    return false;
+}
+
+struct hbuild {
+    char *p;
+    size_t n, cap;
+    bool overflow;
+};
+
+static void hput(struct hbuild *o, const char *s, size_t n)
+{
+    if (o->overflow || n > o->cap - o->n) {
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+}
+
+/*
+ * The header a hit sends, into @o: the stored one (for a 304: its status line changed and
+ * only the fields a 304 keeps) without the stored Age, then Age (RFC 9111 5.1: the
+ * current age, on every hit), X-Cache and this client's Connection field.
+ */
+static void hit_header(struct io_worker *w, struct http_conn *c, struct cache_entry *e, int status,
+                       struct hbuild *o)
+{
+    size_t hl;
     const char *hdr = cache_entry_hdr(e, &hl);
+    const char *end = hdr + hl - 2; /* the empty line */
+    const char *line = memchr(hdr, '\n', hl);
+    if (!line)
+        return;
+    line++;
+    if (status == 304)
+        hput(o, "HTTP/1.1 304 Not Modified\r\n", 27);
+    else
+        hput(o, hdr, (size_t)(line - hdr));
+    while (line < end) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        const char *colon = memchr(line, ':', (size_t)(end - line));
+        size_t len = nl ? (size_t)(nl + 1 - line) : (size_t)(end - line);
+        size_t nlen = colon ? (size_t)(colon - line) : 0;
+        bool drop = (nlen == 3 && strncasecmp(line, "age", 3) == 0) ||
+                    (status == 304 && !keep_in_304(line, nlen));
+        if (!drop)
+            hput(o, line, len);
+        line += len;
+    }
+    char age[48];
+    int n = snprintf(age, sizeof(age), "Age: %llu\r\n",
+                     (unsigned long long)(cache_entry_age_ms(e, w->now_ms) / 1000));
+    hput(o, age, (size_t)n);
+    if (c->h.xcache == H_XC_REVALIDATED)
+        hput(o, "X-Cache: REVALIDATED\r\n", 22);
+    else if (c->h.xcache == H_XC_STALE)
+        hput(o, "X-Cache: STALE\r\n", 16);
+    else if (c->h.xcache)
+        hput(o, "X-Cache: HIT\r\n", 14);
+    if (w->stopping)
+        c->h.flags |= H_F_CLOSE;
+    if (c->h.flags & H_F_CLOSE)
+        hput(o, "Connection: close\r\n", 19);
+    else if (c->h.flags & H_F_KEEPALIVE10)
+        hput(o, "Connection: keep-alive\r\n", 24);
+    hput(o, "\r\n", 2);
+}
+
+/* Sends a cached answer, 200 (its stored status) or 304; takes the reference in @e. */
+void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_entry *e, int status)
+{
+    size_t bl;
     const char *body = cache_entry_body(e, &bl);
     if (!c->h.body.done)
         c->h.flags |= H_F_CLOSE;
     c->h.centry = e;
-    c->h.status = 200;
+    c->h.status = (uint16_t)(status == 304 ? 304 : cache_entry_status(e));
     c->h.t_resp_ms = w->now_ms;
     c->h.phase = HC_STATIC;
-    http_set_memory_answer(w, c, hdr, hl, (c->h.flags & H_F_HEAD) ? NULL : body,
-                           (c->h.flags & H_F_HEAD) ? 0 : bl,
-                           body == hdr + hl && !(c->h.flags & H_F_HEAD));
+    if (c->h.xcache == H_XC_MISS)
+        c->h.xcache = H_XC_HIT;
+    /* the stored header left room for what is added (http_fill_head) */
+    struct hbuild o = {.p = c->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
+    hit_header(w, c, e, status, &o);
+    bool nobody = status == 304 || (c->h.flags & H_F_HEAD);
+    c->h.xp[0] = o.p;
+    c->h.xl[0] = o.overflow ? 0 : (uint32_t)o.n;
+    c->h.xp[1] = nobody ? NULL : body;
+    c->h.xl[1] = nobody || o.overflow ? 0 : (uint32_t)bl;
+    if (o.overflow)
+        c->h.flags |= H_F_CLOSE; /* cannot happen (see above); never send half a header */
     if (!(c->st.flags & IO_ST_F_SENDING))
         http_client_send_static(w, c);
+}
+
+/* Adds the field that revalidates @e to the request built for the origin (before its empty
+ * line, in hbuf's second half). Returns false when it does not fit. */
+static bool add_validator(struct io_worker *w, struct http_conn *c, const struct cache_entry *e)
+{
+    char *o = c->h.hbuf + c->h.out_off;
+    size_t room = hw(w)->hbuf_size - c->h.out_off - c->h.out_len;
+    if (c->h.out_len < 2 || room < 160)
+        return false;
+    size_t n = cache_entry_validator(e, o + c->h.out_len - 2, room);
+    if (!n)
+        return false;
+    memcpy(o + c->h.out_len - 2 + n, "\r\n", 2);
+    c->h.out_len += (uint32_t)n;
+    return true;
+}
+
+bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct conf_route *r,
+                        const char *buf, const struct http_req *req)
+{
+    c->h.xcache = r->cache.debug_header ? H_XC_MISS : H_XC_NONE;
+    struct cache_entry *e;
+    enum cache_decision d = cache_decide(hw(w)->cache, buf, req, w->now_ms, wall_now(), &e);
+    switch (d) {
+    case CACHE_D_HIT:
+    case CACHE_D_304:
+        count_cache(w, c, d == CACHE_D_304 ? METRICS_CACHE_NOT_MODIFIED : METRICS_CACHE_HIT);
+        http_cache_serve(w, c, e, d == CACHE_D_304 ? 304 : 200);
+        return true;
+    case CACHE_D_504: /* RFC 9111 5.2.1.7 */
+        count_cache(w, c, METRICS_CACHE_MISS);
+        http_local_reply(w, c, 504, !c->h.body.done, NULL);
+        return true;
+    case CACHE_D_BYPASS:
+        count_cache(w, c, METRICS_CACHE_BYPASS);
+        return false;
+    case CACHE_D_PASS:
+        count_cache(w, c, METRICS_CACHE_MISS);
+        return false;
+    case CACHE_D_REVALIDATE:
+    case CACHE_D_FILL:
+        break;
+    }
+    struct cache_fill *f = NULL;
+    int rc = cache_fill_begin(hw(w)->cache, buf, req, http_waiter_token(w, c), &f);
+    if (rc == CACHE_FILL_WAIT && e && cache_entry_stale_while_revalidate(e, w->now_ms)) {
+        /* another request refreshes it: this one need not wait (RFC 5861) */
+        count_cache(w, c, METRICS_CACHE_STALE);
+        if (c->h.xcache)
+            c->h.xcache = H_XC_STALE;
+        http_cache_serve(w, c, e, 200);
+        return true;
+    }
+    if (rc == CACHE_FILL_WAIT) {
+        if (e)
+            cache_entry_unref(e);
+        count_cache(w, c, METRICS_CACHE_MISS);
+        c->h.phase = HC_CACHE_WAIT; /* http_cache_wake() takes it from here */
+        return true;
+    }
+    if (rc == CACHE_FILL_NEW)
+        c->h.fill = f;
+    /* the stale entry goes along: revalidated by a 304, served if the origin fails and
+     * stale-if-error allows it, else replaced by the answer as a miss would be */
+    bool keep = e && rc == CACHE_FILL_NEW;
+    if (keep && d == CACHE_D_REVALIDATE) {
+        if (add_validator(w, c, e))
+            c->h.flags |= H_F_REVALIDATING; /* counted when the origin answers */
+        else
+            keep = cache_entry_stale_if_error(e, w->now_ms);
+    }
+    if (e && !keep) {
+        cache_entry_unref(e);
+        e = NULL;
+    }
+    c->h.reval = e;
+    if (!(c->h.flags & H_F_REVALIDATING))
+        count_cache(w, c, METRICS_CACHE_MISS);
+    return false;
+}
+
+bool http_cache_serve_stale(struct io_worker *w, struct http_conn *c)
+{
+    struct cache_entry *e = c->h.reval;
+    if (!e || !cache_entry_stale_if_error(e, w->now_ms))
+        return false;
+    c->h.reval = NULL;
+    http_fill_abort(w, c); /* its waiters try the origin themselves */
+    struct http_conn *b = peer_of(w, c);
+    if (b) {
+        detach(c, b);
+        io_conn_close(w, &b->base, "origin failed: stale answer served");
+    }
+    if (c->pick.counted) {
+        cl_server_release(&w->rt->clusters[c->pick.cluster].servers[c->pick.server]);
+        c->pick.counted = 0;
+    }
+    count_cache(w, c, METRICS_CACHE_STALE);
+    if (c->h.xcache)
+        c->h.xcache = H_XC_STALE;
+    c->h.flags |= H_F_RESP_HDR | H_F_RESP_DONE;
+    http_cache_serve(w, c, e, 200);
+    return true;
+}
+
+void http_cache_reval_answered(struct io_worker *w, struct http_conn *c)
+{
+    if (c->h.flags & H_F_REVALIDATING)
+        count_cache(w, c, METRICS_CACHE_MISS); /* the origin sent a new answer */
+    c->h.flags &= ~H_F_REVALIDATING;
+    http_cache_reval_drop(c);
+}
+
+void http_cache_reval_drop(struct http_conn *c)
+{
+    if (c->h.reval)
+        cache_entry_unref(c->h.reval);
+    c->h.reval = NULL;
 }
 
 /* A fill this request was waiting for ended: serve the new entry, or fetch ourselves. */
@@ -73,7 +289,7 @@ void http_cache_wake(void *arg, uint64_t waiter, struct cache_entry *e)
     const struct http_req *rq = e ? reparse(w, c) : NULL;
     if (e && rq && cache_entry_match(e, c->h.hbuf, rq)) {
         cache_entry_ref(e);
-        http_cache_serve(w, c, e);
+        http_cache_serve(w, c, e, 200);
         return;
     }
     c->h.phase = HC_CONNECT;
@@ -109,17 +325,183 @@ void http_fill_head(struct io_worker *w, struct http_conn *c, struct http_conn *
     const struct conf_listener *lcf = lcf_of(w, c);
     const struct conf_route *r = &lcf->routes[c->h.route];
     const struct http_req *rq = reparse(w, c);
+    struct cache_rules rules = {.heuristic_ms = r->cache.ttl_ms,
+                                .max_ttl_ms = r->cache.max_ttl_ms,
+                                .max_body = cache_item_max(hw(w)->cache)};
+    /* request_time: when the request began, which can only make the age larger */
+    struct cache_times t = {.wall_s = wall_now(),
+                            .delay_ms =
+                                w->now_ms > c->h.t_start_ms ? w->now_ms - c->h.t_start_ms : 0};
     struct cache_policy p;
-    enum cache_verdict v = rq ? cache_policy_eval(c->h.hbuf, rq, b->h.hbuf, resp, r->cache.ttl_ms,
-                                                  cache_item_max(hw(w)->cache), &p)
-                              : CACHE_NS_METHOD;
-    /* A hit adds its client's Connection field to the stored header in the second half of
-     * hbuf (http_set_memory_answer): keep room for it. */
+    enum cache_verdict v =
+        rq ? cache_policy_eval(c->h.hbuf, rq, b->h.hbuf, resp, &rules, &t, &p) : CACHE_NS_METHOD;
+    /* The stored header is built without Connection and X-Cache (interim); a hit adds Age,
+     * X-Cache and its client's Connection field to it in the second half of hbuf
+     * (http_cache_serve): keep room for them. */
     if (v != CACHE_OK || !http_build_response(w, c, b, resp, true) ||
-        b->h.out_len + 32 > hw(w)->hbuf_size / 2 ||
+        b->h.out_len + HTTP_CACHE_HDR_ROOM > hw(w)->hbuf_size / 2 ||
         cache_fill_head(hw(w)->cache, c->h.fill, &p, c->h.hbuf, rq, b->h.hbuf + b->h.out_off,
                         b->h.out_len, w->now_ms) < 0) {
         http_fill_abort(w, c);
     }
     http_build_response(w, c, b, resp, false);
+}
+
+/* Removes @host + the path of URI @v (absolute on the same host, or absolute-path). */
+static void invalidate_uri(struct io_worker *w, const char *host, size_t hlen, const char *v,
+                           size_t n)
+{
+    if (n > 7 && strncasecmp(v, "http://", 7) == 0) {
+        v += 7, n -= 7;
+    } else if (n > 8 && strncasecmp(v, "https://", 8) == 0) {
+        v += 8, n -= 8;
+    } else if (n == 0 || v[0] != '/' || (n > 1 && v[1] == '/')) {
+        return; /* relative references and other schemes: not ours */
+    } else {
+        cache_invalidate(hw(w)->cache, host, hlen, v, n);
+        return;
+    }
+    const char *slash = memchr(v, '/', n);
+    size_t alen = slash ? (size_t)(slash - v) : n;
+    /* RFC 9111 4.4: only a URI with the same host (a different one could be a DoS) */
+    if (alen != hlen || strncasecmp(v, host, hlen) != 0)
+        return;
+    cache_invalidate(hw(w)->cache, host, hlen, slash ? slash : "/", slash ? n - alen : 1);
+}
+
+void http_cache_unsafe_done(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                            const struct http_resp *resp)
+{
+    if (resp->status < 200 || resp->status >= 400)
+        return;
+    const struct http_req *rq = reparse(w, c);
+    if (!rq || rq->method == HTTP_M_GET || rq->method == HTTP_M_HEAD ||
+        rq->method == HTTP_M_OPTIONS || rq->method == HTTP_M_TRACE)
+        return;
+    const char *buf = c->h.hbuf, *host = buf + rq->host.off;
+    cache_invalidate(hw(w)->cache, host, rq->host.len, buf + rq->target.off, rq->target.len);
+    if (w->rt->lstats)
+        atomic_fetch_add_explicit(&w->rt->lstats[c->base.listener].cache_invalidations, 1,
+                                  memory_order_relaxed);
+    static const char *const names[] = {"location", "content-location"};
+    for (int k = 0; k < 2; k++) {
+        int i = http_find_hdr(b->h.hbuf, resp->hdrs, resp->nhdrs, names[k], 0);
+        if (i >= 0)
+            invalidate_uri(w, host, rq->host.len, b->h.hbuf + resp->hdrs[i].value.off,
+                           resp->hdrs[i].value.len);
+    }
+}
+
+/* Fields of a 304 that do not update the stored header: hop-by-hop ones and the framing of
+ * a message that has no body. */
+static bool not_updating(const char *name, size_t n)
+{
+    static const char *const skip[] = {
+        "connection", "keep-alive", "transfer-encoding", "te",
+        "trailer",    "upgrade",    "proxy-connection",  "content-length"};
+    for (size_t k = 0; k < sizeof(skip) / sizeof(skip[0]); k++)
+        if (strlen(skip[k]) == n && strncasecmp(name, skip[k], n) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The stored header of @old with the fields of the 304 @resp (in @rbuf) put in place of the
+ * stored ones of the same name (RFC 9111 3.2), into @o. The stored Age goes: the 304's own,
+ * if any, is its age now.
+ */
+static void merge_header(const struct cache_entry *old, const char *rbuf,
+                         const struct http_resp *resp, struct hbuild *o)
+{
+    size_t hl;
+    const char *hdr = cache_entry_hdr(old, &hl), *end = hdr + hl - 2;
+    const char *line = memchr(hdr, '\n', hl);
+    if (!line) {
+        o->overflow = true;
+        return;
+    }
+    line++;
+    hput(o, hdr, (size_t)(line - hdr));
+    while (line < end) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        const char *colon = memchr(line, ':', (size_t)(end - line));
+        size_t len = nl ? (size_t)(nl + 1 - line) : (size_t)(end - line);
+        size_t nlen = colon ? (size_t)(colon - line) : 0;
+        bool drop = nlen == 3 && strncasecmp(line, "age", 3) == 0;
+        for (uint32_t i = 0; i < resp->nhdrs && !drop; i++) {
+            const struct http_hdr *h = &resp->hdrs[i];
+            drop = h->name.len == nlen && strncasecmp(rbuf + h->name.off, line, nlen) == 0 &&
+                   !not_updating(line, nlen);
+        }
+        if (!drop)
+            hput(o, line, len);
+        line += len;
+    }
+    for (uint32_t i = 0; i < resp->nhdrs; i++) {
+        const struct http_hdr *h = &resp->hdrs[i];
+        if (not_updating(rbuf + h->name.off, h->name.len))
+            continue;
+        hput(o, rbuf + h->name.off, h->name.len);
+        hput(o, ": ", 2);
+        hput(o, rbuf + h->value.off, h->value.len);
+        hput(o, "\r\n", 2);
+    }
+    hput(o, "\r\n", 2);
+}
+
+/* Stores @old's body under the merged header @hdr through @c's fill. Returns 0 or -errno. */
+static int refresh_store(struct io_worker *w, struct http_conn *c, const struct cache_entry *old,
+                         char *hdr, size_t hl)
+{
+    const struct conf_route *r = &lcf_of(w, c)->routes[c->h.route];
+    const struct http_req *rq = reparse(w, c);
+    static __thread struct http_resp mr;
+    memset(&mr.scan, 0, sizeof(mr.scan));
+    if (!rq || !c->h.fill ||
+        http_parse_response(hdr, hl, hw(w)->hbuf_size / 2, HTTP_M_GET, &mr) != (int)hl)
+        return -EINVAL;
+    struct cache_rules rules = {.heuristic_ms = r->cache.ttl_ms,
+                                .max_ttl_ms = r->cache.max_ttl_ms,
+                                .max_body = cache_item_max(hw(w)->cache)};
+    struct cache_times t = {.wall_s = wall_now(),
+                            .delay_ms =
+                                w->now_ms > c->h.t_start_ms ? w->now_ms - c->h.t_start_ms : 0};
+    struct cache_policy p;
+    size_t bl;
+    const char *body = cache_entry_body(old, &bl);
+    if (cache_policy_eval(c->h.hbuf, rq, hdr, &mr, &rules, &t, &p) != CACHE_OK ||
+        hl + HTTP_CACHE_HDR_ROOM > hw(w)->hbuf_size / 2)
+        return -EINVAL;
+    int rc = cache_fill_head(hw(w)->cache, c->h.fill, &p, c->h.hbuf, rq, hdr, hl, w->now_ms);
+    if (rc == 0)
+        rc = cache_fill_append(hw(w)->cache, c->h.fill, body, bl);
+    if (rc == 0) {
+        struct cache_fill *f = c->h.fill;
+        c->h.fill = NULL;
+        rc = cache_fill_commit(hw(w)->cache, f, http_cache_wake, w);
+    }
+    return rc;
+}
+
+struct cache_entry *http_cache_refresh(struct io_worker *w, struct http_conn *c,
+                                       struct http_conn *b, const struct http_resp *resp)
+{
+    struct cache_entry *old = c->h.reval;
+    c->h.reval = NULL;
+    /* the header rewritten for the client waits in b's second half: not needed now */
+    struct hbuild o = {.p = b->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
+    merge_header(old, b->h.hbuf, resp, &o);
+    struct cache_entry *e = NULL;
+    if (!o.overflow && refresh_store(w, c, old, o.p, o.n) == 0) {
+        const struct http_req *rq = reparse(w, c);
+        e = rq ? cache_lookup(hw(w)->cache, c->h.hbuf, rq, w->now_ms) : NULL;
+    }
+    http_fill_abort(w, c); /* when it could not be stored: its waiters fetch themselves */
+    count_cache(w, c, METRICS_CACHE_REVALIDATED);
+    if (c->h.xcache)
+        c->h.xcache = H_XC_REVALIDATED;
+    if (!e)
+        return old;
+    cache_entry_unref(old);
+    return e;
 }

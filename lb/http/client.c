@@ -111,21 +111,9 @@ static void client_dispatch(struct io_worker *w, struct http_conn *c, struct htt
     memset(&c->pick.tried, 0, sizeof(c->pick.tried));
     c->pick.attempts = 0;
     c->h.phase = HC_CONNECT;
-    if (r->cache.enabled && hw(w)->cache && req->method == HTTP_M_GET) {
-        struct cache_entry *e = cache_lookup(hw(w)->cache, buf, req, w->now_ms);
-        if (e) {
-            http_cache_serve(w, c, e);
-            return;
-        }
-        struct cache_fill *f = NULL;
-        int rc = cache_fill_begin(hw(w)->cache, buf, req, http_waiter_token(w, c), &f);
-        if (rc == CACHE_FILL_WAIT) {
-            c->h.phase = HC_CACHE_WAIT; /* http_cache_wake() takes it from here */
-            return;
-        }
-        if (rc == CACHE_FILL_NEW)
-            c->h.fill = f;
-    }
+    if (r->cache.enabled && hw(w)->cache && req->method == HTTP_M_GET &&
+        http_cache_request(w, c, r, buf, req))
+        return;
     http_backend_acquire(w, c);
 }
 
@@ -143,6 +131,8 @@ static void request_begin(struct io_worker *w, struct http_conn *c)
     memset(&c->h.body, 0, sizeof(c->h.body));
     c->h.body.done = true;
     c->h.route = 0;
+    c->h.xcache = H_XC_NONE;
+    http_cache_reval_drop(c);
 }
 
 /* The H_F_* flags a parsed request gives its exchange. */
@@ -542,6 +532,7 @@ void http_on_free(struct io_worker *w, struct io_conn *base)
     if (c->h.centry)
         cache_entry_unref(c->h.centry);
     c->h.centry = NULL;
+    http_cache_reval_drop(c);
 }
 
 const struct io_conn_ops http_client_ops = {

@@ -56,6 +56,7 @@ enum http_phase {
 #define H_F_KEEPALIVE10 0x2000   /* HTTP/1.0 client asked for keep-alive */
 #define H_F_CONTINUE 0x4000      /* the request has Expect: 100-continue */
 #define H_F_SENDING_CONT 0x20000 /* the send in flight is an enqueue route's 100 Continue */
+#define H_F_REVALIDATING 0x8000  /* the request to the origin carries the cache's validator */
 #define H_F_CLIENT_CLOSE                                                                           \
     0x10000 /* the client said it sends nothing more (Connection: close,                           \
                or HTTP/1.0 without keep-alive) */
@@ -80,6 +81,7 @@ struct http_state {
     struct cache_entry *centry; /* client: the cache entry an answer is sent from (a ref) */
     struct cache_fill *fill;    /* client: the cache fill this request's answer feeds */
     struct http_enq *enq;       /* client: an enqueue route's entry being read and pushed */
+    struct cache_entry *reval;  /* client: the stale entry being revalidated (a ref) */
     const char *xp[2];          /* client: a static answer, in up to two pieces (header, body) */
     uint32_t xl[2];
     uint32_t target_off; /* client: the request-target in hbuf, for the access log */
@@ -98,8 +100,15 @@ struct http_state {
     uint8_t phase;   /* enum http_phase */
     uint8_t method;  /* enum http_method */
     uint8_t retries;
-    uint8_t limit; /* client: H_LIMIT_*, for the connection's life */
+    uint8_t limit;  /* client: H_LIMIT_*, for the connection's life */
+    uint8_t xcache; /* client: H_XC_*, the X-Cache value to send (route debug_header) */
 };
+
+#define H_XC_NONE 0        /* no X-Cache field */
+#define H_XC_HIT 1         /* answered from the cache (200 or 304) */
+#define H_XC_MISS 2        /* answered by the origin */
+#define H_XC_REVALIDATED 3 /* answered from the cache after the origin's 304 */
+#define H_XC_STALE 4       /* answered stale from the cache: the origin failed */
 
 #define H_LIMIT_COUNTED 1 /* counted in its listener's per-address connections */
 #define H_LIMIT_OVER 2    /* over that limit: its first request is answered 429, then close */

@@ -211,8 +211,49 @@ bool http_static_serve(struct io_worker *w, struct http_conn *c, const struct co
 /* The token a cache fill wakes @c with: its slot and generation. */
 uint64_t http_waiter_token(struct io_worker *w, struct http_conn *c);
 
-/* Sends a cached answer; takes the reference in @e. */
-void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_entry *e);
+/* Room a stored header leaves in hbuf's half for what a hit adds (Age, X-Cache,
+ * Connection). */
+#define HTTP_CACHE_HDR_ROOM 96
+
+/* Sends a cached answer, its stored status or 304 (@status); takes the reference in @e. */
+void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_entry *e, int status);
+
+/*
+ * A GET on a route with a cache: answers it from the cache (or 504 for only-if-cached), or
+ * parks it on another request's fill, and returns true; or returns false and the caller
+ * sends it to the origin (with c->h.fill set when its answer is to fill the cache).
+ */
+bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct conf_route *r,
+                        const char *buf, const struct http_req *req);
+
+/*
+ * The origin failed @c's request (an error answer or none): when the stale entry that went
+ * along allows it (stale-if-error), gives up the fill and the server connection and serves
+ * that entry, and returns true; else returns false.
+ */
+bool http_cache_serve_stale(struct io_worker *w, struct http_conn *c);
+
+/* The origin answered @c's request with something else than a 304 to the cache's
+ * revalidation: counted as a miss if it was one; the stale entry goes. */
+void http_cache_reval_answered(struct io_worker *w, struct http_conn *c);
+
+/* Drops the stale entry @c was revalidating, if any. */
+void http_cache_reval_drop(struct http_conn *c);
+
+/*
+ * The origin answered 304 to @c's revalidation (c->h.reval): stores the entry refreshed
+ * with the 304's fields (RFC 9111 4.3.4), wakes the fill's waiters, and returns the entry
+ * to serve with a reference for the caller: the refreshed one, or the stale one when it
+ * could not be refreshed (the 304 says it is current all the same).
+ */
+struct cache_entry *http_cache_refresh(struct io_worker *w, struct http_conn *c,
+                                       struct http_conn *b, const struct http_resp *resp);
+
+/* An origin answered an unsafe request on a cached route with @resp: a 2xx or 3xx
+ * invalidates its URI, and its Location and Content-Location on the same host, in the
+ * cache of every worker (RFC 9111 4.4). */
+void http_cache_unsafe_done(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                            const struct http_resp *resp);
 
 /* A fill this request was waiting for ended: serve the new entry, or fetch ourselves. */
 void http_cache_wake(void *arg, uint64_t waiter, struct cache_entry *e);

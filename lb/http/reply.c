@@ -84,6 +84,9 @@ static void local_reply(struct io_worker *w, struct http_conn *c, int status, bo
                         const char *extra, const struct route_location *loc,
                         const struct answer_body *ab)
 {
+    /* the origin failed (502, 503, 504): a stale cached answer may do (stale-if-error) */
+    if (status >= 500 && c->h.reval && http_cache_serve_stale(w, c))
+        return;
     http_fill_abort(w, c);
     struct http_conn *b = peer_of(w, c);
     if (b) {

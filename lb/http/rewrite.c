@@ -195,6 +195,8 @@ bool http_build_response(struct io_worker *w, struct http_conn *c, struct http_c
         out_put(&o, rid, http_request_id(w, c, rid));
         out_put(&o, "\r\n", 2);
     }
+    if (!interim && c->h.xcache == H_XC_MISS)
+        out_str(&o, "X-Cache: MISS\r\n");
     if (upgrade)
         out_str(&o, "Connection: upgrade\r\n");
     else if (!interim && (c->h.flags & H_F_CLOSE))

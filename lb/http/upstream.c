@@ -20,9 +20,9 @@
 #include "lb/core/runtime.h"
 #include "lb/http/internal.h"
 #include "lb/io/tls.h"
-#include "lb/tls/tls.h"
 #include "lb/metrics/stats.h"
 #include "lb/route/route.h"
+#include "lb/tls/tls.h"
 #include "static/snap.h"
 
 /*
@@ -231,8 +231,8 @@ static const char *server_name_of(struct io_worker *w, struct http_conn *c)
 
 /* The response header could not be taken (@rc from the parser): fails the request when it
  * never will be. Returns false. */
-static bool response_unparsed(struct io_worker *w, struct http_conn *c, struct http_conn *b,
-                              int rc, uint32_t max)
+static bool response_unparsed(struct io_worker *w, struct http_conn *c, struct http_conn *b, int rc,
+                              uint32_t max)
 {
     if (rc == HTTP_AGAIN && b->h.hlen < max)
         return false; /* more to come */
@@ -241,8 +241,8 @@ static bool response_unparsed(struct io_worker *w, struct http_conn *c, struct h
     /* The parser refuses a section that fills the buffer without ending: too large. */
     if (rc == HTTP_AGAIN || b->h.hlen >= max) {
         char why[96];
-        snprintf(why, sizeof(why), "response header too large (%u bytes, limit %u)",
-                 b->h.hlen, max);
+        snprintf(why, sizeof(why), "response header too large (%u bytes, limit %u)", b->h.hlen,
+                 max);
         lb_warn("bad response", "server=%s reason=\"%s\"", server_name_of(w, c), why);
         http_request_failed(w, c, b, false, 502, why);
         return false;
@@ -287,14 +287,53 @@ static void response_tunnel(struct io_worker *w, struct http_conn *c, struct htt
     c->h.flags &= ~H_F_REQ_DONE;
 }
 
+/*
+ * The origin answered 304 to the cache's revalidation: the server's part is over (a 304 has
+ * no body), as in http_request_done(), and the client gets the refreshed entry from memory.
+ */
+static void response_revalidated(struct io_worker *w, struct http_conn *c, struct http_conn *b,
+                                 const struct http_resp *resp)
+{
+    struct cl_server *srv = &w->rt->clusters[c->pick.cluster].servers[c->pick.server];
+    struct cache_entry *e = http_cache_refresh(w, c, b, resp);
+    cl_server_count_status(srv, c->base.listener, 304);
+    cl_cluster_observe_latency(&w->rt->clusters[c->pick.cluster],
+                               (w->now_ms - c->h.t_start_ms) * 1000);
+    if (c->pick.counted) {
+        cl_server_release(srv);
+        c->pick.counted = 0;
+    }
+    bool reusable = !(b->h.flags & H_F_CLOSE) && (c->h.flags & H_F_REQ_DONE) && b->st.qbytes == 0 &&
+                    !(b->st.flags & IO_ST_F_EOF) &&
+                    atomic_load_explicit(&srv->flags, memory_order_relaxed) == 0;
+    b->h.out_len = b->h.out_sent = 0;
+    detach(c, b);
+    if (reusable)
+        http_pool_put(w, b);
+    else
+        io_conn_close(w, &b->base, NULL);
+    /* the answer is in hand: http_backend_progress() stops here */
+    c->h.flags |= H_F_RESP_HDR | H_F_RESP_DONE;
+    http_cache_serve(w, c, e, 200);
+}
+
 /* The final response header is parsed and rewritten: its body follows. */
 static void response_final(struct io_worker *w, struct http_conn *c, struct http_conn *b,
                            const struct http_resp *resp)
 {
+    const struct conf_route *r = &lcf_of(w, c)->routes[c->h.route];
+    hc_passive_report(w->rt->hc, c->pick.cluster, (uint32_t)c->pick.server, resp->status >= 500);
+    if (c->h.reval && resp->status == 304) {
+        response_revalidated(w, c, b, resp);
+        return;
+    }
+    if (resp->status >= 500 && http_cache_serve_stale(w, c))
+        return; /* stale-if-error: the error answer is dropped with its connection */
+    http_cache_reval_answered(w, c); /* a new answer: it fills the cache as a miss would */
     if (c->h.fill)
         http_fill_head(w, c, b, resp);
-    hc_passive_report(w->rt->hc, c->pick.cluster, (uint32_t)c->pick.server,
-                      resp->status >= 500);
+    else if (r->cache.enabled && hw(w)->cache && c->h.method != HTTP_M_GET)
+        http_cache_unsafe_done(w, c, b, resp);
     c->h.status = resp->status;
     c->h.t_resp_ms = w->now_ms;
     http_body_init_resp(&b->h.body, resp);

@@ -212,26 +212,35 @@ static void prom_listeners(struct lb_runtime *rt, struct lb_jbuf *o)
     }
 }
 
-/* Enqueue routes and lb's Redis (global.redis): the push latency is the lb:redis server's
- * latency histogram, with the other servers'. */
-static void prom_queues(struct lb_runtime *rt, struct lb_jbuf *o)
+/* The route cache's results per listener (lb/http/answer_cache.c). */
+static void prom_cache(struct lb_runtime *rt, struct lb_jbuf *o)
 {
-    static const char *const results[4] = {"pushed", "full", "redis_down", "too_large"};
+    static const char *const results[METRICS_CACHE_NRESULTS] = {
+        [METRICS_CACHE_HIT] = "hit",     [METRICS_CACHE_NOT_MODIFIED] = "not_modified",
+        [METRICS_CACHE_MISS] = "miss",   [METRICS_CACHE_REVALIDATED] = "revalidated",
+        [METRICS_CACHE_STALE] = "stale", [METRICS_CACHE_BYPASS] = "bypass",
+    };
     const struct conf *cf = rt->conf;
-    if (cf->redis_cluster < 0)
+    if (!rt->lstats)
         return;
-    const struct cl_server *s = &rt->clusters[cf->redis_cluster].servers[0];
-    family(o, "lb_redis_up", "gauge",
-           "1 when lb's Redis (global.redis) answers as master to the health checks.");
-    sample_u64(o, "lb_redis_up", NULL, 0, !(LOAD(s->flags) & CL_SRV_F_DOWN));
-    family(o, "lb_enqueue_total", "counter",
-           "Requests to enqueue routes by result: pushed (202), full and redis_down (503), "
-           "too_large (413, or 411 without Content-Length).");
-    for (size_t i = 0; rt->lstats && i < cf->nlisteners; i++)
-        for (int k = 0; k < 4; k++)
-            sample_u64(o, "lb_enqueue_total",
-                       (struct label[]){{"listener", cf->listeners[i].name}, {"result", results[k]}},
-                       2, LOAD(rt->lstats[i].enq[k]));
+    family(o, "lb_cache_requests_total", "counter",
+           "GET requests on cached routes: answered from memory (hit, or 304 not_modified), "
+           "from memory after the origin's 304 to a revalidation (revalidated) or stale as the "
+           "origin failed or while another request refreshed it (stale), by the origin "
+           "(miss), or not for the cache (bypass: Range, If-Match...).");
+    for (size_t i = 0; i < cf->nlisteners; i++) {
+        if (cf->listeners[i].protocol != CONF_PROTO_HTTP)
+            continue;
+        for (int k = 0; k < METRICS_CACHE_NRESULTS; k++)
+            sample_u64(
+                o, "lb_cache_requests_total",
+                (struct label[]){{"listener", cf->listeners[i].name}, {"result", results[k]}}, 2,
+                LOAD(rt->lstats[i].cache[k]));
+    }
+    per_listener(rt, o, "lb_cache_invalidations_total",
+                 "Unsafe requests (POST, PUT, DELETE, PATCH...) answered 2xx or 3xx on cached "
+                 "routes: their URI, Location and Content-Location left the cache.",
+                 offsetof(struct metrics_listener_stats, cache_invalidations));
 }
 
 static void prom_requests(struct lb_runtime *rt, struct lb_jbuf *o)
@@ -467,7 +476,8 @@ void metrics_prom(struct lb_runtime *rt, struct lb_jbuf *out)
 {
     prom_process(rt, out);
     prom_listeners(rt, out);
-    prom_queues(rt, out);
+    metrics_prom_queues(rt, out);
+    prom_cache(rt, out);
     prom_requests(rt, out);
     prom_servers(rt, out);
     prom_latency(rt, out);

@@ -59,6 +59,9 @@ void metrics_json(struct lb_runtime *rt, const double *const *rates, struct lb_j
  * TLS), and the JSON array of every certificate served with its expiry, for /stats, the status
  * page and lbctl tls. */
 void metrics_prom_tls(struct lb_runtime *rt, struct lb_jbuf *out);
+
+/* queue.c: lb_redis_up and lb_enqueue_total (global.redis, enqueue routes). */
+void metrics_prom_queues(struct lb_runtime *rt, struct lb_jbuf *out);
 void metrics_json_certs(struct lb_runtime *rt, struct lb_jbuf *out);
 
 /* Appends the status page (lb/metrics/page.c), with the current /stats embedded so that it

@@ -18,6 +18,17 @@ enum metrics_enq_result {
     METRICS_ENQ_TOO_LARGE, /* body over max_body (413) or without a length (411) */
 };
 
+/* What the route cache did with a GET on a cached route (lb_cache_requests_total). */
+enum metrics_cache_result {
+    METRICS_CACHE_HIT,          /* answered 200 from memory */
+    METRICS_CACHE_NOT_MODIFIED, /* a conditional request answered 304 from memory */
+    METRICS_CACHE_MISS,         /* went to the origin (nothing fresh stored, or no-cache) */
+    METRICS_CACHE_REVALIDATED,  /* stale, the origin said 304: served from memory */
+    METRICS_CACHE_STALE,        /* stale, served because the origin failed (stale-if-error) */
+    METRICS_CACHE_BYPASS,       /* not for the cache: Range, If-Match... */
+    METRICS_CACHE_NRESULTS,
+};
+
 struct metrics_listener_stats {
     _Atomic uint64_t accepted; /* client connections accepted */
     _Atomic uint32_t active;   /* client connections open now */
@@ -26,7 +37,16 @@ struct metrics_listener_stats {
     _Atomic uint64_t resp[5];  /* L7: responses sent by class 1xx..5xx, including lb's own
                                   (static snapshots, 404 no route, 502, 503...) */
     _Atomic uint64_t enq[4];   /* enqueue routes: requests by enum metrics_enq_result */
+    _Atomic uint64_t cache[METRICS_CACHE_NRESULTS]; /* route cache lookups by result */
+    _Atomic uint64_t cache_invalidations;           /* unsafe requests that invalidated a URI */
 };
+
+/* Data path: the route cache answered (or not) a request of this listener. */
+static inline void metrics_listener_count_cache(struct metrics_listener_stats *ls,
+                                                enum metrics_cache_result r)
+{
+    atomic_fetch_add_explicit(&ls->cache[r], 1, memory_order_relaxed);
+}
 
 /* Data path, L7: a response with @status (100..599) went to a client of this listener.
  * Statuses outside 100..599 are not counted. */

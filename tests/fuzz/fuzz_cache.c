@@ -8,10 +8,12 @@
  * HTTP parser refuses are skipped.
  *
  * Checked beyond "no crash, no sanitizer report": a verdict is a known one; an accepted
- * response has 0 < ttl <= the route ttl, at most CACHE_MAX_VARY distinct lowercase Vary
- * names packed exactly in vary_len, no Set-Cookie, and no bare "no-store" / "private" /
- * "no-cache" directive in an unquoted Cache-Control value; and once stored it is found again
- * by the very request that filled it, byte for byte.
+ * response has ttl = freshness - age <= max_ttl (0 only with a validator; no-cache: 0), at most
+ * CACHE_MAX_VARY distinct lowercase Vary names packed exactly in vary_len, no Set-Cookie and no
+ * Authorization without an unquoted "public", and no bare "no-store" / "private" directive in an
+ * unquoted Cache-Control value; once stored it is found again by the very request that filled it,
+ * byte for byte, and cache_decide() on that request answers with the entry or sends it on,
+ * consistently.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +23,8 @@
 #include "lb/cache/cache.h"
 
 #define FZ_TTL 60000
+#define FZ_MAX_TTL 3600000
+#define FZ_WALL 1796000000
 #define FZ_MAX_BODY 4096
 
 static struct cache *fz_cache;
@@ -62,8 +66,10 @@ static bool fz_lower_tchar(char ch)
            (ch != 0 && strchr("!#$%&'+-.^_`|~", ch) != NULL);
 }
 
-/* True when an unquoted Cache-Control value of @resp lists @directive on its own. */
-static bool fz_cc_has(const char *buf, const struct http_resp *resp, const char *directive)
+/* True when an unquoted Cache-Control value of @resp lists @directive on its own, or
+ * (@with_arg) with anything after its name. */
+static bool fz_cc_find(const char *buf, const struct http_resp *resp, const char *directive,
+                       bool with_arg)
 {
     size_t dl = strlen(directive);
     for (int i = http_find_hdr(buf, resp->hdrs, resp->nhdrs, "cache-control", 0); i >= 0;
@@ -84,6 +90,9 @@ static bool fz_cc_has(const char *buf, const struct http_resp *resp, const char 
                 b--;
             if (b - a == dl && strncasecmp(v + a, directive, dl) == 0)
                 return true;
+            if (with_arg && b - a > dl && strncasecmp(v + a, directive, dl) == 0 &&
+                (v[a + dl] == '=' || v[a + dl] == ' ' || v[a + dl] == '\t'))
+                return true;
             s = e + 1;
         }
     }
@@ -97,9 +106,17 @@ static void fz_wake(void *arg, uint64_t waiter, struct cache_entry *e)
     (void)e;
 }
 
+static bool fz_cc_has(const char *buf, const struct http_resp *resp, const char *directive)
+{
+    return fz_cc_find(buf, resp, directive, false);
+}
+
 static void fz_check_policy(const struct cache_policy *p)
 {
-    if (p->ttl_ms == 0 || p->ttl_ms > FZ_TTL || p->nvary > CACHE_MAX_VARY)
+    bool validator = p->etag_len || p->last_modified >= 0;
+    if ((p->ttl_ms == 0 && !validator) || p->ttl_ms > FZ_MAX_TTL ||
+        p->ttl_ms != (p->fresh_ms > p->age_ms ? p->fresh_ms - p->age_ms : 0) ||
+        p->fresh_ms > FZ_MAX_TTL || p->nvary > CACHE_MAX_VARY || p->etag_len > CACHE_ETAG_MAX)
         abort();
     if (p->has_length && p->content_length > FZ_MAX_BODY)
         abort();
@@ -148,6 +165,16 @@ static void fz_store_and_find(const char *qbuf, const struct http_req *req, cons
     if (hl != slen || memcmp(h, sbuf, slen) != 0 || bl != blen || memcmp(b, body, blen) != 0)
         abort();
     cache_entry_unref(e);
+    enum cache_decision d = cache_decide(fz_cache, qbuf, req, fz_now, FZ_WALL, &e);
+    bool with_entry = d == CACHE_D_HIT || d == CACHE_D_304 || d == CACHE_D_REVALIDATE;
+    if ((unsigned)d > CACHE_D_REVALIDATE || (e != NULL) != with_entry)
+        abort();
+    /* a stale entry is revalidated only when it has a validator to send */
+    char line[160];
+    if (d == CACHE_D_REVALIDATE && cache_entry_validator(e, line, sizeof(line)) == 0)
+        abort();
+    if (e)
+        cache_entry_unref(e);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -187,20 +214,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
 
     struct cache_policy p;
-    enum cache_verdict v =
-        cache_policy_eval(qbuf, &req, sbuf, &resp, FZ_TTL, FZ_MAX_BODY, &p);
+    struct cache_rules rules = {
+        .heuristic_ms = FZ_TTL, .max_ttl_ms = FZ_MAX_TTL, .max_body = FZ_MAX_BODY};
+    struct cache_times t = {.wall_s = FZ_WALL, .delay_ms = 0};
+    enum cache_verdict v = cache_policy_eval(qbuf, &req, sbuf, &resp, &rules, &t, &p);
     if ((unsigned)v > CACHE_NS_TOO_BIG)
         abort();
     if (v != CACHE_OK)
         return 0;
     fz_check_policy(&p);
-    if (http_find_hdr(sbuf, resp.hdrs, resp.nhdrs, "set-cookie", 0) >= 0 ||
-        fz_cc_has(sbuf, &resp, "no-store") || fz_cc_has(sbuf, &resp, "private") ||
-        fz_cc_has(sbuf, &resp, "no-cache"))
+    /* a quoted "public" could hide in another directive's argument: only then skip */
+    bool quoted = false;
+    for (int i = http_find_hdr(sbuf, resp.hdrs, resp.nhdrs, "cache-control", 0); i >= 0;
+         i = http_find_hdr(sbuf, resp.hdrs, resp.nhdrs, "cache-control", i + 1u))
+        quoted |= memchr(sbuf + resp.hdrs[i].value.off, '"', resp.hdrs[i].value.len) != NULL;
+    if (fz_cc_has(sbuf, &resp, "no-store") || fz_cc_has(sbuf, &resp, "private"))
         abort();
-    if (http_find_hdr(qbuf, req.hdrs, req.nhdrs, "authorization", 0) < 0)
-        fz_store_and_find(qbuf, &req, sbuf, sl, &p);
-    else
-        abort(); /* Authorization must have been refused */
+    /* no-cache: kept only to be revalidated at every use */
+    if (fz_cc_has(sbuf, &resp, "no-cache") &&
+        (p.ttl_ms != 0 || (!p.etag_len && p.last_modified < 0)))
+        abort();
+    if (!quoted && http_find_hdr(sbuf, resp.hdrs, resp.nhdrs, "set-cookie", 0) >= 0 &&
+        !fz_cc_find(sbuf, &resp, "public", true))
+        abort();
+    fz_store_and_find(qbuf, &req, sbuf, sl, &p);
     return 0;
 }

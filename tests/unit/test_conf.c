@@ -184,7 +184,7 @@ static const char full_yaml[] =
     "      - match: { host: API.Example.com, path_prefix: /orders, methods: [GET, HEAD] }\n"
     "        cluster: orders\n"
     "        hash_key: header:X-User-Id\n"
-    "        cache: { ttl: 1s, max_bytes: 1m }\n"
+    "        cache: { ttl: 1s, max_bytes: 1m, max_ttl: 1h, debug_header: on }\n"
     "      - match: { path_prefix: /flash/, methods: [POST] }\n"
     "        enqueue: { redis_list: 'flash:orders', max_length: 500, max_body: 1k, "
     "headers: [X-User-Id, Idempotency-Key] }\n"
@@ -278,6 +278,8 @@ static void test_full_schema(void **state)
     assert_int_equal(r->hash_key_pos.col, 19);
     assert_true(r->cache.enabled);
     assert_int_equal(r->cache.ttl_ms, 1000);
+    assert_int_equal(r->cache.max_ttl_ms, 3600000);
+    assert_true(r->cache.debug_header);
     assert_int_equal(r->cache.max_bytes, 1 << 20);
     r = &l->routes[2];
     assert_int_equal(r->action, CONF_ACT_ENQUEUE);
@@ -873,7 +875,9 @@ static void test_route_actions(void **state)
     expect_err(APP WEB "      - { match: { path_prefix: /x }, static: s, cache: { ttl: 1s } }\n"
                        "static: { s: { dir: /tmp } }\n",
                10, 50, "cache applies only to routes with a cluster");
-    expect_err(APP WEB "        cache: { max_bytes: 1m }\n", 10, 16, "missing required key 'ttl'");
+    expect_err(APP WEB "        cache: { max_ttl: 721h }\n", 10, 27, "max_ttl");
+    expect_err(APP WEB "        cache: { ttl: 25h }\n", 10, 23, "ttl");
+    expect_err(APP WEB "        cache: { debug_header: yes }\n", 10, 32, "expected on or off");
     expect_err(APP WEB "      - { match: { path_prefix: /x }, cluster: app }\n", 10, 9,
                "this route can never match");
     expect_err(APP WEB "      - { match: { host: 'a.com:80' }, cluster: app }\n", 10, 26,

@@ -94,8 +94,11 @@ static redisContext *open_node(const struct fleet *f, const char *node, bool *ma
     return c;
 }
 
+/* Drops both connections. @why may be a context's own errstr: it is copied first. */
 static void disconnect(struct fleet *f, const char *why)
 {
+    char reason[160];
+    snprintf(reason, sizeof(reason), "%s", why);
     if (f->cmd)
         redisFree(f->cmd);
     if (f->sub)
@@ -106,7 +109,7 @@ static void disconnect(struct fleet *f, const char *why)
     if (!f->logged_down) {
         lb_warn("fleet: Redis unreachable: serving with the last state; changes apply here "
                 "and reach Redis when it is back",
-                "reason=\"%s\"", why);
+                "reason=\"%s\"", reason);
         f->logged_down = true;
     }
 }

@@ -64,29 +64,13 @@ static bool keep_in_304(const char *name, size_t n)
     return false;
 }
 
-struct hbuild {
-    char *p;
-    size_t n, cap;
-    bool overflow;
-};
-
-static void hput(struct hbuild *o, const char *s, size_t n)
-{
-    if (o->overflow || n > o->cap - o->n) {
-        o->overflow = true;
-        return;
-    }
-    memcpy(o->p + o->n, s, n);
-    o->n += n;
-}
-
 /*
  * The header a hit sends, into @o: the stored one (for a 304: its status line changed and
  * only the fields a 304 keeps) without the stored Age, then Age (RFC 9111 5.1: the
  * current age, on every hit), X-Cache and this client's Connection field.
  */
 static void hit_header(struct io_worker *w, struct http_conn *c, struct cache_entry *e, int status,
-                       struct hbuild *o)
+                       struct http_out *o)
 {
     size_t hl;
     const char *hdr = cache_entry_hdr(e, &hl);
@@ -96,9 +80,9 @@ static void hit_header(struct io_worker *w, struct http_conn *c, struct cache_en
         return;
     line++;
     if (status == 304)
-        hput(o, "HTTP/1.1 304 Not Modified\r\n", 27);
+        http_out_put(o, "HTTP/1.1 304 Not Modified\r\n", 27);
     else
-        hput(o, hdr, (size_t)(line - hdr));
+        http_out_put(o, hdr, (size_t)(line - hdr));
     while (line < end) {
         const char *nl = memchr(line, '\n', (size_t)(end - line));
         const char *colon = memchr(line, ':', (size_t)(end - line));
@@ -107,26 +91,26 @@ static void hit_header(struct io_worker *w, struct http_conn *c, struct cache_en
         bool drop = (nlen == 3 && strncasecmp(line, "age", 3) == 0) ||
                     (status == 304 && !keep_in_304(line, nlen));
         if (!drop)
-            hput(o, line, len);
+            http_out_put(o, line, len);
         line += len;
     }
     char age[48];
     int n = snprintf(age, sizeof(age), "Age: %llu\r\n",
                      (unsigned long long)(cache_entry_age_ms(e, w->now_ms) / 1000));
-    hput(o, age, (size_t)n);
+    http_out_put(o, age, (size_t)n);
     if (c->h.xcache == H_XC_REVALIDATED)
-        hput(o, "X-Cache: REVALIDATED\r\n", 22);
+        http_out_put(o, "X-Cache: REVALIDATED\r\n", 22);
     else if (c->h.xcache == H_XC_STALE)
-        hput(o, "X-Cache: STALE\r\n", 16);
+        http_out_put(o, "X-Cache: STALE\r\n", 16);
     else if (c->h.xcache)
-        hput(o, "X-Cache: HIT\r\n", 14);
+        http_out_put(o, "X-Cache: HIT\r\n", 14);
     if (w->stopping)
         c->h.flags |= H_F_CLOSE;
     if (c->h.flags & H_F_CLOSE)
-        hput(o, "Connection: close\r\n", 19);
+        http_out_put(o, "Connection: close\r\n", 19);
     else if (c->h.flags & H_F_KEEPALIVE10)
-        hput(o, "Connection: keep-alive\r\n", 24);
-    hput(o, "\r\n", 2);
+        http_out_put(o, "Connection: keep-alive\r\n", 24);
+    http_out_put(o, "\r\n", 2);
 }
 
 /* Sends a cached answer, 200 (its stored status) or 304; takes the reference in @e. */
@@ -143,7 +127,7 @@ void http_cache_serve(struct io_worker *w, struct http_conn *c, struct cache_ent
     if (c->h.xcache == H_XC_MISS)
         c->h.xcache = H_XC_HIT;
     /* the stored header left room for what is added (http_fill_head) */
-    struct hbuild o = {.p = c->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
+    struct http_out o = {.p = c->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
     hit_header(w, c, e, status, &o);
     bool nobody = status == 304 || (c->h.flags & H_F_HEAD);
     c->h.xp[0] = o.p;
@@ -315,6 +299,20 @@ void http_fill_commit(struct io_worker *w, struct http_conn *c)
         lb_debug("cache fill not stored", "target_len=%u", c->h.target_len);
 }
 
+/* The route's rules and the exchange's times, for cache_policy_eval. The request time is
+ * when the request began, which can only make an answer's age larger (RFC 9111 4.2.3). */
+static void policy_inputs(struct io_worker *w, const struct http_conn *c,
+                          const struct conf_route *r, struct cache_rules *rules,
+                          struct cache_times *t)
+{
+    *rules = (struct cache_rules){.heuristic_ms = r->cache.ttl_ms,
+                                  .max_ttl_ms = r->cache.max_ttl_ms,
+                                  .max_body = cache_item_max(hw(w)->cache)};
+    *t = (struct cache_times){.wall_s = wall_now(),
+                              .delay_ms =
+                                  w->now_ms > c->h.t_start_ms ? w->now_ms - c->h.t_start_ms : 0};
+}
+
 /* The answer to a cache fill arrived: record its header if it may be stored, else give the
  * fill up (its waiters fetch for themselves). The cached header is the one clients get,
  * minus the Connection field each client gets its own of; then the client's own header is
@@ -325,13 +323,9 @@ void http_fill_head(struct io_worker *w, struct http_conn *c, struct http_conn *
     const struct conf_listener *lcf = lcf_of(w, c);
     const struct conf_route *r = &lcf->routes[c->h.route];
     const struct http_req *rq = reparse(w, c);
-    struct cache_rules rules = {.heuristic_ms = r->cache.ttl_ms,
-                                .max_ttl_ms = r->cache.max_ttl_ms,
-                                .max_body = cache_item_max(hw(w)->cache)};
-    /* request_time: when the request began, which can only make the age larger */
-    struct cache_times t = {.wall_s = wall_now(),
-                            .delay_ms =
-                                w->now_ms > c->h.t_start_ms ? w->now_ms - c->h.t_start_ms : 0};
+    struct cache_rules rules;
+    struct cache_times t;
+    policy_inputs(w, c, r, &rules, &t);
     struct cache_policy p;
     enum cache_verdict v =
         rq ? cache_policy_eval(c->h.hbuf, rq, b->h.hbuf, resp, &rules, &t, &p) : CACHE_NS_METHOD;
@@ -411,7 +405,7 @@ static bool not_updating(const char *name, size_t n)
  * if any, is its age now.
  */
 static void merge_header(const struct cache_entry *old, const char *rbuf,
-                         const struct http_resp *resp, struct hbuild *o)
+                         const struct http_resp *resp, struct http_out *o)
 {
     size_t hl;
     const char *hdr = cache_entry_hdr(old, &hl), *end = hdr + hl - 2;
@@ -421,7 +415,7 @@ static void merge_header(const struct cache_entry *old, const char *rbuf,
         return;
     }
     line++;
-    hput(o, hdr, (size_t)(line - hdr));
+    http_out_put(o, hdr, (size_t)(line - hdr));
     while (line < end) {
         const char *nl = memchr(line, '\n', (size_t)(end - line));
         const char *colon = memchr(line, ':', (size_t)(end - line));
@@ -434,19 +428,19 @@ static void merge_header(const struct cache_entry *old, const char *rbuf,
                    !not_updating(line, nlen);
         }
         if (!drop)
-            hput(o, line, len);
+            http_out_put(o, line, len);
         line += len;
     }
     for (uint32_t i = 0; i < resp->nhdrs; i++) {
         const struct http_hdr *h = &resp->hdrs[i];
         if (not_updating(rbuf + h->name.off, h->name.len))
             continue;
-        hput(o, rbuf + h->name.off, h->name.len);
-        hput(o, ": ", 2);
-        hput(o, rbuf + h->value.off, h->value.len);
-        hput(o, "\r\n", 2);
+        http_out_put(o, rbuf + h->name.off, h->name.len);
+        http_out_put(o, ": ", 2);
+        http_out_put(o, rbuf + h->value.off, h->value.len);
+        http_out_put(o, "\r\n", 2);
     }
-    hput(o, "\r\n", 2);
+    http_out_put(o, "\r\n", 2);
 }
 
 /* Stores @old's body under the merged header @hdr through @c's fill. Returns 0 or -errno. */
@@ -460,12 +454,9 @@ static int refresh_store(struct io_worker *w, struct http_conn *c, const struct 
     if (!rq || !c->h.fill ||
         http_parse_response(hdr, hl, hw(w)->hbuf_size / 2, HTTP_M_GET, &mr) != (int)hl)
         return -EINVAL;
-    struct cache_rules rules = {.heuristic_ms = r->cache.ttl_ms,
-                                .max_ttl_ms = r->cache.max_ttl_ms,
-                                .max_body = cache_item_max(hw(w)->cache)};
-    struct cache_times t = {.wall_s = wall_now(),
-                            .delay_ms =
-                                w->now_ms > c->h.t_start_ms ? w->now_ms - c->h.t_start_ms : 0};
+    struct cache_rules rules;
+    struct cache_times t;
+    policy_inputs(w, c, r, &rules, &t);
     struct cache_policy p;
     size_t bl;
     const char *body = cache_entry_body(old, &bl);
@@ -489,7 +480,7 @@ struct cache_entry *http_cache_refresh(struct io_worker *w, struct http_conn *c,
     struct cache_entry *old = c->h.reval;
     c->h.reval = NULL;
     /* the header rewritten for the client waits in b's second half: not needed now */
-    struct hbuild o = {.p = b->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
+    struct http_out o = {.p = b->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
     merge_header(old, b->h.hbuf, resp, &o);
     struct cache_entry *e = NULL;
     if (!o.overflow && refresh_store(w, c, old, o.p, o.n) == 0) {

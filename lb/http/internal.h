@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "conf/conf.h"
 #include "lb/http/conn.h"
@@ -50,6 +51,29 @@ static inline void detach(struct http_conn *c, struct http_conn *b)
 static inline struct http_conn *slot_conn(struct io_worker *w, uint32_t slot)
 {
     return (struct http_conn *)w->slots[slot];
+}
+
+/* ---- header building: bytes appended to a fixed buffer, overflow sticky ---- */
+
+struct http_out {
+    char *p;
+    size_t n, cap;
+    bool overflow; /* something did not fit: the result is unusable */
+};
+
+static inline void http_out_put(struct http_out *o, const char *s, size_t n)
+{
+    if (o->overflow || n > o->cap - o->n) {
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+}
+
+static inline void http_out_str(struct http_out *o, const char *s)
+{
+    http_out_put(o, s, strlen(s));
 }
 
 /* ---- streams ---- */

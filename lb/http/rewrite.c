@@ -66,36 +66,15 @@ static bool hop_by_hop(const char *buf, const struct http_hdr *h, const char *co
     return false;
 }
 
-struct out {
-    char *p;
-    uint32_t n, cap;
-    bool overflow;
-};
-
-static void out_put(struct out *o, const char *s, size_t n)
-{
-    if (o->n + n > o->cap) {
-        o->overflow = true;
-        return;
-    }
-    memcpy(o->p + o->n, s, n);
-    o->n += (uint32_t)n;
-}
-
-static void out_str(struct out *o, const char *s)
-{
-    out_put(o, s, strlen(s));
-}
-
 /* Writes the request as the backend gets it into the second half of hbuf. */
 bool http_build_request(struct io_worker *w, struct http_conn *c, const struct http_req *req)
 {
     const char *buf = c->h.hbuf;
-    struct out o = {.p = c->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
-    out_put(&o, buf + req->method_text.off, req->method_text.len);
-    out_put(&o, " ", 1);
-    out_put(&o, buf + req->target.off, req->target.len);
-    out_str(&o, " HTTP/1.1\r\n");
+    struct http_out o = {.p = c->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
+    http_out_put(&o, buf + req->method_text.off, req->method_text.len);
+    http_out_put(&o, " ", 1);
+    http_out_put(&o, buf + req->target.off, req->target.len);
+    http_out_str(&o, " HTTP/1.1\r\n");
 
     const char *cv = NULL;
     size_t cl = 0;
@@ -121,32 +100,32 @@ bool http_build_request(struct io_worker *w, struct http_conn *c, const struct h
         }
         if (hdr_is(buf, h, "host", 4) && req->version_minor == 0 && !req->host.len)
             continue;
-        out_put(&o, buf + h->name.off, h->name.len);
-        out_put(&o, ": ", 2);
-        out_put(&o, buf + h->value.off, h->value.len);
-        out_put(&o, "\r\n", 2);
+        http_out_put(&o, buf + h->name.off, h->name.len);
+        http_out_put(&o, ": ", 2);
+        http_out_put(&o, buf + h->value.off, h->value.len);
+        http_out_put(&o, "\r\n", 2);
     }
     char ip[INET6_ADDRSTRLEN + 1];
     http_client_ip_text(c, ip, sizeof(ip));
-    out_str(&o, "X-Forwarded-For: ");
+    http_out_str(&o, "X-Forwarded-For: ");
     if (xff && xff->value.len) {
-        out_put(&o, buf + xff->value.off, xff->value.len);
-        out_str(&o, ", ");
+        http_out_put(&o, buf + xff->value.off, xff->value.len);
+        http_out_str(&o, ", ");
     }
-    out_str(&o, ip);
-    out_str(&o, c->st.tls ? "\r\nX-Forwarded-Proto: https\r\nVia: "
-                          : "\r\nX-Forwarded-Proto: http\r\nVia: ");
+    http_out_str(&o, ip);
+    http_out_str(&o, c->st.tls ? "\r\nX-Forwarded-Proto: https\r\nVia: "
+                               : "\r\nX-Forwarded-Proto: http\r\nVia: ");
     if (via && via->value.len) {
-        out_put(&o, buf + via->value.off, via->value.len);
-        out_str(&o, ", ");
+        http_out_put(&o, buf + via->value.off, via->value.len);
+        http_out_str(&o, ", ");
     }
-    out_str(&o, req->version_minor ? "1.1 lb\r\nX-Request-Id: " : "1.0 lb\r\nX-Request-Id: ");
+    http_out_str(&o, req->version_minor ? "1.1 lb\r\nX-Request-Id: " : "1.0 lb\r\nX-Request-Id: ");
     char rid[HTTP_RID_MAX];
-    out_put(&o, rid, http_request_id(w, c, rid));
-    out_put(&o, "\r\n", 2);
+    http_out_put(&o, rid, http_request_id(w, c, rid));
+    http_out_put(&o, "\r\n", 2);
     if (c->h.flags & H_F_WS)
-        out_str(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
-    out_put(&o, "\r\n", 2);
+        http_out_str(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
+    http_out_put(&o, "\r\n", 2);
     if (o.overflow)
         return false;
     c->h.out_off = hw(w)->hbuf_size / 2;
@@ -160,12 +139,12 @@ bool http_build_response(struct io_worker *w, struct http_conn *c, struct http_c
                          const struct http_resp *resp, bool interim)
 {
     const char *buf = b->h.hbuf;
-    struct out o = {.p = b->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
+    struct http_out o = {.p = b->h.hbuf + hw(w)->hbuf_size / 2, .cap = hw(w)->hbuf_size / 2};
     char line[32];
     int n = snprintf(line, sizeof(line), "HTTP/1.1 %03u ", resp->status);
-    out_put(&o, line, (size_t)n);
-    out_put(&o, buf + resp->reason.off, resp->reason.len);
-    out_put(&o, "\r\n", 2);
+    http_out_put(&o, line, (size_t)n);
+    http_out_put(&o, buf + resp->reason.off, resp->reason.len);
+    http_out_put(&o, "\r\n", 2);
     const char *cv = NULL;
     size_t cl = 0;
     int ci = http_find_hdr(buf, resp->hdrs, resp->nhdrs, "connection", 0);
@@ -183,27 +162,27 @@ bool http_build_response(struct io_worker *w, struct http_conn *c, struct http_c
         } else if (hop_by_hop(buf, h, cv, cl)) {
             continue;
         }
-        out_put(&o, buf + h->name.off, h->name.len);
-        out_put(&o, ": ", 2);
-        out_put(&o, buf + h->value.off, h->value.len);
-        out_put(&o, "\r\n", 2);
+        http_out_put(&o, buf + h->name.off, h->name.len);
+        http_out_put(&o, ": ", 2);
+        http_out_put(&o, buf + h->value.off, h->value.len);
+        http_out_put(&o, "\r\n", 2);
     }
     if (!interim && !has_rid && c->h.hbuf) {
         /* The client sees the id its request had, unless the backend set one of its own. */
         char rid[HTTP_RID_MAX];
-        out_str(&o, "X-Request-Id: ");
-        out_put(&o, rid, http_request_id(w, c, rid));
-        out_put(&o, "\r\n", 2);
+        http_out_str(&o, "X-Request-Id: ");
+        http_out_put(&o, rid, http_request_id(w, c, rid));
+        http_out_put(&o, "\r\n", 2);
     }
     if (!interim && c->h.xcache == H_XC_MISS)
-        out_str(&o, "X-Cache: MISS\r\n");
+        http_out_str(&o, "X-Cache: MISS\r\n");
     if (upgrade)
-        out_str(&o, "Connection: upgrade\r\n");
+        http_out_str(&o, "Connection: upgrade\r\n");
     else if (!interim && (c->h.flags & H_F_CLOSE))
-        out_str(&o, "Connection: close\r\n");
+        http_out_str(&o, "Connection: close\r\n");
     else if (!interim && (c->h.flags & H_F_KEEPALIVE10))
-        out_str(&o, "Connection: keep-alive\r\n");
-    out_put(&o, "\r\n", 2);
+        http_out_str(&o, "Connection: keep-alive\r\n");
+    http_out_put(&o, "\r\n", 2);
     if (o.overflow)
         return false;
     b->h.out_off = hw(w)->hbuf_size / 2;

@@ -155,8 +155,7 @@ bool fleet_note_locked(struct fleet *f, const struct fleet_change *c)
     return true;
 }
 
-/* Appends @c to a queue of FLEET_QUEUE_MAX, dropping the oldest when full. */
-static void enqueue(struct fleet_change *q, size_t *n, const struct fleet_change *c)
+void fleet_queue_push(struct fleet_change *q, size_t *n, const struct fleet_change *c)
 {
     if (*n == FLEET_QUEUE_MAX) {
         memmove(q, q + 1, (FLEET_QUEUE_MAX - 1) * sizeof(*q));
@@ -174,7 +173,7 @@ void fleet_local(struct fleet *f, struct fleet_change *c, bool *reachable, unsig
     if (l && c->t <= l->t)
         c->t = l->t + 1; /* after what this instance knows, whatever its clock says */
     fleet_note_locked(f, c);
-    enqueue(f->out, &f->nout, c);
+    fleet_queue_push(f->out, &f->nout, c);
     struct fleet_ack *a = &f->acks[0];
     for (size_t i = 1; i < FLEET_ACKS_MAX; i++)
         if (f->acks[i].until_ms < a->until_ms)
@@ -200,7 +199,7 @@ size_t fleet_take(struct fleet *f, struct fleet_change *out, size_t max)
 void fleet_applied(struct fleet *f, const struct fleet_change *c)
 {
     pthread_mutex_lock(&f->mu);
-    enqueue(f->acked, &f->nacked, c);
+    fleet_queue_push(f->acked, &f->nacked, c);
     pthread_cond_broadcast(&f->cond);
     pthread_mutex_unlock(&f->mu);
 }

@@ -73,6 +73,10 @@ struct fleet {
  * is known for its server and kind. */
 bool fleet_note_locked(struct fleet *f, const struct fleet_change *c);
 
+/* fleet.c: appends @c to a queue of FLEET_QUEUE_MAX (@n entries), dropping the oldest when
+ * full. The caller holds @f->mu. */
+void fleet_queue_push(struct fleet_change *q, size_t *n, const struct fleet_change *c);
+
 /* sync.c: the thread. */
 void *fleet_thread(void *arg);
 

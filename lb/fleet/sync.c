@@ -234,13 +234,8 @@ static void offer(struct fleet *f, const struct fleet_change *c)
     if (!strcmp(c->instance, f->instance))
         return; /* ours: applied when made */
     pthread_mutex_lock(&f->mu);
-    if (fleet_note_locked(f, c)) {
-        if (f->nin == FLEET_QUEUE_MAX) {
-            memmove(f->in, f->in + 1, (FLEET_QUEUE_MAX - 1) * sizeof(*f->in));
-            f->nin--;
-        }
-        f->in[f->nin++] = *c;
-    }
+    if (fleet_note_locked(f, c))
+        fleet_queue_push(f->in, &f->nin, c);
     pthread_mutex_unlock(&f->mu);
 }
 

@@ -7,6 +7,14 @@
  *   bench-floor uring PORT    io_uring: multishot accept, one recv and one send in flight
  *                             per connection, one io_uring_submit_and_wait per loop turn
  *   bench-floor epoll PORT    epoll: level-triggered, read(2) then write(2) per wakeup
+ *   bench-floor uring PORT FILE   the same io_uring server answering with FILE's bytes as the
+ *                             body (application/json), for the static benchmark
+ *   bench-floor proxy PORT ORIGIN_PORT
+ *                             the cheapest proxy: io_uring, each client connection paired with
+ *                             a connection of its own to 127.0.0.1:ORIGIN_PORT, bytes passed
+ *                             through untouched both ways (one recv, then one send of what it
+ *                             got, per direction), no parsing at all: what any L7 proxy must
+ *                             spend at least, here, for the same traffic
  *
  * Listens on 127.0.0.1:PORT until SIGTERM or SIGINT. Pipelined requests are answered in one
  * write. Exit 0 on a signal, 1 on an error (on stderr), 2 on bad usage.
@@ -15,7 +23,9 @@
 #include <errno.h>
 #include <liburing.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,14 +36,19 @@
 #define MAX_CONNS 4096
 #define BUF 16384
 
-static const char response[] =
+static const char fixed_response[] =
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
     "lb-bench: L7 keep-alive benchmark; a small, fixed body of exactly one hundred bytes "
     "through a proxy.";
+static const char *response = fixed_response;
+static size_t response_len = sizeof(fixed_response) - 1;
 
 struct conn {
     int fd;
+    int peer;       /* proxy: the other connection of the pair; -1 otherwise */
     uint32_t state; /* the last bytes seen, to find CRLFCRLF across reads */
+    uint32_t len;   /* proxy: bytes of @in being sent to the peer */
+    uint32_t off;   /* proxy: of which already sent */
     char in[BUF];
     char out[BUF];
 };
@@ -66,7 +81,7 @@ static unsigned requests_in(struct conn *c, const char *p, size_t n)
 /* The answers to @k requests in c->out; their length (at most what fits). */
 static size_t answers(struct conn *c, unsigned k)
 {
-    size_t one = sizeof(response) - 1, len = 0;
+    size_t one = response_len, len = 0;
     for (unsigned i = 0; i < k && len + one <= sizeof(c->out); i++, len += one)
         memcpy(c->out + len, response, one);
     return len;
@@ -98,6 +113,7 @@ static struct conn *conn_new(int fd)
         return NULL;
     }
     c->fd = fd;
+    c->peer = -1;
     c->state = 0;
     conns[fd] = c;
     return c;
@@ -202,7 +218,89 @@ static void on_cqe(struct io_uring *r, int lfd, const struct io_uring_cqe *cqe)
     s->user_data = ud(OP_SEND, fd);
 }
 
-static int run_uring(int lfd)
+/* ---- proxy ---- */
+
+static int origin_port;
+
+/* A connection to the origin for client @c, paired with it; false (and @c closed) when the
+ * origin cannot be reached. A blocking connect: it happens once per client connection, when
+ * wrk opens its connections, not per request. */
+static bool pair(struct conn *c)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)origin_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    if (fd >= 0 && (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+                    connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)) {
+        close(fd);
+        fd = -1;
+    }
+    struct conn *o = conn_new(fd);
+    if (!o) {
+        close(c->fd);
+        return false;
+    }
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->peer = o->fd;
+    o->peer = c->fd;
+    return true;
+}
+
+static void prep_send_rest(struct io_uring *r, struct conn *c)
+{
+    struct io_uring_sqe *s = get_sqe(r);
+    io_uring_prep_send(s, c->peer, c->in + c->off, c->len - c->off, 0);
+    s->user_data = ud(OP_SEND, c->fd);
+}
+
+/* Closes both connections of a pair; a completion still in flight for either finds its
+ * slot's fd changed (or reused by a new pair, which the floor accepts as a benchmark tool
+ * that runs until wrk is done). */
+static void unpair(struct conn *c)
+{
+    if (c->peer >= 0) {
+        struct conn *o = conns[c->peer];
+        close(o->fd);
+        o->peer = -1;
+    }
+    close(c->fd);
+    c->peer = -1;
+}
+
+static void on_proxy_cqe(struct io_uring *r, int lfd, const struct io_uring_cqe *cqe)
+{
+    int op = (int)(cqe->user_data >> 32), fd = (int)(uint32_t)cqe->user_data;
+    if (op == OP_ACCEPT) {
+        struct conn *c = cqe->res >= 0 ? conn_new(cqe->res) : NULL;
+        if (c && pair(c)) {
+            prep_recv(r, c);
+            prep_recv(r, conns[c->peer]);
+        }
+        if (!(cqe->flags & IORING_CQE_F_MORE))
+            prep_accept(r, lfd);
+        return;
+    }
+    struct conn *c = conns[fd];
+    if (!c || c->peer < 0)
+        return;
+    if (cqe->res <= 0) {
+        unpair(c);
+        return;
+    }
+    if (op == OP_RECV) {
+        c->len = (uint32_t)cqe->res;
+        c->off = 0;
+    } else {
+        c->off += (uint32_t)cqe->res;
+        if (c->off == c->len) {
+            prep_recv(r, c);
+            return;
+        }
+    }
+    prep_send_rest(r, c);
+}
+
+static int run_loop(int lfd, void (*on)(struct io_uring *, int, const struct io_uring_cqe *))
 {
     struct io_uring r;
     struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN};
@@ -218,7 +316,7 @@ static int run_uring(int lfd)
         unsigned head, n = 0;
         io_uring_for_each_cqe(&r, head, cqe)
         {
-            on_cqe(&r, lfd, cqe);
+            on(&r, lfd, cqe);
             n++;
         }
         io_uring_cq_advance(&r, n);
@@ -227,17 +325,61 @@ static int run_uring(int lfd)
     return 0;
 }
 
+/* The fixed response with FILE's bytes as its body; false when FILE cannot be read or is
+ * too big for one response buffer. */
+static bool load_body(const char *path)
+{
+    static char buf[BUF];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    char body[BUF];
+    size_t n = fread(body, 1, sizeof(body), f);
+    bool whole = feof(f) && !ferror(f);
+    fclose(f);
+    if (!whole)
+        return false;
+    int h = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                     "%zu\r\n\r\n",
+                     n);
+    if (h < 0 || (size_t)h + n > sizeof(buf))
+        return false;
+    memcpy(buf + h, body, n);
+    response = buf;
+    response_len = (size_t)h + n;
+    return true;
+}
+
+static int port_arg(const char *s)
+{
+    int p = atoi(s);
+    return p > 0 && p <= 65535 ? p : 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3 || (strcmp(argv[1], "uring") && strcmp(argv[1], "epoll")) || atoi(argv[2]) <= 0 ||
-        atoi(argv[2]) > 65535) {
-        fprintf(stderr, "usage: bench-floor uring|epoll PORT\n");
+    const char *mode = argc > 1 ? argv[1] : "";
+    bool ok = (argc == 3 && (!strcmp(mode, "uring") || !strcmp(mode, "epoll"))) ||
+              (argc == 4 && (!strcmp(mode, "uring") || !strcmp(mode, "proxy")));
+    if (!ok || !port_arg(argv[2]) || (!strcmp(mode, "proxy") && !port_arg(argv[3]))) {
+        fprintf(stderr, "usage: bench-floor uring|epoll PORT | uring PORT BODY_FILE | "
+                        "proxy PORT ORIGIN_PORT\n");
         return 2;
+    }
+    if (argc == 4 && !strcmp(mode, "uring") && !load_body(argv[3])) {
+        fprintf(stderr, "bench-floor: cannot use %s as a body (unreadable, or over %d bytes)\n",
+                argv[3], BUF - 128);
+        return 1;
     }
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int lfd = listen_on(atoi(argv[2]));
-    return strcmp(argv[1], "uring") ? run_epoll(lfd) : run_uring(lfd);
+    int lfd = listen_on(port_arg(argv[2]));
+    if (!strcmp(mode, "proxy")) {
+        origin_port = port_arg(argv[3]);
+        return run_loop(lfd, on_proxy_cqe);
+    }
+    return strcmp(mode, "uring") ? run_epoll(lfd) : run_loop(lfd, on_cqe);
 }

@@ -12,9 +12,11 @@
  *   bench-floor proxy PORT ORIGIN_PORT
  *                             the cheapest proxy: io_uring, each client connection paired with
  *                             a connection of its own to 127.0.0.1:ORIGIN_PORT, bytes passed
- *                             through untouched both ways (one recv, then one send of what it
- *                             got, per direction), no parsing at all: what any L7 proxy must
- *                             spend at least, here, for the same traffic
+ *                             through untouched both ways: a multishot recv per socket into
+ *                             a provided-buffer ring (as lb does), each piece sent to the
+ *                             peer as it came, one send in flight per direction; no parsing
+ *                             at all: what any proxy must spend at least, here, for the
+ *                             same traffic
  *
  * Listens on 127.0.0.1:PORT until SIGTERM or SIGINT. Pipelined requests are answered in one
  * write. Exit 0 on a signal, 1 on an error (on stderr), 2 on bad usage.
@@ -30,11 +32,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define MAX_CONNS 4096
 #define BUF 16384
+#define QMAX PBUFS     /* proxy: pieces queued per direction (every buffer, at worst) */
+#define PBUFS 4096     /* proxy: provided buffers */
+#define PBUF_SIZE 4096 /* proxy: bytes each */
 
 static const char fixed_response[] =
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
@@ -47,8 +53,13 @@ struct conn {
     int fd;
     int peer;       /* proxy: the other connection of the pair; -1 otherwise */
     uint32_t state; /* the last bytes seen, to find CRLFCRLF across reads */
-    uint32_t len;   /* proxy: bytes of @in being sent to the peer */
-    uint32_t off;   /* proxy: of which already sent */
+    /* proxy: pieces received, waiting for the send in flight to the peer (a FIFO of
+     * buffer ids and lengths); the head is the one being sent, @off of it sent so far */
+    uint16_t q_bid[QMAX];
+    uint16_t q_len[QMAX];
+    uint32_t q_head, q_n, off;
+    bool starved; /* proxy: its recv ended for want of buffers; armed again when one is back */
+    bool eof;     /* proxy: the end of its stream came: the pair closes once the queue is sent */
     char in[BUF];
     char out[BUF];
 };
@@ -162,7 +173,7 @@ enum { OP_ACCEPT, OP_RECV, OP_SEND };
 
 static uint64_t ud(int op, int fd)
 {
-    return (uint64_t)op << 32 | (uint32_t)fd;
+    return (uint64_t)op << 48 | (uint32_t)fd;
 }
 
 /* An SQE, submitting what is queued when the SQ is full. */
@@ -190,7 +201,7 @@ static void prep_accept(struct io_uring *r, int lfd)
 
 static void on_cqe(struct io_uring *r, int lfd, const struct io_uring_cqe *cqe)
 {
-    int op = (int)(cqe->user_data >> 32), fd = (int)(uint32_t)cqe->user_data;
+    int op = (int)(cqe->user_data >> 48), fd = (int)(uint32_t)cqe->user_data;
     if (op == OP_ACCEPT) {
         struct conn *c = cqe->res >= 0 ? conn_new(cqe->res) : NULL;
         if (c)
@@ -221,6 +232,8 @@ static void on_cqe(struct io_uring *r, int lfd, const struct io_uring_cqe *cqe)
 /* ---- proxy ---- */
 
 static int origin_port;
+static struct io_uring_buf_ring *pring;
+static char *pbufs;
 
 /* A connection to the origin for client @c, paired with it; false (and @c closed) when the
  * origin cannot be reached. A blocking connect: it happens once per client connection, when
@@ -243,61 +256,155 @@ static bool pair(struct conn *c)
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->peer = o->fd;
     o->peer = c->fd;
+    c->q_n = o->q_n = c->q_head = o->q_head = c->off = o->off = 0;
+    c->starved = o->starved = c->eof = o->eof = false;
     return true;
 }
 
-static void prep_send_rest(struct io_uring *r, struct conn *c)
+static int starved[MAX_CONNS]; /* fds whose recv waits for a buffer */
+static int nstarved;
+static void arm_recv(struct io_uring *r, struct conn *c);
+
+/* Gives buffer @bid back to the ring, and a connection that stopped receiving for want of
+ * buffers its recv back: the back-pressure of a slow reader on a fast writer. */
+static void buf_put(struct io_uring *r, uint16_t bid)
 {
-    struct io_uring_sqe *s = get_sqe(r);
-    io_uring_prep_send(s, c->peer, c->in + c->off, c->len - c->off, 0);
-    s->user_data = ud(OP_SEND, c->fd);
+    io_uring_buf_ring_add(pring, pbufs + (size_t)bid * PBUF_SIZE, PBUF_SIZE, bid,
+                          io_uring_buf_ring_mask(PBUFS), 0);
+    io_uring_buf_ring_advance(pring, 1);
+    while (nstarved) {
+        struct conn *c = conns[starved[--nstarved]];
+        if (c && c->starved && c->peer >= 0) {
+            c->starved = false;
+            arm_recv(r, c);
+            break;
+        }
+    }
 }
 
-/* Closes both connections of a pair; a completion still in flight for either finds its
- * slot's fd changed (or reused by a new pair, which the floor accepts as a benchmark tool
- * that runs until wrk is done). */
-static void unpair(struct conn *c)
+static uint64_t ud_buf(int op, uint16_t bid, int fd)
 {
-    if (c->peer >= 0) {
-        struct conn *o = conns[c->peer];
-        close(o->fd);
-        o->peer = -1;
+    return (uint64_t)op << 48 | (uint64_t)bid << 32 | (uint32_t)fd;
+}
+
+static void arm_recv(struct io_uring *r, struct conn *c)
+{
+    struct io_uring_sqe *s = get_sqe(r);
+    io_uring_prep_recv_multishot(s, c->fd, NULL, 0, 0);
+    s->flags |= IOSQE_BUFFER_SELECT;
+    s->buf_group = 0;
+    s->user_data = ud_buf(OP_RECV, 0, c->fd);
+}
+
+/* Sends the rest of the head piece of @c's queue to its peer. */
+static void send_head(struct io_uring *r, struct conn *c)
+{
+    uint16_t bid = c->q_bid[c->q_head];
+    struct io_uring_sqe *s = get_sqe(r);
+    io_uring_prep_send(s, c->peer, pbufs + (size_t)bid * PBUF_SIZE + c->off,
+                       c->q_len[c->q_head] - c->off, 0);
+    s->user_data = ud_buf(OP_SEND, bid, c->fd);
+}
+
+/* Closes both connections of a pair, giving back the buffers queued but not in flight (the
+ * one in flight comes back with its send's completion). */
+static void unpair(struct io_uring *r, struct conn *c)
+{
+    struct conn *pr[2] = {c, c->peer >= 0 ? conns[c->peer] : NULL};
+    for (int k = 0; k < 2 && pr[k]; k++) {
+        struct conn *x = pr[k];
+        for (uint32_t i = 1; i < x->q_n; i++)
+            buf_put(r, x->q_bid[(x->q_head + i) % QMAX]);
+        x->q_n = 0;
+        x->peer = -1;
+        x->starved = x->eof = false;
+        close(x->fd);
     }
-    close(c->fd);
-    c->peer = -1;
 }
 
 static void on_proxy_cqe(struct io_uring *r, int lfd, const struct io_uring_cqe *cqe)
 {
-    int op = (int)(cqe->user_data >> 32), fd = (int)(uint32_t)cqe->user_data;
+    int op = (int)(cqe->user_data >> 48), fd = (int)(uint32_t)cqe->user_data;
     if (op == OP_ACCEPT) {
         struct conn *c = cqe->res >= 0 ? conn_new(cqe->res) : NULL;
         if (c && pair(c)) {
-            prep_recv(r, c);
-            prep_recv(r, conns[c->peer]);
+            arm_recv(r, c);
+            arm_recv(r, conns[c->peer]);
         }
         if (!(cqe->flags & IORING_CQE_F_MORE))
             prep_accept(r, lfd);
         return;
     }
     struct conn *c = conns[fd];
-    if (!c || c->peer < 0)
-        return;
-    if (cqe->res <= 0) {
-        unpair(c);
-        return;
-    }
-    if (op == OP_RECV) {
-        c->len = (uint32_t)cqe->res;
-        c->off = 0;
-    } else {
-        c->off += (uint32_t)cqe->res;
-        if (c->off == c->len) {
-            prep_recv(r, c);
+    if (op == OP_SEND) {
+        uint16_t bid = (uint16_t)(cqe->user_data >> 32);
+        if (!c || c->peer < 0 || cqe->res <= 0) {
+            buf_put(r, bid);
+            if (c && c->peer >= 0)
+                unpair(r, c);
             return;
         }
+        c->off += (uint32_t)cqe->res;
+        if (c->off < c->q_len[c->q_head]) {
+            send_head(r, c);
+            return;
+        }
+        buf_put(r, bid);
+        c->q_head = (c->q_head + 1) % QMAX;
+        c->off = 0;
+        if (--c->q_n)
+            send_head(r, c);
+        else if (c->eof)
+            unpair(r, c);
+        return;
     }
-    prep_send_rest(r, c);
+    bool live = c && c->peer >= 0;
+    if ((cqe->flags & IORING_CQE_F_BUFFER) && (!live || cqe->res <= 0))
+        buf_put(r, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+    if (!live)
+        return;
+    if (cqe->res > 0) {
+        uint32_t t = (c->q_head + c->q_n) % QMAX;
+        c->q_bid[t] = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        c->q_len[t] = (uint16_t)cqe->res;
+        if (c->q_n++ == 0) {
+            c->off = 0;
+            send_head(r, c);
+        }
+    } else if (cqe->res == -ENOBUFS) {
+        c->starved = true; /* every buffer is queued: wait until a send gives one back */
+        starved[nstarved++] = c->fd;
+        return;
+    } else {
+        if (cqe->res == 0 && c->q_n)
+            c->eof = true; /* the end of the stream: what is queued goes first */
+        else
+            unpair(r, c); /* the end of the stream, or an error */
+        return;
+    }
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        arm_recv(r, c);
+}
+
+/* The provided-buffer ring of the proxy: PBUFS buffers of PBUF_SIZE bytes, group 0. */
+static int setup_pring(struct io_uring *r)
+{
+    size_t sz = PBUFS * sizeof(struct io_uring_buf);
+    pring = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    pbufs = malloc((size_t)PBUFS * PBUF_SIZE);
+    if (pring == MAP_FAILED || !pbufs)
+        return -ENOMEM;
+    io_uring_buf_ring_init(pring);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)pring, .ring_entries = PBUFS, .bgid = 0};
+    int rc = io_uring_register_buf_ring(r, &reg, 0);
+    if (rc < 0)
+        return rc;
+    for (uint16_t b = 0; b < PBUFS; b++)
+        io_uring_buf_ring_add(pring, pbufs + (size_t)b * PBUF_SIZE, PBUF_SIZE, b,
+                              io_uring_buf_ring_mask(PBUFS), b);
+    io_uring_buf_ring_advance(pring, PBUFS);
+    return 0;
 }
 
 static int run_loop(int lfd, void (*on)(struct io_uring *, int, const struct io_uring_cqe *))
@@ -306,6 +413,10 @@ static int run_loop(int lfd, void (*on)(struct io_uring *, int, const struct io_
     struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN};
     if (io_uring_queue_init_params(4096, &r, &p) < 0 && io_uring_queue_init(4096, &r, 0) < 0) {
         fprintf(stderr, "bench-floor: io_uring_queue_init failed\n");
+        return 1;
+    }
+    if (on == on_proxy_cqe && setup_pring(&r) < 0) {
+        fprintf(stderr, "bench-floor: cannot register the buffer ring\n");
         return 1;
     }
     prep_accept(&r, lfd);

@@ -7,7 +7,10 @@
 # /proc/PID/stat) over the run divided by the run's requests. Targets alternate within each
 # round (A B A B, and the two proxies swap places every other round) so drift in machine
 # speed hits them alike. The table gives median, min and max over the rounds, and lb/haproxy
-# ratios; DESIGN.md's target is lb >= 1.2x HAProxy's requests/s.
+# ratios; DESIGN.md's target is lb >= 1.2x HAProxy's requests/s. A fourth target, the floor
+# (build/bench-floor proxy: io_uring, bytes passed through with one recv and one send per
+# direction and nothing else), shows what the cheapest possible TCP proxy reaches here: no
+# proxy can be faster than it by more than noise, so it bounds what the target can ask.
 #
 # If build/lb cannot run (it exits or never listens), the script says why, measures the rest
 # and exits 3.
@@ -77,6 +80,19 @@ clusters:
     servers:
       - { name: r1, address: 127.0.0.1:$rport }
 EOF
+FLOOR=${FLOOR:-$BENCH_ROOT/build/bench-floor}
+floor_pid=""
+fport=""
+if [ -x "$FLOOR" ]; then
+    fport=$(free_port)
+    while [ "$fport" = "$rport" ] || [ "$fport" = "$hport" ] || [ "$fport" = "$lport" ]; do
+        fport=$(free_port)
+    done
+    start floor "$FLOOR" proxy "$fport" "$rport"
+    if wait_port "$fport" "$LAST_PID" 5; then floor_pid=$LAST_PID; else stop "$LAST_PID"; fi
+fi
+[ -n "$floor_pid" ] || say "bench-floor proxy cannot run: its row is skipped"
+
 lb_pid=""
 lb_why=""
 if [ ! -x "$LB" ]; then
@@ -121,11 +137,12 @@ run_once() {
     fi
 }
 
-targets_odd="direct lb haproxy"
-targets_even="direct haproxy lb"
+targets_odd="direct lb haproxy floor"
+targets_even="direct floor haproxy lb"
 say "N=$N per test, $CLIENTS clients, $ROUNDS rounds; warming up"
-for t in direct lb haproxy; do
+for t in direct lb haproxy floor; do
     case $t in
+        floor) [ -n "$floor_pid" ] && run_once floor "$fport" "$floor_pid" 0 ;;
         direct) run_once direct "$rport" "" 0 ;;
         haproxy) run_once haproxy "$hport" "$haproxy_pid" 0 ;;
         lb) [ -n "$lb_pid" ] && run_once lb "$lport" "$lb_pid" 0 ;;
@@ -138,6 +155,7 @@ while [ $r -le "$ROUNDS" ]; do
     for t in $order; do
         case $t in
             direct) run_once direct "$rport" "" $r ;;
+            floor) [ -n "$floor_pid" ] && run_once floor "$fport" "$floor_pid" $r ;;
             haproxy) run_once haproxy "$hport" "$haproxy_pid" $r ;;
             lb) [ -n "$lb_pid" ] && run_once lb "$lport" "$lb_pid" $r ;;
         esac
@@ -172,6 +190,7 @@ echo ' proxy CPU µs/req median | min | max |'
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 row direct "direct to redis"
 row haproxy "HAProxy $(haproxy -v | head -n 1 | awk '{print $3}'), mode tcp, nbthread 1"
+[ -n "$floor_pid" ] && row floor "floor: bench-floor proxy (io_uring, bytes passed through)"
 if [ -n "$lb_pid" ]; then
     row lb "lb, workers: 1"
     set -- $(col lb 3) $(col lb 4) $(col lb 5)
@@ -181,6 +200,13 @@ if [ -n "$lb_pid" ]; then
         "$(ratio "$lg" "$1")" "$(ratio "$ls" "$4")" "$(ratio "$lc" "$7")"
     echo
     echo "Target (DESIGN.md): lb / HAProxy requests/s at least 1.20."
+    if [ -n "$floor_pid" ]; then
+        set -- $(col floor 3) $(col floor 4)
+        fg=$1 fs=$4
+        set -- $(col haproxy 3) $(col haproxy 4)
+        echo "The floor proxy reaches $(ratio "$fg" "$1") (GET) and $(ratio "$fs" "$4") (SET) of" \
+            "HAProxy's requests/s; lb reaches $(ratio "$lg" "$fg") and $(ratio "$ls" "$fs") of the floor's."
+    fi
 else
     echo "| lb, workers: 1 | not run: $lb_why | | | | | | | | |"
 fi
@@ -192,7 +218,7 @@ echo "$REDIS_CMD"
 echo "haproxy -db -f haproxy.cfg"
 echo "${LB#"$BENCH_ROOT"/} -c lb.yaml"
 echo "redis-benchmark -h 127.0.0.1 -p PORT -c $CLIENTS -n $N -t $TESTS -q --csv" \
-    "   # PORT: $rport direct, $lport lb, $hport haproxy"
+    "   # PORT: $rport direct, $lport lb, $hport haproxy${fport:+, $fport floor}"
 echo '```'
 echo
 echo "haproxy.cfg:"

@@ -7,7 +7,8 @@
 # subsystem from symbol names, and the top symbols (`perf report --sort dso,sym`).
 #
 # run.sh runs it last, under "Where lb loses, and why": with $BENCH_DATA/results from the other
-# scripts it first lists every figure where lb is behind a peer, then the profiles.
+# scripts it first lists every figure where lb is behind a peer (the floor is not a peer),
+# then the profiles.
 #
 # Without perf, or where perf may not sample (perf_event_paranoid, no CAP_PERFMON), it prints a
 # note saying so and exits 0; if lb cannot run it says why and exits 3.
@@ -31,7 +32,7 @@ if [ -n "${BENCH_DATA:-}" ] && [ -s "$BENCH_DATA/results" ]; then
              return a < b
          }
          function name(t) { return t == "haproxy" ? "HAProxy" : t }
-         { v[$1 " " $2 " " $3] = $4; if ($2 != "lb" && $2 != "direct") peers[$1 " " $3] = peers[$1 " " $3] " " $2 }
+         { v[$1 " " $2 " " $3] = $4; if ($2 != "lb" && $2 != "direct" && $2 != "floor") peers[$1 " " $3] = peers[$1 " " $3] " " $2 }
          END {
              for (k in peers) {
                  split(k, wm, " "); w = wm[1]; m = wm[2]

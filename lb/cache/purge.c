@@ -65,7 +65,8 @@ int cache_purge_set(struct cache_purge *p, const char *arg, size_t len, const ch
             return -EINVAL;
         }
     }
-    memcpy(p->host, host, hlen);
+    if (hlen) /* @host may be NULL then */
+        memcpy(p->host, host, hlen);
     p->host_len = (uint32_t)hlen;
     return 0;
 }

@@ -40,8 +40,8 @@ struct cache_purge {
 /*
  * Reads a purge argument @arg (@len bytes): an absolute path "/..." of visible ASCII, with
  * one optional '*' at its very end making it a prefix, and an optional @host (@hlen bytes,
- * @hlen 0: every host) of letters, digits and "-._:[]". Pure. Returns 0 with @p filled, or
- * -EINVAL with the reason in @err (@errlen bytes).
+ * @hlen 0: every host; @host may then be NULL) of letters, digits and "-._:[]". Pure. Returns 0
+ * with @p filled, or -EINVAL with the reason in @err (@errlen bytes).
  */
 int cache_purge_set(struct cache_purge *p, const char *arg, size_t len, const char *host,
                     size_t hlen, char *err, size_t errlen);

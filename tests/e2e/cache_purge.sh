@@ -1,5 +1,5 @@
 # lbctl cache purge and cache stats, with the real build/lb (two workers, so two L1 caches),
-# lbctl and the counting python3 origin (tests/e2e/cache_origin.py; /maxage/* is max-age=60):
+# lbctl and the counting python3 origin (tests/e2e/cache_origin.py; /day/* is max-age=86400):
 #  - keys fetched on many separate connections land in both workers' caches (cache stats
 #    shows entries on each), one origin request per worker that missed;
 #  - purging one exact path removes it from every worker (lbctl says how many, the same as
@@ -43,10 +43,10 @@ count() { curl -s --max-time 5 "http://127.0.0.1:$O/_count$1"; }
 fetch() { for _ in $(seq "$2"); do curl -s --max-time 5 -o /dev/null "$U$1" || fail "GET $1"; done; }
 # js EXPR: evaluates EXPR on `lbctl cache stats --json` (as s).
 js() { CTL cache stats --json | python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
-KEYS="/maxage/api/a /maxage/api/b /maxage/api/deep/c /maxage/other/d"
+KEYS="/day/api/a /day/api/b /day/api/deep/c /day/other/d"
 origin_total() { t=0; for k in $KEYS; do t=$((t + $(count "$k"))); done; echo "$t"; }
 REQS=0
-fill() { for k in $KEYS; do fetch "$k" 12; REQS=$((REQS + 12)); done; }
+fill() { for k in $KEYS; do fetch "$k" 8; REQS=$((REQS + 8)); done; }
 
 echo "== fill four keys through both workers"
 fill
@@ -62,42 +62,42 @@ wait_for 10 "cache stats never agreed with the origin's counts" misses_add_up
 CTL cache stats
 
 echo "== purge one exact path"
-A=$(count /maxage/api/a)
-out=$(CTL cache purge /maxage/api/a) || fail "purge failed: $out"
+A=$(count /day/api/a)
+out=$(CTL cache purge /day/api/a) || fail "purge failed: $out"
 echo "$out"
-echo "$out" | grep -q "^/maxage/api/a: removed $A entries (worker 0: [0-9]*, worker 1: [0-9]*)$" ||
+echo "$out" | grep -q "^/day/api/a: removed $A entries (worker 0: [0-9]*, worker 1: [0-9]*)$" ||
     fail "purge said '$out', want $A removed"
-fetch /maxage/api/a 1
-[ "$(count /maxage/api/a)" = $((A + 1)) ] || fail "the request after the purge was not a miss"
-B=$(count /maxage/api/b); D=$(count /maxage/other/d)
-fetch /maxage/api/b 6; fetch /maxage/other/d 6
-[ "$(count /maxage/api/b)" = "$B" ] && [ "$(count /maxage/other/d)" = "$D" ] ||
+fetch /day/api/a 1
+[ "$(count /day/api/a)" = $((A + 1)) ] || fail "the request after the purge was not a miss"
+B=$(count /day/api/b); D=$(count /day/other/d)
+fetch /day/api/b 6; fetch /day/other/d 6
+[ "$(count /day/api/b)" = "$B" ] && [ "$(count /day/other/d)" = "$D" ] ||
     fail "other keys were purged too"
 [ "$(js "s['total']['purged']")" = "$A" ] || fail "stats purged != $A"
 
 echo "== purge a prefix; --host"
-under=$(( 1 + $(count /maxage/api/b) + $(count /maxage/api/deep/c) ))
-out=$(CTL cache purge '/maxage/api/*' --host elsewhere.example) || fail "purge failed: $out"
+under=$(( 1 + $(count /day/api/b) + $(count /day/api/deep/c) ))
+out=$(CTL cache purge '/day/api/*' --host elsewhere.example) || fail "purge failed: $out"
 echo "$out"
 echo "$out" | grep -q "removed 0 entries" || fail "another host's purge removed entries"
-out=$(CTL cache purge '/maxage/api/*' --host 127.0.0.1) || fail "purge failed: $out"
+out=$(CTL cache purge '/day/api/*' --host 127.0.0.1) || fail "purge failed: $out"
 echo "$out"
-echo "$out" | grep -q "^/maxage/api/\* on host 127.0.0.1: removed $under entries" ||
+echo "$out" | grep -q "^/day/api/\* on host 127.0.0.1: removed $under entries" ||
     fail "prefix purge said '$out', want $under removed"
 before=$(origin_total)
-for k in /maxage/api/a /maxage/api/b /maxage/api/deep/c; do
+for k in /day/api/a /day/api/b /day/api/deep/c; do
     n=$(count "$k"); fetch "$k" 1
     [ "$(count "$k")" = $((n + 1)) ] || fail "$k was still cached after the prefix purge"
 done
-fetch /maxage/other/d 6
-[ "$(count /maxage/other/d)" = "$D" ] || fail "/maxage/other/d was purged by /maxage/api/*"
+fetch /day/other/d 6
+[ "$(count /day/other/d)" = "$D" ] || fail "/day/other/d was purged by /day/api/*"
 [ "$(origin_total)" = $((before + 3)) ] || fail "origin counts moved unexpectedly"
 [ "$(js "s['total']['purged']")" = $((A + under)) ] || fail "stats purged != $((A + under))"
 [ "$(js "s['purges']")" = 3 ] || fail "stats purges != 3"
-CTL cache purge '/maxage/api/*' --json | python3 -c '
+CTL cache purge '/day/api/*' --json | python3 -c '
 import json, sys
 a = json.load(sys.stdin)
-assert a["ok"] and a["prefix"] and a["path"] == "/maxage/api/" and a["workers"] == 2, a
+assert a["ok"] and a["prefix"] and a["path"] == "/day/api/" and a["workers"] == 2, a
 assert a["applied"] == 2 and a["pending"] == 0 and sum(a["per_worker"]) == a["removed"], a
 ' || fail "purge --json"
 curl -s --max-time 5 "http://127.0.0.1:$M/metrics" | grep -q '^lb_cache_purges_total 4$' ||

@@ -42,8 +42,8 @@ enum admin_verb {
     ADMIN_EXPLAIN,
     ADMIN_EXPLAIN_KEY, /* explain redis KEY: the key is in request */
     ADMIN_TLS,
-    ADMIN_QUEUES, /* what lbctl queue stats reads Redis with (lb/admin/queues.c) */
-    ADMIN_FLEET,  /* fleet [ack T]: the instances sharing global.redis (lb/admin/fleet.c) */
+    ADMIN_QUEUES,      /* what lbctl queue stats reads Redis with (lb/admin/queues.c) */
+    ADMIN_FLEET,       /* fleet [ack T]: the instances sharing global.redis (lb/admin/fleet.c) */
     ADMIN_CACHE_PURGE, /* cache purge PATH|PREFIX* [--host HOST] (lb/admin/cache.c) */
     ADMIN_CACHE_STATS, /* cache stats: L1 counters per worker and per listener */
 };

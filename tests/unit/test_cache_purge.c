@@ -17,6 +17,7 @@
 
 #include "lb/admin/admin.h"
 #include "lb/cache/purge.h"
+#include "lb/core/runtime.h"
 
 static int t_set(struct cache_purge *p, const char *arg, const char *host)
 {
@@ -303,12 +304,72 @@ static void test_admin_parse(void **state)
 #undef P
 }
 
+/* Runs @line through admin_parse and admin_exec; returns the answer (static buffer). */
+static const char *t_exec(struct lb_runtime *rt, const char *line)
+{
+    static char ans[8192];
+    struct admin_cmd c;
+    struct lb_err e;
+    struct lb_jbuf j;
+    assert_int_equal(admin_parse(line, strlen(line), &c, &e), 0);
+    lb_jbuf_init(&j, 1 << 20);
+    admin_exec(rt, NULL, &c, &j);
+    assert_non_null(j.p);
+    snprintf(ans, sizeof(ans), "%s", j.p);
+    lb_jbuf_free(&j);
+    return ans;
+}
+
+static void test_admin_exec(void **state)
+{
+    (void)state;
+    static const char yaml[] = "listeners:\n"
+                               "  - name: web\n"
+                               "    bind: 127.0.0.1:7000\n"
+                               "    routes:\n"
+                               "      - { match: { path_prefix: /a }, cluster: app }\n"
+                               "      - { cluster: app, cache: { ttl: 1s } }\n"
+                               "clusters:\n"
+                               "  app: { servers: [ { name: a1, address: 127.0.0.1:9001 } ] }\n";
+    struct conf_diags d = {0};
+    struct lb_runtime rt = {0};
+    /* No board (no cached route in a runtime): a clear error. */
+    assert_non_null(strstr(t_exec(&rt, "cache stats"), "\"ok\":false"));
+    assert_non_null(strstr(t_exec(&rt, "cache purge /a"), "has a cache"));
+
+    rt.conf = conf_load_buf("t.yaml", yaml, sizeof(yaml) - 1, &d);
+    assert_non_null(rt.conf);
+    assert_int_equal(cache_board_create(2, &rt.cache_board), 0);
+    struct cache *c0;
+    assert_int_equal(cache_create(1 << 20, &c0), 0);
+    t_store(c0, "h", "/x");
+    cache_board_tick(rt.cache_board, 0, c0);
+    const char *a = t_exec(&rt, "cache stats");
+    assert_non_null(strstr(a, "{\"ok\":true,\"workers\":[{\"worker\":0,\"cache\":true,"
+                              "\"entries\":1,"));
+    assert_non_null(strstr(a, "{\"worker\":1,\"cache\":false,\"entries\":0,"));
+    assert_non_null(strstr(a, "\"listeners\":[{\"listener\":\"web\",\"routes\":[1],\"hit\":0,"));
+    assert_non_null(strstr(a, "\"purges\":0}"));
+
+    /* Nobody ticks here: after ADMIN_PURGE_WAIT_MS the answer says both are pending. */
+    a = t_exec(&rt, "cache purge /x --host h");
+    assert_non_null(strstr(a, "\"path\":\"/x\",\"prefix\":false,\"host\":\"h\",\"workers\":2,"
+                              "\"applied\":0,\"per_worker\":[null,null],\"removed\":0,"
+                              "\"pending\":2}"));
+    cache_board_tick(rt.cache_board, 0, c0); /* ...and they apply it later */
+    assert_int_equal(cache_board_result(rt.cache_board, 1, NULL), 1);
+    assert_non_null(strstr(t_exec(&rt, "cache stats"), "\"purged\":1,"));
+    cache_destroy(c0);
+    cache_board_free(rt.cache_board);
+    conf_free(rt.conf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_purge_set),   cmocka_unit_test(test_purge_match),
         cmocka_unit_test(test_cache_purge), cmocka_unit_test(test_board),
-        cmocka_unit_test(test_admin_parse),
+        cmocka_unit_test(test_admin_parse), cmocka_unit_test(test_admin_exec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

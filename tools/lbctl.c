@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "tools/ctl_cache.h"
 #include "tools/ctl_fleet.h"
 #include "tools/ctl_json.h"
 #include "tools/ctl_queue.h"
@@ -58,6 +59,12 @@ static void usage(FILE *out)
             "                                               their names, issuer and expiry\n"
             "  queue stats [NAME] [--json]                  enqueue routes' Redis lists: length,\n"
             "                                               dead, in consumers' hands, oldest\n"
+            "  cache purge PATH|PREFIX* [--host HOST]       remove entries from every worker's\n"
+            "                                               L1 cache: PATH exactly as requested\n"
+            "                                               (query included), or every target\n"
+            "                                               starting with PREFIX ('/api/*')\n"
+            "  cache stats [--json]                         L1 cache counters per worker and\n"
+            "                                               lookups per listener\n"
             "\n"
             "  -s SOCKET   admin socket (default " CTL_DEFAULT_SOCKET
             ", else " CTL_SERVICE_SOCKET " when only that one exists)\n"
@@ -126,7 +133,7 @@ static int ctl_connect(struct ctl *c)
  * (said on stderr). */
 static char *ctl_ask(struct ctl *c, const char *cmd)
 {
-    char line[512];
+    char line[4096 + 2]; /* lb reads lines up to ADMIN_LINE_MAX (4096) */
     int n = snprintf(line, sizeof(line), "%s\n", cmd);
     if (n < 0 || (size_t)n >= sizeof(line)) {
         fprintf(stderr, "lbctl: command too long\n");
@@ -556,6 +563,9 @@ static int run(struct ctl *c, const char *cmdline, char **pos, bool wait, uint64
             ctl_fleet_print(v);
     } else if (!strcmp(pos[0], "queue")) {
         rc = ctl_queue_stats(v, pos[2], c->json);
+    } else if (!strcmp(pos[0], "cache")) {
+        if (!c->json)
+            ctl_cache_print(v, pos[1]);
     } else if (!strcmp(pos[0], "tls")) {
         if (!c->json)
             print_tls(v);
@@ -584,6 +594,7 @@ struct args {
     int npos;
     bool wait, has_timeout, local;
     uint64_t tmo_ms;
+    const char *host; /* cache purge --host */
 };
 
 /* Reads the options into @c and @a, the rest into a->pos. Returns -1 to go on, or the status
@@ -607,6 +618,10 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a)
             a->wait = true;
         } else if (!strcmp(s, "--local")) {
             a->local = true;
+        } else if (!strcmp(s, "--host") || !strncmp(s, "--host=", 7)) {
+            a->host = s[6] == '=' ? s + 7 : (++i < argc ? argv[i] : NULL);
+            if (!a->host)
+                return usage_error("--host needs a host name");
         } else if (!strcmp(s, "--timeout") || !strncmp(s, "--timeout=", 10)) {
             const char *d = s[9] == '=' ? s + 10 : (++i < argc ? argv[i] : NULL);
             if (!d)
@@ -636,6 +651,12 @@ static int check_command(const struct args *a)
     char *const *pos = a->pos;
     const char *cmd = pos[0];
     int want_min, want_max;
+    if (!strcmp(cmd, "cache")) {
+        const char *why = ctl_cache_check(a->npos, pos, a->host);
+        return why ? usage_error("%s", why) : 0;
+    }
+    if (a->host)
+        return usage_error("--host goes with cache purge only");
     if (!strcmp(cmd, "status") || !strcmp(cmd, "reload") || !strcmp(cmd, "tls") ||
         !strcmp(cmd, "fleet"))
         want_min = want_max = 1;
@@ -716,6 +737,10 @@ int main(int argc, char **argv)
         snprintf(line, sizeof(line), "queues");
     if (a.local && strlen(line) + 9 < sizeof(line))
         strcat(line, " --local");
+    if (a.host && strlen(line) + strlen(a.host) + 9 >= sizeof(line))
+        return usage_error("command too long");
+    if (a.host)
+        strcat(strcat(line, " --host "), a.host);
     if (ctl_connect(&c) < 0)
         return 1;
     rc = run(&c, line, a.pos, a.wait, a.tmo_ms);

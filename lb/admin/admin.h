@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "conf/conf.h"
+#include "lb/cache/purge.h"
 
 #define ADMIN_LINE_MAX 4096         /* longer lines get an error answer, then a close */
 #define ADMIN_MAX_CLIENTS 16        /* more are told so and closed */
@@ -41,8 +42,10 @@ enum admin_verb {
     ADMIN_EXPLAIN,
     ADMIN_EXPLAIN_KEY, /* explain redis KEY: the key is in request */
     ADMIN_TLS,
-    ADMIN_QUEUES, /* what lbctl queue stats reads Redis with (lb/admin/queues.c) */
-    ADMIN_FLEET,  /* fleet [ack T]: the instances sharing global.redis (lb/admin/fleet.c) */
+    ADMIN_QUEUES,      /* what lbctl queue stats reads Redis with (lb/admin/queues.c) */
+    ADMIN_FLEET,       /* fleet [ack T]: the instances sharing global.redis (lb/admin/fleet.c) */
+    ADMIN_CACHE_PURGE, /* cache purge PATH|PREFIX* [--host HOST] (lb/admin/cache.c) */
+    ADMIN_CACHE_STATS, /* cache stats: L1 counters per worker and per listener */
 };
 
 #define ADMIN_EXPLAIN_MAX 4096 /* the request explain builds: request line and fields */
@@ -58,6 +61,7 @@ struct admin_cmd {
     /* explain METHOD URL [Name: value]...: the request as HTTP/1.1 bytes, ready to parse. */
     char request[ADMIN_EXPLAIN_MAX];
     size_t request_len;
+    struct cache_purge purge; /* cache purge */
 };
 
 /*
@@ -65,6 +69,25 @@ struct admin_cmd {
  * request in @cmd would get in @rt, as one JSON answer. Returns 0 or ADMIN_R_ERROR.
  */
 int admin_explain(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_jbuf *out);
+
+/*
+ * cache.c: parses what follows "cache " (@p, @len bytes): "purge PATH [--host HOST]" or
+ * "stats". Pure. Returns 0 or -EINVAL with the reason in @err.
+ */
+int admin_parse_cache(const char *p, size_t len, struct admin_cmd *cmd, struct lb_err *err);
+
+/*
+ * cache.c: cache purge: posts the purge to every worker's L1 cache and waits (at most
+ * ADMIN_PURGE_WAIT_MS, blocking the control thread) for each worker's count. Returns 0 or
+ * ADMIN_R_ERROR (no cached route, or workers not applying purges).
+ */
+int admin_cache_purge(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_jbuf *out);
+
+/* cache.c: cache stats: the L1 counters per worker (as of their last tick) and the lookups
+ * per listener. Returns 0 or ADMIN_R_ERROR (no cached route). */
+int admin_cache_stats(struct lb_runtime *rt, struct lb_jbuf *out);
+
+#define ADMIN_PURGE_WAIT_MS 2000 /* a worker applies a purge at its next tick (100 ms) */
 
 /* explain redis KEY: for each redis listener, the shard that owns the key, and the member
  * its traffic goes to. Returns 0. */

@@ -248,6 +248,8 @@ int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_e
         len--;
     if (len >= 8 && !memcmp(line, "explain ", 8))
         return parse_explain(line + 8, len - 8, cmd, err);
+    if (len >= 5 && !memcmp(line, "cache", 5) && (len == 5 || line[5] == ' ' || line[5] == '\t'))
+        return admin_parse_cache(line + 5, len - 5, cmd, err);
     if (split_words(line, len, w, &nw, err) < 0)
         return -EINVAL;
     if (nw == 0) {
@@ -307,7 +309,7 @@ int admin_parse(const char *line, size_t len, struct admin_cmd *cmd, struct lb_e
     }
     lb_err_set(err,
                "unknown command '%.*s': status, drain, undrain, weight, reload, "
-               "snapshots reload, explain, tls, queues, fleet",
+               "snapshots reload, explain, tls, queues, fleet, cache",
                (int)(w[0].len > 32 ? 32 : w[0].len), w[0].p);
     return -EINVAL;
 }
@@ -645,6 +647,10 @@ int admin_exec(struct lb_runtime *rt, const double *const *rates, const struct a
         return admin_queues(rt, out);
     case ADMIN_FLEET:
         return admin_fleet(cmd, out);
+    case ADMIN_CACHE_PURGE:
+        return admin_cache_purge(rt, cmd, out);
+    case ADMIN_CACHE_STATS:
+        return admin_cache_stats(rt, out);
     }
     admin_error(out, "internal error: unknown verb");
     return ADMIN_R_ERROR;

@@ -269,6 +269,11 @@ static void entry_unlink(struct cache *c, struct cache_entry **pp)
     cache_entry_unref(e);
 }
 
+void cache_entry_drop(struct cache *c, struct cache_entry **pp)
+{
+    entry_unlink(c, pp);
+}
+
 /* The link that points at @e in its chain. */
 static struct cache_entry **chain_find(struct cache *c, const struct cache_entry *e)
 {
@@ -388,6 +393,7 @@ size_t cache_item_max(const struct cache *c)
 void cache_stats_get(const struct cache *c, struct cache_stats *out)
 {
     *out = c->st;
+    out->max_bytes = c->max_bytes;
 }
 
 struct cache_entry *cache_lookup(struct cache *c, const char *buf, const struct http_req *req,

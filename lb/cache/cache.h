@@ -70,6 +70,8 @@ struct cache_stats {
     uint64_t fills;       /* fills committed into entries */
     uint64_t fill_aborts; /* fills aborted: not cacheable, too big, error */
     uint64_t invalidated; /* entries removed by cache_invalidate() */
+    uint64_t purged;      /* entries removed by an operator (cache_purge(), lb/cache/purge.h) */
+    uint64_t max_bytes;   /* the bound on bytes (not a counter) */
 };
 
 /*

@@ -129,12 +129,19 @@ void cache_vary_record_write(char *out, const struct cache_policy *p, const char
  */
 void cache_entry_link(struct cache *c, struct cache_entry *e);
 
+/* Removes *@pp (a linked entry) from its chain and the LRU, and drops the table's reference;
+ * *@pp is then the next entry of the chain. Counts nothing: the caller says why it went. */
+void cache_entry_drop(struct cache *c, struct cache_entry **pp);
+
 /*
  * The invalidation generation of a host + target: a process-wide counter (one of
  * CACHE_INVAL_SLOTS, picked by a hash every worker computes alike) that cache_invalidate()
  * bumps. An entry or fill that recorded an older value is gone, on every worker.
  */
 uint64_t cache_inval_gen(const char *host, size_t hlen, const char *target, size_t tlen);
+
+/* An inval_gen no key ever has: an entry or fill marked with it goes at its first lookup. */
+#define CACHE_INVAL_NEVER UINT64_MAX
 
 /* ---- crossing files (fill.c) ---- */
 

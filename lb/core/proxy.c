@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "health/hc.h"
+#include "lb/cache/purge.h"
 #include "lb/core/control.h"
 #include "lb/core/health.h"
 #include "lb/core/limits.h"
@@ -201,6 +202,8 @@ static void runtime_free(struct lb_runtime *rt)
     for (size_t i = 0; i < rt->nsnap_slots; i++)
         snap_slot_destroy(&rt->snap_slots[i]);
     free(rt->snap_slots);
+    cache_board_free(rt->cache_board); /* after the workers, which tick on it */
+    rt->cache_board = NULL;
     conf_free(rt->conf);
 }
 
@@ -477,6 +480,8 @@ struct lb_runtime *lb_proxy_build(struct conf *c, const char *file,
         rc = lb_health_init(rt, err);
     if (rc == 0 && prev)
         carry_state(rt, prev);
+    if (rc == 0 && cache_board_create(rt->nworkers, &rt->cache_board) < 0)
+        rc = nomem(err);
     if (rc == 0)
         rc = build_workers(rt, err);
     if (rc == 0)

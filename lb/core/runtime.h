@@ -18,6 +18,7 @@ struct io_worker;
 struct hc;
 struct tls_gen;
 struct lb_limits;
+struct cache_board;
 
 struct lb_runtime {
     struct conf *conf;
@@ -32,6 +33,7 @@ struct lb_runtime {
     unsigned ring_flags;         /* setup flags that worked in the startup probe */
     bool has_peername;           /* SO_PEERNAME through uring_cmd works (kernel >= 6.7) */
     struct tls_gen *tls;         /* this generation's TLS contexts (lb/tls) */
+    struct cache_board *cache_board; /* operator purges and L1 counters (lb/cache/purge.h) */
     struct snap_slot *snap_slots; /* conf->nstatics: the published snapshot sets */
     size_t nsnap_slots;           /* initialised so far */
     int access_fd;               /* access log: -1 off, 2 stderr, or an O_APPEND file */

@@ -14,6 +14,7 @@
 
 #include "health/hc.h"
 #include "lb/cache/cache.h"
+#include "lb/cache/purge.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "lb/http/internal.h"
@@ -269,6 +270,8 @@ static void http_mod_tick(struct io_worker *w, void *state)
     struct http_worker *x = state;
     if (x->cache)
         cache_tick(x->cache, w->now_ms);
+    /* Operator purges (lbctl cache purge) and the counters lbctl cache stats reads. */
+    cache_board_tick(w->rt ? w->rt->cache_board : NULL, (uint32_t)w->id, x->cache);
 }
 
 static void http_mod_loop_end(struct io_worker *w, void *state)

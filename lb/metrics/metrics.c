@@ -478,6 +478,7 @@ void metrics_prom(struct lb_runtime *rt, struct lb_jbuf *out)
     prom_listeners(rt, out);
     metrics_prom_queues(rt, out);
     prom_cache(rt, out);
+    metrics_prom_cache_l1(rt, out);
     prom_requests(rt, out);
     prom_servers(rt, out);
     prom_latency(rt, out);

@@ -9,6 +9,7 @@ other answer's body is "PATH N" (N: that request's number for the path, so a cli
 tell a stored answer from a new one) and its headers are:
 
   /maxage/*     Cache-Control: max-age=60
+  /day/*        Cache-Control: max-age=86400 (for tests slower than a minute on a busy host)
   /expired      Expires in the past (and no Cache-Control)
   /badexpires   Expires: 0 (invalid: already expired)
   /nostore      Cache-Control: no-store, max-age=60
@@ -69,6 +70,8 @@ class Handler(BaseHTTPRequestHandler):
         n = self.count(path)
         body = b"%s %d" % (path.encode(), n)
         h = []  # send_response() adds Date
+        if path.startswith("/day/"):
+            return self.answer(200, [("Cache-Control", "max-age=86400")], body)
         if path.startswith("/maxage/"):
             h.append(("Cache-Control", "max-age=60"))
         elif path == "/expired":

@@ -80,6 +80,8 @@ got=$(complete_words lbctl -s "$T/lb.sock" undrain shop "")
 [ "$got" = "alpha beta " ] || fail "lbctl undrain shop <TAB> gave '$got'"
 got=$(complete_words lbctl -s "$T/lb.sock" weight other g)
 [ "$got" = "gamma " ] || fail "lbctl weight other g<TAB> gave '$got'"
+got=$(complete_words lbctl cache "")
+[ "$got" = "purge stats " ] || fail "lbctl cache <TAB> gave '$got'"
 
 # An edited config survives a second install and the uninstall.
 echo "# edited" >>"$D/etc/lb/lb.yaml"

@@ -56,7 +56,7 @@ int conf_keys_each(int (*fn)(const char *path, void *arg), void *arg, size_t *nt
 {
     static const struct conf_key_root *const roots[] = {conf_roots_global, conf_roots_listener,
                                                         conf_roots_cluster, conf_roots_static,
-                                                        conf_roots_admin};
+                                                        conf_roots_admin, conf_roots_caches};
     struct keys_walk w = {.fn = fn, .arg = arg};
     int rc = 0;
     for (size_t i = 0; !rc && i < sizeof(roots) / sizeof(roots[0]); i++)

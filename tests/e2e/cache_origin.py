@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The origin behind the route cache in tests/e2e/cache_rfc.sh: an HTTP/1.1 keep-alive server
+"""The origin behind the route cache in tests/e2e/cache_rfc.sh and cache_l2.sh: an HTTP/1.1 keep-alive server
 whose answer headers depend on the path, and which counts the requests for each path.
 
   cache_origin.py PORT
@@ -9,6 +9,7 @@ other answer's body is "PATH N" (N: that request's number for the path, so a cli
 tell a stored answer from a new one) and its headers are:
 
   /maxage/*     Cache-Control: max-age=60
+  /slow/*       the same, answered after 1 s (a fill that a burst of misses piles up on)
   /expired      Expires in the past (and no Cache-Control)
   /badexpires   Expires: 0 (invalid: already expired)
   /nostore      Cache-Control: no-store, max-age=60
@@ -71,6 +72,9 @@ class Handler(BaseHTTPRequestHandler):
         h = []  # send_response() adds Date
         if path.startswith("/maxage/"):
             h.append(("Cache-Control", "max-age=60"))
+        elif path.startswith("/slow/"):
+            h.append(("Cache-Control", "max-age=60"))
+            time.sleep(1)
         elif path == "/expired":
             h.append(("Expires", "Sun, 06 Nov 1994 08:49:37 GMT"))
         elif path == "/badexpires":

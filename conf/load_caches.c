@@ -6,6 +6,7 @@
  * latency and errors show in lbctl status and /metrics like any cluster's.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,18 +37,22 @@ static int set_servers(struct conf_ctx *x, const struct conf_node *n, void *fiel
     for (size_t i = 0; i < n->nkids; i++) {
         const struct conf_node *v = n->kids[i];
         size_t mark = conf_path_push(x, "[%zu]", i);
-        if (v->bad || conf_set_addr(x, v, &sc->servers[sc->nservers], k) < 0)
+        struct conf_addr *a = &sc->servers[sc->nservers];
+        bool twice = false;
+        if (v->bad || conf_set_addr(x, v, a, k) < 0) {
             rc = -EINVAL;
-        else
-            sc->nservers++;
+        } else {
+            for (size_t j = 0; j < sc->nservers && !twice; j++)
+                twice = conf_addr_cmp(a, &sc->servers[j]) == 0;
+            if (twice) {
+                conf_err(x, v->pos, "server %s is listed twice", a->text);
+                rc = -EINVAL;
+            } else {
+                sc->nservers++;
+            }
+        }
         conf_path_pop(x, mark);
     }
-    for (size_t i = 0; i < sc->nservers; i++)
-        for (size_t j = 0; j < i; j++)
-            if (conf_addr_cmp(&sc->servers[i], &sc->servers[j]) == 0) {
-                conf_err(x, n->kids[i]->pos, "server %s is listed twice", sc->servers[i].text);
-                rc = -EINVAL;
-            }
     return rc;
 }
 
@@ -120,6 +125,27 @@ int conf_set_cache_shared(struct conf_ctx *x, const struct conf_node *n, void *f
     return rc;
 }
 
+static void undefined_cache(struct conf_ctx *x, size_t li, size_t ri, const struct conf_cache *cc)
+{
+    const struct conf *c = x->c;
+    const char *names[64];
+    size_t n = 0;
+    for (size_t k = 0; k < c->ncaches && n < 64; k++)
+        if (c->caches[k].name)
+            names[n++] = c->caches[k].name;
+    const char *best = n ? conf_suggest(cc->shared, names, n) : NULL;
+    if (best)
+        conf_diag(x->d, cc->shared_pos,
+                  "listeners[%zu].routes[%zu].cache.shared: undefined cache '%s'; did you "
+                  "mean '%s'?",
+                  li, ri, cc->shared, best);
+    else
+        conf_diag(x->d, cc->shared_pos,
+                  "listeners[%zu].routes[%zu].cache.shared: undefined cache '%s'; define it "
+                  "under caches: { %s: { servers: [ IP:PORT, ... ] } }",
+                  li, ri, cc->shared, cc->shared);
+}
+
 void conf_validate_caches(struct conf_ctx *x)
 {
     struct conf *c = x->c;
@@ -134,10 +160,7 @@ void conf_validate_caches(struct conf_ctx *x)
                 if (c->caches[k].name && strcmp(c->caches[k].name, cc->shared) == 0)
                     cc->shared_idx = (int)k;
             if (cc->shared_idx < 0)
-                conf_diag(x->d, cc->shared_pos,
-                          "listeners[%zu].routes[%zu].cache.shared: undefined cache '%s'; "
-                          "define it under caches: (servers: [ IP:PORT, ... ])",
-                          i, j, cc->shared);
+                undefined_cache(x, i, j, cc);
         }
     }
 }

@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "conf/conf.h"
 #include "lb/cache/cache.h"
 
 #define CACHE_L2_MAGIC "LBC1"
@@ -73,5 +74,16 @@ uint64_t cache_l2_ttl_ms(const struct cache_entry *e, uint64_t now_ms);
 
 /* The entry a fill builds (NULL before cache_fill_head): to encode it before the commit. */
 const struct cache_entry *cache_fill_entry(const struct cache_fill *f);
+
+/*
+ * Control thread only (blocking): deletes the entries of shared cache @cache (its name under
+ * caches:) whose key matches @prefix on every shard: a path prefix ("/img/": any host), a
+ * host + path prefix ("example.com/img/"), or "" / NULL for all. SCAN and DEL, each call
+ * bounded by caches.NAME.timeout. Returns the keys deleted, or -ENOENT (no such cache) or
+ * -EIO (a shard could not be reached or failed; the others are purged all the same), with
+ * a message in @err (may be NULL). The workers' L1 copies are not touched.
+ */
+long cache_l2_purge(const struct conf *cf, const char *cache, const char *prefix,
+                    struct lb_err *err);
 
 #endif

@@ -117,8 +117,8 @@ int conf_set_caches(struct conf_ctx *x, const struct conf_node *n, void *field,
 int conf_set_cache_shared(struct conf_ctx *x, const struct conf_node *n, void *field,
                           const struct conf_key *k)
 {
-    struct conf_cache *cc = (struct conf_cache *)((char *)field - offsetof(struct conf_cache,
-                                                                           shared));
+    struct conf_cache *cc =
+        (struct conf_cache *)((char *)field - offsetof(struct conf_cache, shared));
     int rc = conf_set_name(x, n, field, k);
     if (rc == 0)
         cc->shared_pos = n->pos;
@@ -225,5 +225,4 @@ void conf_free_caches(struct conf *c)
 }
 
 /* For conf_keys_each() (keys.c). */
-const struct conf_key_root conf_roots_caches[] = {{"caches.NAME", cache_def_keys},
-                                                  {NULL, NULL}};
+const struct conf_key_root conf_roots_caches[] = {{"caches.NAME", cache_def_keys}, {NULL, NULL}};

@@ -65,8 +65,8 @@ ssize_t cache_l2_encode(const struct cache_entry *e, uint64_t now_ms, int64_t wa
     char *b = malloc(len), *p = b;
     if (!b)
         return -ENOMEM;
-    uint64_t fresh = e->expires_ms == UINT64_MAX ? UINT64_MAX / 4
-                                                 : e->expires_ms - e->stored_ms + e->age_ms;
+    uint64_t fresh =
+        e->expires_ms == UINT64_MAX ? UINT64_MAX / 4 : e->expires_ms - e->stored_ms + e->age_ms;
     memcpy(p, CACHE_L2_MAGIC, 4);
     p += 4;
     put16(&p, e->status);

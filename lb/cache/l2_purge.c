@@ -129,8 +129,8 @@ long cache_l2_purge(const struct conf *cf, const char *cache, const char *prefix
     if (!prefix)
         prefix = "";
     char base[160], esc[320], pattern[330];
-    snprintf(base, sizeof(base), "%sc:%s:", cf->global.redis_prefix ? cf->global.redis_prefix : "lb:",
-             sc->name);
+    snprintf(base, sizeof(base),
+             "%sc:%s:", cf->global.redis_prefix ? cf->global.redis_prefix : "lb:", sc->name);
     glob_escape(esc, sizeof(esc), base);
     snprintf(pattern, sizeof(pattern), "%s*", esc);
     long total = 0;

@@ -371,8 +371,8 @@ static void drop(struct io_worker *w, struct http_conn *c, const char *host, siz
 }
 
 /* Removes @host + the path of URI @v (absolute on the same host, or absolute-path). */
-static void invalidate_uri(struct io_worker *w, struct http_conn *c, const char *host,
-                           size_t hlen, const char *v, size_t n)
+static void invalidate_uri(struct io_worker *w, struct http_conn *c, const char *host, size_t hlen,
+                           const char *v, size_t n)
 {
     if (n > 7 && strncasecmp(v, "http://", 7) == 0) {
         v += 7, n -= 7;

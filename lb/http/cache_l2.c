@@ -75,9 +75,11 @@ static void warn(struct io_worker *w, int ci, const char *what, const char *repl
         return;
     hw(w)->l2_warn_ms = w->now_ms;
     size_t shown = len > 2 ? len - 2 : 0;
-    lb_warn("shared cache skipped: the request goes to the origin", "cache=%s problem=\"%s\" "
-            "reply=\"%.*s\"", w->rt->conf->caches[ci].name, what,
-            (int)(shown > 120 ? 120 : shown), reply && len ? reply + 1 : "");
+    lb_warn("shared cache skipped: the request goes to the origin",
+            "cache=%s problem=\"%s\" "
+            "reply=\"%.*s\"",
+            w->rt->conf->caches[ci].name, what, (int)(shown > 120 ? 120 : shown),
+            reply && len ? reply + 1 : "");
 }
 
 /* The key of @host + @target in cache @ci, with @suffix, malloc'd (see l2.h). */
@@ -166,8 +168,7 @@ static void to_origin(struct io_worker *w, struct http_conn *c, bool store)
 
 /* An entry came from the shard: fill L1 with it and serve it. False when it cannot be
  * (malformed, another variant, stale...): the caller goes to the origin. */
-static bool serve_entry(struct io_worker *w, struct http_conn *c, int ci, const char *p,
-                        size_t n)
+static bool serve_entry(struct io_worker *w, struct http_conn *c, int ci, const char *p, size_t n)
 {
     struct cache_l2_view v;
     if (cache_l2_decode(p, n, &v) < 0) {
@@ -177,8 +178,8 @@ static bool serve_entry(struct io_worker *w, struct http_conn *c, int ci, const 
     }
     const struct http_req *rq = http_cache_reparse(w, c);
     struct cache *cache = hw(w)->cache;
-    int rc = rq ? cache_l2_fill(cache, c->h.fill, &v, c->h.hbuf, rq, w->now_ms, wall_ms())
-                : -EINVAL;
+    int rc =
+        rq ? cache_l2_fill(cache, c->h.fill, &v, c->h.hbuf, rq, w->now_ms, wall_ms()) : -EINVAL;
     if (rc < 0) {
         count(w, ci, METRICS_L2_MISS);
         if (rc != -ENOENT && rc != -ESTALE)

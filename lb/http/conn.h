@@ -58,11 +58,11 @@ enum http_phase {
 #define H_F_CONTINUE 0x4000      /* the request has Expect: 100-continue */
 #define H_F_SENDING_CONT 0x20000 /* the send in flight is an enqueue route's 100 Continue */
 #define H_F_REVALIDATING 0x8000  /* the request to the origin carries the cache's validator */
-#define H_F_L2_CALL 0x40000    /* a shared cache lookup is in flight */
-#define H_F_L2_POLL 0x80000    /* another instance fills the key: look again at the next tick */
-#define H_F_L2_WAITED 0x100000 /* counted as locked_wait once */
-#define H_F_L2_LOCK 0x200000   /* this request holds the key's L2 lock: store, or release it */
-#define H_F_L2_STORE 0x400000  /* the origin's answer, if stored in L1, goes to L2 too */
+#define H_F_L2_CALL 0x40000      /* a shared cache lookup is in flight */
+#define H_F_L2_POLL 0x80000      /* another instance fills the key: look again at the next tick */
+#define H_F_L2_WAITED 0x100000   /* counted as locked_wait once */
+#define H_F_L2_LOCK 0x200000     /* this request holds the key's L2 lock: store, or release it */
+#define H_F_L2_STORE 0x400000    /* the origin's answer, if stored in L1, goes to L2 too */
 #define H_F_CLIENT_CLOSE                                                                           \
     0x10000 /* the client said it sends nothing more (Connection: close,                           \
                or HTTP/1.0 without keep-alive) */

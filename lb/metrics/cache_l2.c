@@ -17,8 +17,8 @@ static unsigned long long ld(_Atomic uint64_t *v)
 
 void metrics_prom_cache_l2(struct lb_runtime *rt, struct lb_jbuf *o)
 {
-    static const char *const results[METRICS_L2_NRESULTS] = {
-        "hit", "miss", "error", "store", "locked_wait", "invalidate"};
+    static const char *const results[METRICS_L2_NRESULTS] = {"hit",   "miss",        "error",
+                                                             "store", "locked_wait", "invalidate"};
     const struct conf *cf = rt->conf;
     if (!cf->ncaches || !rt->l2stats)
         return;

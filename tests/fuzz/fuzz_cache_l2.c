@@ -72,8 +72,7 @@ static void refill(const struct cache_l2_view *v)
         abort();
     free(again);
     cache_entry_unref(e);
-    cache_invalidate(fz_cache, buf + rq.host.off, rq.host.len, buf + rq.target.off,
-                     rq.target.len);
+    cache_invalidate(fz_cache, buf + rq.host.off, rq.host.len, buf + rq.target.off, rq.target.len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -88,8 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     inside(v.vary, v.vary_len, data, size);
     inside(v.hdr, v.hdr_len, data, size);
     inside(v.body, v.body_len, data, size);
-    if ((size_t)CACHE_L2_FIXED + v.etag_len + v.host_len + v.target_len + v.vary_len +
-            v.hdr_len + v.body_len !=
+    if ((size_t)CACHE_L2_FIXED + v.etag_len + v.host_len + v.target_len + v.vary_len + v.hdr_len +
+            v.body_len !=
         size)
         abort();
     refill(&v);

@@ -141,8 +141,7 @@ static void test_fill_refusals(void **state)
         {"GET /a?x=2 HTTP/1.1\r\nHost: example.com\r\nAccept-Language: fr\r\n\r\n", 0, -ENOENT},
         {"GET /a?x=1 HTTP/1.1\r\nHost: example.org\r\nAccept-Language: fr\r\n\r\n", 0, -ENOENT},
         /* 50 s later: age 60 s = its freshness: stale */
-        {"GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nAccept-Language: fr\r\n\r\n", 50000,
-         -ESTALE},
+        {"GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nAccept-Language: fr\r\n\r\n", 50000, -ESTALE},
         /* host letter case does not matter */
         {"GET /a?x=1 HTTP/1.1\r\nHost: EXAMPLE.com\r\nAccept-Language: fr\r\n\r\n", 0, 0},
     };
@@ -280,11 +279,10 @@ static void test_chunked_not_encoded(void **state)
     (void)state;
     struct cache *c;
     assert_int_equal(cache_create(1 << 20, &c), 0);
-    struct cache_entry *e =
-        t_store(c, "GET /c HTTP/1.1\r\nHost: h\r\n\r\n",
-                "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n"
-                "Transfer-Encoding: chunked\r\n\r\n",
-                "5\r\nhello\r\n0\r\n\r\n", 0);
+    struct cache_entry *e = t_store(c, "GET /c HTTP/1.1\r\nHost: h\r\n\r\n",
+                                    "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n"
+                                    "Transfer-Encoding: chunked\r\n\r\n",
+                                    "5\r\nhello\r\n0\r\n\r\n", 0);
     assert_non_null(e);
     char *b = NULL;
     assert_int_equal(cache_l2_encode(e, 0, T_WALL_MS, &b), -EINVAL);
@@ -296,9 +294,9 @@ static void test_chunked_not_encoded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),    cmocka_unit_test(test_fill_refusals),
-        cmocka_unit_test(test_truncated),    cmocka_unit_test(test_corrupt),
-        cmocka_unit_test(test_garbage),      cmocka_unit_test(test_chunked_not_encoded),
+        cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_fill_refusals),
+        cmocka_unit_test(test_truncated), cmocka_unit_test(test_corrupt),
+        cmocka_unit_test(test_garbage),   cmocka_unit_test(test_chunked_not_encoded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -97,8 +97,8 @@ static void test_purge(void **state)
     redisContext *c = wait_redis(port);
     assert_non_null(c);
     static const char *const set[] = {
-        "lb:c:pages:www.example/a/1",     "lb:c:pages:www.example/a/2",
-        "lb:c:pages:www.example/b/1",     "lb:c:pages:other.host/a/1",
+        "lb:c:pages:www.example/a/1",      "lb:c:pages:www.example/a/2",
+        "lb:c:pages:www.example/b/1",      "lb:c:pages:other.host/a/1",
         "lb:c:pages:www.example/a/1#lock", "lb:c:other:www.example/a/1",
         "lb:c:pages*:www.example/a/9",
     };

@@ -93,8 +93,7 @@ static void test_errors(void **state)
     expect_err(WEB("p") "caches: { p: { servers: [] } }\n", 8, 25, "between 1 and 256");
     expect_err(WEB("p") "caches: { p: { servers: [ 127.0.0.1:1, 127.0.0.1:1 ] } }\n", 8, 40,
                "listed twice");
-    expect_err(WEB("p") "caches: { p: { servers: [ redis.local:6379 ] } }\n", 8, 27,
-               "numeric IP");
+    expect_err(WEB("p") "caches: { p: { servers: [ redis.local:6379 ] } }\n", 8, 27, "numeric IP");
     expect_err(WEB("p") "caches: { p: { servers: [ 127.0.0.1:1 ], max_object: 0 } }\n", 8, 54,
                "out of range");
     expect_err(WEB("p") "caches: { p: { servers: [ 127.0.0.1:1 ], lock: 1ms } }\n", 8, 48,

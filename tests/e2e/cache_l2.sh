@@ -38,7 +38,7 @@ caches:
   pages:
     servers: [ 127.0.0.1:$S1, 127.0.0.1:$S2, 127.0.0.1:$S3 ]
     max_object: 1m
-    timeout: 200ms
+    timeout: 1s
     lock: 3s
 EOC
     "$LB" -t -c "$T/lb_$i.yaml" >"$T/check.out" 2>&1 || fail "lb -t: $(cat "$T/check.out")"

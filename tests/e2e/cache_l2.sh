@@ -43,6 +43,7 @@ caches:
 EOC
     "$LB" -t -c "$T/lb_$i.yaml" >"$T/check.out" 2>&1 || fail "lb -t: $(cat "$T/check.out")"
     bg "lb_$i" "$LB" -c "$T/lb_$i.yaml"
+    [ $i = a ] && LB_A_PID=$LAST_PID || LB_B_PID=$LAST_PID
 done
 for p in $S1 $S2 $S3 $O $LA $LB_ $MA $MB; do wait_port "$p"; done
 A="http://127.0.0.1:$LA"; B="http://127.0.0.1:$LB_"
@@ -137,4 +138,7 @@ echo "shard killed: 60 requests, all 200; L2 errors counted: $((E1 - E0))"
 [ "$E1" -gt "$E0" ] || fail "no L2 error counted with a shard down"
 curl -sf -o /dev/null "http://127.0.0.1:$MA/metrics" || fail "A died"
 curl -sf -o /dev/null "http://127.0.0.1:$MB/metrics" || fail "B died"
+# Both stop cleanly (under sanitizers: no leak, no report).
+stop "$LB_A_PID"; [ "$STOP_RC" = 0 ] || fail "A exited $STOP_RC"
+stop "$LB_B_PID"; [ "$STOP_RC" = 0 ] || fail "B exited $STOP_RC"
 echo "PASS"

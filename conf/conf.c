@@ -203,6 +203,7 @@ void conf_free(struct conf *c)
             for (size_t k = 0; k < r->enqueue.nheaders; k++)
                 free(r->enqueue.headers[k]);
             free(r->redirect.host);
+            free(r->cache.shared);
         }
         free(l->routes);
         free(l->cluster);
@@ -223,6 +224,7 @@ void conf_free(struct conf *c)
         free(cl->password);
     }
     free(c->clusters);
+    conf_free_caches(c);
     for (size_t i = 0; i < c->nstatics; i++) {
         free(c->statics[i].name);
         free(c->statics[i].dir);
@@ -289,7 +291,8 @@ struct conf *conf_load_buf(const char *name, const char *buf, size_t len, struct
      * whatever the loader could not fill in. */
     conf_load_root(&x, root);
     conf_validate(&x);
-    if (!d->n && conf_add_redis_cluster(c) < 0)
+    conf_validate_caches(&x);
+    if (!d->n && (conf_add_redis_cluster(c) < 0 || conf_add_cache_clusters(c) < 0))
         conf_diag(d, top, "out of memory");
 out:
     free((char *)x.base_dir);

@@ -218,6 +218,22 @@ struct conf_cache {
     uint64_t ttl_ms;     /* heuristic freshness when the origin gives none; default 0 */
     uint64_t max_ttl_ms; /* cap on any freshness; default 0 = none */
     uint64_t max_bytes;  /* per worker, default 64m */
+    char *shared;        /* shared: the name of a caches: entry (the L2 level), or NULL */
+    int shared_idx;      /* into conf.caches after validation; -1: none */
+    struct conf_pos shared_pos;
+};
+
+/* One caches: entry: a shared (L2) response cache sharded over Redis servers (lb/cache/l2.h). */
+struct conf_shared_cache {
+    char *name;
+    struct conf_addr *servers; /* the shards, in the order written (their hash names) */
+    size_t nservers;
+    uint64_t max_object; /* default 1m: a longer answer is not stored in L2 */
+    uint64_t timeout_ms; /* default 100ms: a shard slower than this is skipped */
+    uint64_t lock_ms;    /* default 2s: how long a miss holds the fill lock, and the most
+                            another instance waits on it */
+    int cluster_idx;     /* its lb:cache:NAME cluster, after conf_load */
+    struct conf_pos pos; /* its name (its key under caches:) */
 };
 
 #define CONF_ENQ_MAX_HEADERS 16
@@ -340,10 +356,14 @@ struct conf {
     struct conf_static *statics;
     size_t nstatics;
     int redis_cluster; /* global.redis as clusters[redis_cluster] (conf/redis.c), or -1 */
+    struct conf_shared_cache *caches; /* caches: each also a cluster of lb's own */
+    size_t ncaches;
 };
 
 /* The name of the cluster lb makes of global.redis: one no config can give. */
 #define CONF_REDIS_CLUSTER "lb:redis"
+/* The clusters lb makes of caches: entries: this prefix, then the cache's name. */
+#define CONF_CACHE_CLUSTER_PREFIX "lb:cache:"
 
 /* One diagnostic; conf_load collects them in order of position. */
 struct conf_diag {

@@ -123,4 +123,11 @@ void conf_validate(struct conf_ctx *x);
  * without global.redis). Returns -1 when out of memory. */
 int conf_add_redis_cluster(struct conf *c);
 
+/* conf/load_caches.c: resolves each route's cache.shared (reports undefined names); appends
+ * each caches: entry as a cluster of lb's own (sets its cluster_idx; -1 out of memory);
+ * frees them. */
+void conf_validate_caches(struct conf_ctx *x);
+int conf_add_cache_clusters(struct conf *c);
+void conf_free_caches(struct conf *c);
+
 #endif

@@ -54,9 +54,9 @@ static int keys_table(struct keys_walk *w, const char *prefix, const struct conf
 
 int conf_keys_each(int (*fn)(const char *path, void *arg), void *arg, size_t *ntables)
 {
-    static const struct conf_key_root *const roots[] = {conf_roots_global, conf_roots_listener,
+    static const struct conf_key_root *const roots[] = {conf_roots_global,  conf_roots_listener,
                                                         conf_roots_cluster, conf_roots_static,
-                                                        conf_roots_admin};
+                                                        conf_roots_admin,   conf_roots_caches};
     struct keys_walk w = {.fn = fn, .arg = arg};
     int rc = 0;
     for (size_t i = 0; !rc && i < sizeof(roots) / sizeof(roots[0]); i++)

@@ -713,6 +713,7 @@ static const struct conf_key top_keys[] = {
     {.name = "listeners", .set = conf_set_listeners, .flags = CONF_K_REQUIRED},
     {.name = "clusters", .set = conf_set_clusters},
     {.name = "static", .set = conf_set_statics},
+    {.name = "caches", .set = conf_set_caches},
     {.name = NULL},
 };
 

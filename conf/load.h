@@ -113,6 +113,9 @@ extern const struct conf_key_root conf_roots_global[], conf_roots_listener[], co
 conf_set_fn conf_set_listeners;
 conf_set_fn conf_set_clusters;
 conf_set_fn conf_set_statics;
-conf_set_fn conf_set_admin_http; /* global.admin.http (conf/load_admin.c) */
+conf_set_fn conf_set_admin_http;   /* global.admin.http (conf/load_admin.c) */
+conf_set_fn conf_set_caches;       /* caches: (conf/load_caches.c) */
+conf_set_fn conf_set_cache_shared; /* a route's cache.shared: a name, and where it is written */
+extern const struct conf_key_root conf_roots_caches[];
 
 #endif

@@ -324,6 +324,7 @@ static const struct conf_key cache_keys[] = {
      .off = offsetof(struct conf_cache, max_bytes),
      .min = 1 * KIB,
      .max = 64 * GIB},
+    {.name = "shared", .set = conf_set_cache_shared, .off = offsetof(struct conf_cache, shared)},
     {.name = NULL},
 };
 

@@ -63,8 +63,12 @@ static void print_purge(const struct ctl_json *v)
     }
     /* An L2 part of the answer (the shared cache over Redis), when lb sends one. */
     const struct ctl_json *l2 = ctl_json_get(v, "l2");
-    if (l2)
+    if (l2) {
         printf("l2: %.0f keys\n", ctl_json_num(l2, "keys", 0));
+        const char *e = ctl_json_str(l2, "error", NULL);
+        if (e)
+            printf("l2: %s\n", e);
+    }
 }
 
 static void size_cell(char *out, size_t len, double b)

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "lb/admin/admin.h"
+#include "lb/cache/l2.h"
 #include "lb/core/runtime.h"
 #include "lb/metrics/stats.h"
 
@@ -111,6 +112,31 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
+/* The shared (L2) caches' part of a purge: every cache under caches: purged on its shards
+ * (blocking, on this thread, each Redis call bounded by the cache's timeout), answered as
+ * ,"l2":{"keys":N} with "error" when a shard could not be reached or failed. */
+static void purge_l2(const struct conf *cf, const struct cache_purge *p, struct lb_jbuf *out)
+{
+    if (!cf->ncaches)
+        return;
+    long keys = 0;
+    struct lb_err first = {{0}};
+    for (size_t i = 0; i < cf->ncaches; i++) {
+        struct lb_err e = {{0}};
+        long n = cache_l2_purge(cf, cf->caches[i].name, p, &e);
+        if (n >= 0)
+            keys += n;
+        else if (!first.msg[0])
+            lb_err_set(&first, "cache %s: %s", cf->caches[i].name, e.msg);
+    }
+    lb_jbuf_printf(out, ",\"l2\":{\"keys\":%ld", keys);
+    if (first.msg[0]) {
+        lb_jbuf_printf(out, ",\"error\":");
+        lb_jbuf_str(out, first.msg, strlen(first.msg));
+    }
+    lb_jbuf_printf(out, "}");
+}
+
 int admin_cache_purge(struct lb_runtime *rt, const struct admin_cmd *cmd, struct lb_jbuf *out)
 {
     if (no_cache(rt, out))
@@ -152,12 +178,7 @@ int admin_cache_purge(struct lb_runtime *rt, const struct admin_cmd *cmd, struct
     }
     free(removed);
     lb_jbuf_printf(out, "],\"removed\":%llu,\"pending\":%u", (unsigned long long)sum, n - applied);
-    /*
-     * L2 (the shared cache over Redis) goes here, once it exists: for each shared cache the
-     * cached routes name, int cache_l2_purge(rt->conf, NAME, prefix, &err) (blocking, on this
-     * thread), answered as ",\"l2\":{\"keys\":N}" (or an "l2_error"), which lbctl prints as
-     * "l2: N keys".
-     */
+    purge_l2(rt->conf, p, out);
     lb_jbuf_printf(out, "}");
     return 0;
 }

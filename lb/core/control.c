@@ -374,7 +374,9 @@ static void fleet_view(struct lb_ctl *ctl)
     char *text = malloc(cap);
     for (size_t ci = 0; text && ci < rt->conf->nclusters; ci++) {
         const struct cl_cluster *cl = &rt->clusters[ci];
-        if ((int)ci == rt->conf->redis_cluster)
+        if ((int)ci == rt->conf->redis_cluster ||
+            !strncmp(rt->conf->clusters[ci].name, CONF_CACHE_CLUSTER_PREFIX,
+                     strlen(CONF_CACHE_CLUSTER_PREFIX)))
             continue; /* lb's own: not a name another instance could drain */
         for (uint32_t si = 0; si < cl->n; si++) {
             if (cap - len < 3 * CONF_NAME_MAX) {

@@ -194,6 +194,7 @@ static void runtime_free(struct lb_runtime *rt)
             cl_cluster_destroy(&rt->clusters[i]);
     free(rt->clusters);
     free(rt->lstats);
+    free(rt->l2stats);
     for (size_t i = 0; rt->limits && i < rt->conf->nlisteners; i++)
         lb_limits_free(rt->limits[i]);
     free(rt->limits);
@@ -384,7 +385,8 @@ static int build_clusters(struct lb_runtime *rt, struct lb_err *err)
     }
     rt->lstats = calloc(c->nlisteners ? c->nlisteners : 1, sizeof(*rt->lstats));
     rt->limits = calloc(c->nlisteners ? c->nlisteners : 1, sizeof(*rt->limits));
-    if (!rt->lstats || !rt->limits)
+    rt->l2stats = calloc(c->ncaches ? c->ncaches : 1, sizeof(*rt->l2stats));
+    if (!rt->lstats || !rt->limits || !rt->l2stats)
         return nomem(err);
     for (size_t i = 0; i < c->nlisteners; i++) {
         const struct conf_listener *l = &c->listeners[i];

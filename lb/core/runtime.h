@@ -24,6 +24,7 @@ struct lb_runtime {
     struct conf *conf;
     struct cl_cluster *clusters; /* conf->nclusters */
     struct metrics_listener_stats *lstats; /* conf->nlisteners; NULL in unit tests */
+    struct metrics_l2_stats *l2stats;      /* conf->ncaches; NULL in unit tests */
     struct lb_limits **limits;   /* conf->nlisteners: per-address limits, NULL where none */
     uint32_t nworkers;
     uint32_t conns_per_worker;

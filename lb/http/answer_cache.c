@@ -14,6 +14,7 @@
 
 #include "health/hc.h"
 #include "lb/cache/cache.h"
+#include "lb/cache/l2.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
 #include "lb/http/internal.h"
@@ -30,7 +31,7 @@ uint64_t http_waiter_token(struct io_worker *w, struct http_conn *c)
 
 /* Parses the client's request again from hbuf (the cache needs its fields after the
  * per-thread parse result was reused). */
-static const struct http_req *reparse(struct io_worker *w, struct http_conn *c)
+const struct http_req *http_cache_reparse(struct io_worker *w, struct http_conn *c)
 {
     static __thread struct http_req rq;
     memset(&rq.scan, 0, sizeof(rq.scan));
@@ -40,7 +41,7 @@ static const struct http_req *reparse(struct io_worker *w, struct http_conn *c)
     return &rq;
 }
 
-static void count_cache(struct io_worker *w, struct http_conn *c, enum metrics_cache_result r)
+void http_cache_count(struct io_worker *w, struct http_conn *c, enum metrics_cache_result r)
 {
     if (w->rt->lstats)
         metrics_listener_count_cache(&w->rt->lstats[c->base.listener], r);
@@ -98,7 +99,9 @@ static void hit_header(struct io_worker *w, struct http_conn *c, struct cache_en
     int n = snprintf(age, sizeof(age), "Age: %llu\r\n",
                      (unsigned long long)(cache_entry_age_ms(e, w->now_ms) / 1000));
     http_out_put(o, age, (size_t)n);
-    if (c->h.xcache == H_XC_REVALIDATED)
+    if (c->h.xcache == H_XC_HIT_L2)
+        http_out_put(o, "X-Cache: HIT-L2\r\n", 17);
+    else if (c->h.xcache == H_XC_REVALIDATED)
         http_out_put(o, "X-Cache: REVALIDATED\r\n", 22);
     else if (c->h.xcache == H_XC_STALE)
         http_out_put(o, "X-Cache: STALE\r\n", 16);
@@ -165,18 +168,18 @@ bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct c
     switch (d) {
     case CACHE_D_HIT:
     case CACHE_D_304:
-        count_cache(w, c, d == CACHE_D_304 ? METRICS_CACHE_NOT_MODIFIED : METRICS_CACHE_HIT);
+        http_cache_count(w, c, d == CACHE_D_304 ? METRICS_CACHE_NOT_MODIFIED : METRICS_CACHE_HIT);
         http_cache_serve(w, c, e, d == CACHE_D_304 ? 304 : 200);
         return true;
     case CACHE_D_504: /* RFC 9111 5.2.1.7 */
-        count_cache(w, c, METRICS_CACHE_MISS);
+        http_cache_count(w, c, METRICS_CACHE_MISS);
         http_local_reply(w, c, 504, !c->h.body.done, NULL);
         return true;
     case CACHE_D_BYPASS:
-        count_cache(w, c, METRICS_CACHE_BYPASS);
+        http_cache_count(w, c, METRICS_CACHE_BYPASS);
         return false;
     case CACHE_D_PASS:
-        count_cache(w, c, METRICS_CACHE_MISS);
+        http_cache_count(w, c, METRICS_CACHE_MISS);
         return false;
     case CACHE_D_REVALIDATE:
     case CACHE_D_FILL:
@@ -186,7 +189,7 @@ bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct c
     int rc = cache_fill_begin(hw(w)->cache, buf, req, http_waiter_token(w, c), &f);
     if (rc == CACHE_FILL_WAIT && e && cache_entry_stale_while_revalidate(e, w->now_ms)) {
         /* another request refreshes it: this one need not wait (RFC 5861) */
-        count_cache(w, c, METRICS_CACHE_STALE);
+        http_cache_count(w, c, METRICS_CACHE_STALE);
         if (c->h.xcache)
             c->h.xcache = H_XC_STALE;
         http_cache_serve(w, c, e, 200);
@@ -195,7 +198,7 @@ bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct c
     if (rc == CACHE_FILL_WAIT) {
         if (e)
             cache_entry_unref(e);
-        count_cache(w, c, METRICS_CACHE_MISS);
+        http_cache_count(w, c, METRICS_CACHE_MISS);
         c->h.phase = HC_CACHE_WAIT; /* http_cache_wake() takes it from here */
         return true;
     }
@@ -215,8 +218,10 @@ bool http_cache_request(struct io_worker *w, struct http_conn *c, const struct c
         e = NULL;
     }
     c->h.reval = e;
+    if (!e && c->h.fill && r->cache.shared_idx >= 0 && http_l2_lookup(w, c, r, buf, req))
+        return true; /* counted once the shard answered */
     if (!(c->h.flags & H_F_REVALIDATING))
-        count_cache(w, c, METRICS_CACHE_MISS);
+        http_cache_count(w, c, METRICS_CACHE_MISS);
     return false;
 }
 
@@ -236,7 +241,7 @@ bool http_cache_serve_stale(struct io_worker *w, struct http_conn *c)
         cl_server_release(&w->rt->clusters[c->pick.cluster].servers[c->pick.server]);
         c->pick.counted = 0;
     }
-    count_cache(w, c, METRICS_CACHE_STALE);
+    http_cache_count(w, c, METRICS_CACHE_STALE);
     if (c->h.xcache)
         c->h.xcache = H_XC_STALE;
     c->h.flags |= H_F_RESP_HDR | H_F_RESP_DONE;
@@ -247,7 +252,7 @@ bool http_cache_serve_stale(struct io_worker *w, struct http_conn *c)
 void http_cache_reval_answered(struct io_worker *w, struct http_conn *c)
 {
     if (c->h.flags & H_F_REVALIDATING)
-        count_cache(w, c, METRICS_CACHE_MISS); /* the origin sent a new answer */
+        http_cache_count(w, c, METRICS_CACHE_MISS); /* the origin sent a new answer */
     c->h.flags &= ~H_F_REVALIDATING;
     http_cache_reval_drop(c);
 }
@@ -270,7 +275,7 @@ void http_cache_wake(void *arg, uint64_t waiter, struct cache_entry *e)
     struct http_conn *c = hc(ic);
     if (c->h.phase != HC_CACHE_WAIT)
         return;
-    const struct http_req *rq = e ? reparse(w, c) : NULL;
+    const struct http_req *rq = e ? http_cache_reparse(w, c) : NULL;
     if (e && rq && cache_entry_match(e, c->h.hbuf, rq)) {
         cache_entry_ref(e);
         http_cache_serve(w, c, e, 200);
@@ -282,6 +287,8 @@ void http_cache_wake(void *arg, uint64_t waiter, struct cache_entry *e)
 
 void http_fill_abort(struct io_worker *w, struct http_conn *c)
 {
+    if (c->h.flags & H_F_L2_LOCK)
+        http_l2_store(w, c, NULL, -1, 0); /* releases the lock */
     if (!c->h.fill)
         return;
     struct cache_fill *f = c->h.fill;
@@ -295,8 +302,21 @@ void http_fill_commit(struct io_worker *w, struct http_conn *c)
         return;
     struct cache_fill *f = c->h.fill;
     c->h.fill = NULL;
-    if (cache_fill_commit(hw(w)->cache, f, http_cache_wake, w) < 0)
+    char *blob = NULL;
+    ssize_t n = -1;
+    uint64_t ttl = 0;
+    const struct cache_entry *fe = cache_fill_entry(f);
+    if ((c->h.flags & H_F_L2_STORE) && fe) {
+        n = cache_l2_encode(fe, w->now_ms, (int64_t)wall_now() * 1000, &blob);
+        ttl = cache_l2_ttl_ms(fe, w->now_ms);
+    }
+    if (cache_fill_commit(hw(w)->cache, f, http_cache_wake, w) < 0) {
         lb_debug("cache fill not stored", "target_len=%u", c->h.target_len);
+        n = -1;
+    }
+    if (c->h.flags & (H_F_L2_STORE | H_F_L2_LOCK))
+        http_l2_store(w, c, blob, n, ttl);
+    free(blob);
 }
 
 /* The route's rules and the exchange's times, for cache_policy_eval. The request time is
@@ -322,7 +342,7 @@ void http_fill_head(struct io_worker *w, struct http_conn *c, struct http_conn *
 {
     const struct conf_listener *lcf = lcf_of(w, c);
     const struct conf_route *r = &lcf->routes[c->h.route];
-    const struct http_req *rq = reparse(w, c);
+    const struct http_req *rq = http_cache_reparse(w, c);
     struct cache_rules rules;
     struct cache_times t;
     policy_inputs(w, c, r, &rules, &t);
@@ -341,9 +361,18 @@ void http_fill_head(struct io_worker *w, struct http_conn *c, struct http_conn *
     http_build_response(w, c, b, resp, false);
 }
 
+/* Removes @host + @target from L1 and, on a route with a shared cache, from L2. */
+static void drop(struct io_worker *w, struct http_conn *c, const char *host, size_t hlen,
+                 const char *target, size_t tlen)
+{
+    cache_invalidate(hw(w)->cache, host, hlen, target, tlen);
+    if (lcf_of(w, c)->routes[c->h.route].cache.shared_idx >= 0)
+        http_l2_invalidate(w, c, host, hlen, target, tlen);
+}
+
 /* Removes @host + the path of URI @v (absolute on the same host, or absolute-path). */
-static void invalidate_uri(struct io_worker *w, const char *host, size_t hlen, const char *v,
-                           size_t n)
+static void invalidate_uri(struct io_worker *w, struct http_conn *c, const char *host, size_t hlen,
+                           const char *v, size_t n)
 {
     if (n > 7 && strncasecmp(v, "http://", 7) == 0) {
         v += 7, n -= 7;
@@ -352,7 +381,7 @@ static void invalidate_uri(struct io_worker *w, const char *host, size_t hlen, c
     } else if (n == 0 || v[0] != '/' || (n > 1 && v[1] == '/')) {
         return; /* relative references and other schemes: not ours */
     } else {
-        cache_invalidate(hw(w)->cache, host, hlen, v, n);
+        drop(w, c, host, hlen, v, n);
         return;
     }
     const char *slash = memchr(v, '/', n);
@@ -360,7 +389,7 @@ static void invalidate_uri(struct io_worker *w, const char *host, size_t hlen, c
     /* RFC 9111 4.4: only a URI with the same host (a different one could be a DoS) */
     if (alen != hlen || strncasecmp(v, host, hlen) != 0)
         return;
-    cache_invalidate(hw(w)->cache, host, hlen, slash ? slash : "/", slash ? n - alen : 1);
+    drop(w, c, host, hlen, slash ? slash : "/", slash ? n - alen : 1);
 }
 
 void http_cache_unsafe_done(struct io_worker *w, struct http_conn *c, struct http_conn *b,
@@ -368,12 +397,12 @@ void http_cache_unsafe_done(struct io_worker *w, struct http_conn *c, struct htt
 {
     if (resp->status < 200 || resp->status >= 400)
         return;
-    const struct http_req *rq = reparse(w, c);
+    const struct http_req *rq = http_cache_reparse(w, c);
     if (!rq || rq->method == HTTP_M_GET || rq->method == HTTP_M_HEAD ||
         rq->method == HTTP_M_OPTIONS || rq->method == HTTP_M_TRACE)
         return;
     const char *buf = c->h.hbuf, *host = buf + rq->host.off;
-    cache_invalidate(hw(w)->cache, host, rq->host.len, buf + rq->target.off, rq->target.len);
+    drop(w, c, host, rq->host.len, buf + rq->target.off, rq->target.len);
     if (w->rt->lstats)
         atomic_fetch_add_explicit(&w->rt->lstats[c->base.listener].cache_invalidations, 1,
                                   memory_order_relaxed);
@@ -381,7 +410,7 @@ void http_cache_unsafe_done(struct io_worker *w, struct http_conn *c, struct htt
     for (int k = 0; k < 2; k++) {
         int i = http_find_hdr(b->h.hbuf, resp->hdrs, resp->nhdrs, names[k], 0);
         if (i >= 0)
-            invalidate_uri(w, host, rq->host.len, b->h.hbuf + resp->hdrs[i].value.off,
+            invalidate_uri(w, c, host, rq->host.len, b->h.hbuf + resp->hdrs[i].value.off,
                            resp->hdrs[i].value.len);
     }
 }
@@ -448,7 +477,7 @@ static int refresh_store(struct io_worker *w, struct http_conn *c, const struct 
                          char *hdr, size_t hl)
 {
     const struct conf_route *r = &lcf_of(w, c)->routes[c->h.route];
-    const struct http_req *rq = reparse(w, c);
+    const struct http_req *rq = http_cache_reparse(w, c);
     static __thread struct http_resp mr;
     memset(&mr.scan, 0, sizeof(mr.scan));
     if (!rq || !c->h.fill ||
@@ -484,11 +513,11 @@ struct cache_entry *http_cache_refresh(struct io_worker *w, struct http_conn *c,
     merge_header(old, b->h.hbuf, resp, &o);
     struct cache_entry *e = NULL;
     if (!o.overflow && refresh_store(w, c, old, o.p, o.n) == 0) {
-        const struct http_req *rq = reparse(w, c);
+        const struct http_req *rq = http_cache_reparse(w, c);
         e = rq ? cache_lookup(hw(w)->cache, c->h.hbuf, rq, w->now_ms) : NULL;
     }
     http_fill_abort(w, c); /* when it could not be stored: its waiters fetch themselves */
-    count_cache(w, c, METRICS_CACHE_REVALIDATED);
+    http_cache_count(w, c, METRICS_CACHE_REVALIDATED);
     if (c->h.xcache)
         c->h.xcache = H_XC_REVALIDATED;
     if (!e)

@@ -35,6 +35,7 @@ enum http_phase {
     HC_CACHE_WAIT, /* waiting for another request to fetch the answer this one wants */
     HC_ENQ_BODY,   /* enqueue route: reading the request body */
     HC_ENQ_WAIT,   /* enqueue route: the push is in flight to Redis */
+    HC_L2_WAIT,    /* the shared cache's shard is asked for the answer (cache_l2.c) */
     HS_BUSY,       /* backend: serving its client */
     HS_IDLE,       /* backend: in its server's pool */
 };
@@ -57,6 +58,11 @@ enum http_phase {
 #define H_F_CONTINUE 0x4000      /* the request has Expect: 100-continue */
 #define H_F_SENDING_CONT 0x20000 /* the send in flight is an enqueue route's 100 Continue */
 #define H_F_REVALIDATING 0x8000  /* the request to the origin carries the cache's validator */
+#define H_F_L2_CALL 0x40000      /* a shared cache lookup is in flight */
+#define H_F_L2_POLL 0x80000      /* another instance fills the key: look again at the next tick */
+#define H_F_L2_WAITED 0x100000   /* counted as locked_wait once */
+#define H_F_L2_LOCK 0x200000     /* this request holds the key's L2 lock: store, or release it */
+#define H_F_L2_STORE 0x400000    /* the origin's answer, if stored in L1, goes to L2 too */
 #define H_F_CLIENT_CLOSE                                                                           \
     0x10000 /* the client said it sends nothing more (Connection: close,                           \
                or HTTP/1.0 without keep-alive) */
@@ -91,6 +97,7 @@ struct http_state {
     uint64_t t_pick_ms;  /* client: a backend was picked (the last try's) */
     uint64_t t_conn_ms;  /* client: its connection was ready (0: never) */
     uint64_t rid_seq;    /* client: the generated request id's counter part */
+    uint64_t l2_ms;      /* client: when the shared cache lookup began */
     uint32_t rid_off;    /* client: the id the client sent (X-Request-Id) in hbuf, */
     uint8_t rid_len;     /*         rid_len bytes; 0: the generated one is used */
     uint64_t bytes_in;   /* client: request bytes received; */
@@ -109,6 +116,7 @@ struct http_state {
 #define H_XC_MISS 2        /* answered by the origin */
 #define H_XC_REVALIDATED 3 /* answered from the cache after the origin's 304 */
 #define H_XC_STALE 4       /* answered stale from the cache: the origin failed */
+#define H_XC_HIT_L2 5      /* answered from the shared cache (X-Cache: HIT-L2) */
 
 #define H_LIMIT_COUNTED 1 /* counted in its listener's per-address connections */
 #define H_LIMIT_OVER 2    /* over that limit: its first request is answered 429, then close */
@@ -142,6 +150,7 @@ struct http_worker {
     uint64_t rid_next;    /* and restarts; the counter of the generated ids */
     uint64_t enq_seq;     /* the last queue entry id's sequence number on this worker */
     uint64_t enq_warn_ms; /* when an enqueue failure was last logged */
+    uint64_t l2_warn_ms;  /* when a shared cache problem was last logged */
 };
 
 static inline struct http_worker *hw(const struct io_worker *w)

@@ -8,8 +8,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <sys/types.h>
+
 #include "conf/conf.h"
 #include "lb/http/conn.h"
+#include "lb/metrics/stats.h"
 
 struct cache_entry;
 
@@ -281,6 +284,30 @@ void http_cache_unsafe_done(struct io_worker *w, struct http_conn *c, struct htt
 
 /* A fill this request was waiting for ended: serve the new entry, or fetch ourselves. */
 void http_cache_wake(void *arg, uint64_t waiter, struct cache_entry *e);
+
+/* The client's request parsed again from its hbuf (per-thread storage), or NULL. */
+const struct http_req *http_cache_reparse(struct io_worker *w, struct http_conn *c);
+
+/* Counts @c's cache lookup result in its listener's lb_cache_requests_total. */
+void http_cache_count(struct io_worker *w, struct http_conn *c, enum metrics_cache_result r);
+
+/*
+ * cache_l2.c, the shared level. http_l2_lookup: after an L1 miss that made @c the filler of
+ * its key on a route with cache.shared, asks the key's shard; returns true when @c is parked
+ * in HC_L2_WAIT (it is then served from L2 or sent to the origin), false when the caller
+ * sends it to the origin now (shard down, no-cache...).
+ */
+bool http_l2_lookup(struct io_worker *w, struct http_conn *c, const struct conf_route *r,
+                    const char *buf, const struct http_req *req);
+/* Each tick in HC_L2_WAIT: looks again while another instance holds the key's lock. */
+void http_l2_tick(struct io_worker *w, struct http_conn *c);
+/* The fill of @c was committed (@blob, @n > 0: its L2 encoding, to live @ttl_ms) or given up
+ * (@n < 0): stores it and/or releases the key's lock, as @c's flags say. */
+void http_l2_store(struct io_worker *w, struct http_conn *c, const char *blob, ssize_t n,
+                   uint64_t ttl_ms);
+/* Deletes the L2 entry of @host + @target (an unsafe method succeeded on it). */
+void http_l2_invalidate(struct io_worker *w, struct http_conn *c, const char *host, size_t hlen,
+                        const char *target, size_t tlen);
 
 /* Gives up @c's cache fill, if any: its waiters fetch for themselves. */
 void http_fill_abort(struct io_worker *w, struct http_conn *c);

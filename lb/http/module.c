@@ -128,6 +128,9 @@ void http_tick(struct io_worker *w, struct io_conn *base)
         }
         break;
     }
+    case HC_L2_WAIT: /* a lookup in flight is bounded by caches.NAME.timeout */
+        http_l2_tick(w, c);
+        break;
     case HC_ENQ_BODY: /* HC_ENQ_WAIT: bounded by global.redis.timeout */
         cut_slow_body(w, c, lcf, now);
         break;

@@ -435,6 +435,9 @@ static bool sharded(const struct conf *cf, size_t ci)
 {
     if ((int)ci == cf->redis_cluster)
         return true; /* lb's own Redis: its round trips are the enqueue pushes */
+    for (size_t i = 0; i < cf->ncaches; i++)
+        if (cf->caches[i].cluster_idx == (int)ci)
+            return true; /* a shared cache's shards */
     for (size_t i = 0; i < cf->nlisteners; i++)
         if (cf->listeners[i].protocol == CONF_PROTO_REDIS &&
             cf->listeners[i].cluster_idx == (int)ci)
@@ -477,6 +480,7 @@ void metrics_prom(struct lb_runtime *rt, struct lb_jbuf *out)
     prom_process(rt, out);
     prom_listeners(rt, out);
     metrics_prom_queues(rt, out);
+    metrics_prom_cache_l2(rt, out);
     prom_cache(rt, out);
     metrics_prom_cache_l1(rt, out);
     prom_requests(rt, out);

@@ -66,6 +66,8 @@ void metrics_prom_queues(struct lb_runtime *rt, struct lb_jbuf *out);
 /* cache.c: the L1 caches' entries, bytes, evictions and purges per worker (nothing when no
  * route has a cache). */
 void metrics_prom_cache_l1(struct lb_runtime *rt, struct lb_jbuf *out);
+/* cache_l2.c: lb_cache_l2_total and lb_cache_l2_bytes_total (caches:). */
+void metrics_prom_cache_l2(struct lb_runtime *rt, struct lb_jbuf *out);
 void metrics_json_certs(struct lb_runtime *rt, struct lb_jbuf *out);
 
 /* Appends the status page (lb/metrics/page.c), with the current /stats embedded so that it

@@ -29,6 +29,23 @@ enum metrics_cache_result {
     METRICS_CACHE_NRESULTS,
 };
 
+/* What a shared (L2) cache did (lb_cache_l2_total), per caches: entry. */
+enum metrics_l2_result {
+    METRICS_L2_HIT,         /* an L1 miss answered from the shard */
+    METRICS_L2_MISS,        /* nothing (usable) in the shard: the origin answers */
+    METRICS_L2_ERROR,       /* shard down, slow, failing, or a malformed entry: skipped */
+    METRICS_L2_STORE,       /* an answer written to its shard */
+    METRICS_L2_LOCKED_WAIT, /* another instance was filling: this one waited */
+    METRICS_L2_INVALIDATE,  /* keys deleted after an unsafe method */
+    METRICS_L2_NRESULTS,
+};
+
+struct metrics_l2_stats {
+    _Atomic uint64_t n[METRICS_L2_NRESULTS];
+    _Atomic uint64_t bytes_read;    /* entry bytes of L2 hits */
+    _Atomic uint64_t bytes_written; /* entry bytes stored */
+};
+
 struct metrics_listener_stats {
     _Atomic uint64_t accepted; /* client connections accepted */
     _Atomic uint32_t active;   /* client connections open now */

@@ -127,6 +127,24 @@ int rds_call(struct io_worker *w, uint16_t cluster, const char *cmd, size_t len,
     return 0;
 }
 
+int rds_call_key(struct io_worker *w, uint16_t cluster, const char *key, size_t klen,
+                 const char *cmd, size_t len, rds_done_fn done, uint64_t token)
+{
+    const struct cl_cluster *cl = &w->rt->clusters[cluster];
+    int s = cl_cluster_owner(cl, &w->cws[cluster], rds_key_hash(key, klen));
+    if (s < 0 || atomic_load_explicit(&cl->servers[s].flags, memory_order_relaxed) & CL_SRV_F_DOWN)
+        return -EHOSTDOWN;
+    struct rds_req *r = req_new(w, NULL);
+    if (!r)
+        return -ENOMEM;
+    r->t_start_us = w->now_ms * 1000;
+    r->parts = 1;
+    r->on_done = done;
+    r->token = token;
+    rds_server_send(w, cluster, (uint32_t)s, r, 0, cmd, len);
+    return 0;
+}
+
 /* A reply lb makes itself, ready at once. */
 static void local_reply(struct rds_req *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -49,6 +49,7 @@ static int rds_mod_init(struct io_worker *w, void **state, struct lb_err *err)
     for (size_t i = 0; i < cf->nlisteners; i++)
         any |= cf->listeners[i].protocol == CONF_PROTO_REDIS;
     any |= cf->redis_cluster >= 0; /* enqueue routes push through it */
+    any |= cf->ncaches > 0;        /* shared caches (lb/http/cache_l2.c) */
     *state = NULL;
     if (!any)
         return 0;

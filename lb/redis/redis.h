@@ -24,4 +24,13 @@ typedef void (*rds_done_fn)(struct io_worker *w, uint64_t token, const char *rep
 int rds_call(struct io_worker *w, uint16_t cluster, const char *cmd, size_t len, rds_done_fn done,
              uint64_t token);
 
+/*
+ * rds_call to the shard of cluster @cluster that owns @key (@klen bytes; the cluster's
+ * Maglev or ring hash, as for a `protocol: redis` listener). Returns -EHOSTDOWN without
+ * sending when that shard is down by its health checks (the caller does without it), or
+ * rds_call's result.
+ */
+int rds_call_key(struct io_worker *w, uint16_t cluster, const char *key, size_t klen,
+                 const char *cmd, size_t len, rds_done_fn done, uint64_t token);
+
 #endif

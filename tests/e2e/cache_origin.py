@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The origin behind the route cache in tests/e2e/cache_rfc.sh: an HTTP/1.1 keep-alive server
+"""The origin behind the route cache in tests/e2e/cache_rfc.sh and cache_l2.sh: an HTTP/1.1 keep-alive server
 whose answer headers depend on the path, and which counts the requests for each path.
 
   cache_origin.py PORT
@@ -10,6 +10,7 @@ tell a stored answer from a new one) and its headers are:
 
   /maxage/*     Cache-Control: max-age=60
   /day/*        Cache-Control: max-age=86400 (for tests slower than a minute on a busy host)
+  /slow/*       the same, answered after 1 s (a fill that a burst of misses piles up on)
   /expired      Expires in the past (and no Cache-Control)
   /badexpires   Expires: 0 (invalid: already expired)
   /nostore      Cache-Control: no-store, max-age=60
@@ -74,6 +75,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(200, [("Cache-Control", "max-age=86400")], body)
         if path.startswith("/maxage/"):
             h.append(("Cache-Control", "max-age=60"))
+        elif path.startswith("/slow/"):
+            h.append(("Cache-Control", "max-age=60"))
+            time.sleep(1)
         elif path == "/expired":
             h.append(("Expires", "Sun, 06 Nov 1994 08:49:37 GMT"))
         elif path == "/badexpires":

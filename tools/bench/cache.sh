@@ -71,8 +71,8 @@ for w in $WORKLOADS; do
         die "$c connections need ulimit -n above $((c + 256)); the hard limit is $NOFILE"
 done
 
-set -- $(free_ports 9)
-oport=$1 lport=$2 pport=$3 nport=$4 vport=$5 l2port=$6 r1port=$7 r2port=$8 mport=$9
+set -- $(free_ports 8)
+oport=$1 lport=$2 pport=$3 nport=$4 vport=$5 l2port=$6 r1port=$7 r2port=$8
 
 # --- the keys: 100 JSON documents of exactly 1,024 bytes and 100 of 16,384
 mkdir -p "$BT/www/k/1k" "$BT/www/k/16k"

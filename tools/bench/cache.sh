@@ -363,7 +363,10 @@ EOF2
 cat "$WRK_LUA" >>"$BT/hit.lua"
 cat "$WRK_LUA" >>"$BT/miss.lua"
 
-probe() { python3 "$BT/probe.py" "$@"; }
+# The interpreter itself, not a version manager's shim in front of it: probe runs four times
+# per measured run, and a shim's half second each adds up to a minute.
+PY=$(python3 -c 'import sys; print(sys.executable)')
+probe() { "$PY" "$BT/probe.py" "$@"; }
 sum_ticks() {
     st=0
     for sp in "$@"; do st=$((st + $(cpu_ticks "$sp"))); done
@@ -538,7 +541,7 @@ ratio_row() { # WORKLOAD LABEL A B: A / B for req/s, p50, p99, p99.9 and CPU (me
 
 title_of() { # WORKLOAD
     case $1 in
-        hit1k:*) echo "Hits, 1,024-byte answers, $(echo "$1" | cut -d: -f3) keep-alive connections" ;;
+        hit1k*) echo "Hits, 1,024-byte answers, $(echo "$1" | cut -d: -f3) keep-alive connections" ;;
         hit16k:*) echo "Hits, 16,384-byte answers, $(echo "$1" | cut -d: -f3) keep-alive connections" ;;
         miss1k:*) echo "Misses, 1,024-byte answers, $(echo "$1" | cut -d: -f3) keep-alive connections" ;;
     esac

@@ -396,14 +396,15 @@ why_not() {
     case $1 in lb | lb_plain) echo "$lb_why" ;; lb_l2) echo "$l2_why" ;;
         varnish) echo "$varnish_why" ;; esac
 }
+NGINX_VER=$(nginx -v 2>&1 | sed 's|.*nginx/||')
+VARNISH_VER=$("${VARNISHD:-varnishd}" -V 2>&1 | head -n 1 | sed 's/.*varnish-\([^ ]*\).*/\1/')
 label() {
     case $1 in
         lb) echo "lb route cache (L1), workers: 1" ;;
         lb_plain) echo "lb without a cache (plain proxying), workers: 1" ;;
         lb_l2) echo "lb shared cache (L2, 2 Redis shards; L1 holds nothing), workers: 1" ;;
-        nginx) echo "nginx $(nginx -v 2>&1 | sed 's|.*nginx/||') proxy_cache, worker_processes 1" ;;
-        varnish) echo "Varnish $("${VARNISHD:-varnishd}" -V 2>&1 | head -n 1 |
-            sed 's/.*varnish-\([^ ]*\).*/\1/'), malloc, thread_pools=1" ;;
+        nginx) echo "nginx $NGINX_VER proxy_cache, worker_processes 1" ;;
+        varnish) echo "Varnish $VARNISH_VER, malloc, thread_pools=1" ;;
     esac
 }
 
@@ -561,7 +562,8 @@ echo "One nginx origin serves 100 JSON files of 1,024 bytes and 100 of 16,384 fr
     "cache manager, Varnish's manager and child; Redis's CPU is a column of its own." \
     "Origin req / req is the origin's request count (stub_status) during the run divided by" \
     "the requests wrk completed: 0.00 proves the run was served from the cache, 1.00 that" \
-    "every request missed. Each cache adds an X-Cache header (lb \`debug_header: on\`, nginx" \
+    "every request missed (a little above 1.00: the requests in flight when wrk stops reach" \
+    "the origin but are not counted by wrk). Each cache adds an X-Cache header (lb \`debug_header: on\`, nginx" \
     "\`\$upstream_cache_status\`, Varnish from \`obj.hits\` in vcl_deliver)."
 if awk -v l="$LOAD0" -v n="$(nproc)" 'BEGIN { exit !(l >= n / 4) }'; then
     echo

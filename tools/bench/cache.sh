@@ -19,7 +19,8 @@
 #
 # One worker or thread each where it can be set: lb workers: 1, nginx worker_processes 1,
 # Varnish thread_pools=1 (Varnish runs a thread per active connection: that cannot be
-# pinned to one, so it is held to the same core instead). Every server (the caches, Redis)
+# pinned to one, so it is held to the same core instead; its pool is sized for the
+# connections, thread_pool_min = connections + 64). Every server (the caches, Redis)
 # runs on one core (taskset -c SERVER_CPU) and wrk and the origin on the other
 # (LOAD_CPU), so the cache under test has its core to itself.
 #
@@ -173,8 +174,13 @@ sub vcl_deliver {
 EOF2
 VARNISHD=$(command -v varnishd || true)
 [ -n "$VARNISHD" ] || [ ! -x /usr/sbin/varnishd ] || VARNISHD=/usr/sbin/varnishd
+# Varnish runs a thread per busy connection and drops the sessions that find none free once
+# its short queue (thread_queue_limit) is full, so its pool starts with a thread for every
+# connection wrk will open, as Varnish's own tuning advice has it.
+maxc=$(for w in $WORKLOADS; do echo "$w" | cut -d: -f3; done | sort -n | tail -n 1)
 VARNISH_ARGS="-F -j none -n $BT/varnish -a 127.0.0.1:$vport -T none -f $BT/varnish.vcl
-    -s malloc,1g -p thread_pools=1 -p thread_pool_min=16 -p thread_pool_max=2000"
+    -s malloc,1g -p thread_pools=1 -p thread_pool_min=$((maxc + 64))
+    -p thread_pool_max=$((maxc * 2 > 2000 ? maxc * 2 : 2000))"
 if [ -z "$VARNISHD" ]; then
     varnish_why="varnishd not installed (tools/deps.sh installs the varnish package)"
 else

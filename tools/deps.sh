@@ -6,7 +6,7 @@
 set -eu
 
 build="gcc make pkg-config liburing-dev libssl-dev libyaml-dev libhiredis-dev libcmocka-dev libsystemd-dev"
-peers="curl wrk slowhttptest redis-server redis-tools nutcracker nginx-light libnginx-mod-stream haproxy linux-perf gnuplot-nox clang libclang-rt-14-dev python3 procps iproute2 chromium"
+peers="curl wrk slowhttptest redis-server redis-tools nutcracker nginx-light libnginx-mod-stream haproxy varnish linux-perf gnuplot-nox clang libclang-rt-14-dev python3 procps iproute2 chromium"
 
 deb="debhelper dpkg-dev fakeroot lintian"
 

@@ -15,6 +15,9 @@
 #   tls.png          HTTPS keep-alive CPU µs per request
 #   redis.png        redis-benchmark GET/SET requests/s through lb and twemproxy
 #   ramp.png         p99 against the offered rate, one line per route (ramp.sh), with its limit
+#   cache_cpu.png    cache.sh: CPU µs per request of lb's cache, nginx proxy_cache and Varnish,
+#                    hits and misses
+#   cache_reqs.png   cache.sh: requests/s of the same
 set -eu
 [ $# = 2 ] || { echo "usage: tools/bench/charts.sh RESULTS OUTDIR" >&2; exit 2; }
 res=$1 out=$2
@@ -24,7 +27,7 @@ mkdir -p "$out"
 work=$(mktemp -d /tmp/lb-bench-charts.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-TARGETS="direct lb haproxy nginx twemproxy"
+TARGETS="direct lb lb_l2 lb_plain haproxy nginx varnish twemproxy"
 label() {
     case $1 in
         direct) echo "direct" ;; lb) echo "lb" ;; haproxy) echo "HAProxy" ;; nginx) echo "nginx" ;;
@@ -39,12 +42,16 @@ label() {
         tls_ka) echo "HTTPS keep-alive" ;; twemproxy) echo "twemproxy" ;;
         rds_get) echo "GET" ;; rds_set) echo "SET" ;; rds_get_p16) echo "GET -P 16" ;;
         rds_set_p16) echo "SET -P 16" ;;
+        lb_l2) echo "lb L2 (Redis)" ;; lb_plain) echo "lb, no cache" ;; varnish) echo "Varnish" ;;
+        cache_hit1k) echo "hit 1 KiB -c64" ;; cache_hit16k) echo "hit 16 KiB -c64" ;;
+        cache_hit1k_c1000) echo "hit 1 KiB -c1000" ;; cache_miss1k) echo "miss 1 KiB -c64" ;;
         *) echo "$1" ;;
     esac
 }
 color() {
     case $1 in lb) echo "#d62728" ;; haproxy) echo "#1f77b4" ;; nginx) echo "#2ca02c" ;;
-        twemproxy) echo "#9467bd" ;;
+        twemproxy) echo "#9467bd" ;; varnish) echo "#ff7f0e" ;; lb_l2) echo "#e377c2" ;;
+        lb_plain) echo "#c7c7c7" ;;
         *) echo "#7f7f7f" ;; esac
 }
 
@@ -143,6 +150,17 @@ if has rds_get; then
     chart redis "Sharding Redis proxy: redis-benchmark requests/s (higher is better)" \
         "requests/s" lin \
         "rds_get:rds_get:rps rds_set:rds_set:rps rds_get_p16:rds_get_p16:rps rds_set_p16:rds_set_p16:rps"
+fi
+
+cache_groups=""
+for w in cache_hit1k cache_hit16k cache_hit1k_c1000 cache_miss1k; do
+    has "$w" && cache_groups="$cache_groups $w:$w:METRIC"
+done
+if [ -n "$cache_groups" ]; then
+    chart cache_cpu "Cache: server CPU time per request (lower is better)" "µs per request" lin \
+        "$(echo "$cache_groups" | sed 's/METRIC/cpu/g')"
+    chart cache_reqs "Cache: requests/s (median; whiskers: min to max)" "requests/s" lin \
+        "$(echo "$cache_groups" | sed 's/METRIC/rps/g')"
 fi
 
 # ramp_chart: ramp.sh records "ramp_ROUTE OFFERED p99 MS MS MS" for each step and "ramp limit

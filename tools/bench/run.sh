@@ -8,19 +8,19 @@
 # full run (no NAME, no QUICK) also rewrites README.md's headline block (headline.sh).
 #
 # Usage: tools/bench/run.sh [NAME...]   NAME: a script in tools/bench/ without .sh
-#        (default: every one present: floor, idle_mem, l4_redis, l4_stream, l7_http,
+#        (default: every one present: cache, floor, idle_mem, l4_redis, l4_stream, l7_http,
 #        redis_proxy, static, tls, then profile; not soak, nor ramp: the sustainable-rate ramp
-#        takes 1-3 minutes more, beyond the 20 the defaults keep to, so it runs as
+#        takes 1-3 minutes more, beyond the 23 the defaults keep to, so it runs as
 #        `run.sh ramp`)
-# Time on 2 shared cores: a full run takes about 19.5 minutes (l7_http 6.5, tls 4, redis_proxy
-# 3, floor 1.5, l4_redis 1.5, idle_mem 1.5, static 1, l4_stream 0.5, profile 0.5); keep the
-# defaults within 20.
+# Time on 2 shared cores: a full run takes about 22.5 minutes (l7_http 6.5, tls 4, redis_proxy
+# 3, cache 3 (2.5 without the L2 rows), floor 1.5, l4_redis 1.5, idle_mem 1.5, static 1,
+# l4_stream 0.5, profile 0.5); keep the defaults within 23.
 # QUICK=1 takes about 2 minutes with the same tables (one or two rounds, 3 s runs); the
 # report's Load section says how long the run took.
 # Environment passed through to the scripts: QUICK=1 (short runs), ROUNDS, N, CLIENTS,
-# DURATION, CONNS, BYTES, LB. N is l4_redis's requests per test, DURATION l7_http's, static's
-# and profile's seconds per run, BYTES l4_stream's transfer size, CONNS idle_mem's connection count; CLIENTS is the connection count of
-# l4_redis, l7_http and static alike, so leave it unset to get each one's default.
+# DURATION, CONNS, BYTES, LB. N is l4_redis's requests per test, DURATION l7_http's, static's,
+# cache's and profile's seconds per run, BYTES l4_stream's transfer size, CONNS idle_mem's connection count; CLIENTS is the connection count of
+# l4_redis, l7_http, static and cache alike, so leave it unset to get each one's default.
 # Exit status: 0 all measured, 3 some lb columns skipped (lb could not run), 1 a failure.
 set -u
 cd "$(dirname "$0")/../.."
@@ -74,6 +74,7 @@ done
     echo "- Kernel: $(uname -sr)"
     echo "- $(ver haproxy -v | sed 's/ - https.*//')"
     echo "- $(ver nginx -v | sed 's/^nginx version: //')"
+    echo "- $(ver varnishd -V | sed 's/^varnishd (\(varnish-[^ ]*\).*/\1/')"
     echo "- $(ver redis-server --version | awk '{print $1, $2, $3}')"
     echo "- $(ver redis-benchmark --version)"
     echo "- twemproxy $(ver nutcracker -V | awk '{print $NF}')"

@@ -325,4 +325,11 @@ void http_flush_log(struct io_worker *w);
 /* io_conn_ops.tick of both kinds: header, idle, response and tunnel timeouts, stopping. */
 void http_tick(struct io_worker *w, struct io_conn *base);
 
+/* Moves idle client @c into a compact object (http_parked_ops) when it holds nothing else;
+ * true when it did, and @c is then gone. The tick calls it for every idle client, so the
+ * full objects in use track the requests in flight within a tick; a busy connection caught
+ * between two requests moves out and back in at most once a tick, which costs nothing that
+ * shows. */
+bool http_client_park(struct io_worker *w, struct http_conn *c);
+
 #endif

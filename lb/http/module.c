@@ -93,8 +93,11 @@ void http_tick(struct io_worker *w, struct io_conn *base)
         if (io_tls_handshaking(&c->st)) {
             if (lcf->header_timeout_ms && now - c->h.t_start_ms > lcf->header_timeout_ms)
                 io_conn_close(w, &c->base, "tls handshake timeout");
-        } else if (lcf->idle_timeout_ms && now - c->base.last_ms > lcf->idle_timeout_ms)
+        } else if (lcf->idle_timeout_ms && now - c->base.last_ms > lcf->idle_timeout_ms) {
             io_conn_close(w, &c->base, "idle timeout");
+        } else {
+            http_client_park(w, c); /* @c may be gone: nothing follows */
+        }
         break;
     case HC_HEADER:
         if (lcf->header_timeout_ms && now - c->h.t_start_ms > lcf->header_timeout_ms)

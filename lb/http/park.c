@@ -33,15 +33,18 @@ static struct http_parked *parked(struct io_conn *c)
 
 /* True when @c holds nothing but what struct http_parked keeps: between requests, nothing
  * queued, sent or waited for, no buffer, reference or upstream, and a recv armed to wake
- * it. */
+ * it. The recv must be its only operation in flight: the kernel writes some results into
+ * the object itself (the peer address of io_conn_ask_peername), and must not find it
+ * moved. */
 static bool restful(const struct http_conn *c)
 {
     const struct http_state *h = &c->h;
     uint16_t busy = IO_ST_F_PAUSED | IO_ST_F_EOF | IO_ST_F_SENDING | IO_ST_F_SHUT | IO_ST_F_STARVED;
-    return c->base.state == IO_CONN_OPEN && !(c->base.flags & IO_CONN_F_FDWAIT) &&
-           h->phase == HC_IDLE && !h->flags && !h->hbuf && h->peer == NONE && !h->snap &&
-           !h->centry && !h->fill && !h->enq && !h->reval && !c->pick.counted && !c->st.qbytes &&
-           (c->st.flags & IO_ST_F_RECV) && !(c->st.flags & busy) && !io_tls_handshaking(&c->st);
+    return c->base.state == IO_CONN_OPEN && c->base.inflight == 1 &&
+           !(c->base.flags & IO_CONN_F_FDWAIT) && h->phase == HC_IDLE && !h->flags && !h->hbuf &&
+           h->peer == NONE && !h->snap && !h->centry && !h->fill && !h->enq && !h->reval &&
+           !c->pick.counted && !c->st.qbytes && (c->st.flags & IO_ST_F_RECV) &&
+           !(c->st.flags & busy) && !io_tls_handshaking(&c->st);
 }
 
 bool http_client_park(struct io_worker *w, struct http_conn *c)

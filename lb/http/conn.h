@@ -129,7 +129,10 @@ struct http_conn {
 struct http_worker {
     char **hbuf_free; /* free list of header buffers, allocated on first need */
     uint32_t hbuf_nfree, hbuf_total, hbuf_size;
-    uint32_t **pool_head;              /* [cluster][server]: idle upstream slot, NONE when none */
+    uint32_t hbuf_low;     /* the free list's lowest depth since the last trim */
+    uint32_t hbuf_clean;   /* free list entries from the bottom whose pages were given back */
+    uint64_t hbuf_trim_ms; /* the last http_hbuf_trim */
+    uint32_t **pool_head;  /* [cluster][server]: idle upstream slot, NONE when none */
     struct ssl_session_st ***tls_sess; /* [cluster][server]: the session to resume (tls:) */
     struct snap_set **snaps;           /* [static set]: the worker's reference to the current set */
     struct cache *cache; /* L1 response cache of the routes with cache:, NULL when none */

@@ -130,6 +130,15 @@ char *http_hbuf_get(struct io_worker *w);
 /* Gives @h's header buffer back to the pool and forgets the header state that lived in it. */
 void http_hbuf_put(struct io_worker *w, struct http_state *h);
 
+/* Gives the pages of header buffers unused for HBUF_TRIM_MS back to the kernel, all but
+ * HBUF_WARM of them; called every tick, acts once per HBUF_TRIM_MS. */
+#define HBUF_PAGE 4096
+#define HBUF_TRIM_MS 1000
+#define HBUF_WARM 16
+void http_hbuf_trim(struct io_worker *w);
+/* Unmaps header buffer @b (NULL: nothing); when the worker ends. */
+void http_hbuf_release(struct io_worker *w, char *b);
+
 /* Takes idle upstream @b off its server's pool list. */
 void http_pool_unlink(struct io_worker *w, struct http_conn *b);
 

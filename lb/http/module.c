@@ -230,12 +230,12 @@ static void http_mod_destroy(struct io_worker *w, void *state)
     free(hw(w)->alog);
     hw(w)->alog = NULL;
     for (uint32_t i = 0; i < hw(w)->hbuf_nfree; i++)
-        free(hw(w)->hbuf_free[i]);
+        http_hbuf_release(w, hw(w)->hbuf_free[i]);
     /* Buffers still held by connections (none after a clean stop). */
     for (uint32_t i = 0; w->slots && i < w->nconns; i++) {
         struct io_conn *c = w->slots[i];
         if (c && (c->ops == &http_client_ops || c->ops == &http_upstream_ops)) {
-            free(hc(c)->h.hbuf);
+            http_hbuf_release(w, hc(c)->h.hbuf);
             hc(c)->h.hbuf = NULL;
         }
     }
@@ -272,6 +272,8 @@ static void http_mod_tick(struct io_worker *w, void *state)
     struct http_worker *x = state;
     if (x->cache)
         cache_tick(x->cache, w->now_ms);
+    if (x->hbuf_size)
+        http_hbuf_trim(w);
 }
 
 static void http_mod_loop_end(struct io_worker *w, void *state)

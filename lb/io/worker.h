@@ -6,6 +6,8 @@
  * The io layer knows no protocol. A connection slot holds an object whose first member is
  * a struct io_conn; the object's kind is a const table of operations (struct io_conn_ops)
  * that the loop calls: accepted, on_recv, on_sent, on_connect, tick, on_close, on_free.
+ * A connection may change objects while it lives (io_conn_move: a compact one while it
+ * rests, whose `wake` op brings the full one back before a completion is handled).
  * Each protocol (lb/l4, lb/http, later TLS and Redis) defines its kinds and keeps its own
  * state in its own object, so an L4 connection does not carry HTTP state. Per-worker
  * protocol state (pools, caches, logs) hangs off w->mod[] through struct io_module.

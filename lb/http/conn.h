@@ -145,6 +145,8 @@ struct http_worker {
     uint64_t rid_next;    /* and restarts; the counter of the generated ids */
     uint64_t enq_seq;     /* the last queue entry id's sequence number on this worker */
     uint64_t enq_warn_ms; /* when an enqueue failure was last logged */
+    uint32_t *park_q;     /* slots of clients that went idle this loop turn (lb/http/park.c) */
+    uint32_t park_n;
 };
 
 static inline struct http_worker *hw(const struct io_worker *w)

@@ -340,5 +340,15 @@ void http_tick(struct io_worker *w, struct io_conn *base);
  * between two requests moves out and back in at most once a tick, which costs nothing that
  * shows. */
 bool http_client_park(struct io_worker *w, struct http_conn *c);
+/* Client @c is between requests with nothing queued: parked at the end of this loop turn,
+ * once the handler that said so has returned. */
+static inline void http_park_later(struct io_worker *w, struct http_conn *c)
+{
+    struct http_worker *x = hw(w);
+    if (x->park_n < w->nconns)
+        x->park_q[x->park_n++] = c->base.slot;
+}
+/* Parks the clients http_park_later named that are still idle (end of a loop turn). */
+void http_park_idle(struct io_worker *w);
 
 #endif

@@ -183,9 +183,10 @@ static int http_mod_init(struct io_worker *w, void **state, struct lb_err *err)
     /* First half: the header as received; second half: as forwarded (a little longer). */
     hw(w)->hbuf_size = (uint32_t)(2 * maxh + 2048);
     hw(w)->hbuf_free = calloc(w->nconns, sizeof(*hw(w)->hbuf_free));
+    hw(w)->park_q = calloc(w->nconns, sizeof(*hw(w)->park_q));
     hw(w)->pool_head = calloc(cf->nclusters ? cf->nclusters : 1, sizeof(*hw(w)->pool_head));
     hw(w)->tls_sess = calloc(cf->nclusters ? cf->nclusters : 1, sizeof(*hw(w)->tls_sess));
-    if (!hw(w)->hbuf_free || !hw(w)->pool_head || !hw(w)->tls_sess)
+    if (!hw(w)->hbuf_free || !hw(w)->park_q || !hw(w)->pool_head || !hw(w)->tls_sess)
         goto fail;
     for (size_t i = 0; i < cf->nclusters; i++) {
         size_t n = cf->clusters[i].nservers;
@@ -241,6 +242,8 @@ static void http_mod_destroy(struct io_worker *w, void *state)
     }
     free(hw(w)->hbuf_free);
     hw(w)->hbuf_free = NULL;
+    free(hw(w)->park_q);
+    hw(w)->park_q = NULL;
     hw(w)->hbuf_nfree = 0;
     if (hw(w)->pool_head)
         for (size_t i = 0; i < w->rt->conf->nclusters; i++)
@@ -281,6 +284,8 @@ static void http_mod_loop_end(struct io_worker *w, void *state)
     struct http_worker *x = state;
     if (x->alog_len)
         http_flush_log(w);
+    if (x->park_n)
+        http_park_idle(w);
 }
 
 struct io_module http_module = {

@@ -62,6 +62,17 @@ bool http_client_park(struct io_worker *w, struct http_conn *c)
     return true;
 }
 
+void http_park_idle(struct io_worker *w)
+{
+    struct http_worker *x = hw(w);
+    for (uint32_t i = 0; i < x->park_n; i++) {
+        struct io_conn *c = w->slots[x->park_q[i]];
+        if (c && c->ops == &http_client_ops)
+            http_client_park(w, hc(c));
+    }
+    x->park_n = 0;
+}
+
 /* A completion for the parked client: back into a full, idle http_conn. */
 static struct io_conn *parked_wake(struct io_worker *w, struct io_conn *base)
 {

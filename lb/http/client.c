@@ -353,6 +353,8 @@ void http_client_next(struct io_worker *w, struct http_conn *c)
         client_on_header(w, c); /* a pipelined request is already here */
     else if (c->st.flags & IO_ST_F_EOF)
         io_conn_close(w, &c->base, NULL);
+    else
+        http_park_later(w, c);
 }
 
 /* ---- completions ---- */

@@ -137,7 +137,10 @@ struct http_conn {
 struct http_worker {
     char **hbuf_free; /* free list of header buffers, allocated on first need */
     uint32_t hbuf_nfree, hbuf_total, hbuf_size;
-    uint32_t **pool_head;              /* [cluster][server]: idle upstream slot, NONE when none */
+    uint32_t hbuf_low;     /* the free list's lowest depth since the last trim */
+    uint32_t hbuf_clean;   /* free list entries from the bottom whose pages were given back */
+    uint64_t hbuf_trim_ms; /* the last http_hbuf_trim */
+    uint32_t **pool_head;  /* [cluster][server]: idle upstream slot, NONE when none */
     struct ssl_session_st ***tls_sess; /* [cluster][server]: the session to resume (tls:) */
     struct snap_set **snaps;           /* [static set]: the worker's reference to the current set */
     struct cache *cache; /* L1 response cache of the routes with cache:, NULL when none */
@@ -151,6 +154,8 @@ struct http_worker {
     uint64_t enq_seq;     /* the last queue entry id's sequence number on this worker */
     uint64_t enq_warn_ms; /* when an enqueue failure was last logged */
     uint64_t l2_warn_ms;  /* when a shared cache problem was last logged */
+    uint32_t *park_q;     /* slots of clients that went idle this loop turn (lb/http/park.c) */
+    uint32_t park_n;
 };
 
 static inline struct http_worker *hw(const struct io_worker *w)

@@ -133,6 +133,15 @@ char *http_hbuf_get(struct io_worker *w);
 /* Gives @h's header buffer back to the pool and forgets the header state that lived in it. */
 void http_hbuf_put(struct io_worker *w, struct http_state *h);
 
+/* Gives the pages of header buffers unused for HBUF_TRIM_MS back to the kernel, all but
+ * HBUF_WARM of them; called every tick, acts once per HBUF_TRIM_MS. */
+#define HBUF_PAGE 4096
+#define HBUF_TRIM_MS 1000
+#define HBUF_WARM 16
+void http_hbuf_trim(struct io_worker *w);
+/* Unmaps header buffer @b (NULL: nothing); when the worker ends. */
+void http_hbuf_release(struct io_worker *w, char *b);
+
 /* Takes idle upstream @b off its server's pool list. */
 void http_pool_unlink(struct io_worker *w, struct http_conn *b);
 
@@ -351,5 +360,22 @@ void http_flush_log(struct io_worker *w);
 
 /* io_conn_ops.tick of both kinds: header, idle, response and tunnel timeouts, stopping. */
 void http_tick(struct io_worker *w, struct io_conn *base);
+
+/* Moves idle client @c into a compact object (http_parked_ops) when it holds nothing else;
+ * true when it did, and @c is then gone. The tick calls it for every idle client, so the
+ * full objects in use track the requests in flight within a tick; a busy connection caught
+ * between two requests moves out and back in at most once a tick, which costs nothing that
+ * shows. */
+bool http_client_park(struct io_worker *w, struct http_conn *c);
+/* Client @c is between requests with nothing queued: parked at the end of this loop turn,
+ * once the handler that said so has returned. */
+static inline void http_park_later(struct io_worker *w, struct http_conn *c)
+{
+    struct http_worker *x = hw(w);
+    if (x->park_n < w->nconns)
+        x->park_q[x->park_n++] = c->base.slot;
+}
+/* Parks the clients http_park_later named that are still idle (end of a loop turn). */
+void http_park_idle(struct io_worker *w);
 
 #endif

@@ -94,8 +94,11 @@ void http_tick(struct io_worker *w, struct io_conn *base)
         if (io_tls_handshaking(&c->st)) {
             if (lcf->header_timeout_ms && now - c->h.t_start_ms > lcf->header_timeout_ms)
                 io_conn_close(w, &c->base, "tls handshake timeout");
-        } else if (lcf->idle_timeout_ms && now - c->base.last_ms > lcf->idle_timeout_ms)
+        } else if (lcf->idle_timeout_ms && now - c->base.last_ms > lcf->idle_timeout_ms) {
             io_conn_close(w, &c->base, "idle timeout");
+        } else {
+            http_client_park(w, c); /* @c may be gone: nothing follows */
+        }
         break;
     case HC_HEADER:
         if (lcf->header_timeout_ms && now - c->h.t_start_ms > lcf->header_timeout_ms)
@@ -184,9 +187,10 @@ static int http_mod_init(struct io_worker *w, void **state, struct lb_err *err)
     /* First half: the header as received; second half: as forwarded (a little longer). */
     hw(w)->hbuf_size = (uint32_t)(2 * maxh + 2048);
     hw(w)->hbuf_free = calloc(w->nconns, sizeof(*hw(w)->hbuf_free));
+    hw(w)->park_q = calloc(w->nconns, sizeof(*hw(w)->park_q));
     hw(w)->pool_head = calloc(cf->nclusters ? cf->nclusters : 1, sizeof(*hw(w)->pool_head));
     hw(w)->tls_sess = calloc(cf->nclusters ? cf->nclusters : 1, sizeof(*hw(w)->tls_sess));
-    if (!hw(w)->hbuf_free || !hw(w)->pool_head || !hw(w)->tls_sess)
+    if (!hw(w)->hbuf_free || !hw(w)->park_q || !hw(w)->pool_head || !hw(w)->tls_sess)
         goto fail;
     for (size_t i = 0; i < cf->nclusters; i++) {
         size_t n = cf->clusters[i].nservers;
@@ -231,17 +235,19 @@ static void http_mod_destroy(struct io_worker *w, void *state)
     free(hw(w)->alog);
     hw(w)->alog = NULL;
     for (uint32_t i = 0; i < hw(w)->hbuf_nfree; i++)
-        free(hw(w)->hbuf_free[i]);
+        http_hbuf_release(w, hw(w)->hbuf_free[i]);
     /* Buffers still held by connections (none after a clean stop). */
     for (uint32_t i = 0; w->slots && i < w->nconns; i++) {
         struct io_conn *c = w->slots[i];
         if (c && (c->ops == &http_client_ops || c->ops == &http_upstream_ops)) {
-            free(hc(c)->h.hbuf);
+            http_hbuf_release(w, hc(c)->h.hbuf);
             hc(c)->h.hbuf = NULL;
         }
     }
     free(hw(w)->hbuf_free);
     hw(w)->hbuf_free = NULL;
+    free(hw(w)->park_q);
+    hw(w)->park_q = NULL;
     hw(w)->hbuf_nfree = 0;
     if (hw(w)->pool_head)
         for (size_t i = 0; i < w->rt->conf->nclusters; i++)
@@ -275,6 +281,8 @@ static void http_mod_tick(struct io_worker *w, void *state)
         cache_tick(x->cache, w->now_ms);
     /* Operator purges (lbctl cache purge) and the counters lbctl cache stats reads. */
     cache_board_tick(w->rt ? w->rt->cache_board : NULL, (uint32_t)w->id, x->cache);
+    if (x->hbuf_size)
+        http_hbuf_trim(w);
 }
 
 static void http_mod_loop_end(struct io_worker *w, void *state)
@@ -282,6 +290,8 @@ static void http_mod_loop_end(struct io_worker *w, void *state)
     struct http_worker *x = state;
     if (x->alog_len)
         http_flush_log(w);
+    if (x->park_n)
+        http_park_idle(w);
 }
 
 struct io_module http_module = {

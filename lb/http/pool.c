@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,17 +22,61 @@
 #include "lb/route/route.h"
 #include "static/snap.h"
 
+static size_t hbuf_map_size(const struct http_worker *x)
+{
+    return ((size_t)x->hbuf_size + HBUF_PAGE - 1) & ~(size_t)(HBUF_PAGE - 1);
+}
+
 char *http_hbuf_get(struct io_worker *w)
 {
-    if (hw(w)->hbuf_nfree)
-        return hw(w)->hbuf_free[--hw(w)->hbuf_nfree];
-    if (hw(w)->hbuf_total >= w->nconns)
+    struct http_worker *x = hw(w);
+    if (x->hbuf_nfree) {
+        char *b = x->hbuf_free[--x->hbuf_nfree];
+        if (x->hbuf_nfree < x->hbuf_low)
+            x->hbuf_low = x->hbuf_nfree;
+        if (x->hbuf_nfree < x->hbuf_clean)
+            x->hbuf_clean = x->hbuf_nfree;
+        return b;
+    }
+    if (x->hbuf_total >= w->nconns)
         return NULL;
-    /* The pool grows to its high-water mark once and then only recycles. */
-    char *b = malloc(hw(w)->hbuf_size);
-    if (b)
-        hw(w)->hbuf_total++;
+    /* The pool grows to its high-water mark once and then only recycles. A mapping of its
+     * own, so that http_hbuf_trim can give every page of it back (from malloc, a chunk
+     * header would keep a page of each buffer). */
+    void *b =
+        mmap(NULL, hbuf_map_size(x), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED)
+        return NULL;
+    x->hbuf_total++;
     return b;
+}
+
+void http_hbuf_release(struct io_worker *w, char *b)
+{
+    if (b)
+        munmap(b, hbuf_map_size(hw(w)));
+}
+
+/* The free list is a stack: its bottom entries, below the lowest depth it fell to over a
+ * period, were not used in that period. Those give their pages back to the kernel
+ * (MADV_DONTNEED: the next use finds zeroed pages), all but HBUF_WARM kept for the next
+ * burst; hbuf_clean counts the bottom entries already given back. A burst of requests
+ * (hundreds of connections set up at once) then costs memory while it lasts, not for as
+ * long as the worker lives. */
+void http_hbuf_trim(struct io_worker *w)
+{
+    struct http_worker *x = hw(w);
+    if (w->now_ms - x->hbuf_trim_ms < HBUF_TRIM_MS)
+        return;
+    x->hbuf_trim_ms = w->now_ms;
+    uint32_t cold = x->hbuf_low;
+    x->hbuf_low = x->hbuf_nfree;
+    uint32_t warm_from = x->hbuf_nfree > HBUF_WARM ? x->hbuf_nfree - HBUF_WARM : 0;
+    uint32_t end = cold < warm_from ? cold : warm_from;
+    for (uint32_t i = x->hbuf_clean; i < end; i++)
+        madvise(x->hbuf_free[i], hbuf_map_size(x), MADV_DONTNEED);
+    if (end > x->hbuf_clean)
+        x->hbuf_clean = end;
 }
 
 void http_hbuf_put(struct io_worker *w, struct http_state *h)

@@ -63,11 +63,11 @@ static void pool_put(struct io_pool *p, void *o)
 
 static struct io_pool *pool_of(struct io_worker *w, uint32_t size)
 {
-    uint32_t cls = (size + 15) / 16;
+    uint32_t cls = (size + IO_POOL_ALIGN - 1) / IO_POOL_ALIGN;
     if (cls == 0 || cls > IO_NPOOLS)
         return NULL;
     struct io_pool *p = &w->pools[cls - 1];
-    p->size = cls * 16;
+    p->size = cls * IO_POOL_ALIGN;
     return p;
 }
 
@@ -111,6 +111,26 @@ struct io_conn *io_conn_alloc(struct io_worker *w, const struct io_conn_ops *ops
         io_stream_init(io_conn_stream(c, i), (uint8_t)i);
     w->slots[slot] = c;
     return c;
+}
+
+struct io_conn *io_conn_move_begin(struct io_worker *w, struct io_conn *c,
+                                   const struct io_conn_ops *ops)
+{
+    struct io_pool *p = pool_of(w, ops->size);
+    struct io_conn *to = p ? pool_get(p) : NULL;
+    if (!to)
+        return NULL;
+    memset(to, 0, ops->size);
+    *to = *c;
+    to->ops = ops;
+    return to;
+}
+
+void io_conn_move(struct io_worker *w, struct io_conn *c, struct io_conn *to)
+{
+    w->slots[c->slot] = to;
+    c->state = IO_CONN_FREE;
+    pool_put(pool_of(w, c->ops->size), c);
 }
 
 struct io_conn *io_conn_get(struct io_worker *w, uint32_t slot, uint32_t gen)

@@ -299,6 +299,10 @@ static void on_conn_cqe(struct io_worker *w, const struct io_uring_cqe *cqe)
             io_buf_put(w, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
         return;
     }
+    /* A connection at rest in a compact object becomes its full self before its handler
+     * runs (a close or cancel completion has no handler and needs nothing of it). */
+    if (c->ops->wake && conn_handlers[op] && c->state != IO_CONN_CLOSING)
+        c = c->ops->wake(w, c);
     if (!(cqe->flags & IORING_CQE_F_MORE))
         c->inflight--;
 

@@ -6,6 +6,8 @@
  * The io layer knows no protocol. A connection slot holds an object whose first member is
  * a struct io_conn; the object's kind is a const table of operations (struct io_conn_ops)
  * that the loop calls: accepted, on_recv, on_sent, on_connect, tick, on_close, on_free.
+ * A connection may change objects while it lives (io_conn_move: a compact one while it
+ * rests, whose `wake` op brings the full one back before a completion is handled).
  * Each protocol (lb/l4, lb/http, later TLS and Redis) defines its kinds and keeps its own
  * state in its own object, so an L4 connection does not carry HTTP state. Per-worker
  * protocol state (pools, caches, logs) hangs off w->mod[] through struct io_module.
@@ -92,6 +94,11 @@ struct io_conn_ops {
     void (*on_close)(struct io_worker *w, struct io_conn *c);
     /* The slot is being freed: give back what the object holds. */
     void (*on_free)(struct io_worker *w, struct io_conn *c);
+    /* Set by a compact kind that stands for a connection at rest (an idle keep-alive
+     * client): before a completion with a handler is dispatched on @c, returns the full
+     * object that replaced it in its slot (io_conn_move), or @c closed when none could be
+     * had. */
+    struct io_conn *(*wake)(struct io_worker *w, struct io_conn *c);
 };
 
 /* The part of every connection object the loop needs. */
@@ -149,7 +156,10 @@ struct io_pool {
     void **chunks;
     uint32_t nchunks, cap;
 };
-#define IO_NPOOLS 64 /* size classes of 16 bytes: objects up to 1 KiB */
+/* Size classes of 8 bytes, objects up to 1 KiB: an idle HTTP client (104 bytes) takes no
+ * more than it needs, times every idle connection. */
+#define IO_POOL_ALIGN 8
+#define IO_NPOOLS 128
 
 struct io_worker {
     int id;
@@ -277,6 +287,17 @@ uint16_t io_plain_get(struct io_worker *w);
 /* Takes a free slot with a zeroed object of kind @ops (NULL when none): state OPEN, its
  * streams empty and closed. */
 struct io_conn *io_conn_alloc(struct io_worker *w, const struct io_conn_ops *ops);
+
+/* Moving a connection to another object (a compact form while it rests, the full one when
+ * it works again): io_conn_move_begin returns a zeroed object of kind @ops holding @c's
+ * io_conn part (slot, generation, in-flight count, list links; its own ops), NULL when
+ * none can be had. The kind copies the rest of its state (its streams included) from @c,
+ * then io_conn_move puts @to in @c's slot and gives @c back to its pool without its
+ * on_free: whatever @c held now belongs to @to. Completions find @to by slot and
+ * generation; nothing may keep a pointer to @c. */
+struct io_conn *io_conn_move_begin(struct io_worker *w, struct io_conn *c,
+                                   const struct io_conn_ops *ops);
+void io_conn_move(struct io_worker *w, struct io_conn *c, struct io_conn *to);
 
 /* The open connection in @slot with generation @gen, or NULL (freed, reused, closing). */
 struct io_conn *io_conn_get(struct io_worker *w, uint32_t slot, uint32_t gen);

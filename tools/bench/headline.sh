@@ -40,7 +40,7 @@ trap 'rm -f "$block" "$new"' EXIT
     echo "- Static 2.4 KiB snapshot: CPU per request $(rat static cpu nginx) of nginx's" \
         "(target at most 0.40)."
     echo "- An idle keep-alive client connection: $(num "$(med idle_mem lb rss_per_conn)" 0) bytes" \
-        "of lb memory (target under 512; HAProxy $(num "$(med idle_mem haproxy rss_per_conn)" 0)," \
+        "of lb memory (target under 256; HAProxy $(num "$(med idle_mem haproxy rss_per_conn)" 0)," \
         "nginx $(num "$(med idle_mem nginx rss_per_conn)" 0))."
     echo "- TLS: full ECDSA handshakes per CPU-second $(rat tls_full_ec hs haproxy) x HAProxy's" \
         "(target at least 1.20); HTTPS keep-alive CPU per request $(rat tls_ka cpu haproxy) of" \

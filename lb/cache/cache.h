@@ -333,12 +333,22 @@ int cache_fill_append(struct cache *c, struct cache_fill *f, const void *data, s
 
 /*
  * Completes @f (takes @f: it is freed): the entry is linked (replacing an entry for the same
- * key and variant, evicting LRU entries to make room) and every waiter is woken with it
- * through @wake(@arg, waiter, entry) before this returns. Returns 0, or -EPROTO when there
+ * key and variant, evicting LRU entries to make room) unless it is larger than
+ * cache_item_max() (a limit raised by cache_fill_set_limit: then it is not kept, only handed
+ * to the waiters), and every waiter is woken with it through @wake(@arg, waiter, entry)
+ * before this returns. Returns 0, or -EPROTO when there
  * was no head or the body length differs from Content-Length: then it behaves as
  * cache_fill_abort() (waiters woken with NULL). @wake may be NULL when nobody waits.
  */
 int cache_fill_commit(struct cache *c, struct cache_fill *f, cache_wake_fn *wake, void *arg);
+
+/*
+ * Lets @f build an entry of up to @limit bytes (never less than cache_item_max()), before
+ * cache_fill_head: for a route whose answers also go to a shared (L2) cache, whose objects
+ * may be larger than what this L1 keeps. An entry over cache_item_max() is built, encoded
+ * for L2 by the caller and handed to the waiters, but not kept here.
+ */
+void cache_fill_set_limit(struct cache *c, struct cache_fill *f, size_t limit);
 
 /*
  * Abandons @f (takes @f: it is freed) because the answer is not cacheable, too big, or the

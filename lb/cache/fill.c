@@ -79,6 +79,7 @@ int cache_fill_begin(struct cache *c, const char *buf, const struct http_req *re
     if (!f)
         return -ENOMEM;
     f->hash = h;
+    f->limit = c->item_max;
     f->inval_gen = cache_inval_gen(host, hlen, target, tlen);
     f->host_len = (uint32_t)hlen;
     f->target_len = (uint32_t)tlen;
@@ -121,12 +122,11 @@ int cache_fill_head(struct cache *c, struct cache_fill *f, const struct cache_po
         return -EALREADY;
     size_t vlen = cache_vary_record_len(p, req_buf, req);
     size_t base = sizeof(struct cache_entry) + f->host_len + f->target_len + vlen + hdr_len;
-    if (base > c->item_max || (p->has_length && p->content_length > c->item_max - base))
+    if (base > f->limit || (p->has_length && p->content_length > f->limit - base))
         return -EFBIG;
     size_t cap = base + (size_t)p->content_length;
     if (!p->has_length)
-        cap = c->item_max - base < CACHE_FILL_FIRST_CHUNK ? c->item_max
-                                                          : base + CACHE_FILL_FIRST_CHUNK;
+        cap = f->limit - base < CACHE_FILL_FIRST_CHUNK ? f->limit : base + CACHE_FILL_FIRST_CHUNK;
     struct cache_entry *e = malloc(cap);
     if (!e)
         return -ENOMEM;
@@ -166,14 +166,15 @@ int cache_fill_append(struct cache *c, struct cache_fill *f, const void *data, s
     if (f->has_length && len > f->content_length - e->body_len)
         return -EFBIG;
     size_t used = entry_used(e);
-    if (len > c->item_max - used)
+    (void)c;
+    if (len > f->limit - used)
         return -EFBIG;
     if (used + len > f->cap) {
         size_t cap = f->cap * 2;
         if (cap < used + len)
             cap = used + len;
-        if (cap > c->item_max)
-            cap = c->item_max;
+        if (cap > f->limit)
+            cap = f->limit;
         e = realloc(e, cap);
         if (!e)
             return -ENOMEM;
@@ -224,10 +225,17 @@ int cache_fill_commit(struct cache *c, struct cache_fill *f, cache_wake_fn *wake
             f->cap = used;
         }
     }
-    f->e = NULL; /* the table owns it now */
+    f->e = NULL; /* the table owns it now, or its waiters only when it is too big for it */
     e->size = f->cap;
-    cache_entry_link(c, e);
-    c->st.fills++;
-    fill_finish(c, f, e, wake, arg);
+    if (used <= c->item_max) {
+        cache_entry_link(c, e);
+        c->st.fills++;
+    }
+    fill_finish(c, f, e, wake, arg); /* an entry left unlinked goes with its last reference */
     return 0;
+}
+
+void cache_fill_set_limit(struct cache *c, struct cache_fill *f, size_t limit)
+{
+    f->limit = limit > c->item_max && limit < SIZE_MAX / 2 ? limit : c->item_max;
 }

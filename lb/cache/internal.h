@@ -43,6 +43,7 @@ struct cache_fill {
     uint64_t inval_gen;    /* cache_inval_gen() of the key when the fill began */
     struct cache_entry *e; /* being built, from fill_head on; refs 0 until linked */
     size_t cap;            /* allocation size of e */
+    size_t limit;          /* the largest entry this fill builds (cache_fill_set_limit) */
     uint64_t content_length;
     bool has_length;
     uint32_t host_len;

@@ -328,6 +328,12 @@ static void policy_inputs(struct io_worker *w, const struct http_conn *c,
     *rules = (struct cache_rules){.heuristic_ms = r->cache.ttl_ms,
                                   .max_ttl_ms = r->cache.max_ttl_ms,
                                   .max_body = cache_item_max(hw(w)->cache)};
+    /* An answer for a shared cache may be larger than L1 keeps: up to its max_object. */
+    if (r->cache.shared_idx >= 0) {
+        uint64_t mo = w->rt->conf->caches[r->cache.shared_idx].max_object;
+        if (mo > rules->max_body)
+            rules->max_body = mo;
+    }
     *t = (struct cache_times){.wall_s = wall_now(),
                               .delay_ms =
                                   w->now_ms > c->h.t_start_ms ? w->now_ms - c->h.t_start_ms : 0};
@@ -349,6 +355,10 @@ void http_fill_head(struct io_worker *w, struct http_conn *c, struct http_conn *
     struct cache_policy p;
     enum cache_verdict v =
         rq ? cache_policy_eval(c->h.hbuf, rq, b->h.hbuf, resp, &rules, &t, &p) : CACHE_NS_METHOD;
+    /* For a shared cache the entry may outgrow L1's: its body, with room for the header,
+     * the key and the bookkeeping (each bounded by a header buffer). */
+    if (r->cache.shared_idx >= 0 && c->h.fill)
+        cache_fill_set_limit(hw(w)->cache, c->h.fill, rules.max_body + 3 * hw(w)->hbuf_size);
     /* The stored header is built without Connection and X-Cache (interim); a hit adds Age,
      * X-Cache and its client's Connection field to it in the second half of hbuf
      * (http_cache_serve): keep room for them. */

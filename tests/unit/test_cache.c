@@ -600,6 +600,24 @@ static void test_fill_limits(void **state)
     assert_int_equal(cache_fill_head(c, f, &p, q.buf, &q.req, hdr, sizeof(hdr), 0), -EFBIG);
     cache_fill_abort(c, f, NULL, NULL);
     assert_int_equal(t_stats(c).fill_aborts, 4);
+
+    /* a limit raised for a shared cache: the entry is built and handed to the waiters, but
+     * L1 does not keep what is larger than its item limit; a limit below it changes nothing */
+    t_resp_parse(&s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert_int_equal(t_pol(&q, &s, T_TTL, 64 * 1024, &p), CACHE_OK);
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 0, &f), CACHE_FILL_NEW);
+    cache_fill_set_limit(c, f, 100);
+    cache_fill_set_limit(c, f, 64 * 1024);
+    assert_int_equal(cache_fill_begin(c, q.buf, &q.req, 11, &f2), CACHE_FILL_WAIT);
+    assert_int_equal(cache_fill_head(c, f, &p, q.buf, &q.req, s.buf, strlen(s.buf), 0), 0);
+    for (n = 0; n < 20; n++)
+        assert_int_equal(cache_fill_append(c, f, chunk, sizeof(chunk)), 0);
+    wk = (struct t_woken){0};
+    assert_int_equal(cache_fill_commit(c, f, t_wake, &wk), 0);
+    assert_int_equal(wk.n, 1);
+    assert_int_equal(wk.with_entry, 1);
+    assert_int_equal(t_stats(c).entries, 0);
+    assert_null(cache_lookup(c, q.buf, &q.req, 1));
     cache_destroy(c);
 }
 

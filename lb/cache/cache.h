@@ -342,6 +342,11 @@ int cache_fill_append(struct cache *c, struct cache_fill *f, const void *data, s
  */
 int cache_fill_commit(struct cache *c, struct cache_fill *f, cache_wake_fn *wake, void *arg);
 
+/* cache_fill_commit(), and on success the entry in *@out with a reference the caller drops
+ * (cache_entry_unref): kept in L1 or not (too big for it), the filler may serve it. */
+int cache_fill_commit_take(struct cache *c, struct cache_fill *f, cache_wake_fn *wake, void *arg,
+                           struct cache_entry **out);
+
 /*
  * Lets @f build an entry of up to @limit bytes (never less than cache_item_max()), before
  * cache_fill_head: for a route whose answers also go to a shared (L2) cache, whose objects

@@ -212,6 +212,14 @@ void cache_fill_abort(struct cache *c, struct cache_fill *f, cache_wake_fn *wake
 
 int cache_fill_commit(struct cache *c, struct cache_fill *f, cache_wake_fn *wake, void *arg)
 {
+    return cache_fill_commit_take(c, f, wake, arg, NULL);
+}
+
+int cache_fill_commit_take(struct cache *c, struct cache_fill *f, cache_wake_fn *wake, void *arg,
+                           struct cache_entry **out)
+{
+    if (out)
+        *out = NULL;
     struct cache_entry *e = f->e;
     if (!e || (f->has_length && e->body_len != f->content_length)) {
         cache_fill_abort(c, f, wake, arg);
@@ -230,6 +238,10 @@ int cache_fill_commit(struct cache *c, struct cache_fill *f, cache_wake_fn *wake
     if (used <= c->item_max) {
         cache_entry_link(c, e);
         c->st.fills++;
+    }
+    if (out) {
+        cache_entry_ref(e);
+        *out = e;
     }
     fill_finish(c, f, e, wake, arg); /* an entry left unlinked goes with its last reference */
     return 0;

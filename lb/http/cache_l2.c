@@ -178,6 +178,10 @@ static bool serve_entry(struct io_worker *w, struct http_conn *c, int ci, const 
     }
     const struct http_req *rq = http_cache_reparse(w, c);
     struct cache *cache = hw(w)->cache;
+    /* an entry L1 is too small to keep is still built, served and handed to the waiters */
+    if (c->h.fill)
+        cache_fill_set_limit(cache, c->h.fill,
+                             w->rt->conf->caches[ci].max_object + 3 * hw(w)->hbuf_size);
     int rc =
         rq ? cache_l2_fill(cache, c->h.fill, &v, c->h.hbuf, rq, w->now_ms, wall_ms()) : -EINVAL;
     if (rc < 0) {
@@ -190,8 +194,7 @@ static bool serve_entry(struct io_worker *w, struct http_conn *c, int ci, const 
     c->h.fill = NULL;
     /* its waiters are served from the new entry before this returns */
     struct cache_entry *e = NULL;
-    if (cache_fill_commit(cache, f, http_cache_wake, w) == 0)
-        e = cache_lookup(cache, c->h.hbuf, http_cache_reparse(w, c), w->now_ms);
+    cache_fill_commit_take(cache, f, http_cache_wake, w, &e);
     struct cache_req want;
     cache_req_eval(c->h.hbuf, http_cache_reparse(w, c), &want);
     if (e && !cache_entry_usable(e, &want, w->now_ms)) {

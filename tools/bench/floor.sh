@@ -289,10 +289,10 @@ row floor_static lb_static "lb, static snapshot, workers: 1" floor_static
 row floor_static nginx_static "nginx $NGINX_V, from disk, open_file_cache, sendfile" floor_static
 echo
 f=$(med floor_static 4) n=$(med nginx_static 4)
-echo "The least a server can spend on this answer here is $(ratio "$f" "$n") of nginx's CPU per" \
-    "request; DESIGN.md's static target (lb at most 0.40 of nginx) lies $(
+echo "The minimal responder spends $(ratio "$f" "$n") of nginx's CPU per request on this answer," \
+    "lb $(ratio "$(med lb_static 4)" "$n"); DESIGN.md's static target (lb at most 0.40 of nginx) is $(
         awk -v f="$f" -v n="$n" 'BEGIN { if (n + 0 == 0) print "-"; else if (f / n > 0.4) print "below"; else print "above" }'
-    ) that floor."
+    ) what the minimal responder reaches."
 echo
 echo "#### A proxy: a 100-byte answer from one nginx origin, connections to it kept alive"
 echo
@@ -304,9 +304,9 @@ row floor_proxy haproxy_proxy "HAProxy $HAPROXY_V, mode http, nbthread 1" floor_
 row floor_proxy nginx_proxy "nginx $NGINX_V, proxy_pass, worker_processes 1" floor_proxy
 echo
 f=$(med floor_proxy 4) h=$(med haproxy_proxy 4)
-echo "The least any proxy can spend here is $(ratio "$f" "$h") of HAProxy's CPU per request" \
-    "(the floor proxy parses nothing and adds no header); lb is at $(ratio "$(med lb_proxy 4)" "$h")" \
-    "of HAProxy's, $(ratio "$(med lb_proxy 4)" "$f") times the floor."
+echo "The minimal pass-through proxy (it parses nothing and adds no header) spends" \
+    "$(ratio "$f" "$h") of HAProxy's CPU per request; lb spends $(ratio "$(med lb_proxy 4)" "$h")" \
+    "of HAProxy's, $(ratio "$(med lb_proxy 4)" "$f") times the minimal proxy's."
 echo
 echo "haproxy.cfg:"
 echo

@@ -406,6 +406,7 @@ static void ctl_fleet(struct lb_ctl *ctl, uint64_t now)
         for (size_t i = 0; i < n; i++)
             if (ctl->admin && admin_apply_change(ctl->admin, &ch[i]))
                 fleet_applied(ctl->fleet, &ch[i]);
+    fleet_inval_apply(ctl->rt ? ctl->rt->cache_board : NULL);
     if (now - ctl->fleet_view_ms >= 1000) {
         ctl->fleet_view_ms = now;
         fleet_view(ctl);

@@ -59,6 +59,22 @@ void fleet_set_view(struct fleet *f, const char *text, size_t len);
 /* True when the last Redis exchange succeeded. */
 bool fleet_up(const struct fleet *f);
 
+/*
+ * Worker: a successful unsafe method removed @host + @target from this instance's caches;
+ * the fleet thread tells the other instances (inval.c). Never waits: when too many are
+ * waiting it is dropped and counted. Does nothing without a fleet.
+ */
+void fleet_inval_send(const char *host, size_t hlen, const char *target, size_t tlen);
+
+struct cache_board;
+/* Control thread: posts the other instances' invalidations on @b (NULL: none is cached
+ * here, they go) as exact purges; those the board has no room for wait for the next call. */
+void fleet_inval_apply(struct cache_board *b);
+
+/* Invalidations published, received from other instances, and dropped (a ring full, Redis
+ * failing, or a host or target too long to send). */
+void fleet_inval_counts(uint64_t *sent, uint64_t *received, uint64_t *dropped);
+
 /* The fleet as JSON for lbctl fleet: {"up":..,"instance":..,"members":[...]}. */
 void fleet_describe(struct fleet *f, struct lb_jbuf *out);
 

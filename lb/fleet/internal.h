@@ -77,6 +77,11 @@ bool fleet_note_locked(struct fleet *f, const struct fleet_change *c);
  * full. The caller holds @f->mu. */
 void fleet_queue_push(struct fleet_change *q, size_t *n, const struct fleet_change *c);
 
+/* inval.c, fleet thread: publishes what the workers queued (-1: Redis failed), and takes
+ * another instance's invalidation for the control thread. */
+int fleet_inval_publish(struct fleet *f);
+void fleet_inval_receive(struct fleet *f, const struct fleet_inval *v);
+
 /* sync.c: the thread. */
 void *fleet_thread(void *arg);
 

@@ -276,6 +276,14 @@ static void take_event(struct fleet *f, const redisReply *r)
         return;
     struct fleet_change c;
     const char *why;
+    if (fleet_is_inval(r->element[2]->str, r->element[2]->len)) {
+        static struct fleet_inval v; /* 2 KiB: the fleet thread's */
+        if (fleet_inval_parse(r->element[2]->str, r->element[2]->len, &v, &why) < 0)
+            refuse("event", r->element[2]->str, r->element[2]->len, why);
+        else
+            fleet_inval_receive(f, &v);
+        return;
+    }
     if (fleet_event_parse(r->element[2]->str, r->element[2]->len, &c, &why) < 0)
         refuse("event", r->element[2]->str, r->element[2]->len, why);
     else
@@ -454,7 +462,7 @@ void *fleet_thread(void *arg)
             next_sync = next_beat = 0;
         }
         const char *fail = NULL;
-        if (flush_out(f, tmp) < 0)
+        if (flush_out(f, tmp) < 0 || fleet_inval_publish(f) < 0)
             fail = "write failed";
         else if (now >= next_sync && read_state(f) < 0)
             fail = "state read failed";

@@ -153,6 +153,68 @@ bool fleet_newer(const struct fleet_change *a, const struct fleet_change *b)
     return a->t > b->t || (a->t == b->t && strcmp(a->instance, b->instance) > 0);
 }
 
+/* ---- invalidations ---- */
+
+static bool host_ok(const char *s, size_t n)
+{
+    if (n == 0 || n >= FLEET_INVAL_HOST_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("-._:[]", ch)) ||
+            ch == '\0')
+            return false;
+    }
+    return true;
+}
+
+static bool target_ok(const char *s, size_t n)
+{
+    if (n == 0 || n >= FLEET_INVAL_TARGET_MAX || s[0] != '/')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+bool fleet_inval_ok(const char *host, size_t hlen, const char *target, size_t tlen)
+{
+    return host_ok(host, hlen) && target_ok(target, tlen);
+}
+
+int fleet_inval_format(const struct fleet_inval *v, char *buf, size_t cap)
+{
+    return fit(snprintf(buf, cap, "invalidate %s %.*s %.*s", v->instance, (int)v->host_len, v->host,
+                        (int)v->target_len, v->target),
+               cap);
+}
+
+bool fleet_is_inval(const char *msg, size_t len)
+{
+    return len >= 11 && !memcmp(msg, "invalidate ", 11);
+}
+
+int fleet_inval_parse(const char *msg, size_t len, struct fleet_inval *v, const char **why)
+{
+    struct words w;
+    memset(v, 0, sizeof(*v));
+    if (!split(msg, len, 4, &w) || w.n[0] != 10 || memcmp(w.p[0], "invalidate", 10))
+        return *why = "an event that is not 'invalidate INSTANCE HOST TARGET'", -1;
+    if (!copy_name(w.p[1], w.n[1], v->instance))
+        return *why = "an instance that is not a name", -1;
+    if (!host_ok(w.p[2], w.n[2]))
+        return *why = "a host that is empty, too long or not letters, digits and -._:[]", -1;
+    if (!target_ok(w.p[3], w.n[3]))
+        return *why = "a target that is not '/' then visible ASCII, under 2048 bytes", -1;
+    memcpy(v->host, w.p[2], w.n[2]);
+    memcpy(v->target, w.p[3], w.n[3]);
+    v->host_len = (uint32_t)w.n[2];
+    v->target_len = (uint32_t)w.n[3];
+    return 0;
+}
+
 /* ---- heartbeats ---- */
 
 static int member_line(const char *s, size_t n, struct fleet_member *m, const char **why)

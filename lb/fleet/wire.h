@@ -5,7 +5,9 @@
  *
  *   PREFIX fleet:state         hash   field "drain CLUSTER SERVER" or "weight CLUSTER SERVER"
  *                                     value "T INSTANCE V"
- *   PREFIX fleet:events        channel "drain|weight CLUSTER SERVER T INSTANCE V"
+ *   PREFIX fleet:events        channel "drain|weight CLUSTER SERVER T INSTANCE V", and
+ *                                     "invalidate INSTANCE HOST TARGET" (a cached URI that
+ *                                     an unsafe method changed: see struct fleet_inval)
  *   PREFIX fleet:ack:T         set    the instances that applied change T
  *   PREFIX fleet:instances     set    the names of the instances that sent a heartbeat
  *   PREFIX fleet:instance:NAME string (with a TTL) "lb1 NAME STARTED_MS PID SENT_MS\n" then
@@ -56,6 +58,32 @@ int fleet_event_parse(const char *msg, size_t len, struct fleet_change *c, const
 /* True when @a is newer than @b (same server and kind): later T, or the same T from a greater
  * instance name. */
 bool fleet_newer(const struct fleet_change *a, const struct fleet_change *b);
+
+/*
+ * A cached URI that a successful unsafe method (POST, PUT, DELETE, PATCH) changed on
+ * INSTANCE: every other instance removes HOST + TARGET from its L1 caches, all variants, as
+ * lbctl cache purge TARGET --host HOST would. HOST: 1..255 bytes of letters, digits and
+ * "-._:[]" (the request's Host as sent); TARGET: 1..2047 bytes of visible ASCII beginning
+ * with '/', query included. Never a prefix: a '*' in TARGET is an ordinary byte.
+ */
+#define FLEET_INVAL_HOST_MAX 256
+#define FLEET_INVAL_TARGET_MAX 2048
+
+struct fleet_inval {
+    char instance[CONF_NAME_MAX];
+    char host[FLEET_INVAL_HOST_MAX];
+    char target[FLEET_INVAL_TARGET_MAX];
+    uint32_t host_len, target_len;
+};
+
+/* True when @host and @target fit an invalidate event (see above). */
+bool fleet_inval_ok(const char *host, size_t hlen, const char *target, size_t tlen);
+/* The event "invalidate INSTANCE HOST TARGET" into @buf: its length, or -1. */
+int fleet_inval_format(const struct fleet_inval *v, char *buf, size_t cap);
+/* True when @msg (@len bytes) is an invalidate event, well formed or not. */
+bool fleet_is_inval(const char *msg, size_t len);
+/* Parses an invalidate event into @v: 0, or -1 with @why. */
+int fleet_inval_parse(const char *msg, size_t len, struct fleet_inval *v, const char **why);
 
 /* One server as an instance sees it, in its heartbeat. */
 struct fleet_view {

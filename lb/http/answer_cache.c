@@ -17,6 +17,7 @@
 #include "lb/cache/l2.h"
 #include "lb/core/log.h"
 #include "lb/core/runtime.h"
+#include "lb/fleet/fleet.h"
 #include "lb/http/internal.h"
 #include "lb/metrics/stats.h"
 #include "lb/route/route.h"
@@ -376,6 +377,7 @@ static void drop(struct io_worker *w, struct http_conn *c, const char *host, siz
                  const char *target, size_t tlen)
 {
     cache_invalidate(hw(w)->cache, host, hlen, target, tlen);
+    fleet_inval_send(host, hlen, target, tlen); /* the other instances' L1 */
     if (lcf_of(w, c)->routes[c->h.route].cache.shared_idx >= 0)
         http_l2_invalidate(w, c, host, hlen, target, tlen);
 }

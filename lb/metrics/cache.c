@@ -12,6 +12,7 @@
 #include "lb/admin/admin.h"
 #include "lb/cache/purge.h"
 #include "lb/core/runtime.h"
+#include "lb/fleet/fleet.h"
 #include "lb/metrics/metrics.h"
 
 static bool cached(const struct conf *cf)
@@ -55,4 +56,16 @@ void metrics_prom_cache_l1(struct lb_runtime *rt, struct lb_jbuf *o)
                    "# HELP lb_cache_purges_total Purge commands (lbctl cache purge) run.\n"
                    "# TYPE lb_cache_purges_total counter\nlb_cache_purges_total %llu\n",
                    (unsigned long long)cache_board_purges(b));
+    uint64_t sent, received, dropped;
+    fleet_inval_counts(&sent, &received, &dropped);
+    lb_jbuf_printf(o,
+                   "# HELP lb_cache_fleet_invalidations_total Cached URIs invalidated by an "
+                   "unsafe method, told to the other instances (sent), taken from them "
+                   "(received), or lost (dropped).\n"
+                   "# TYPE lb_cache_fleet_invalidations_total counter\n"
+                   "lb_cache_fleet_invalidations_total{dir=\"sent\"} %llu\n"
+                   "lb_cache_fleet_invalidations_total{dir=\"received\"} %llu\n"
+                   "lb_cache_fleet_invalidations_total{dir=\"dropped\"} %llu\n",
+                   (unsigned long long)sent, (unsigned long long)received,
+                   (unsigned long long)dropped);
 }

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for lb/fleet/wire.c: the input is cut into a hash field and value, and
- * also read whole as an event and as a heartbeat. Whatever is accepted must format back to
- * exactly what was read (so a value lb accepts is one lb could have written).
+ * also read whole as an event, an invalidate event and a heartbeat. Whatever is accepted must
+ * format back to exactly what was read (so a value lb accepts is one lb could have written).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +31,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fleet_event_parse(p, n, &c, &why) == 0) {
         int el = fleet_event_format(&c, buf, sizeof(buf));
         if (el != (int)n || memcmp(buf, p, n))
+            abort();
+    }
+    static struct fleet_inval iv;
+    static char ib[FLEET_INVAL_HOST_MAX + FLEET_INVAL_TARGET_MAX + CONF_NAME_MAX + 16];
+    if (fleet_inval_parse(p, n, &iv, &why) == 0) {
+        if (!fleet_is_inval(p, n) ||
+            !fleet_inval_ok(iv.host, iv.host_len, iv.target, iv.target_len))
+            abort();
+        int il = fleet_inval_format(&iv, ib, sizeof(ib));
+        if (il != (int)n || memcmp(ib, p, n))
             abort();
     }
     struct fleet_member m;

@@ -1,5 +1,6 @@
-/* Unit tests for lb/fleet/wire.c: the text lb writes into Redis for fleet state, and the
- * strict reading back of whatever is there (a value written by hand is refused whole). */
+/* Unit tests for lb/fleet/wire.c: the text lb writes into Redis for fleet state and cache
+ * invalidations, and the strict reading back of whatever is there (a value written by hand is
+ * refused whole). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,13 +126,76 @@ static void test_heartbeat(void **st)
             fail_msg("accepted heartbeat '%s'", bad[i]);
 }
 
+/* The invalidate event: round trip, bounds, and what is refused. */
+static void test_inval(void **st)
+{
+    (void)st;
+    static struct fleet_inval v, d;
+    const char *why = NULL;
+    strcpy(v.instance, "lb-a");
+    strcpy(v.host, "WWW.example:8080");
+    strcpy(v.target, "/a/b?x=1&y=*");
+    v.host_len = (uint32_t)strlen(v.host);
+    v.target_len = (uint32_t)strlen(v.target);
+    static char e[4096];
+    assert_int_equal(fleet_inval_format(&v, e, sizeof(e)),
+                     strlen("invalidate lb-a WWW.example:8080 /a/b?x=1&y=*"));
+    assert_string_equal(e, "invalidate lb-a WWW.example:8080 /a/b?x=1&y=*");
+    assert_true(fleet_is_inval(e, strlen(e)));
+    assert_false(fleet_is_inval("weight app s1 1 lb-a 3", 22));
+    assert_int_equal(fleet_inval_parse(e, strlen(e), &d, &why), 0);
+    assert_memory_equal(&v, &d, sizeof(v));
+    assert_int_equal(fleet_inval_format(&v, e, 20), -1); /* does not fit */
+    assert_true(fleet_inval_ok("[::1]:80", 8, "/", 1));
+    assert_false(fleet_inval_ok("", 0, "/", 1));
+    assert_false(fleet_inval_ok("h", 1, "", 0));
+    /* The longest host and target fit; one byte more does not. */
+    static char big[FLEET_INVAL_TARGET_MAX + 64];
+    memset(big, 'a', sizeof(big));
+    big[0] = '/';
+    assert_true(fleet_inval_ok(big + 1, FLEET_INVAL_HOST_MAX - 1, big, FLEET_INVAL_TARGET_MAX - 1));
+    assert_false(fleet_inval_ok(big + 1, FLEET_INVAL_HOST_MAX, big, 1));
+    assert_false(fleet_inval_ok("h", 1, big, FLEET_INVAL_TARGET_MAX));
+    int n = snprintf(e, sizeof(e), "invalidate lb-a h %.*s", FLEET_INVAL_TARGET_MAX - 1, big);
+    assert_int_equal(fleet_inval_parse(e, (size_t)n, &d, &why), 0);
+    assert_int_equal(d.target_len, FLEET_INVAL_TARGET_MAX - 1);
+    n = snprintf(e, sizeof(e), "invalidate lb-a h %.*s", FLEET_INVAL_TARGET_MAX, big);
+    assert_int_equal(fleet_inval_parse(e, (size_t)n, &d, &why), -1);
+    static const char *const bad[] = {
+        "invalidate",
+        "invalidate lb-a h",
+        "invalidate lb-a h /x extra",
+        "invalidate  lb-a h /x",
+        "invalidate lb-a h /x ",
+        "Invalidate lb-a h /x",
+        "invalidatex lb-a h /x",
+        "invalidate -lb h /x",
+        "invalidate lb-a h x",
+        "invalidate lb-a h //\x7f",
+        "invalidate lb-a h/ /x",
+        "invalidate lb-a h@x /x",
+        "invalidate lb-a h /x\ty",
+        "invalidate lb-a h /\xc3\xa9",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        if (fleet_inval_parse(bad[i], strlen(bad[i]), &d, &why) != -1 || !why)
+            fail_msg("accepted invalidate event '%s'", bad[i]);
+    }
+    /* A NUL inside is refused, not cut there. */
+    assert_int_equal(fleet_inval_parse("invalidate lb-a h /x\0y", 22, &d, &why), -1);
+    assert_int_equal(fleet_inval_parse("invalidate lb-a h\0 /x", 21, &d, &why), -1);
+    /* Not a drain or a weight either. */
+    struct fleet_change c;
+    assert_int_equal(fleet_event_parse("invalidate lb-a h /x", 20, &c, &why), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_newer),
-        cmocka_unit_test(test_heartbeat),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_newer),      cmocka_unit_test(test_heartbeat),
+        cmocka_unit_test(test_inval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,6 +68,25 @@ static bool cut_slow_body(struct io_worker *w, struct http_conn *c, const struct
     return true;
 }
 
+/* A request being forwarded: the cluster's response timeout, before the answer's header
+ * (504, never retried: the server may have acted on it) and while its body stalls. */
+static void forward_tick(struct io_worker *w, struct http_conn *c, uint64_t now)
+{
+    struct http_conn *b = peer_of(w, c);
+    if (!b)
+        return;
+    const struct conf_cluster *ccf = w->rt->clusters[c->pick.cluster].cf;
+    uint64_t rt = ccf->response_timeout_ms;
+    if (rt && !(c->h.flags & H_F_RESP_HDR) && (c->h.flags & H_F_REQ_HDR_SENT) &&
+        now - b->base.last_ms > rt && now - c->base.last_ms > rt) {
+        c->h.flags |= H_F_RESP_BYTE; /* the server may have acted on it: no retry */
+        http_request_failed(w, c, b, false, 504, "response timeout");
+    } else if (rt && (c->h.flags & H_F_RESP_HDR) && now - b->base.last_ms > rt &&
+               now - c->base.last_ms > rt) {
+        http_client_close(w, c, "response stalled");
+    }
+}
+
 void http_tick(struct io_worker *w, struct io_conn *base)
 {
     struct http_conn *c = hc(base);
@@ -113,24 +132,10 @@ void http_tick(struct io_worker *w, struct io_conn *base)
             http_local_reply(w, c, 503, false, "Retry-After: 1\r\n");
         }
         break;
-    case HC_FORWARD: {
-        if (cut_slow_body(w, c, lcf, now))
-            break;
-        struct http_conn *b = peer_of(w, c);
-        if (!b)
-            break;
-        const struct conf_cluster *ccf = w->rt->clusters[c->pick.cluster].cf;
-        uint64_t rt = ccf->response_timeout_ms;
-        if (rt && !(c->h.flags & H_F_RESP_HDR) && (c->h.flags & H_F_REQ_HDR_SENT) &&
-            now - b->base.last_ms > rt && now - c->base.last_ms > rt) {
-            c->h.flags |= H_F_RESP_BYTE; /* the server may have acted on it: no retry */
-            http_request_failed(w, c, b, false, 504, "response timeout");
-        } else if (rt && (c->h.flags & H_F_RESP_HDR) && now - b->base.last_ms > rt &&
-                   now - c->base.last_ms > rt) {
-            http_client_close(w, c, "response stalled");
-        }
+    case HC_FORWARD:
+        if (!cut_slow_body(w, c, lcf, now))
+            forward_tick(w, c, now);
         break;
-    }
     case HC_L2_WAIT: /* a lookup in flight is bounded by caches.NAME.timeout */
         http_l2_tick(w, c);
         break;

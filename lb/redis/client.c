@@ -113,8 +113,9 @@ void rds_req_fail(struct io_worker *w, struct rds_req *r, uint32_t part, const c
     rds_req_reply(w, r, part, line, (size_t)n);
 }
 
-int rds_call(struct io_worker *w, uint16_t cluster, const char *cmd, size_t len, rds_done_fn done,
-             uint64_t token)
+/* A command of lb's own to server @s of @cluster (see rds_call). */
+static int call_on(struct io_worker *w, uint16_t cluster, uint32_t s, const char *cmd, size_t len,
+                   rds_done_fn done, uint64_t token)
 {
     struct rds_req *r = req_new(w, NULL);
     if (!r)
@@ -123,8 +124,14 @@ int rds_call(struct io_worker *w, uint16_t cluster, const char *cmd, size_t len,
     r->parts = 1;
     r->on_done = done;
     r->token = token;
-    rds_server_send(w, cluster, 0, r, 0, cmd, len);
+    rds_server_send(w, cluster, s, r, 0, cmd, len);
     return 0;
+}
+
+int rds_call(struct io_worker *w, uint16_t cluster, const char *cmd, size_t len, rds_done_fn done,
+             uint64_t token)
+{
+    return call_on(w, cluster, 0, cmd, len, done, token);
 }
 
 int rds_call_key(struct io_worker *w, uint16_t cluster, const char *key, size_t klen,
@@ -134,15 +141,7 @@ int rds_call_key(struct io_worker *w, uint16_t cluster, const char *key, size_t 
     int s = cl_cluster_owner(cl, &w->cws[cluster], rds_key_hash(key, klen));
     if (s < 0 || atomic_load_explicit(&cl->servers[s].flags, memory_order_relaxed) & CL_SRV_F_DOWN)
         return -EHOSTDOWN;
-    struct rds_req *r = req_new(w, NULL);
-    if (!r)
-        return -ENOMEM;
-    r->t_start_us = w->now_ms * 1000;
-    r->parts = 1;
-    r->on_done = done;
-    r->token = token;
-    rds_server_send(w, cluster, (uint32_t)s, r, 0, cmd, len);
-    return 0;
+    return call_on(w, cluster, (uint32_t)s, cmd, len, done, token);
 }
 
 /* A reply lb makes itself, ready at once. */

@@ -312,3 +312,19 @@ per_req() {
     awk -v a="$1" -v n="$2" 'BEGIN { if (a == "-" || a == "" || n + 0 == 0) print "-";
                                      else printf "%.2f", a / n }'
 }
+
+# catalog_json FILE: the static benchmark's answer, a product list as JSON of exactly 2,458
+# bytes (2.4 KiB, newline included), written to FILE (static.sh and floor.sh serve it).
+catalog_json() {
+    python3 - "$1" <<'EOF2'
+import json, sys
+items = [{"sku": "SKU-%05d" % i, "name": "Product %d" % i, "price": 10 + i % 90,
+          "currency": "EUR", "stock": (i * 7) % 50} for i in range(30)]
+doc = {"version": 1, "pad": "", "items": items}
+# A padding string brings the document to exactly 2,458 bytes, newline included.
+doc["pad"] = "x" * (2458 - 1 - len(json.dumps(doc, separators=(",", ":"))))
+s = json.dumps(doc, separators=(",", ":")) + "\n"
+assert len(s) == 2458, len(s)
+open(sys.argv[1], "w").write(s)
+EOF2
+}

@@ -36,17 +36,7 @@ lport=$1 nport=$2
 # --- the snapshot: a product list as JSON, exactly 2,458 bytes (2.4 KiB). lb loads it from
 # $BT/snap (URL /s/catalog.json); nginx serves the same bytes from $BT/www/s/catalog.json.
 mkdir -p "$BT/snap" "$BT/www/s"
-python3 - "$BT/snap/catalog.json" <<'EOF2'
-import json, sys
-items = [{"sku": "SKU-%05d" % i, "name": "Product %d" % i, "price": 10 + i % 90,
-          "currency": "EUR", "stock": (i * 7) % 50} for i in range(30)]
-doc = {"version": 1, "pad": "", "items": items}
-# A padding string brings the document to exactly 2,458 bytes, newline included.
-doc["pad"] = "x" * (2458 - 1 - len(json.dumps(doc, separators=(",", ":"))))
-s = json.dumps(doc, separators=(",", ":")) + "\n"
-assert len(s) == 2458, len(s)
-open(sys.argv[1], "w").write(s)
-EOF2
+catalog_json "$BT/snap/catalog.json" || die "cannot write the JSON snapshot"
 cp "$BT/snap/catalog.json" "$BT/www/s/catalog.json"
 SIZE=$(wc -c <"$BT/snap/catalog.json")
 

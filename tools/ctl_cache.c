@@ -71,25 +71,11 @@ static void print_purge(const struct ctl_json *v)
     }
 }
 
-static void size_cell(char *out, size_t len, double b)
-{
-    static const char unit[] = " KMGT";
-    int u = 0;
-    while (b >= 1024 && u < 4) {
-        b /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(out, len, "%.0f", b);
-    else
-        snprintf(out, len, "%.1f%c", b, unit[u]);
-}
-
 static void stats_row(const char *name, const struct ctl_json *s)
 {
     char bytes[32], max[32];
-    size_cell(bytes, sizeof(bytes), ctl_json_num(s, "bytes", 0));
-    size_cell(max, sizeof(max), ctl_json_num(s, "max_bytes", 0));
+    ctl_human_bytes(bytes, sizeof(bytes), ctl_json_num(s, "bytes", 0));
+    ctl_human_bytes(max, sizeof(max), ctl_json_num(s, "max_bytes", 0));
     printf("%-7s %8.0f %8s %8s %9.0f %9.0f %9.0f %9.0f %8.0f %11.0f %7.0f %11.0f\n", name,
            ctl_json_num(s, "entries", 0), bytes, max, ctl_json_num(s, "hits", 0),
            ctl_json_num(s, "misses", 0), ctl_json_num(s, "coalesced", 0),

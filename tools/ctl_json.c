@@ -383,3 +383,17 @@ bool ctl_json_bool(const struct ctl_json *obj, const char *key, bool dflt)
     const struct ctl_json *m = ctl_json_get(obj, key);
     return m && m->type == CTL_JSON_BOOL ? m->b : dflt;
 }
+
+void ctl_human_bytes(char *out, size_t len, double b)
+{
+    static const char unit[] = " KMGTP";
+    int u = 0;
+    while (b >= 1024 && u < 5) {
+        b /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, len, "%.0f", b);
+    else
+        snprintf(out, len, "%.1f%c", b, unit[u]);
+}

@@ -51,4 +51,7 @@ bool ctl_json_bool(const struct ctl_json *obj, const char *key, bool dflt);
  * @o, which has room for 4 bytes; returns the bytes written. */
 size_t ctl_utf8_put(char *o, uint32_t cp);
 
+/* @b bytes for people: "512", "1.5K", "3.2M" ... (powers of 1024) into @out (@len bytes). */
+void ctl_human_bytes(char *out, size_t len, double b);
+
 #endif

@@ -66,8 +66,8 @@ static void usage(FILE *out)
             "  cache stats [--json]                         L1 cache counters per worker and\n"
             "                                               lookups per listener\n"
             "\n"
-            "  -s SOCKET   admin socket (default " CTL_DEFAULT_SOCKET
-            ", else " CTL_SERVICE_SOCKET " when only that one exists)\n"
+            "  -s SOCKET   admin socket (default " CTL_DEFAULT_SOCKET ", else " CTL_SERVICE_SOCKET
+            " when only that one exists)\n"
             "exit: 0 ok, 1 error, 2 usage\n");
 }
 
@@ -234,20 +234,6 @@ static int answer_error(const struct ctl_json *v)
     return 1;
 }
 
-static void human_bytes(char *out, size_t len, double b)
-{
-    static const char unit[] = " KMGTP";
-    int u = 0;
-    while (b >= 1024 && u < 5) {
-        b /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(out, len, "%.0f", b);
-    else
-        snprintf(out, len, "%.1f%c", b, unit[u]);
-}
-
 #define NCOLS 12
 
 static void print_status(const struct ctl_json *v)
@@ -286,8 +272,8 @@ static void print_status(const struct ctl_json *v)
                 snprintf(cell[6], 80, "%.1f", ctl_json_num(s, "rate", 0));
                 snprintf(cell[7], 80, "%.0f", ctl_json_num(s, "picks", 0));
                 snprintf(cell[8], 80, "%.0f", ctl_json_num(s, "connect_failures", 0));
-                human_bytes(cell[9], 80, ctl_json_num(s, "bytes_in", 0));
-                human_bytes(cell[10], 80, ctl_json_num(s, "bytes_out", 0));
+                ctl_human_bytes(cell[9], 80, ctl_json_num(s, "bytes_in", 0));
+                ctl_human_bytes(cell[10], 80, ctl_json_num(s, "bytes_out", 0));
                 /* The last active probe and its latency; "-" before the first one. */
                 const char *chk = ctl_json_str(s, "last_check", "none");
                 if (!strcmp(chk, "none"))
@@ -308,9 +294,9 @@ static void print_status(const struct ctl_json *v)
     const struct ctl_json *f = ctl_json_get(v, "fleet");
     if (f)
         printf("fleet: %s\n", ctl_json_bool(f, "up", false)
-                                   ? "Redis reachable: drains and weights reach every instance"
-                                   : "Redis UNREACHABLE: serving with the last state; changes "
-                                     "apply on this instance only until it is back");
+                                  ? "Redis reachable: drains and weights reach every instance"
+                                  : "Redis UNREACHABLE: serving with the last state; changes "
+                                    "apply on this instance only until it is back");
 }
 
 #define TLS_COLS 6

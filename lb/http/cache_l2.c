@@ -196,6 +196,7 @@ static bool serve_entry(struct io_worker *w, struct http_conn *c, int ci, const 
     struct cache_entry *e = NULL;
     cache_fill_commit_take(cache, f, http_cache_wake, w, &e);
     struct cache_req want;
+    /* parsed again: the waiters woken above reused the per-thread parse of @rq */
     cache_req_eval(c->h.hbuf, http_cache_reparse(w, c), &want);
     if (e && !cache_entry_usable(e, &want, w->now_ms)) {
         cache_entry_unref(e); /* fresh, but not as fresh as this request asks */

@@ -50,6 +50,7 @@ struct cl_server {
     _Atomic uint64_t connect_failures;
     _Atomic uint64_t bytes_in, bytes_out;
     _Atomic uint64_t retries; /* requests that failed here and were sent again */
+    _Atomic uint64_t connect_queued; /* requests that waited for its connect window (http) */
     _Atomic uint64_t resp[5]; /* responses from this server by class: 1xx..5xx */
     /* [listener][class]: the same responses split by the listener that took the request, so
      * that /metrics can label them as DESIGN.md's example does. NULL until

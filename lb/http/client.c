@@ -517,6 +517,7 @@ static void client_on_close(struct io_worker *w, struct io_conn *base)
     http_enq_free(c);
     http_fill_abort(w, c);
     http_fdwait_unlink(w, c);
+    http_cwait_unlink(w, c);
     cl_pick_release(&c->pick, &w->rt->clusters[c->pick.cluster]);
     struct http_conn *b = peer_of(w, c);
     if (b) {

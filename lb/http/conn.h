@@ -63,6 +63,8 @@ enum http_phase {
 #define H_F_L2_WAITED 0x100000   /* counted as locked_wait once */
 #define H_F_L2_LOCK 0x200000     /* this request holds the key's L2 lock: store, or release it */
 #define H_F_L2_STORE 0x400000    /* the origin's answer, if stored in L1, goes to L2 too */
+#define H_F_CWAIT 0x800000       /* client: queued for its server's connect window */
+#define H_F_UNPROVEN 0x1000000   /* upstream: opened, the server has not been seen serving it */
 #define H_F_CLIENT_CLOSE                                                                           \
     0x10000 /* the client said it sends nothing more (Connection: close,                           \
                or HTTP/1.0 without keep-alive) */
@@ -77,8 +79,8 @@ struct http_state {
     uint32_t out_sent;
     uint32_t peer; /* the other slot (client <-> upstream), NONE when none */
     uint32_t peer_gen;
-    uint32_t pool_prev; /* upstream: idle pool links, NONE at the ends */
-    uint32_t pool_next;
+    uint32_t pool_prev; /* upstream: idle pool links; client: its server's wait queue */
+    uint32_t pool_next; /*   links (H_F_CWAIT); NONE at the ends */
     uint32_t qvalid;            /* bytes at the head of the queue checked as part of this message */
     uint32_t flags;             /* H_F_* */
     struct http_body body;      /* client: the request body; upstream: the response body */
@@ -95,7 +97,7 @@ struct http_state {
     uint64_t t_start_ms; /* client: first byte of the request; upstream: request started */
     uint64_t t_resp_ms;  /* client: response header from the upstream */
     uint64_t t_pick_ms;  /* client: a backend was picked (the last try's) */
-    uint64_t t_conn_ms;  /* client: its connection was ready (0: never) */
+    uint64_t t_conn_ms;  /* client: its connection was ready (0: never); upstream: connected */
     uint64_t rid_seq;    /* client: the generated request id's counter part */
     uint64_t l2_ms;      /* client: when the shared cache lookup began */
     uint32_t rid_off;    /* client: the id the client sent (X-Request-Id) in hbuf, */
@@ -133,6 +135,24 @@ struct http_conn {
     };
 };
 
+/*
+ * One server's connections on one worker: the idle ones, and the requests waiting for one.
+ * New connections to a server are paced by a window: at most HTTP_CONNECT_WINDOW of them
+ * may be unproven (opened, and the server not yet seen serving them: no byte back, and
+ * connected less than HTTP_PROVE_MS ago). A burst of requests beyond it waits, in order,
+ * for an idle connection or room in the window, instead of sending the server a burst of
+ * connects that overflows its listen queue (each SYN dropped there costs a second's
+ * retransmit, as long as the connect timeout's default). lb/http/pool.c.
+ */
+#define HTTP_CONNECT_WINDOW 64
+#define HTTP_PROVE_MS 100
+struct http_srv_conns {
+    uint32_t idle;      /* the idle list's head slot, NONE when empty */
+    uint32_t wait_head; /* clients waiting, oldest first; NONE when none */
+    uint32_t wait_tail;
+    uint32_t unproven; /* connections in the window */
+};
+
 /* Per-worker HTTP state (http_module). */
 struct http_worker {
     char **hbuf_free; /* free list of header buffers, allocated on first need */
@@ -140,7 +160,7 @@ struct http_worker {
     uint32_t hbuf_low;     /* the free list's lowest depth since the last trim */
     uint32_t hbuf_clean;   /* free list entries from the bottom whose pages were given back */
     uint64_t hbuf_trim_ms; /* the last http_hbuf_trim */
-    uint32_t **pool_head;  /* [cluster][server]: idle upstream slot, NONE when none */
+    struct http_srv_conns **srv; /* [cluster][server] */
     struct ssl_session_st ***tls_sess; /* [cluster][server]: the session to resume (tls:) */
     struct snap_set **snaps;           /* [static set]: the worker's reference to the current set */
     struct cache *cache; /* L1 response cache of the routes with cache:, NULL when none */

@@ -152,6 +152,28 @@ void http_pool_put(struct io_worker *w, struct http_conn *b);
 /* An idle upstream of @server in @cluster, taken off the pool (busy now), or NULL. */
 struct http_conn *http_pool_take(struct io_worker *w, uint32_t cluster, uint32_t server);
 
+/* Client @c, its server picked (c->pick), waits for a connection to it: the server's
+ * connect window is full (struct http_srv_conns). */
+void http_cwait_push(struct io_worker *w, struct http_conn *c);
+
+/* Takes client @c off its server's wait queue (no-op when not on it). */
+void http_cwait_unlink(struct io_worker *w, struct http_conn *c);
+
+/* Client @c, off the queue, waited as long as it would for an answer: 503. */
+void http_cwait_shed(struct io_worker *w, struct http_conn *c);
+
+/* Room in upstream @b's server's window: the server answered on @b, @b closes, or it was
+ * connected HTTP_PROVE_MS ago. Serves the requests waiting. No-op unless H_F_UNPROVEN. */
+void http_conn_proven(struct io_worker *w, struct http_conn *b);
+
+/* Room in the connect window of @server, or an idle connection: serves waiting requests. */
+void http_cwait_wake(struct io_worker *w, uint32_t cluster, uint32_t server);
+
+/* Gets client @c (its server picked in c->pick) a connection to it: an idle one, a new one,
+ * or a place in the server's wait queue (behind the requests already there, unless @in_turn:
+ * it is the one taken off its head). */
+void http_backend_use(struct io_worker *w, struct http_conn *c, bool in_turn);
+
 /* Takes client @c off the list of requests waiting for a file slot (no-op when not on it). */
 void http_fdwait_unlink(struct io_worker *w, struct http_conn *c);
 

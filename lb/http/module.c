@@ -29,6 +29,8 @@
 static void upstream_tick(struct io_worker *w, struct http_conn *c, uint64_t now)
 {
     const struct conf_cluster *ccf = w->rt->clusters[c->pick.cluster].cf;
+    if ((c->h.flags & H_F_UNPROVEN) && c->h.t_conn_ms && now - c->h.t_conn_ms >= HTTP_PROVE_MS)
+        http_conn_proven(w, c); /* connected a while ago: the server took it */
     if (c->h.phase == HS_IDLE && ccf->idle_timeout_ms &&
         now - c->base.last_ms > ccf->idle_timeout_ms)
         io_conn_close(w, &c->base, "pooled connection idle");
@@ -124,8 +126,12 @@ void http_tick(struct io_worker *w, struct io_conn *base)
             http_local_reply(w, c, 408, true, NULL);
         break;
     case HC_CONNECT:
-        /* Queued for a file slot: as long as it would wait for an answer. */
-        if ((c->base.flags & IO_CONN_F_FDWAIT) &&
+        /* Queued for a file slot or a connection: as long as it would wait for an answer. */
+        if ((c->h.flags & H_F_CWAIT) &&
+            now - c->base.last_ms > w->rt->clusters[c->pick.cluster].cf->response_timeout_ms) {
+            http_cwait_unlink(w, c);
+            http_cwait_shed(w, c);
+        } else if ((c->base.flags & IO_CONN_F_FDWAIT) &&
             now - c->base.last_ms > w->rt->clusters[c->pick.cluster].cf->response_timeout_ms) {
             http_fdwait_unlink(w, c);
             lb_warn("request shed: no file slot came free in time", "listener=%s", lcf->name);
@@ -193,20 +199,21 @@ static int http_mod_init(struct io_worker *w, void **state, struct lb_err *err)
     hw(w)->hbuf_size = (uint32_t)(2 * maxh + 2048);
     hw(w)->hbuf_free = calloc(w->nconns, sizeof(*hw(w)->hbuf_free));
     hw(w)->park_q = calloc(w->nconns, sizeof(*hw(w)->park_q));
-    hw(w)->pool_head = calloc(cf->nclusters ? cf->nclusters : 1, sizeof(*hw(w)->pool_head));
+    hw(w)->srv = calloc(cf->nclusters ? cf->nclusters : 1, sizeof(*hw(w)->srv));
     hw(w)->tls_sess = calloc(cf->nclusters ? cf->nclusters : 1, sizeof(*hw(w)->tls_sess));
-    if (!hw(w)->hbuf_free || !hw(w)->park_q || !hw(w)->pool_head || !hw(w)->tls_sess)
+    if (!hw(w)->hbuf_free || !hw(w)->park_q || !hw(w)->srv || !hw(w)->tls_sess)
         goto fail;
     for (size_t i = 0; i < cf->nclusters; i++) {
         size_t n = cf->clusters[i].nservers;
-        hw(w)->pool_head[i] = malloc((n ? n : 1) * sizeof(**hw(w)->pool_head));
-        if (!hw(w)->pool_head[i])
+        hw(w)->srv[i] = calloc(n ? n : 1, sizeof(**hw(w)->srv));
+        if (!hw(w)->srv[i])
             goto fail;
         if (cf->clusters[i].tls.enabled &&
             !(hw(w)->tls_sess[i] = calloc(n ? n : 1, sizeof(**hw(w)->tls_sess))))
             goto fail;
         for (size_t j = 0; j < n; j++)
-            hw(w)->pool_head[i][j] = NONE;
+            hw(w)->srv[i][j].idle = hw(w)->srv[i][j].wait_head = hw(w)->srv[i][j].wait_tail =
+                NONE;
     }
     uint64_t cache_bytes = 0;
     for (size_t i = 0; i < cf->nlisteners; i++)
@@ -254,11 +261,11 @@ static void http_mod_destroy(struct io_worker *w, void *state)
     free(hw(w)->park_q);
     hw(w)->park_q = NULL;
     hw(w)->hbuf_nfree = 0;
-    if (hw(w)->pool_head)
+    if (hw(w)->srv)
         for (size_t i = 0; i < w->rt->conf->nclusters; i++)
-            free(hw(w)->pool_head[i]);
-    free(hw(w)->pool_head);
-    hw(w)->pool_head = NULL;
+            free(hw(w)->srv[i]);
+    free(hw(w)->srv);
+    hw(w)->srv = NULL;
     for (size_t i = 0; hw(w)->tls_sess && i < w->rt->conf->nclusters; i++) {
         for (size_t j = 0; hw(w)->tls_sess[i] && j < w->rt->conf->clusters[i].nservers; j++)
             SSL_SESSION_free(hw(w)->tls_sess[i][j]);

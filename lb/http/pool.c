@@ -91,9 +91,14 @@ void http_hbuf_put(struct io_worker *w, struct http_state *h)
 
 /* ---- the backend pool ---- */
 
+static struct http_srv_conns *srv_conns(struct io_worker *w, uint32_t cluster, uint32_t server)
+{
+    return &hw(w)->srv[cluster][server];
+}
+
 void http_pool_unlink(struct io_worker *w, struct http_conn *b)
 {
-    uint32_t *head = &hw(w)->pool_head[b->pick.cluster][b->pick.server];
+    uint32_t *head = &srv_conns(w, b->pick.cluster, (uint32_t)b->pick.server)->idle;
     uint32_t slot = b->base.slot;
     if (b->h.pool_prev != NONE)
         slot_conn(w, b->h.pool_prev)->h.pool_next = b->h.pool_next;
@@ -106,7 +111,7 @@ void http_pool_unlink(struct io_worker *w, struct http_conn *b)
 
 void http_pool_put(struct io_worker *w, struct http_conn *b)
 {
-    uint32_t *head = &hw(w)->pool_head[b->pick.cluster][b->pick.server];
+    uint32_t *head = &srv_conns(w, b->pick.cluster, (uint32_t)b->pick.server)->idle;
     b->h.phase = HS_IDLE;
     b->h.pool_prev = NONE;
     b->h.pool_next = *head;
@@ -118,19 +123,97 @@ void http_pool_put(struct io_worker *w, struct http_conn *b)
     /* A recv stays armed: it holds no buffer, and tells us at once when the server closes
      * the idle connection. */
     arm_recv(w, b, &b->st);
-    /* A request queued for a file slot can have this connection instead. */
+    /* A request queued for this server, or for a file slot, can have this connection. */
+    http_cwait_wake(w, b->pick.cluster, (uint32_t)b->pick.server);
     io_fdwait_wake(w);
 }
 
 struct http_conn *http_pool_take(struct io_worker *w, uint32_t cluster, uint32_t server)
 {
-    uint32_t slot = hw(w)->pool_head[cluster][server];
+    uint32_t slot = srv_conns(w, cluster, server)->idle;
     if (slot == NONE)
         return NULL;
     struct http_conn *b = slot_conn(w, slot);
     http_pool_unlink(w, b);
     b->h.phase = HS_BUSY;
     return b;
+}
+
+/* ---- the connect window: requests waiting for a connection to their server ---- */
+
+void http_cwait_push(struct io_worker *w, struct http_conn *c)
+{
+    struct http_srv_conns *q = srv_conns(w, c->pick.cluster, (uint32_t)c->pick.server);
+    c->h.phase = HC_CONNECT;
+    c->h.flags |= H_F_CWAIT;
+    c->base.last_ms = w->now_ms;
+    c->h.pool_next = NONE;
+    c->h.pool_prev = q->wait_tail;
+    if (q->wait_tail == NONE)
+        q->wait_head = c->base.slot;
+    else
+        slot_conn(w, q->wait_tail)->h.pool_next = c->base.slot;
+    q->wait_tail = c->base.slot;
+    atomic_fetch_add_explicit(
+        &w->rt->clusters[c->pick.cluster].servers[c->pick.server].connect_queued, 1,
+        memory_order_relaxed);
+}
+
+void http_cwait_unlink(struct io_worker *w, struct http_conn *c)
+{
+    if (!(c->h.flags & H_F_CWAIT))
+        return;
+    struct http_srv_conns *q = srv_conns(w, c->pick.cluster, (uint32_t)c->pick.server);
+    if (c->h.pool_prev == NONE)
+        q->wait_head = c->h.pool_next;
+    else
+        slot_conn(w, c->h.pool_prev)->h.pool_next = c->h.pool_next;
+    if (c->h.pool_next == NONE)
+        q->wait_tail = c->h.pool_prev;
+    else
+        slot_conn(w, c->h.pool_next)->h.pool_prev = c->h.pool_prev;
+    c->h.pool_prev = c->h.pool_next = NONE;
+    c->h.flags &= ~H_F_CWAIT;
+}
+
+void http_cwait_shed(struct io_worker *w, struct http_conn *c)
+{
+    struct cl_cluster *cl = &w->rt->clusters[c->pick.cluster];
+    lb_warn("request shed: no connection to its server came free in time",
+            "listener=%s cluster=%s server=%s", lcf_of(w, c)->name, cl->cf->name,
+            cl->servers[c->pick.server].cf->name);
+    http_local_reply(w, c, 503, false, "Retry-After: 1\r\n");
+}
+
+void http_conn_proven(struct io_worker *w, struct http_conn *b)
+{
+    if (!(b->h.flags & H_F_UNPROVEN))
+        return;
+    b->h.flags &= ~H_F_UNPROVEN;
+    srv_conns(w, b->pick.cluster, (uint32_t)b->pick.server)->unproven--;
+    http_cwait_wake(w, b->pick.cluster, (uint32_t)b->pick.server);
+}
+
+void http_cwait_wake(struct io_worker *w, uint32_t cluster, uint32_t server)
+{
+    struct http_srv_conns *q = srv_conns(w, cluster, server);
+    struct cl_cluster *cl = &w->rt->clusters[cluster];
+    while (q->wait_head != NONE && (q->idle != NONE || q->unproven < HTTP_CONNECT_WINDOW)) {
+        struct http_conn *c = slot_conn(w, q->wait_head);
+        http_cwait_unlink(w, c);
+        if (atomic_load_explicit(&cl->servers[server].flags, memory_order_relaxed)) {
+            /* Down, ejected or draining meanwhile: the request picks again, as if it had
+             * never chosen this server. */
+            cl_pick_release(&c->pick, cl);
+            if (c->pick.tried.n)
+                c->pick.tried.n--;
+            if (c->pick.attempts)
+                c->pick.attempts--;
+            http_backend_acquire(w, c);
+        } else {
+            http_backend_use(w, c, true);
+        }
+    }
 }
 
 /* ---- waiting for a file slot ---- */

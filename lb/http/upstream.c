@@ -84,46 +84,61 @@ void http_backend_acquire(struct io_worker *w, struct http_conn *c)
             }
             return;
         }
-        struct cl_server *srv = cl_pick_commit(&c->pick, cl, idx);
+        cl_pick_commit(&c->pick, cl, idx);
         c->h.t_pick_ms = w->now_ms;
         c->h.t_conn_ms = 0;
-
-        struct http_conn *b = http_pool_take(w, c->pick.cluster, (uint32_t)idx);
-        if (b) {
-            attach(w, c, b);
-            c->h.flags |= H_F_REUSED;
-            c->h.phase = HC_FORWARD;
-            c->h.t_conn_ms = w->now_ms;
-            b->h.t_start_ms = w->now_ms;
-            b->base.last_ms = w->now_ms;
-            http_backend_send(w, c, b);
-            return;
-        }
-        b = (struct http_conn *)io_conn_alloc(w, &http_upstream_ops);
-        if (!b) {
-            lb_warn("request shed: no free slot for a backend connection", "cluster=%s",
-                    cl->cf->name);
-            http_local_reply(w, c, 503, false, "Retry-After: 1\r\n");
-            return;
-        }
-        b->base.state = IO_CONN_CONNECTING;
-        b->pick.cluster = c->pick.cluster;
-        b->pick.server = idx;
-        b->h.peer = NONE;
-        b->h.pool_prev = b->h.pool_next = NONE;
-        b->h.phase = HS_BUSY;
-        b->h.t_start_ms = w->now_ms;
-        attach(w, c, b);
-        c->h.flags &= ~H_F_REUSED;
-        if (start_tls(w, b, (uint32_t)idx) < 0) {
-            detach(c, b);
-            io_conn_close(w, &b->base, "out of memory for TLS");
-            http_local_reply(w, c, 503, false, "Retry-After: 1\r\n");
-            return;
-        }
-        io_conn_connect(w, &b->base, &b->st, &b->cx, &srv->cf->addr, cl->cf->connect_timeout_ms);
+        http_backend_use(w, c, false);
         return;
     }
+}
+
+void http_backend_use(struct io_worker *w, struct http_conn *c, bool in_turn)
+{
+    struct cl_cluster *cl = &w->rt->clusters[c->pick.cluster];
+    uint32_t idx = (uint32_t)c->pick.server;
+    struct http_conn *b = http_pool_take(w, c->pick.cluster, idx);
+    if (b) {
+        attach(w, c, b);
+        c->h.flags |= H_F_REUSED;
+        c->h.phase = HC_FORWARD;
+        c->h.t_conn_ms = w->now_ms;
+        b->h.t_start_ms = w->now_ms;
+        b->base.last_ms = w->now_ms;
+        http_backend_send(w, c, b);
+        return;
+    }
+    struct http_srv_conns *q = &hw(w)->srv[c->pick.cluster][idx];
+    if (q->unproven >= HTTP_CONNECT_WINDOW || (!in_turn && q->wait_head != NONE)) {
+        http_cwait_push(w, c); /* behind those already waiting */
+        return;
+    }
+    b = (struct http_conn *)io_conn_alloc(w, &http_upstream_ops);
+    if (!b) {
+        lb_warn("request shed: no free slot for a backend connection", "cluster=%s",
+                cl->cf->name);
+        http_local_reply(w, c, 503, false, "Retry-After: 1\r\n");
+        return;
+    }
+    b->base.state = IO_CONN_CONNECTING;
+    b->pick.cluster = c->pick.cluster;
+    b->pick.server = (int32_t)idx;
+    b->h.peer = NONE;
+    b->h.pool_prev = b->h.pool_next = NONE;
+    b->h.phase = HS_BUSY;
+    b->h.t_start_ms = w->now_ms;
+    b->h.t_conn_ms = 0;
+    b->h.flags |= H_F_UNPROVEN;
+    q->unproven++;
+    attach(w, c, b);
+    c->h.flags &= ~H_F_REUSED;
+    if (start_tls(w, b, idx) < 0) {
+        detach(c, b);
+        io_conn_close(w, &b->base, "out of memory for TLS");
+        http_local_reply(w, c, 503, false, "Retry-After: 1\r\n");
+        return;
+    }
+    io_conn_connect(w, &b->base, &b->st, &b->cx, &cl->servers[idx].cf->addr,
+                    cl->cf->connect_timeout_ms);
 }
 
 /*
@@ -407,6 +422,7 @@ static void backend_on_connect(struct io_worker *w, struct http_conn *b, int res
     struct cl_server *srv = &w->rt->clusters[b->pick.cluster].servers[b->pick.server];
     if (res == 0) {
         b->base.state = IO_CONN_OPEN;
+        b->h.t_conn_ms = w->now_ms;
         atomic_store_explicit(&srv->consecutive_failures, 0, memory_order_relaxed);
         if (!c) {
             hc_passive_report(w->rt->hc, b->pick.cluster, (uint32_t)b->pick.server, false);
@@ -458,6 +474,8 @@ static void backend_on_recv(struct io_worker *w, struct http_conn *b, int res)
         }
         struct cl_server *srv = &w->rt->clusters[b->pick.cluster].servers[b->pick.server];
         atomic_fetch_add_explicit(&srv->bytes_in, (uint64_t)res, memory_order_relaxed);
+        if (b->h.flags & H_F_UNPROVEN)
+            http_conn_proven(w, b); /* the server serves it: room for another connect */
         maybe_pause(w, b, &b->st);
     } else if (res < 0) {
         if (c && !(c->h.flags & H_F_RESP_HDR)) {
@@ -540,6 +558,7 @@ static void upstream_on_close(struct io_worker *w, struct io_conn *base)
     struct http_conn *c = hc(base);
     if (c->h.phase == HS_IDLE)
         http_pool_unlink(w, c);
+    http_conn_proven(w, c); /* its place in the window is free */
     c->h.phase = HS_BUSY;
     struct http_conn *cl = peer_of(w, c);
     detach(NULL, c);

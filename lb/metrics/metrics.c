@@ -271,15 +271,8 @@ static void prom_requests(struct lb_runtime *rt, struct lb_jbuf *o)
 
 /* The per-server families with one plain value each, in the order they are written. */
 enum srv_field {
-    F_PICKS,
-    F_ACTIVE,
-    F_BYTES_IN,
-    F_BYTES_OUT,
-    F_CONNECT_ERRORS,
-    F_RETRIES,
-    F_UP,
-    F_WEIGHT,
-    F_CONFIG_WEIGHT,
+    F_PICKS, F_ACTIVE, F_BYTES_IN, F_BYTES_OUT, F_CONNECT_ERRORS, F_RETRIES, F_CONNECT_QUEUED,
+    F_UP, F_WEIGHT, F_CONFIG_WEIGHT,
 };
 
 static const struct {
@@ -296,6 +289,9 @@ static const struct {
      "Connections to the server that failed or timed out.", F_CONNECT_ERRORS},
     {"lb_server_retries_total", "counter",
      "Requests that failed on the server and were sent again.", F_RETRIES},
+    {"lb_server_connect_queued_total", "counter",
+     "HTTP requests that waited for a connection: new connects to the server were paced.",
+     F_CONNECT_QUEUED},
     {"lb_server_up", "gauge",
      "1 unless health checks took the server down or passive detection ejected it.", F_UP},
     {"lb_server_weight", "gauge", "Effective weight (operator weight, slow start).", F_WEIGHT},
@@ -317,6 +313,8 @@ static uint64_t srv_value(const struct cl_server *s, enum srv_field f)
         return LOAD(s->connect_failures);
     case F_RETRIES:
         return LOAD(s->retries);
+    case F_CONNECT_QUEUED:
+        return LOAD(s->connect_queued);
     case F_UP:
         return !(LOAD(s->flags) & (CL_SRV_F_DOWN | CL_SRV_F_EJECTED));
     case F_WEIGHT:

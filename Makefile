@@ -3,7 +3,7 @@
 #   make test            install missing packages, build everything, run every test
 #   make run             install missing packages, start the demo
 #   make fuzz            run each libFuzzer target for FUZZ_SECONDS (needs clang)
-#   make bench           side-by-side benchmarks into BENCHMARKS.md (~11 min; QUICK=1 ~2 min)
+#   make bench           side-by-side benchmarks into BENCHMARKS.md (~26 min; QUICK=1 ~3 min)
 #   make install         binaries, man pages, unit, logrotate, completion; PREFIX, DESTDIR
 #   make uninstall       removes them (the config only when it is still the example)
 #   make deb             the Debian package, into build/ (installs debhelper if missing)

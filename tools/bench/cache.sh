@@ -187,7 +187,7 @@ else
     start varnish $ON_SERVER "$VARNISHD" $VARNISH_ARGS
     if wait_port "$vport" "$LAST_PID" 30; then
         varnish_pid=$LAST_PID
-        varnish_kid=$(nginx_worker "$varnish_pid") || varnish_kid=""
+        varnish_kid=$(nginx_workers "$varnish_pid") || varnish_kid=""
         BENCH_PIDS="$BENCH_PIDS $varnish_kid"
     else
         varnish_why="varnishd did not start: $(tail -n 3 "$BT/varnish.log" | tr '\n' ' ')"

@@ -45,6 +45,7 @@ label() {
         lb_l2) echo "lb L2 (Redis)" ;; lb_plain) echo "lb, no cache" ;; varnish) echo "Varnish" ;;
         cache_hit1k) echo "hit 1 KiB -c64" ;; cache_hit16k) echo "hit 16 KiB -c64" ;;
         cache_hit1k_c1000) echo "hit 1 KiB -c1000" ;; cache_miss1k) echo "miss 1 KiB -c64" ;;
+        scale_c1000) echo "2 workers, -c1000" ;; scale_c10000) echo "2 workers, -c10000" ;;
         *) echo "$1" ;;
     esac
 }
@@ -112,15 +113,15 @@ chart() {
 
 has() { awk -v w="$1" '$1 == w { f = 1 } END { exit !f }' "$res"; }
 rps_groups="" cpu_groups=""
-for w in l7_c64 l7_c1000 l7_c64close static l4_get l4_set; do
+for w in l7_c64 l7_c1000 l7_c64close scale_c1000 scale_c10000 static l4_get l4_set; do
     has "$w" && rps_groups="$rps_groups $w:$w:rps"
 done
-for w in l7_c64 l7_c1000 l7_c64close static l4; do
+for w in l7_c64 l7_c1000 l7_c64close scale_c1000 scale_c10000 static l4; do
     has "$w" && cpu_groups="$cpu_groups $w:$w:cpu"
 done
 [ -z "$rps_groups" ] || chart reqs "Requests/s (median; whiskers: min to max)" "requests/s" lin "$rps_groups"
 [ -z "$cpu_groups" ] || chart cpu "Proxy or server CPU time per request (lower is better)" "µs per request" lin "$cpu_groups"
-for w in l7_c64 l7_c1000 l7_c64close static; do
+for w in l7_c64 l7_c1000 l7_c64close scale_c1000 scale_c10000 static; do
     has "$w" || continue
     chart "latency_$w" "Latency, $(label "$w") (log scale)" "µs" log \
         "p50:$w:p50 p99:$w:p99 p999:$w:p999"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Rewrites the headline block of README.md (the lines between `<!-- bench:begin -->` and
-# `<!-- bench:end -->`) with seven ratios from a benchmark run's recorded figures (lib.sh's
+# `<!-- bench:end -->`) with the headline figures from a benchmark run's recorded figures (lib.sh's
 # record: "WORKLOAD TARGET METRIC MEDIAN MIN MAX" a line). run.sh calls it after a full run;
 # a QUICK run leaves README.md alone, since its numbers are too noisy to show.
 #
@@ -33,6 +33,9 @@ trap 'rm -f "$block" "$new"' EXIT
     echo
     echo "- L7 keep-alive, wrk -c64: CPU per request $(rat l7_c64 cpu haproxy) of HAProxy's" \
         "(target at most 0.60), p99 $(rat l7_c64 p99 haproxy) of HAProxy's."
+    echo "- Two workers each, wrk -t2 -c10000: p99 $(rat scale_c10000 p99 haproxy) of HAProxy's" \
+        "(target at most 1.00), CPU per request $(rat scale_c10000 cpu haproxy) of HAProxy's," \
+        "$(num "$(med scale_c10000 lb errors)" 0) errors (HAProxy $(num "$(med scale_c10000 haproxy errors)" 0))."
     echo "- L4 redis-benchmark GET: $(rat l4_get rps haproxy) x HAProxy mode tcp's requests/s" \
         "(target at least 1.20)."
     echo "- L4 1 GiB over one connection: $(num "$(med l4_stream lb gbps)" 2) GB/s," \

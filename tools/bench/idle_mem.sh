@@ -56,7 +56,7 @@ EOF2
 start_nginx origin
 origin_pid=$LAST_PID
 wait_port "$oport" "$origin_pid" 10 || die "nginx origin did not start: $(tail -n 5 "$BT/origin.log")"
-BENCH_PIDS="$BENCH_PIDS $(nginx_worker "$origin_pid")"
+BENCH_PIDS="$BENCH_PIDS $(nginx_workers "$origin_pid")"
 
 # --- the proxies' configs: keep-alive on both sides, idle timeouts far beyond a run
 cat >"$BT/haproxy.cfg" <<EOF2
@@ -143,7 +143,7 @@ up() {
             start_nginx proxy
             wait_port "$nport" "$LAST_PID" 10 ||
                 die "nginx proxy did not start: $(tail -n 5 "$BT/proxy.log")"
-            PROXY_PID=$(nginx_worker "$LAST_PID") || die "nginx proxy has no worker"
+            PROXY_PID=$(nginx_workers "$LAST_PID") || die "nginx proxy has no worker"
             # The worker is not our child, but we started it: stop it too.
             BENCH_PIDS="$BENCH_PIDS $PROXY_PID"
             UP_PIDS="$LAST_PID $PROXY_PID" ;;

@@ -26,7 +26,11 @@
 #
 # Environment: ROUNDS (3; QUICK=1: 1), DURATION seconds per run (10; QUICK=1: 3),
 # CLIENTS connections (unset: keep-alive with 64 and 1000, then 64 with Connection: close; set:
-# that count keep-alive, then with Connection: close), LB (path to lb).
+# those counts keep-alive, then the first with Connection: close), LB (path to lb).
+# scale.sh runs this script again with more workers and connections, through: WORKERS (1):
+# lb's workers, HAProxy's nbthread, nginx's worker_processes (proxy and origin) and wrk's
+# threads; CLOSE (1; 0 leaves out the Connection: close variant); TARGETS ("direct lb haproxy
+# nginx"); KEY (l7): the prefix of the recorded figures; TITLE: the section's heading.
 # Output: markdown on stdout, progress on stderr.
 . "$(dirname "$0")/lib.sh"
 need wrk nginx haproxy pgrep python3 awk
@@ -37,14 +41,19 @@ else
     ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}
 fi
 # A variant is a connection count, with "close" after it for the Connection: close runs.
-VARIANTS="${CLIENTS:-64 1000} ${CLIENTS:-64}close"
+WORKERS=${WORKERS:-1}
+NGINX_WORKERS=$WORKERS
+KEY=${KEY:-l7}
+VARIANTS=${CLIENTS:-64 1000}
+set -- $VARIANTS
+[ "${CLOSE:-1}" = 0 ] || VARIANTS="$VARIANTS ${1}close"
 for v in $VARIANTS; do
     c=${v%close}
     [ $((c + 256)) -le "$NOFILE" ] ||
         die "$c connections need ulimit -n above $((c + 256)); the hard limit is $NOFILE"
 done
 WARMUP=1
-WRK="wrk -t1 -cCLIENTS -d${DURATION}s --latency -s p999.lua"
+WRK="wrk -t$WORKERS -cCLIENTS -d${DURATION}s --latency -s p999.lua"
 
 set -- $(free_ports 5)
 oport=$1 lport=$2 hport=$3 nport=$4 mport=$5
@@ -75,8 +84,8 @@ print(urllib.request.urlopen("http://127.0.0.1:%s/" % sys.argv[1], timeout=5).re
 # --- haproxy: mode http, one thread, keep-alive to clients and reused server connections
 cat >"$BT/haproxy.cfg" <<EOF
 global
-    nbthread 1
-    maxconn 4096
+    nbthread $WORKERS
+    maxconn $(((NOFILE - 256) / 2))
 
 defaults
     mode http
@@ -125,7 +134,7 @@ track_nginx "$nport" "nginx proxy" proxy
 # --- lb: the same shape, config format per DESIGN.md
 cat >"$BT/lb.yaml" <<EOF
 global:
-  workers: 1
+  workers: $WORKERS
   admin: { socket: $BT/lb.sock }
   metrics: { listen: 127.0.0.1:$mport }   # read before and after each run, never during
   log: { level: warn, access: off }
@@ -159,7 +168,7 @@ proxy_ticks() {
     case $1 in
         lb) cpu_ticks "$lb_pid" ;;
         haproxy) cpu_ticks "$haproxy_pid" ;;
-        nginx) echo $(( $(cpu_ticks "$nginx_pid") + $(cpu_ticks "$nginx_wpid") )) ;;
+        nginx) ticks_of $nginx_pid $nginx_wpid ;;
     esac
 }
 
@@ -177,7 +186,7 @@ run_once() {
         [ "$target" = lb ] && ring0=$(lb_ring "$mport")
         syscalls_begin "$d" $(proxy_pids "$target")
     fi
-    if ! timeout $((d + 30)) wrk -t1 -c"${conns%close}" -d"${d}s" --latency -s "$WRK_LUA" "$@" \
+    if ! timeout $((d + 30)) wrk -t"$WORKERS" -c"${conns%close}" -d"${d}s" --latency -s "$WRK_LUA" "$@" \
         "http://127.0.0.1:$port/" >"$BT/run.out" 2>"$BT/run.err"; then
         die "wrk -c$conns against $target failed: $(tail -n 3 "$BT/run.out" "$BT/run.err")"
     fi
@@ -216,9 +225,10 @@ port_of() {
     case $1 in direct) echo "$oport" ;; lb) echo "$lport" ;; haproxy) echo "$hport" ;;
         nginx) echo "$nport" ;; esac
 }
+runs_target() { case " $TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
 runs() { [ "$1" != lb ] || [ -n "$lb_pid" ]; }
 
-TARGETS="direct lb haproxy nginx"
+TARGETS=${TARGETS:-direct lb haproxy nginx}
 : >"$BT/results"
 : >"$BT/kernel"
 for conns in $VARIANTS; do
@@ -252,8 +262,9 @@ errors_of() { awk -v c="$1" -v t="$2" '$1 == c && $2 == t { e += $9 } END { prin
     "$BT/results"; }
 row() { # CONNS TARGET LABEL
     e=$(errors_of "$1" "$2")
+    record "${KEY}_c$1" "$2" errors "$e" "$e" "$e"
     for fm in 4:rps 5:p50 6:p99 7:p999 8:cpu; do
-        record "l7_c$1" "$2" "${fm#*:}" $(col "$1" "$2" "${fm%:*}")
+        record "${KEY}_c$1" "$2" "${fm#*:}" $(col "$1" "$2" "${fm%:*}")
     done
     set -- "$3" $(col "$1" "$2" 4) $(col "$1" "$2" 5) $(col "$1" "$2" 6) $(col "$1" "$2" 7) \
         $(col "$1" "$2" 8)
@@ -273,7 +284,7 @@ kernel_row() {
     done
     echo
     for fm in 4:syscalls 5:sqes 6:cqes 7:enters; do
-        record "l7_c$1" "$2" "${fm#*:}_per_req" $(awk -v c="$1" -v t="$2" -v f="${fm%:*}" \
+        record "${KEY}_c$1" "$2" "${fm#*:}_per_req" $(awk -v c="$1" -v t="$2" -v f="${fm%:*}" \
             '$1 == c && $2 == t && $f != "-" { print $f }' "$BT/kernel" | stats)
     done
 }
@@ -288,18 +299,23 @@ ratio_row() { # CONNS LABEL PEER: lb / PEER for req/s, p99, p99.9 and CPU (media
 KA_VARIANTS=$(echo $VARIANTS | tr ' ' '\n' | grep -v close | tr '\n' ' ' | sed 's/ $//')
 CLOSE_VARIANTS=$(echo $VARIANTS | tr ' ' '\n' | grep close | sed 's/close$//' | tr '\n' ' ' |
     sed 's/ $//')
-echo "### L7: wrk through an HTTP/1.1 keep-alive proxy"
+echo "### ${TITLE:-L7: wrk through an HTTP/1.1 keep-alive proxy}"
 echo
-echo "One nginx origin answering \`200\` with a ${#BODY}-byte body;" \
-    "\`$WRK http://127.0.0.1:PORT/\` with CLIENTS = $(echo $KA_VARIANTS | sed 's/ / and /g')," \
-    "then with CLIENTS = $CLOSE_VARIANTS and \`-H 'Connection: close'\`, so that every request" \
-    "comes on a new client connection (the proxy answers and closes; wrk connects again);" \
+if [ -n "$CLOSE_VARIANTS" ]; then
+    close_text="then with CLIENTS = $CLOSE_VARIANTS and \`-H 'Connection: close'\`, so that every
+request comes on a new client connection (the proxy answers and closes; wrk connects again);"
+else
+    close_text=""
+fi
+echo "One nginx origin (worker_processes $WORKERS) answering \`200\` with a ${#BODY}-byte body;" \
+    "\`$WRK http://127.0.0.1:PORT/\` with CLIENTS = $(echo $KA_VARIANTS | sed 's/ / and /g');" \
+    $close_text \
     "$ROUNDS rounds, targets taking turns within each round" \
     "and the order rotating by one every round, after a ${WARMUP}s warm-up of each." \
     "Requests/s and p50/p99 as wrk reports them; p99.9 from wrk's latency histogram," \
     "printed by the done() hook of p999.lua (below). Proxy CPU is the proxy's" \
     "utime+stime during a run divided by the requests wrk completed (clock ticks of" \
-    "1/${CLK_TCK}s); for nginx it is master + worker. Keep-alive to the origin everywhere, and to" \
+    "1/${CLK_TCK}s); for nginx it is master + workers. Keep-alive to the origin everywhere, and to" \
     "wrk but in the Connection: close runs;" \
     "lb adds X-Forwarded-For, X-Forwarded-Proto and Via, so HAProxy (\`option forwardfor\`)" \
     "and nginx (\`proxy_set_header X-Forwarded-For\`) add X-Forwarded-For too." \
@@ -307,21 +323,21 @@ echo "One nginx origin answering \`200\` with a ${#BODY}-byte body;" \
 for conns in $VARIANTS; do
     echo
     if [ "${conns%close}" = "$conns" ]; then
-        echo "#### $conns keep-alive connections (wrk -t1 -c$conns)"
+        echo "#### $conns keep-alive connections (wrk -t$WORKERS -c$conns)"
     else
         echo "#### ${conns%close} connections, a new one per request" \
-            "(wrk -t1 -c${conns%close} -H 'Connection: close')"
+            "(wrk -t$WORKERS -c${conns%close} -H 'Connection: close')"
     fi
     echo
     printf '| target | req/s median | min | max | p50 µs median | min | max |'
     printf ' p99 µs median | min | max | p99.9 µs median | min | max |'
     printf ' proxy CPU µs/req median | min | max | errors |\n'
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    row "$conns" direct "direct to nginx"
-    row "$conns" haproxy "HAProxy $(haproxy -v | head -n 1 | awk '{print $3}'), mode http, nbthread 1"
-    row "$conns" nginx "nginx $(nginx -v 2>&1 | sed 's|.*nginx/||'), proxy_pass, worker_processes 1"
+    runs_target direct && row "$conns" direct "direct to nginx"
+    row "$conns" haproxy "HAProxy $(haproxy -v | head -n 1 | awk '{print $3}'), mode http, nbthread $WORKERS"
+    row "$conns" nginx "nginx $(nginx -v 2>&1 | sed 's|.*nginx/||'), proxy_pass, worker_processes $WORKERS"
     if [ -n "$lb_pid" ]; then
-        row "$conns" lb "lb, workers: 1"
+        row "$conns" lb "lb, workers: $WORKERS"
         ratio_row "$conns" "lb / HAProxy" haproxy
         ratio_row "$conns" "lb / nginx" nginx
         echo
@@ -349,7 +365,7 @@ for conns in $VARIANTS; do
         echo "Target (DESIGN.md): lb / HAProxy CPU per request at most 0.60, p99 at most 1.00." \
             "This run: CPU $cpu_r, p99 $p99_r: $verdict."
     else
-        echo "| lb, workers: 1 | not run: $lb_why | | | | | | | | | | | | | | | |"
+        echo "| lb, workers: $WORKERS | not run: $lb_why | | | | | | | | | | | | | | | |"
     fi
 done
 echo

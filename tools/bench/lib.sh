@@ -152,12 +152,13 @@ record() {
     echo "$1 $2 $3 $4 $5 $6" >>"$BENCH_DATA/results"
 }
 
-# nginx_conf DIR: the parts every nginx instance shares (one worker, everything under DIR,
-# keep-alive for 100,000 requests, no access log); the caller closes the http block.
+# nginx_conf DIR: the parts every nginx instance shares (NGINX_WORKERS workers, default one;
+# everything under DIR, keep-alive for 100,000 requests, no access log); the caller closes the
+# http block.
 nginx_conf() {
     cat <<EOF2
 user root;
-worker_processes 1;
+worker_processes ${NGINX_WORKERS:-1};
 worker_rlimit_nofile $NOFILE;
 daemon off;
 pid $1/nginx.pid;
@@ -193,21 +194,24 @@ start_nginx() {
 }
 
 # track_nginx PORT WHAT LOGNAME: after a start of an nginx master (LAST_PID), waits for PORT and its
-# worker; sets nginx_pid and nginx_wpid. The worker is not our child, but we started it: the
-# cleanup trap stops it too, should the master be gone first.
+# NGINX_WORKERS workers (default one); sets nginx_pid, and nginx_wpid to the workers' PIDs
+# (space-separated). The workers are not our children, but we started them: the cleanup trap
+# stops them too, should the master be gone first.
 track_nginx() {
     nginx_pid=$LAST_PID
     wait_port "$1" "$nginx_pid" 10 || die "$2 did not start: $(tail -n 5 "$BT/$3.log")"
-    nginx_wpid=$(nginx_worker "$nginx_pid") || die "$2 has no worker"
+    nginx_wpid=$(nginx_workers "$nginx_pid" "${NGINX_WORKERS:-1}") || die "$2 has no worker"
     BENCH_PIDS="$BENCH_PIDS $nginx_wpid"
 }
 
-# nginx_worker MASTER: prints the PID of its one worker, once it has forked it.
-nginx_worker() {
+# nginx_workers MASTER [N]: prints the PIDs of its N workers (default one), once it has
+# forked them all.
+nginx_workers() {
+    set -- "$1" "${2:-1}"
     i=0
     while [ $i -lt 50 ]; do
-        w=$(pgrep -P "$1" | head -n 1) || true
-        if [ -n "$w" ]; then
+        w=$(pgrep -P "$1" | head -n "$2" | tr '\n' ' ' | sed 's/ $//') || true
+        if [ -n "$w" ] && [ "$(echo "$w" | wc -w)" -ge "$2" ]; then
             echo "$w"
             return 0
         fi
@@ -215,6 +219,13 @@ nginx_worker() {
         i=$((i + 1))
     done
     return 1
+}
+
+# ticks_of PID...: the CPU ticks so far of all the PIDs together.
+ticks_of() {
+    t=0
+    for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done
+    echo "$t"
 }
 
 # start_lb PORT [NAME]: build/lb -c $BT/NAME.yaml (NAME: lb), waiting for PORT. Sets lb_pid,

@@ -94,7 +94,7 @@ EOF
 start_nginx origin
 origin_pid=$LAST_PID
 wait_port "$oport" "$origin_pid" 10 || die "nginx origin did not start: $(tail -n 5 "$BT/origin.log")"
-BENCH_PIDS="$BENCH_PIDS $(nginx_worker "$origin_pid")"
+BENCH_PIDS="$BENCH_PIDS $(nginx_workers "$origin_pid")"
 
 mkdir -p "$BT/snap"
 python3 -c 'import sys; open(sys.argv[1], "w").write("{\"pad\":\"" + "x" * 2448 + "\"}\n")' \

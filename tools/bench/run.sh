@@ -9,12 +9,12 @@
 #
 # Usage: tools/bench/run.sh [NAME...]   NAME: a script in tools/bench/ without .sh
 #        (default: every one present: cache, floor, idle_mem, l4_redis, l4_stream, l7_http,
-#        redis_proxy, static, tls, then profile; not soak, nor ramp: the sustainable-rate ramp
-#        takes 1-3 minutes more, beyond the 23 the defaults keep to, so it runs as
-#        `run.sh ramp`)
-# Time on 2 shared cores: a full run takes about 22.5 minutes (l7_http 6.5, tls 4, redis_proxy
-# 3, cache 3 (2.5 without the L2 rows), floor 1.5, l4_redis 1.5, idle_mem 1.5, static 1,
-# l4_stream 0.5, profile 0.5); keep the defaults within 23.
+#        redis_proxy, scale, static, tls, then profile; not soak, nor ramp: the
+#        sustainable-rate ramp takes 1-3 minutes more, beyond the 26 the defaults keep to, so
+#        it runs as `run.sh ramp`)
+# Time on 2 shared cores: a full run takes about 25.5 minutes (l7_http 6.5, tls 4, redis_proxy
+# 3, cache 3 (2.5 without the L2 rows), scale 3, floor 1.5, l4_redis 1.5, idle_mem 1.5,
+# static 1, l4_stream 0.5, profile 0.5); keep the defaults within 26.
 # QUICK=1 takes about 2 minutes with the same tables (one or two rounds, 3 s runs); the
 # report's Load section says how long the run took.
 # Environment passed through to the scripts: QUICK=1 (short runs), ROUNDS, N, CLIENTS,

@@ -321,8 +321,11 @@ if [ -n "$lb_ran" ]; then
         "held), full connection objects (client and backend, kept in the pool for the next" \
         "burst) and 16 header buffers kept warm (the pages of the others go back to the" \
         "kernel once unused for a second)." \
-        "Errors are connections refused past max_connections and, with every client slot" \
-        "in use, requests shed with 503 because backend connections share the same table."
+        "When all connections ask at once, every request needs a backend connection: lb" \
+        "opens at most 64 unproven ones per worker at a time and queues the rest for one to" \
+        "come free (docs/config.md, connection pacing), so that the origin's listen queue" \
+        "never overflows; a SYN dropped there would wait a second for its retransmit, as" \
+        "long as the default connect timeout."
     if [ -s "$BT/nginx-why" ]; then
         echo
         echo "nginx's error log during its runs (count, cause):" \

@@ -36,26 +36,14 @@ bg lb "$LB" -c "$T/lb.yaml"
 LBPID=$LAST_PID
 wait_port "$A"; wait_port "$L"; wait_port "$MP"
 
-# idle_client.py sets its connections up at most 256 at a time (the first request of each),
-# holds them, and on the second SIGUSR1 sends a request on every one at the same moment.
-ST="$T/idle.status"
-bg idle python3 "$ROOT/tools/bench/idle_client.py" "$L" "$N" "$ST"
-IDLE=$LAST_PID
-phase() { [ -f "$ST" ] && grep -q "^$1 " "$ST"; }
-wait_for 120 "half of the clients set up" phase half
-kill -USR1 "$IDLE"
-wait_for 120 "all clients set up" phase idle
-read -r _ held errors _ <"$ST"
-[ "$held" = "$N" ] && [ "$errors" = 0 ] || fail "set-up: $(cat "$ST")"
+idle_clients "$L" "$N"
 # The set-up left lb at most a few hundred pooled backend connections: the burst needs
 # thousands more at once.
 before=$(metric_sum "$MP" lb_server_connect_queued_total)
-kill -USR1 "$IDLE"
-wait_for 120 "the burst's answers" phase active
-cat "$ST"
-read -r _ ok setup_err idle_err burst_err p50 p99 _ <"$ST"
+idle_burst
+read -r _ ok setup_err idle_err burst_err p50 p99 _ <"$IDLE_ST"
 [ "$ok" = "$N" ] && [ "$setup_err" = 0 ] && [ "$idle_err" = 0 ] && [ "$burst_err" = 0 ] ||
-    fail "the burst: $(cat "$ST") (lb's warnings: $(grep -c level=warn "$T/lb.log"))"
+    fail "the burst: $(cat "$IDLE_ST") (lb's warnings: $(grep -c level=warn "$T/lb.log"))"
 queued=$(($(metric_sum "$MP" lb_server_connect_queued_total) - before))
 errs=$(metric_sum "$MP" lb_server_connect_errors_total)
 echo "burst: $ok answers, p50 ${p50}us p99 ${p99}us; requests queued for a connection: $queued;" \

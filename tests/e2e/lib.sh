@@ -123,6 +123,29 @@ $1
 EOC
 }
 
+# idle_clients PORT N: tools/bench/idle_client.py opens N keep-alive connections to PORT (at
+# most 256 being set up at a time, one request each) and holds them; returns once all are
+# held, failing the test unless all N are, without an error. IDLE is its PID, IDLE_ST its
+# status file. idle_burst then has every held connection send a request at the same moment
+# and waits for the answers: IDLE_ST holds "active OK SETUP_ERR IDLE_ERR BURST_ERR P50 P99 ...".
+idle_clients() {
+    IDLE_ST="$T/idle.status"
+    bg idle python3 "$ROOT/tools/bench/idle_client.py" "$1" "$2" "$IDLE_ST"
+    IDLE=$LAST_PID
+    wait_for 120 "half of the idle connections set up" idle_phase half
+    kill -USR1 "$IDLE"
+    wait_for 120 "all idle connections set up" idle_phase idle
+    read -r _ held errors _ <"$IDLE_ST"
+    echo "idle: held=$held errors=$errors"
+    [ "$held" = "$2" ] && [ "$errors" = 0 ] || fail "idle set-up: $(cat "$IDLE_ST")"
+}
+idle_phase() { [ -f "$IDLE_ST" ] && grep -q "^$1 " "$IDLE_ST"; }
+idle_burst() {
+    kill -USR1 "$IDLE"
+    wait_for 120 "the idle connections' requests sent at once" idle_phase active
+    cat "$IDLE_ST"
+}
+
 # Skips when the kernel or sandbox refuses io_uring.
 need_uring() {
     if [ -r /proc/sys/kernel/io_uring_disabled ] && [ "$(cat /proc/sys/kernel/io_uring_disabled)" = 2 ]; then

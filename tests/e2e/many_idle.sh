@@ -26,16 +26,7 @@ bg lb "$LB" -c "$T/lb.yaml"
 LBPID=$LAST_PID
 wait_port "$A"; wait_port "$L"; wait_port "$MP"
 
-ST="$T/idle.status"
-bg idle python3 "$ROOT/tools/bench/idle_client.py" "$L" "$N" "$ST"
-IDLE=$LAST_PID
-phase() { [ -f "$ST" ] && grep -q "^$1 " "$ST"; }
-wait_for 120 "half of the idle connections set up" phase half
-kill -USR1 "$IDLE"
-wait_for 120 "all idle connections set up" phase idle
-read -r _ held errors _ <"$ST"
-echo "idle: held=$held errors=$errors"
-[ "$held" = "$N" ] && [ "$errors" = 0 ] || fail "idle set-up: $(cat "$ST")"
+idle_clients "$L" "$N"
 active=$(curl -s "http://127.0.0.1:$MP/metrics" |
     awk '/^lb_listener_connections_active\{listener="web"/ { print $2 }')
 echo "lb_listener_connections_active=$active, slots in use $(metric_sum "$MP" lb_connections_active) (clients and backend connections)"
@@ -47,11 +38,9 @@ grep -q "Socket errors\|Non-2xx" "$T/wrk.out" && fail "wrk saw errors beside the
 reqs=$(awk '/requests in/ { print $1 }' "$T/wrk.out")
 [ "${reqs:-0}" -gt 0 ] || fail "wrk made no request"
 
-kill -USR1 "$IDLE"
-wait_for 120 "the idle connections' second requests" phase active
-cat "$ST"
-read -r _ ok setup_err idle_err active_err _ <"$ST"
+idle_burst
+read -r _ ok setup_err idle_err active_err _ <"$IDLE_ST"
 [ "$ok" = "$N" ] && [ "$setup_err" = 0 ] && [ "$idle_err" = 0 ] && [ "$active_err" = 0 ] ||
-    fail "after wrk: $(cat "$ST")"
+    fail "after wrk: $(cat "$IDLE_ST")"
 kill -0 "$LBPID" || fail "lb died"
 echo "PASS"

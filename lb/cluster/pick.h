@@ -46,4 +46,15 @@ static inline void cl_pick_release(struct cl_pick *p, struct cl_cluster *cl)
     }
 }
 
+/* Takes back @p's commit as if it had never chosen its server: the active count, the try
+ * and the attempt (the request will pick again). */
+static inline void cl_pick_undo(struct cl_pick *p, struct cl_cluster *cl)
+{
+    cl_pick_release(p, cl);
+    if (p->tried.n)
+        p->tried.n--;
+    if (p->attempts)
+        p->attempts--;
+}
+
 #endif

@@ -204,11 +204,7 @@ void http_cwait_wake(struct io_worker *w, uint32_t cluster, uint32_t server)
         if (atomic_load_explicit(&cl->servers[server].flags, memory_order_relaxed)) {
             /* Down, ejected or draining meanwhile: the request picks again, as if it had
              * never chosen this server. */
-            cl_pick_release(&c->pick, cl);
-            if (c->pick.tried.n)
-                c->pick.tried.n--;
-            if (c->pick.attempts)
-                c->pick.attempts--;
+            cl_pick_undo(&c->pick, cl);
             http_backend_acquire(w, c);
         } else {
             http_backend_use(w, c, true);

@@ -448,14 +448,7 @@ static void backend_on_connect(struct io_worker *w, struct http_conn *b, int res
         atomic_fetch_sub_explicit(&srv->consecutive_failures, 1, memory_order_relaxed);
         detach(c, b);
         io_conn_close(w, &b->base, "no file slot");
-        if (c->pick.counted) {
-            cl_server_release(srv);
-            c->pick.counted = 0;
-        }
-        if (c->pick.tried.n)
-            c->pick.tried.n--;
-        if (c->pick.attempts)
-            c->pick.attempts--;
+        cl_pick_undo(&c->pick, &w->rt->clusters[c->pick.cluster]);
         http_fdwait_push(w, c);
         return;
     }
